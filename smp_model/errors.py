@@ -1,0 +1,58 @@
+"""Typed exceptions of the engine.
+
+Every error that a user can cause with their input carries the file (or exposure) it is
+about, so that the CLI can print one line and the GUI one dialog naming it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SMPError(Exception):
+    """Base class of every error the engine raises on purpose.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong, in words a user understands.
+    source : str or Path, optional
+        The file, folder or exposure the problem is about.
+    """
+
+    def __init__(self, message: str, source: str | Path | None = None):
+        self.message = message
+        self.source = None if source is None else str(source)
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        """``"<source>: <message>"`` (or just the message), without newlines."""
+        text = self.message if self.source is None else f"{self.source}: {self.message}"
+        return " ".join(text.split())
+
+
+class ManifestError(SMPError):
+    """A detection manifest or folder description is missing, malformed or inconsistent."""
+
+
+class StampError(SMPError):
+    """A stamp file is missing, not FITS, lacks an HDU, or holds unusable values."""
+
+
+class ZeropointError(SMPError):
+    """A zeropoint table is unreadable or lacks an exposure."""
+
+
+class PSFError(SMPError):
+    """A PSF file is missing, corrupt, or cannot be evaluated at the target."""
+
+
+class MissingDependencyError(SMPError):
+    """An optional package (pixmappy, destnosim) is needed for this input but not installed."""
+
+
+class FitError(SMPError):
+    """The linear system is singular or too ill-conditioned to give trustworthy errors."""
+
+
+class ResourceLimitError(SMPError):
+    """A requested fit would need more memory than allowed; refused before allocating."""

@@ -1,0 +1,126 @@
+"""Loading the exposures of a detection: calibrated stamps, PSFs and the target's CCD
+position in each exposure."""
+from __future__ import annotations
+
+import logging
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ManifestError, SMPError, StampError
+from .manifest import DetectionManifest, ExposureEntry
+from .psf import PSFModel, load_psf
+from .stamps import Stamp, read_stamp
+from .wcs import local_pixel_scale, pixel_to_sky, sky_to_pixel
+
+log = logging.getLogger(__name__)
+
+
+class DroppedExposureWarning(UserWarning):
+    """An exposure carries no usable pixel and was left out of the fit."""
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedExposure:
+    """One exposure ready for fitting.
+
+    ``image`` and ``weight`` are on the common zeropoint 30 (counts and inverse variance);
+    ``weight`` is 0 on unusable pixels.  ``target_xy`` is the 1-indexed CCD position of the
+    detection's (ra, dec) in this exposure.
+    """
+
+    entry: ExposureEntry
+    stamp: Stamp
+    psf: PSFModel
+    image: np.ndarray
+    weight: np.ndarray
+    target_xy: tuple[float, float]
+    color_gi: float
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.image.shape
+
+    @property
+    def origin(self) -> tuple[int, int]:
+        return self.entry.stamp_origin
+
+    @property
+    def usable(self) -> np.ndarray:
+        return self.weight > 0
+
+    @property
+    def usable_fraction(self) -> float:
+        return float(self.usable.mean())
+
+    @property
+    def pixel_scale(self) -> float:
+        """arcsec per pixel at the target (from the WCS)."""
+        return local_pixel_scale(self.psf.wcs, *self.target_xy)
+
+    def sky_to_pixel(self, ra, dec):
+        return sky_to_pixel(self.psf.wcs, ra, dec, color=self.color_gi, guess=self.target_xy)
+
+    def pixel_to_sky(self, x, y):
+        return pixel_to_sky(self.psf.wcs, x, y)
+
+    def stamp_to_ccd(self, i, j):
+        """CCD (x, y) of stamp array indices (column i, row j)."""
+        return self.origin[0] + np.asarray(i), self.origin[1] + np.asarray(j)
+
+
+def load_exposure(entry: ExposureEntry, manifest: DetectionManifest) -> LoadedExposure:
+    stamp = read_stamp(entry.stamp)
+    psf = load_psf(entry.psf)
+    try:
+        x, y = manifest_target_xy(psf, manifest)
+    except Exception as exc:   # WCS code from a file can fail in any way
+        raise SMPError(f"cannot place (ra, dec) on {entry.label} with the PSF file's WCS "
+                       f"({exc})", entry.psf) from None
+    image, weight = stamp.calibrated(entry.zeropoint)
+    n_nan = int((~np.isfinite(stamp.sci) & (stamp.msk == 0) & (stamp.wgt > 0)).sum())
+    if n_nan:
+        warnings.warn(f"{entry.stamp}: {n_nan} unmasked non-finite SCI pixel(s) treated as "
+                      "masked", stacklevel=2)
+    return LoadedExposure(entry=entry, stamp=stamp, psf=psf, image=image, weight=weight,
+                          target_xy=(float(x), float(y)), color_gi=manifest.color_gi)
+
+
+def manifest_target_xy(psf: PSFModel, manifest: DetectionManifest) -> tuple[float, float]:
+    x, y = sky_to_pixel(psf.wcs, manifest.ra, manifest.dec, color=manifest.color_gi)
+    return float(x), float(y)
+
+
+def load_exposures(manifest: DetectionManifest, max_workers: int = 2
+                   ) -> tuple[list[LoadedExposure], list[str]]:
+    """Load every exposure of ``manifest``.
+
+    Returns the usable exposures (the detection exposure among them) and one message per
+    dropped exposure.  Exposures without a single usable pixel are dropped (they would
+    make the normal matrix singular) with a `DroppedExposureWarning`; if that is the
+    detection exposure, `StampError` is raised.  All stamps must have one shape.
+    """
+    # Piff reads are dominated by numpy/FITS work that releases the GIL.
+    with ThreadPoolExecutor(max_workers=max_workers) as pool:
+        loaded = list(pool.map(lambda e: load_exposure(e, manifest), manifest.exposures))
+    shapes = {ex.shape for ex in loaded}
+    if len(shapes) > 1:
+        detail = ", ".join(f"{ex.entry.expnum}: {ex.shape}" for ex in loaded)
+        raise ManifestError(f"stamps of one detection must share a shape ({detail})",
+                            manifest.path)
+    kept, dropped = [], []
+    for ex in loaded:
+        is_detection = ex.entry is manifest.detection_exposure
+        if ex.usable.any():
+            kept.append(ex)
+            continue
+        if is_detection:
+            raise StampError(f"detection {ex.entry.label} has no usable pixel "
+                             "(all masked or zero weight)", ex.entry.stamp)
+        message = (f"{ex.entry.label} dropped: no usable pixel (all masked or zero weight) "
+                   f"in {ex.entry.stamp.name}")
+        warnings.warn(message, DroppedExposureWarning, stacklevel=2)
+        dropped.append(message)
+    return kept, dropped

@@ -1,0 +1,411 @@
+"""Fitting a detection: single or binary target at fixed or optimised positions.
+
+`DetectionPhotometry` loads a detection once and builds its `SceneModel`; every fit after
+that (new offsets, binary instead of single, a position search) only re-solves the target
+part.  Results are immutable `SingleFit` / `BinaryFit` objects.
+
+Offsets are pixels in the detection exposure relative to the WCS position of the
+detection's (ra, dec), in the frame of the chosen convention (`smp_model.conventions`).
+Binary offsets are given in the order of the published code: ``(dx1, dx2, dy1, dy2)``.
+Fluxes are on the common zeropoint 30.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from astropy.coordinates import SkyCoord
+import astropy.units as u
+from scipy.optimize import minimize
+
+from .errors import FitError
+from .exposures import load_exposures
+from .manifest import DetectionManifest
+from .scene import FitSettings, LinearSolution, Progress, SceneModel
+from .stamps import COMMON_ZEROPOINT
+
+# Published Powell tolerances: single-source search xtol 0.01 px, binary 0.001 px.
+SINGLE_XTOL = 0.01
+BINARY_XTOL = 0.001
+# Finite-difference step (px) for the chi2 curvature that gives position errors.
+CURVATURE_STEP = 0.02
+
+
+def magnitude(flux: float) -> float:
+    """AB-like magnitude on the common zeropoint; NaN when the flux is not positive."""
+    return COMMON_ZEROPOINT - 2.5 * math.log10(flux) if flux > 0 else math.nan
+
+
+def magnitude_error(flux: float, flux_err: float) -> float:
+    return 2.5 / math.log(10) * flux_err / flux if flux > 0 else math.nan
+
+
+@dataclass(frozen=True)
+class SourceEstimate:
+    """One fitted point source of the target.
+
+    flux, flux_err : counts on zeropoint 30.
+    dx, dy : offset (px) from the target's WCS position, convention frame.
+    x, y : 1-indexed CCD position of the source in the detection exposure (data frame).
+    ra, dec : degrees, from the detection exposure's WCS.
+    dx_err, dy_err : 1-sigma position errors from the chi2 curvature (NaN if the position
+        was not fitted).
+    """
+
+    flux: float
+    flux_err: float
+    dx: float
+    dy: float
+    x: float
+    y: float
+    ra: float
+    dec: float
+    dx_err: float = math.nan
+    dy_err: float = math.nan
+
+    @property
+    def mag(self) -> float:
+        return magnitude(self.flux)
+
+    @property
+    def mag_err(self) -> float:
+        return magnitude_error(self.flux, self.flux_err)
+
+    @property
+    def mag_limit_3sigma(self) -> float:
+        """Magnitude of a 3-sigma flux: the limit to quote when the flux is not positive."""
+        return magnitude(3 * self.flux_err)
+
+    @property
+    def snr(self) -> float:
+        return self.flux / self.flux_err
+
+
+@dataclass(frozen=True, eq=False)
+class SceneFit:
+    """A solved scene: the target source(s), fit statistics and the model of every exposure.
+
+    ``parameters``/``covariance`` are ordered grid amplitudes, sky levels (if fitted), then
+    target fluxes.  ``model`` and ``target_model`` are (n_exp, ny, nx) on zeropoint 30, in
+    the order of ``scene.exposures``.
+    """
+
+    sources: tuple[SourceEstimate, ...]
+    chi2: float
+    dof: int
+    chi2_per_exposure: np.ndarray
+    usable_pixels_per_exposure: np.ndarray
+    parameters: np.ndarray
+    covariance: np.ndarray
+    model: np.ndarray
+    target_model: np.ndarray
+    position_covariance: np.ndarray | None
+    scene: SceneModel = field(repr=False)
+    n_chi2_evaluations: int = 1
+    timings: dict = field(default_factory=dict)
+
+    kind = "scene"
+
+    @property
+    def settings(self) -> FitSettings:
+        return self.scene.settings
+
+    @property
+    def primary(self) -> SourceEstimate:
+        return self.sources[0]
+
+    @property
+    def flux(self) -> float:
+        return self.primary.flux
+
+    @property
+    def flux_err(self) -> float:
+        return self.primary.flux_err
+
+    @property
+    def mag(self) -> float:
+        return self.primary.mag
+
+    @property
+    def mag_err(self) -> float:
+        return self.primary.mag_err
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """(n_t, 2) target offsets (dx, dy) in pixels."""
+        return np.array([[s.dx, s.dy] for s in self.sources])
+
+    @property
+    def sky_levels(self) -> np.ndarray:
+        n = self.scene.n_grid
+        return self.parameters[n:n + self.scene.n_sky]
+
+    @property
+    def reduced_chi2_per_exposure(self) -> np.ndarray:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return self.chi2_per_exposure / self.usable_pixels_per_exposure
+
+
+@dataclass(frozen=True, eq=False)
+class SingleFit(SceneFit):
+    """One point source as the target."""
+
+    kind = "single"
+
+
+@dataclass(frozen=True, eq=False)
+class BinaryFit(SceneFit):
+    """Two point sources as the target; ``chi2_single`` is the single-source fit's chi2 at
+    the settings' target offset (optimised too when the binary positions were)."""
+
+    chi2_single: float = math.nan
+
+    kind = "binary"
+
+    @property
+    def secondary(self) -> SourceEstimate:
+        return self.sources[1]
+
+    @property
+    def delta_chi2(self) -> float:
+        """chi2(single) - chi2(binary): how much better two sources fit than one."""
+        return self.chi2_single - self.chi2
+
+    @property
+    def published_offsets(self) -> tuple[float, float, float, float]:
+        """(dx1, dx2, dy1, dy2), the order of the published code and the CLI."""
+        p, s = self.primary, self.secondary
+        return (p.dx, s.dx, p.dy, s.dy)
+
+    def _geometry(self, offsets: np.ndarray) -> np.ndarray:
+        return np.array(self.scene_geometry(self.scene, offsets))
+
+    @staticmethod
+    def scene_geometry(scene: SceneModel, offsets: np.ndarray) -> tuple[float, float, float]:
+        """(separation px, separation arcsec, position angle deg E of N) of two sources."""
+        centers = data_frame_centers(scene, offsets)
+        sep_px = float(np.hypot(*(centers[1] - centers[0])))
+        ra, dec = scene.detection.pixel_to_sky(centers[:, 0], centers[:, 1])
+        c1 = SkyCoord(ra[0] * u.deg, dec[0] * u.deg)
+        c2 = SkyCoord(ra[1] * u.deg, dec[1] * u.deg)
+        return sep_px, float(c1.separation(c2).arcsec), float(c1.position_angle(c2).deg)
+
+    @property
+    def separation_px(self) -> float:
+        return self._geometry(self.offsets)[0]
+
+    @property
+    def separation_arcsec(self) -> float:
+        return self._geometry(self.offsets)[1]
+
+    @property
+    def position_angle_deg(self) -> float:
+        """Position angle of the secondary from the primary, degrees east of north."""
+        return self._geometry(self.offsets)[2]
+
+    def _geometry_errors(self) -> np.ndarray:
+        """1-sigma errors of (separation px, separation arcsec, PA deg), linearly
+        propagated from the position covariance (NaN when positions were not fitted)."""
+        if self.position_covariance is None:
+            return np.full(3, math.nan)
+        base = self.offsets
+        h = 1e-3
+        grad = np.empty((3, 4))
+        for n in range(4):
+            step = np.zeros(4)
+            step[n] = h
+            plus = self._geometry(base + step.reshape(2, 2))
+            minus = self._geometry(base - step.reshape(2, 2))
+            diff = plus - minus
+            diff[2] = (diff[2] + 180.0) % 360.0 - 180.0
+            grad[:, n] = diff / (2 * h)
+        return np.sqrt(np.diag(grad @ self.position_covariance @ grad.T))
+
+    @property
+    def separation_err_px(self) -> float:
+        return float(self._geometry_errors()[0])
+
+    @property
+    def separation_err_arcsec(self) -> float:
+        return float(self._geometry_errors()[1])
+
+    @property
+    def position_angle_err_deg(self) -> float:
+        return float(self._geometry_errors()[2])
+
+
+def data_frame_centers(scene: SceneModel, offsets) -> np.ndarray:
+    """CCD centres (n_t, 2) of target sources in the data's own pixel frame.
+
+    In the legacy convention PSFs are drawn in Piff's box, shifted from the stamp grid;
+    the source then sits at the drawn centre plus that shift on the real CCD."""
+    m = scene.detection_index
+    shift = np.subtract(scene.exposures[m].origin, scene.sampling_origins[m])
+    return scene.target_centers(np.atleast_2d(offsets)) + shift[None, :]
+
+
+class DetectionPhotometry:
+    """A detection loaded and modelled once, fitted as often as needed.
+
+    Parameters
+    ----------
+    manifest : `DetectionManifest` (or a path to one).
+    settings : `FitSettings`.
+    progress : optional ``callback(fraction, message)`` for long steps.
+    """
+
+    def __init__(self, manifest: DetectionManifest | str, settings: FitSettings = FitSettings(),
+                 progress: Progress | None = None):
+        t0 = time.perf_counter()
+        if not isinstance(manifest, DetectionManifest):
+            manifest = DetectionManifest.read(manifest)
+        self.manifest = manifest
+        self.settings = settings
+        if progress:
+            progress(0.0, f"reading {len(manifest.exposures)} exposures of {manifest.name}")
+        self.exposures, self.dropped = load_exposures(manifest)
+        t1 = time.perf_counter()
+        det = [ex.entry for ex in self.exposures].index(manifest.detection_exposure)
+        self.scene = SceneModel(self.exposures, det, manifest.ra, manifest.dec, settings,
+                                progress)
+        self.timings = {"load_s": t1 - t0, "build_s": time.perf_counter() - t1}
+
+    @property
+    def default_offset(self) -> tuple[float, float]:
+        return self.settings.default_offset
+
+    # -- fixed positions ----------------------------------------------------------------
+
+    def fit_single(self, offset: Sequence[float] | None = None) -> SingleFit:
+        """Single point source at ``offset`` (dx, dy) px (default: the convention's)."""
+        offsets = np.array([offset if offset is not None else self.default_offset], float)
+        return self._result(SingleFit, offsets, None, 1)
+
+    def fit_binary(self, offsets: Sequence[float], chi2_single: float | None = None
+                   ) -> BinaryFit:
+        """Two point sources at ``(dx1, dx2, dy1, dy2)`` px (the published order)."""
+        pos = binary_positions(offsets)
+        if chi2_single is None:
+            chi2_single = self.scene.solve([self.default_offset]).chi2
+        return self._result(BinaryFit, pos, None, 1, chi2_single=chi2_single)
+
+    def chi2(self, offsets) -> float:
+        """Profiled chi2 with target sources at ``offsets`` (n_t, 2)."""
+        return self.scene.solve(offsets).chi2
+
+    # -- position searches --------------------------------------------------------------
+
+    def optimize_single(self, start: Sequence[float] | None = None) -> SingleFit:
+        """Minimise chi2 over the single target's (dx, dy) with Powell (xtol 0.01 px, as
+        published), from ``start`` (default: the convention's offset)."""
+        start = np.asarray(start if start is not None else self.default_offset, float)
+        pos, cov, n_eval, dt = self._search(start.reshape(1, 2), SINGLE_XTOL)
+        fit = self._result(SingleFit, pos, cov, n_eval)
+        fit.timings["search_s"] = dt
+        return fit
+
+    def optimize_binary(self, start: Sequence[float]) -> BinaryFit:
+        """Minimise chi2 over both binary positions (Powell, xtol 0.001 px, as published)
+        from ``start`` = (dx1, dx2, dy1, dy2).  Fluxes and the whole scene are re-solved
+        at every step.  The single-source reference chi2 is optimised too, so that
+        delta chi2 compares best fits."""
+        pos, cov, n_eval, dt = self._search(binary_positions(start), BINARY_XTOL)
+        single, _, n_single, _ = self._search(np.array([self.default_offset], float),
+                                              SINGLE_XTOL, with_errors=False)
+        fit = self._result(BinaryFit, pos, cov, n_eval + n_single,
+                           chi2_single=self.scene.solve(single).chi2)
+        fit.timings["search_s"] = dt
+        return fit
+
+    def _search(self, start: np.ndarray, xtol: float, with_errors: bool = True):
+        t0 = time.perf_counter()
+        shape = start.shape
+        count = [0]
+
+        def objective(p):
+            count[0] += 1
+            try:
+                return self.scene.solve(p.reshape(shape)).chi2
+            except FitError:   # sources on top of each other: not a minimum
+                return math.inf
+
+        res = minimize(objective, start.ravel(), method="Powell",
+                       options={"xtol": xtol, "ftol": 1e-10, "maxfev": 20000})
+        best = res.x.reshape(shape)
+        cov = None
+        if with_errors:
+            cov, n_curv = self._position_covariance(best)
+            count[0] += n_curv
+        return best, cov, count[0], time.perf_counter() - t0
+
+    def _position_covariance(self, best: np.ndarray) -> tuple[np.ndarray, int]:
+        """Covariance of the flattened positions [(dx1, dy1), (dx2, dy2)] as 2 H^-1, with
+        H the Hessian of the profiled chi2 (central differences)."""
+        p0 = best.ravel()
+        n = p0.size
+        h = CURVATURE_STEP
+        f = lambda p: self.scene.solve(p.reshape(best.shape)).chi2   # noqa: E731
+        f0 = f(p0)
+        hess = np.empty((n, n))
+        evals = 1
+        for i in range(n):
+            ei = np.eye(n)[i] * h
+            hess[i, i] = (f(p0 + ei) - 2 * f0 + f(p0 - ei)) / h ** 2
+            evals += 2
+            for j in range(i):
+                ej = np.eye(n)[j] * h
+                hess[i, j] = hess[j, i] = (f(p0 + ei + ej) - f(p0 + ei - ej)
+                                           - f(p0 - ei + ej) + f(p0 - ei - ej)) / (4 * h ** 2)
+                evals += 4
+        try:
+            cov = 2.0 * np.linalg.inv(hess)
+        except np.linalg.LinAlgError:
+            cov = np.full((n, n), math.nan)
+        if np.any(np.diag(cov) <= 0):   # not at a minimum: errors undefined
+            cov = np.full((n, n), math.nan)
+        return cov, evals
+
+    # -- assembling results -------------------------------------------------------------
+
+    def _result(self, cls, offsets: np.ndarray, position_cov, n_eval: int, **extra):
+        t0 = time.perf_counter()
+        scene = self.scene
+        solution = scene.solve(offsets)
+        covariance = scene.static_covariance_blocks(offsets, solution)
+        model, target_model = scene.model_stamps(offsets, solution)
+        images = np.stack([ex.image for ex in scene.exposures])
+        weights = np.stack([ex.weight for ex in scene.exposures])
+        chi2_exp = np.sum(weights * (images - model) ** 2, axis=(1, 2))
+        sources = self._sources(offsets, solution, position_cov)
+        timings = dict(self.timings, solve_s=time.perf_counter() - t0)
+        timings["total_s"] = sum(timings.values())
+        return cls(sources=sources, chi2=float(chi2_exp.sum()),
+                   dof=scene.dof(len(sources)), chi2_per_exposure=chi2_exp,
+                   usable_pixels_per_exposure=np.count_nonzero(weights > 0, axis=(1, 2)),
+                   parameters=np.concatenate([solution.static, solution.target]),
+                   covariance=covariance, model=model, target_model=target_model,
+                   position_covariance=position_cov, scene=scene,
+                   n_chi2_evaluations=n_eval, timings=timings, **extra)
+
+    def _sources(self, offsets, solution: LinearSolution, position_cov):
+        centers = data_frame_centers(self.scene, offsets)
+        ra, dec = self.scene.detection.pixel_to_sky(centers[:, 0], centers[:, 1])
+        errs = (np.sqrt(np.diag(position_cov)).reshape(-1, 2) if position_cov is not None
+                else np.full(offsets.shape, math.nan))
+        return tuple(
+            SourceEstimate(flux=float(solution.target[t]),
+                           flux_err=float(math.sqrt(solution.target_covariance[t, t])),
+                           dx=float(offsets[t, 0]), dy=float(offsets[t, 1]),
+                           x=float(centers[t, 0]), y=float(centers[t, 1]),
+                           ra=float(ra[t]), dec=float(dec[t]),
+                           dx_err=float(errs[t, 0]), dy_err=float(errs[t, 1]))
+            for t in range(offsets.shape[0]))
+
+
+def binary_positions(offsets: Sequence[float]) -> np.ndarray:
+    """(dx1, dx2, dy1, dy2) -> [[dx1, dy1], [dx2, dy2]]."""
+    dx1, dx2, dy1, dy2 = (float(v) for v in offsets)
+    return np.array([[dx1, dy1], [dx2, dy2]])

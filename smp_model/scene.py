@@ -1,0 +1,306 @@
+"""The scene model: a fixed-sky grid of point sources, one sky level per exposure and the
+moving target (one or two point sources) in the detection exposure.
+
+Pixel p of exposure mu is modelled as
+
+    M[mu, p] = sum_k a_k P_mu(x_p - x_k,mu) + s_mu + [mu == det] sum_t f_t P_mu(x_p - x_t)
+
+with fluxes on the common zeropoint 30.  The static part (grid amplitudes ``a`` and skies
+``s``) does not depend on where the target is, so its normal matrix is built and factorised
+once; moving the target only changes the few target columns, and a refit is a Schur-
+complement update that costs well under a millisecond.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import scipy.linalg
+
+from .conventions import Convention, get_convention
+from .errors import FitError, ResourceLimitError
+from .exposures import LoadedExposure
+from .psf import OversampledPSF
+from .wcs import local_jacobians, sky_from_tangent
+
+# Above this condition number of the Jacobi-scaled normal matrix the errors are not
+# trustworthy in double precision (they carry ~cond * 1e-16 relative error, and the
+# pivots start to be dominated by rounding).
+MAX_CONDITION = 1e12
+DEFAULT_MEMORY_LIMIT = 4 * 1024 ** 3
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Everything, besides the data, that determines a fit.
+
+    grid_size : number of grid sources per axis (n; n x n sources).
+    grid_step_arcsec : nominal step s; offsets are ``linspace(-s n/2, s n/2, n)`` arcsec in
+        both tangent-plane axes about the detection's (ra, dec), as published (so the
+        actual spacing is ``s n / (n - 1)``).
+    fit_sky : one free constant sky level per exposure.
+    convention : ``"exact"`` or ``"legacy"`` (see `smp_model.conventions`).
+    oversampling : PSF samples per pixel for the spline renderer.
+    """
+
+    grid_size: int = 20
+    grid_step_arcsec: float = 0.35
+    fit_sky: bool = True
+    convention: str = "exact"
+    oversampling: int = 8
+    memory_limit_bytes: int = field(default=DEFAULT_MEMORY_LIMIT, compare=False)
+
+    def __post_init__(self):
+        get_convention(self.convention)
+        if self.grid_size < 1:
+            raise ValueError(f"grid size must be >= 1, got {self.grid_size}")
+        if not self.grid_step_arcsec > 0:
+            raise ValueError(f"grid step must be > 0 arcsec, got {self.grid_step_arcsec}")
+
+    @property
+    def pixel_convention(self) -> Convention:
+        return get_convention(self.convention)
+
+    @property
+    def default_offset(self) -> tuple[float, float]:
+        return self.pixel_convention.default_offset
+
+    def as_meta(self) -> dict:
+        d = asdict(self)
+        d.pop("memory_limit_bytes")
+        return d
+
+
+def grid_offsets_arcsec(settings: FitSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Tangent-plane (u, v) offsets of the grid sources, arcsec, flattened (n*n,)."""
+    n, s = settings.grid_size, settings.grid_step_arcsec
+    axis = np.linspace(-s * n / 2, s * n / 2, n)
+    uu, vv = np.meshgrid(axis, axis)
+    return uu.ravel(), vv.ravel()
+
+
+def grid_sky_positions(ra: float, dec: float, settings: FitSettings):
+    """(ra, dec) in degrees of the grid sources about the detection position."""
+    u, v = grid_offsets_arcsec(settings)
+    return sky_from_tangent(u, v, ra, dec)
+
+
+@dataclass(frozen=True, eq=False)
+class LinearSolution:
+    """Result of one weighted least-squares solve at fixed target positions.
+
+    ``static`` are the grid amplitudes followed by the skies, ``target`` the target fluxes
+    (zeropoint 30); ``target_covariance`` their covariance with everything else profiled.
+    """
+
+    static: np.ndarray
+    target: np.ndarray
+    target_covariance: np.ndarray
+    chi2: float
+
+
+class SceneModel:
+    """Design matrix of a detection at fixed settings, factorised for fast target updates.
+
+    Parameters
+    ----------
+    exposures : the usable exposures (`load_exposures`).
+    detection_index : index of the detection exposure in ``exposures``.
+    ra, dec : detection position, degrees (the grid centre).
+    settings : `FitSettings`.
+    """
+
+    def __init__(self, exposures: Sequence[LoadedExposure], detection_index: int,
+                 ra: float, dec: float, settings: FitSettings = FitSettings(),
+                 progress: Progress | None = None):
+        self.exposures = list(exposures)
+        self.detection_index = detection_index
+        self.settings = settings
+        self.convention = settings.pixel_convention
+        self.grid_ra, self.grid_dec = grid_sky_positions(ra, dec, settings)
+        self._check_memory()
+        self.shape = self.exposures[0].shape
+        npix = self.shape[0] * self.shape[1]
+        n_exp = len(self.exposures)
+        self.n_grid = self.grid_ra.size
+        self.n_sky = n_exp if settings.fit_sky else 0
+        self.rows = [slice(m * npix, (m + 1) * npix) for m in range(n_exp)]
+        self.data = np.concatenate([ex.image.ravel() for ex in self.exposures])
+        self.weight = np.concatenate([ex.weight.ravel() for ex in self.exposures])
+        self.renderers: list[OversampledPSF] = []
+        self.sampling_origins: list[tuple[int, int]] = []
+        self.grid_xy: list[tuple[np.ndarray, np.ndarray]] = []
+        self.static_design = np.zeros((n_exp * npix, self.n_grid + self.n_sky))
+        for m, ex in enumerate(self.exposures):
+            if progress:
+                progress(m / n_exp, f"rendering PSF grid of {ex.entry.label}")
+            self._render_exposure(m, ex)
+        if progress:
+            progress(1.0, "factorising the normal matrix")
+        self._factorise()
+
+    # -- construction -----------------------------------------------------------------
+
+    def _check_memory(self):
+        n_exp = len(self.exposures)
+        npix = self.exposures[0].image.size
+        n_par = self.grid_ra.size + n_exp
+        # design (rows x params) twice over while weighting, plus the normal matrix thrice
+        estimate = 8 * (2 * n_exp * npix * n_par + 3 * n_par ** 2)
+        if estimate > self.settings.memory_limit_bytes:
+            raise ResourceLimitError(
+                f"a {self.settings.grid_size}x{self.settings.grid_size} grid over {n_exp} "
+                f"exposures of {npix} pixels needs about {estimate / 1024**3:.1f} GiB, above "
+                f"the limit of {self.settings.memory_limit_bytes / 1024**3:.1f} GiB; use a "
+                "smaller grid", "grid")
+
+    def _render_exposure(self, m: int, ex: LoadedExposure):
+        gx, gy = ex.sky_to_pixel(self.grid_ra, self.grid_dec)
+        origin = self.convention.sampling_origin(ex.origin, ex.target_xy, ex.shape)
+        ny, nx = ex.shape
+        # Farthest any stamp pixel lies from any grid source or the target (+2 px for
+        # target offsets); the PSF's own support usually bounds it much sooner.
+        far_x = np.max(np.abs(np.r_[gx, ex.target_xy[0]][:, None]
+                              - (origin[0] + np.array([0, nx - 1]))[None, :]))
+        far_y = np.max(np.abs(np.r_[gy, ex.target_xy[1]][:, None]
+                              - (origin[1] + np.array([0, ny - 1]))[None, :]))
+        renderer = OversampledPSF(ex.psf.pixel_profile(*ex.target_xy),
+                                  max(far_x, far_y) + 2, self.settings.oversampling)
+        self.renderers.append(renderer)
+        self.sampling_origins.append(origin)
+        self.grid_xy.append((gx, gy))
+        stamps = self.convention.orient_background(
+            renderer.render(gx, gy, origin, ex.shape, self._distortions(m, gx, gy)))
+        block = self.static_design[self.rows[m]]
+        block[:, :self.n_grid] = stamps.reshape(self.n_grid, -1).T
+        if self.n_sky:
+            block[:, self.n_grid + m] = 1.0
+
+    def _distortions(self, m: int, cx: np.ndarray, cy: np.ndarray) -> np.ndarray | None:
+        """Per-source Jacobian ratios for conventions that draw each source through the WCS
+        Jacobian at its own centre (None: one Jacobian, the target's, for all)."""
+        if not self.convention.jacobian_at_each_centre:
+            return None
+        ex = self.exposures[m]
+        ref = local_jacobians(ex.psf.wcs, *ex.target_xy)[0]
+        return np.linalg.solve(ref, local_jacobians(ex.psf.wcs, cx, cy))
+    def _factorise(self):
+        wa = self.static_design * self.weight[:, None]
+        normal = self.static_design.T @ wa
+        self._rhs_static = wa.T @ self.data
+        self._ywy = float(self.data @ (self.weight * self.data))
+        diag = np.diag(normal).copy()
+        dead = np.flatnonzero(diag <= 0)
+        if dead.size:
+            raise FitError(f"{dead.size} scene parameter(s) touch no usable pixel "
+                           f"({self._describe_params(dead)}); the system is singular", "fit")
+        self._scale = 1.0 / np.sqrt(diag)
+        scaled = normal * np.outer(self._scale, self._scale)
+        eig = np.linalg.eigvalsh(scaled)
+        self.condition_number = float(eig[-1] / eig[0]) if eig[0] > 0 else math.inf
+        if not self.condition_number < MAX_CONDITION:
+            raise FitError(f"the scene system is ill-conditioned (condition number "
+                           f"{self.condition_number:.3g} > {MAX_CONDITION:.0e}); reduce the "
+                           "grid size or increase the grid step", "fit")
+        self._cho = scipy.linalg.cho_factor(scaled, lower=True, check_finite=False)
+        self._static_solution = self._solve_static(self._rhs_static)
+
+    def _describe_params(self, idx: np.ndarray) -> str:
+        names = [f"grid source {i}" if i < self.n_grid
+                 else f"sky of {self.exposures[i - self.n_grid].entry.label}" for i in idx[:3]]
+        return ", ".join(names) + (" ..." if idx.size > 3 else "")
+
+    def _solve_static(self, rhs: np.ndarray) -> np.ndarray:
+        """N_bb^-1 rhs through the scaled Cholesky factor (rhs (P,) or (P, k))."""
+        s = self._scale if rhs.ndim == 1 else self._scale[:, None]
+        return s * scipy.linalg.cho_solve(self._cho, s * rhs, check_finite=False)
+
+    # -- target -----------------------------------------------------------------------
+
+    @property
+    def detection(self) -> LoadedExposure:
+        return self.exposures[self.detection_index]
+
+    def target_centers(self, offsets: np.ndarray) -> np.ndarray:
+        """CCD centres (n_t, 2) of target sources at pixel offsets (n_t, 2) from the
+        detection's WCS position in the detection exposure."""
+        return np.asarray(self.detection.target_xy)[None, :] + np.asarray(offsets, float)
+
+    def target_stamps(self, offsets) -> np.ndarray:
+        """Unit-flux target stamps (n_t, ny, nx) in the detection exposure."""
+        centers = self.target_centers(np.atleast_2d(offsets))
+        m = self.detection_index
+        return self.renderers[m].render(centers[:, 0], centers[:, 1],
+                                        self.sampling_origins[m], self.shape,
+                                        self._distortions(m, centers[:, 0], centers[:, 1]))
+
+    def solve(self, offsets) -> LinearSolution:
+        """Weighted least squares with targets at ``offsets`` (n_t, 2), pixels.
+
+        Partitioned solve: with N the normal matrix, b the static and t the target
+        parameters, t = S^-1 (r_t - N_tb N_bb^-1 r_b) with the Schur complement
+        S = N_tt - N_tb N_bb^-1 N_bt, and Cov(t) = S^-1.
+        """
+        offsets = np.atleast_2d(np.asarray(offsets, float))
+        rows = self.rows[self.detection_index]
+        cols = self.target_stamps(offsets).reshape(offsets.shape[0], -1).T   # (npix, n_t)
+        w = self.weight[rows]
+        wcols = cols * w[:, None]
+        n_bt = self.static_design[rows].T @ wcols
+        n_tt = cols.T @ wcols
+        r_t = wcols.T @ self.data[rows]
+        x = self._solve_static(n_bt)
+        schur = n_tt - n_bt.T @ x
+        self._check_target_identifiable(schur, n_tt)
+        target_cov = np.linalg.inv(schur)
+        target = target_cov @ (r_t - n_bt.T @ self._static_solution)
+        static = self._static_solution - x @ target
+        chi2 = self._ywy - static @ self._rhs_static - target @ r_t
+        return LinearSolution(static=static, target=target, target_covariance=target_cov,
+                              chi2=float(chi2))
+
+    def _check_target_identifiable(self, schur: np.ndarray, n_tt: np.ndarray):
+        d = np.diag(n_tt)
+        if np.any(d <= 0):
+            raise FitError("a target source falls on no usable pixel of the detection "
+                           "exposure", self.detection.entry.label)
+        scaled = schur / np.sqrt(np.outer(d, d))
+        eig = np.linalg.eigvalsh(scaled)
+        if not eig[0] > 1.0 / MAX_CONDITION:
+            raise FitError("the target flux(es) are degenerate with the scene model at these "
+                           "positions (two sources on top of each other?)",
+                           self.detection.entry.label)
+
+    def static_covariance_blocks(self, offsets, solution: LinearSolution) -> np.ndarray:
+        """Full covariance of (static, target) parameters, ordered as `parameter_vector`."""
+        offsets = np.atleast_2d(np.asarray(offsets, float))
+        rows = self.rows[self.detection_index]
+        cols = self.target_stamps(offsets).reshape(offsets.shape[0], -1).T
+        n_bt = self.static_design[rows].T @ (cols * self.weight[rows][:, None])
+        x = self._solve_static(n_bt)
+        n_bb_inv = self._solve_static(np.eye(n_bt.shape[0]))
+        s_inv = solution.target_covariance
+        cov_bb = n_bb_inv + x @ s_inv @ x.T
+        cov_bt = -x @ s_inv
+        return np.block([[cov_bb, cov_bt], [cov_bt.T, s_inv]])
+
+    def model_stamps(self, offsets, solution: LinearSolution) -> tuple[np.ndarray, np.ndarray]:
+        """(model, target_model) arrays (n_exp, ny, nx) on the common zeropoint: the full
+        model M and the fitted target part S (zero outside the detection exposure)."""
+        n_exp = len(self.exposures)
+        model = (self.static_design @ solution.static).reshape(n_exp, *self.shape)
+        target = np.zeros_like(model)
+        stamps = self.target_stamps(offsets)
+        target[self.detection_index] = np.tensordot(solution.target, stamps, axes=1)
+        return model + target, target
+
+    @property
+    def n_usable_pixels(self) -> int:
+        return int(np.count_nonzero(self.weight > 0))
+
+    def dof(self, n_target: int) -> int:
+        return self.n_usable_pixels - self.n_grid - self.n_sky - n_target

@@ -1,0 +1,133 @@
+"""Sky <-> CCD pixel conversions for any galsim celestial WCS.
+
+Conventions: sky positions are ICRS degrees; pixel positions are 1-indexed CCD image
+coordinates (galsim/FITS), pixel centres at integers.  Tangent-plane offsets (``u, v``)
+are arcsec in galsim's gnomonic projection about a reference point.
+
+DES Piff files carry either a ``galsim.RaDecFunction`` (no inverse: we invert it with a
+Newton iteration on ``toWorld`` and the local Jacobian) or, in the original files, a pickled
+pixmappy ``GalSimWCS`` whose own ``toPix(ra, dec, c=color)`` is used when present.
+"""
+from __future__ import annotations
+
+import galsim
+import numpy as np
+
+_NEWTON_TOL_PX = 1e-9
+_NEWTON_MAX_ITER = 50
+
+
+def tangent_offsets(ra_deg, dec_deg, ref_ra_deg: float, ref_dec_deg: float):
+    """Gnomonic (u, v) in arcsec of sky positions about a reference point (galsim's
+    convention, the one its WCS Jacobians use)."""
+    ref = galsim.CelestialCoord(ref_ra_deg * galsim.degrees, ref_dec_deg * galsim.degrees)
+    u, v = ref.project_rad(np.radians(np.asarray(ra_deg, float)),
+                           np.radians(np.asarray(dec_deg, float)), projection="gnomonic")
+    return np.degrees(u) * 3600.0, np.degrees(v) * 3600.0
+
+
+def sky_from_tangent(u_arcsec, v_arcsec, ref_ra_deg: float, ref_dec_deg: float):
+    """Inverse of `tangent_offsets`: sky (ra, dec) in degrees of gnomonic offsets."""
+    ref = galsim.CelestialCoord(ref_ra_deg * galsim.degrees, ref_dec_deg * galsim.degrees)
+    ra, dec = ref.deproject_rad(np.radians(np.asarray(u_arcsec, float) / 3600.0),
+                                np.radians(np.asarray(v_arcsec, float) / 3600.0),
+                                projection="gnomonic")
+    return np.degrees(ra) % 360.0, np.degrees(dec)
+
+
+def pixel_to_sky(wcs: galsim.BaseWCS, x, y):
+    """Sky (ra, dec) in degrees of 1-indexed CCD positions (arrays allowed)."""
+    x = np.asarray(x, float)
+    y = np.asarray(y, float)
+    ra, dec = wcs.xyToradec(x, y, units="deg")
+    return np.asarray(ra) % 360.0, np.asarray(dec)
+
+
+def sky_to_pixel(wcs: galsim.BaseWCS, ra, dec, color: float | None = None,
+                 guess: tuple[float, float] | None = None):
+    """1-indexed CCD (x, y) of sky positions (degrees); arrays allowed.
+
+    Uses the WCS's own inverse where it has one (pixmappy's ``toPix`` with the colour,
+    galsim's ``radecToxy``); otherwise Newton iterations on the forward map, started from
+    ``guess`` (default: the image centre of a DECam CCD) and vectorised over positions.
+    Converges to 1e-9 px.
+    """
+    ra = np.asarray(ra, float)
+    dec = np.asarray(dec, float)
+    if hasattr(wcs, "toPix"):   # pixmappy GalSimWCS: colour-dependent native inverse
+        x, y = wcs.toPix(ra, dec, c=color if color is not None else 0.61)
+        return np.asarray(x, float), np.asarray(y, float)
+    try:
+        x, y = wcs.radecToxy(ra, dec, units="deg")
+        return np.asarray(x, float), np.asarray(y, float)
+    except (NotImplementedError, galsim.GalSimError):
+        pass
+    return _newton_inverse(wcs, ra, dec, guess or (1024.5, 2048.5))
+
+
+def _newton_inverse(wcs, ra, dec, guess):
+    shape = np.broadcast(ra, dec).shape
+    ra, dec = np.broadcast_arrays(ra, dec)
+    ra, dec = ra.ravel(), dec.ravel()
+    x = np.full(ra.shape, float(guess[0]))
+    y = np.full(ra.shape, float(guess[1]))
+    # Newton on the first point from the guess, then quasi-Newton (Jacobian of the first
+    # converged point) for all points: the map is smooth and the points are close together,
+    # so this converges in a few steps to machine precision.
+    for it in range(_NEWTON_MAX_ITER):
+        jac_pos = galsim.PositionD(float(x[0]), float(y[0]))
+        inv_jac = np.linalg.inv(wcs.jacobian(jac_pos).getMatrix())
+        ra_now, dec_now = pixel_to_sky(wcs, x, y)
+        du, dv = _residual_offsets(ra, dec, ra_now, dec_now)
+        dx, dy = inv_jac @ np.vstack([du, dv])
+        x += dx
+        y += dy
+        if np.max(np.abs(dx)) < _NEWTON_TOL_PX and np.max(np.abs(dy)) < _NEWTON_TOL_PX:
+            return x.reshape(shape), y.reshape(shape)
+    raise galsim.GalSimError(f"sky_to_pixel did not converge (last step {np.max(np.abs(dx)):.2g} px)")
+
+
+def _residual_offsets(ra, dec, ra_now, dec_now):
+    """Local tangent-plane offsets (arcsec) of targets from current positions, per point.
+    Small-angle form: the residuals are tiny after the first step, and on the first step
+    only the direction matters."""
+    cosd = np.cos(np.radians(dec_now))
+    dra = (ra - ra_now + 180.0) % 360.0 - 180.0
+    # galsim's u axis points to decreasing RA (east to the left on the sky as seen on an
+    # image with north up): u = -dRA cos(dec), v = dDec.
+    return -dra * cosd * 3600.0, (dec - dec_now) * 3600.0
+
+
+def local_pixel_scale(wcs: galsim.BaseWCS, x: float, y: float) -> float:
+    """Linear pixel scale (arcsec per pixel, sqrt of |det J|) at CCD position (x, y)."""
+    return float(np.sqrt(abs(wcs.jacobian(galsim.PositionD(x, y)).pixelArea())))
+
+
+def local_jacobians(wcs: galsim.BaseWCS, x, y) -> np.ndarray:
+    """Local Jacobians d(u, v)/d(x, y) in arcsec/pixel at CCD positions (K,) -> (K, 2, 2).
+
+    Vectorised twin of galsim's ``CelestialWCS.local`` (central differences with 1-pixel
+    steps, u = -dRA cos(dec) west, v = dDec north), so it reproduces the Jacobians galsim
+    and Piff use when drawing at those positions.
+    """
+    x = np.atleast_1d(np.asarray(x, float))
+    y = np.atleast_1d(np.asarray(y, float))
+    if wcs.isUniform():
+        return np.broadcast_to(wcs.jacobian().getMatrix(), (x.size, 2, 2)).copy()
+    if not wcs.isCelestial():
+        return np.array([wcs.jacobian(galsim.PositionD(a, b)).getMatrix()
+                         for a, b in zip(x, y)])
+    xs = np.concatenate([x + 1, x - 1, x, x])
+    ys = np.concatenate([y, y, y + 1, y - 1])
+    ra, dec = wcs.xyToradec(xs, ys, units="radians")
+    _, dec0 = wcs.xyToradec(x, y, units="radians")
+    ra = ra.reshape(4, -1)
+    dec = dec.reshape(4, -1)
+    dra = lambda a, b: (a - b + np.pi) % (2 * np.pi) - np.pi   # noqa: E731
+    cosdec = np.cos(dec0)
+    factor = 180.0 / np.pi * 3600.0
+    dudx = -0.5 * dra(ra[0], ra[1]) * cosdec * factor
+    dudy = -0.5 * dra(ra[2], ra[3]) * cosdec * factor
+    dvdx = 0.5 * (dec[0] - dec[1]) * factor
+    dvdy = 0.5 * (dec[2] - dec[3]) * factor
+    return np.stack([np.stack([dudx, dudy], -1), np.stack([dvdx, dvdy], -1)], -2)
