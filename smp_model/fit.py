@@ -104,6 +104,7 @@ class SceneFit:
     target_model: np.ndarray
     position_covariance: np.ndarray | None
     scene: SceneModel = field(repr=False)
+    manifest: DetectionManifest = field(repr=False)
     n_chi2_evaluations: int = 1
     timings: dict = field(default_factory=dict)
 
@@ -387,7 +388,7 @@ class DetectionPhotometry:
                    usable_pixels_per_exposure=np.count_nonzero(weights > 0, axis=(1, 2)),
                    parameters=np.concatenate([solution.static, solution.target]),
                    covariance=covariance, model=model, target_model=target_model,
-                   position_covariance=position_cov, scene=scene,
+                   position_covariance=position_cov, scene=scene, manifest=self.manifest,
                    n_chi2_evaluations=n_eval, timings=timings, **extra)
 
     def _sources(self, offsets, solution: LinearSolution, position_cov):

@@ -41,6 +41,8 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False):
         yield tmp_path
         if not overwrite and path.exists():   # created by someone else meanwhile
             raise OutputExistsError("appeared while writing; not overwritten", path)
+        # mkstemp makes the file private (0600); give it the mode a plain open() would.
+        os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
     finally:
         tmp_path.unlink(missing_ok=True)
@@ -56,3 +58,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None],
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = False) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_bytes(data), overwrite)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -220,9 +220,14 @@ def _exposure_from_dict(entry: Any, base: Path, source: Path, n: int) -> Exposur
     return ExposureEntry(
         expnum=get.int("expnum"), ccdnum=get.int("ccdnum"), band=get.str("band"),
         zeropoint=get.float("zeropoint"),
-        stamp=(base / get.str("stamp")).absolute(), psf=(base / get.str("psf")).absolute(),
+        stamp=_resolve(base, get.str("stamp")), psf=_resolve(base, get.str("psf")),
         stamp_origin=get.pair("stamp_origin", int),
         target_xy=get.pair("target_xy", float, None), gain=gain)
+
+
+def _resolve(base: Path, relative: str) -> Path:
+    """Absolute, normalised path (``..`` folded) of a manifest-relative path."""
+    return Path(os.path.normpath(Path(base).absolute() / relative))
 
 
 def des_stamp_origin(x: float, y: float, shape: tuple[int, int]) -> tuple[int, int]:

@@ -1,0 +1,95 @@
+"""``smp`` command line: ``smp fit``, ``smp simulate``, ``smp validate``, ``smp batch``.
+
+Each subcommand lives in ``smp_model/commands/<name>.py`` and exposes
+``register(subparsers)`` (adds its parser, with ``func`` set to a ``run(args) -> int``).
+Results go to stdout (``--json``) or files; everything else goes to stderr.  Errors a user
+can cause exit with code 2 and one line naming the file or exposure and the problem; a
+traceback is shown only with ``--debug``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+import warnings
+
+from .errors import SMPError
+
+COMMANDS = ("fit", "simulate", "validate", "batch")
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+    parser = argparse.ArgumentParser(
+        prog="smp", description="Scene-modelling photometry of moving objects (SMP Inspector).")
+    parser.add_argument("--version", action="version", version=f"smp {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        try:
+            module = importlib.import_module(f".commands.{name}", __package__)
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__package__}.commands.{name}":
+                continue   # command not part of this installation
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
+                        format="smp: %(message)s", stream=sys.stderr)
+    warnings.showwarning = _warning_to_stderr
+    try:
+        return int(args.func(args) or 0)
+    except SMPError as exc:
+        if args.debug:
+            raise
+        print(f"smp: error: {exc.one_line()}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except (ValueError, OSError) as exc:   # bad option values, unwritable outputs
+        if args.debug:
+            raise
+        print(f"smp: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("smp: interrupted", file=sys.stderr)
+        return 130
+
+
+def _warning_to_stderr(message, category, filename, lineno, file=None, line=None):
+    print(f"smp: warning: {message}", file=sys.stderr)
+
+
+def float_list(n: int):
+    """argparse type for ``n`` comma-separated floats (``--binary=-1,0,-1,0``)."""
+    def parse(text: str) -> tuple[float, ...]:
+        try:
+            values = tuple(float(v) for v in text.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {n} comma-separated numbers, "
+                                             f"got {text!r}") from None
+        if len(values) != n:
+            raise argparse.ArgumentTypeError(f"expected {n} comma-separated numbers, "
+                                             f"got {len(values)} in {text!r}")
+        return values
+    return parse
+
+
+class Progress:
+    """Progress lines on stderr for long steps (silent when ``quiet``)."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+
+    def __call__(self, fraction: float, message: str) -> None:
+        if not self.quiet:
+            print(f"smp: [{100 * fraction:3.0f}%] {message}", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
