@@ -24,7 +24,7 @@ from scipy.optimize import minimize
 from .errors import FitError
 from .exposures import load_exposures
 from .manifest import DetectionManifest
-from .scene import FitSettings, LinearSolution, Progress, SceneModel
+from .scene import FitSettings, LinearSolution, Progress, SceneModel, single_threaded_blas
 from .stamps import COMMON_ZEROPOINT
 
 # Published Powell tolerances: single-source search xtol 0.01 px, binary 0.001 px.
@@ -333,13 +333,14 @@ class DetectionPhotometry:
             except FitError:   # sources on top of each other: not a minimum
                 return math.inf
 
-        res = minimize(objective, start.ravel(), method="Powell",
-                       options={"xtol": xtol, "ftol": 1e-10, "maxfev": 20000})
-        best = res.x.reshape(shape)
-        cov = None
-        if with_errors:
-            cov, n_curv = self._position_covariance(best)
-            count[0] += n_curv
+        with single_threaded_blas():
+            res = minimize(objective, start.ravel(), method="Powell",
+                           options={"xtol": xtol, "ftol": 1e-10, "maxfev": 20000})
+            best = res.x.reshape(shape)
+            cov = None
+            if with_errors:
+                cov, n_curv = self._position_covariance(best)
+                count[0] += n_curv
         return best, cov, count[0], time.perf_counter() - t0
 
     def _position_covariance(self, best: np.ndarray) -> tuple[np.ndarray, int]:
@@ -375,7 +376,8 @@ class DetectionPhotometry:
         t0 = time.perf_counter()
         scene = self.scene
         solution = scene.solve(offsets)
-        covariance = scene.static_covariance_blocks(offsets, solution)
+        with single_threaded_blas():
+            covariance = scene.static_covariance_blocks(offsets, solution)
         model, target_model = scene.model_stamps(offsets, solution)
         images = np.stack([ex.image for ex in scene.exposures])
         weights = np.stack([ex.weight for ex in scene.exposures])

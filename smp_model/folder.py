@@ -14,12 +14,13 @@ from __future__ import annotations
 import os
 import re
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
 from astropy.table import Table
 
 from .conventions import piff_box_origin
+from .discovery import ExposureRef
 from .errors import ManifestError, PSFError, ZeropointError
 from .manifest import DEFAULT_COLOR_GI, DetectionManifest, ExposureEntry, des_stamp_origin
 from .psf import load_psf
@@ -63,12 +64,15 @@ def manifest_from_folder(stamps: str | os.PathLike, psfs: str | os.PathLike,
                          zeropoints: str | os.PathLike, *, name: str, ra: float, dec: float,
                          band: str, expnum: int, ccdnum: int,
                          color_gi: float = DEFAULT_COLOR_GI, origin_rule: str = "des",
-                         origins: Mapping[int, tuple[int, int]] | None = None
+                         origins: Mapping[int, tuple[int, int]] | None = None,
+                         exposures: Iterable[ExposureRef] | None = None
                          ) -> DetectionManifest:
     """Build the manifest of a detection from DES-style folders (see module docstring).
 
     Exposures of other bands than ``band`` (when the zeropoint table has a band column)
-    are left out with a warning, as the published code does.
+    are left out with a warning, as the published code does.  ``exposures`` (e.g. from
+    `smp_model.discovery`) restricts the stamps used to those exposures and fixes their
+    CCDs; the detection exposure is always kept.
     """
     stamps, psfs = Path(stamps), Path(psfs)
     if not stamps.is_dir():
@@ -86,9 +90,14 @@ def manifest_from_folder(stamps: str | os.PathLike, psfs: str | os.PathLike,
                    if (m := pattern.match(p.name)))
     if not found:
         raise ManifestError(f"no stamps named {name}_<expnum>.fits", stamps)
+    wanted = None if exposures is None else {r.expnum: r.ccdnum for r in exposures}
+    if wanted is not None:
+        wanted[expnum] = ccdnum
+        found = [(e, p) for e, p in found if e in wanted]
     entries, other_band = [], []
     for exp, stamp_path in found:
-        ccd = ccdnum if exp == expnum else _ccd_of(exp, zps, zeropoints)
+        ccd = wanted[exp] if wanted else (ccdnum if exp == expnum
+                                          else _ccd_of(exp, zps, zeropoints))
         zp, zp_band = _zeropoint(exp, ccd, zps, zeropoints)
         if zp_band is not None and zp_band != band:
             other_band.append(exp)
