@@ -11,6 +11,7 @@ Fluxes are on the common zeropoint 30.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
@@ -21,11 +22,11 @@ from astropy.coordinates import SkyCoord
 import astropy.units as u
 from scipy.optimize import minimize
 
-from .errors import FitError
+from .errors import FitError, SMPError
 from .exposures import load_exposures
 from .manifest import DetectionManifest
 from .scene import FitSettings, LinearSolution, Progress, SceneModel, single_threaded_blas
-from .stamps import COMMON_ZEROPOINT
+from .stamps import COMMON_ZEROPOINT, flux_scale
 
 # Published Powell tolerances: single-source search xtol 0.01 px, binary 0.001 px.
 SINGLE_XTOL = 0.01
@@ -84,6 +85,30 @@ class SourceEstimate:
         return self.flux / self.flux_err
 
 
+@dataclass(frozen=True)
+class ShotNoiseEstimate:
+    """Fluxes refitted with the target's own Poisson variance added to the detection
+    stamp (published columns FLUX_SN, FLUX_ERR_SN).
+
+    gain : electrons per SCI unit of the detection stamp.
+    iterations : refits done (each uses the previous model for the variance).
+    flux, flux_err : per target source, zeropoint 30.
+    """
+
+    gain: float
+    iterations: int
+    flux: tuple[float, ...]
+    flux_err: tuple[float, ...]
+
+    @property
+    def mag(self) -> tuple[float, ...]:
+        return tuple(magnitude(f) for f in self.flux)
+
+    @property
+    def mag_err(self) -> tuple[float, ...]:
+        return tuple(magnitude_error(f, e) for f, e in zip(self.flux, self.flux_err))
+
+
 @dataclass(frozen=True, eq=False)
 class SceneFit:
     """A solved scene: the target source(s), fit statistics and the model of every exposure.
@@ -107,6 +132,7 @@ class SceneFit:
     manifest: DetectionManifest = field(repr=False)
     n_chi2_evaluations: int = 1
     timings: dict = field(default_factory=dict)
+    shot_noise: ShotNoiseEstimate | None = None
 
     kind = "scene"
 
@@ -297,6 +323,57 @@ class DetectionPhotometry:
         """Profiled chi2 with target sources at ``offsets`` (n_t, 2)."""
         return self.scene.solve(offsets).chi2
 
+    def with_shot_noise(self, fit: SceneFit, gain: float | None = None,
+                        iterations: int = 1) -> SceneFit:
+        """``fit`` with a `ShotNoiseEstimate` attached.
+
+        DES weight maps hold sky and read noise only.  As published, the detection stamp's
+        variance is increased by the fitted model's Poisson variance (model / gain in the
+        stamp's own units: on zeropoint 30 that is ``model * scale / gain`` with
+        ``scale = 10**(-0.4 (zp - 30))``; negative model values add nothing) and the scene
+        is solved again at the same positions.  ``iterations`` refits, each with the
+        previous refit's model (1 = published; 0 = until the fluxes change by less than
+        1e-3 sigma, at most 20).  ``gain`` defaults to the detection exposure's ``gain``
+        in the manifest.
+        """
+        gain = self._detection_gain(gain)
+        scene, offsets = self.scene, fit.offsets
+        m = scene.detection_index
+        rows = scene.rows[m]
+        scale = flux_scale(scene.detection.entry.zeropoint)
+        base_var = np.zeros(rows.stop - rows.start)
+        usable = scene.weight[rows] > 0
+        base_var[usable] = 1.0 / scene.weight[rows][usable]
+        model = fit.model[m].ravel()
+        previous = np.asarray([s.flux for s in fit.sources])
+        limit = 20 if iterations == 0 else iterations
+        for done in range(1, limit + 1):
+            weight = scene.weight.copy()
+            var = base_var + np.clip(model, 0.0, None) * scale / gain
+            weight[rows] = np.where(usable, 1.0 / var, 0.0)
+            noisy = scene.with_weights(weight)
+            solution = noisy.solve(offsets)
+            model = noisy.model_stamps(offsets, solution)[0][m].ravel()
+            errors = np.sqrt(np.diag(solution.target_covariance))
+            converged = np.all(np.abs(solution.target - previous) < 1e-3 * errors)
+            previous = solution.target
+            if iterations == 0 and converged:
+                break
+        estimate = ShotNoiseEstimate(gain=float(gain), iterations=done,
+                                     flux=tuple(float(f) for f in solution.target),
+                                     flux_err=tuple(float(e) for e in errors))
+        return dataclasses.replace(fit, shot_noise=estimate)
+
+    def _detection_gain(self, gain: float | None) -> float:
+        entry = self.scene.detection.entry
+        gain = entry.gain if gain is None else gain
+        if gain is None:
+            raise SMPError(f"no gain for the detection {entry.label}: give one (--gain) or "
+                           "set 'gain' in the manifest", self.manifest.path)
+        if not gain > 0:
+            raise ValueError(f"gain must be positive, got {gain}")
+        return float(gain)
+
     # -- position searches --------------------------------------------------------------
 
     def optimize_single(self, start: Sequence[float] | None = None) -> SingleFit:
@@ -380,13 +457,16 @@ class DetectionPhotometry:
             covariance = scene.static_covariance_blocks(offsets, solution)
         model, target_model = scene.model_stamps(offsets, solution)
         images = np.stack([ex.image for ex in scene.exposures])
-        weights = np.stack([ex.weight for ex in scene.exposures])
+        weights = scene.weight.reshape(images.shape)
         chi2_exp = np.sum(weights * (images - model) ** 2, axis=(1, 2))
         sources = self._sources(offsets, solution, position_cov)
         timings = dict(self.timings, solve_s=time.perf_counter() - t0)
         timings["total_s"] = sum(timings.values())
         return cls(sources=sources, chi2=float(chi2_exp.sum()),
-                   dof=scene.dof(len(sources)), chi2_per_exposure=chi2_exp,
+                   # fitted positions are parameters too
+                   dof=scene.dof(len(sources)) - (offsets.size if position_cov is not None
+                                                  else 0),
+                   chi2_per_exposure=chi2_exp,
                    usable_pixels_per_exposure=np.count_nonzero(weights > 0, axis=(1, 2)),
                    parameters=np.concatenate([solution.static, solution.target]),
                    covariance=covariance, model=model, target_model=target_model,

@@ -17,6 +17,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import QTable, Table
 
+from .diagnostics import diagnostics_records, exposure_diagnostics
 from .fit import BinaryFit, SceneFit
 from .io_utils import atomic_output
 
@@ -50,6 +51,9 @@ def fit_meta(fit: SceneFit) -> dict:
                               if all(e is not used.entry for used in scene.exposures)],
         "condition_number": scene.condition_number,
         "n_chi2_evaluations": fit.n_chi2_evaluations,
+        "shot_noise": (None if fit.shot_noise is None else
+                       {"gain": fit.shot_noise.gain, "iterations": fit.shot_noise.iterations}),
+        "per_exposure": diagnostics_records(fit),
     }
 
 
@@ -94,6 +98,13 @@ def fit_table(fit: SceneFit) -> QTable:
              "position_angle_err": u.deg, "grid_step": u.arcsec}
     for name, unit in units.items():
         table[name] = table[name] * unit   # QTable turns these into Quantity columns
+    if fit.shot_noise is not None:
+        sn = fit.shot_noise
+        table["flux_sn"] = sn.flux
+        table["flux_err_sn"] = sn.flux_err
+        table["mag_sn"] = sn.mag * u.mag
+        table["mag_err_sn"] = sn.mag_err * u.mag
+        table["flux_sn"].info.description = "flux refitted with the source shot-noise term"
     table["flux"].info.description = "target flux on zeropoint 30 (counts)"
     table["flux_err"].info.description = "1-sigma flux error, zeropoint 30"
     table["mag_limit_3sigma"].info.description = "magnitude of 3 x flux_err"
@@ -135,7 +146,10 @@ def _flat_meta(meta: dict, prefix: str = "") -> dict:
     for key, value in meta.items():
         name = f"{prefix}{key}"
         if isinstance(value, dict):
-            flat.update(_flat_meta(value, f"{name}."))
+            flat.update(_flat_meta(value, f"{name}_"))
+        elif isinstance(value, (list, tuple)) and value and isinstance(value[0], dict):
+            for n, item in enumerate(value):
+                flat.update(_flat_meta(item, f"{name}_{n}_"))
         elif isinstance(value, (list, tuple)):
             flat[name] = ",".join(str(v) for v in value)
         elif value is not None:
@@ -143,26 +157,10 @@ def _flat_meta(meta: dict, prefix: str = "") -> dict:
     return flat
 
 
-def exposure_table(fit: SceneFit) -> Table:
-    """One row per fitted exposure: identity, calibration, fit quality."""
-    scene = fit.scene
-    sky = fit.sky_levels if scene.n_sky else np.full(len(scene.exposures), np.nan)
-    rows = []
-    for m, ex in enumerate(scene.exposures):
-        rows.append((ex.entry.expnum, ex.entry.ccdnum, ex.entry.band, ex.entry.zeropoint,
-                     m == scene.detection_index, ex.origin[0], ex.origin[1],
-                     ex.target_xy[0], ex.target_xy[1], int(fit.usable_pixels_per_exposure[m]),
-                     ex.usable_fraction, float(fit.chi2_per_exposure[m]),
-                     float(fit.reduced_chi2_per_exposure[m]), float(sky[m])))
-    return Table(rows=rows, names=("expnum", "ccdnum", "band", "zeropoint", "is_detection",
-                                   "x0", "y0", "target_x", "target_y", "n_usable",
-                                   "usable_fraction", "chi2", "chi2_per_pixel", "sky"))
-
-
 def write_fits(fit: SceneFit, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """FITS file with cubes (n_exp, ny, nx) IMAGE, MODEL, RESIDUAL, TARGET (the fitted
     target part of the model) and WEIGHT on zeropoint 30, plus tables SOURCES (the flux
-    table) and EXPOSURES (`exposure_table`, same order as the cube planes)."""
+    table) and EXPOSURES (`exposure_diagnostics`, same order as the cube planes)."""
     scene = fit.scene
     images = np.stack([ex.image for ex in scene.exposures])
     weights = np.stack([ex.weight for ex in scene.exposures])
@@ -185,7 +183,7 @@ def write_fits(fit: SceneFit, path: str | os.PathLike, overwrite: bool = False) 
         hdus.append(hdu)
     sources = fits.table_to_hdu(Table(fit_table(fit), meta={}))
     sources.name = "SOURCES"
-    exposures = fits.table_to_hdu(exposure_table(fit))
+    exposures = fits.table_to_hdu(exposure_diagnostics(fit))
     exposures.name = "EXPOSURES"
     hdus += [sources, exposures]
     with atomic_output(path, overwrite) as tmp:

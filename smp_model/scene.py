@@ -12,6 +12,7 @@ complement update that costs well under a millisecond.
 """
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -133,8 +134,8 @@ class SceneModel:
         self.detection_index = detection_index
         self.settings = settings
         self.convention = settings.pixel_convention
+        self._check_memory()   # before anything grid-sized is allocated
         self.grid_ra, self.grid_dec = grid_sky_positions(ra, dec, settings)
-        self._check_memory()
         self.shape = self.exposures[0].shape
         npix = self.shape[0] * self.shape[1]
         n_exp = len(self.exposures)
@@ -161,7 +162,7 @@ class SceneModel:
     def _check_memory(self):
         n_exp = len(self.exposures)
         npix = self.exposures[0].image.size
-        n_par = self.grid_ra.size + n_exp
+        n_par = self.settings.grid_size ** 2 + n_exp
         # design (rows x params) twice over while weighting, plus the normal matrix thrice
         estimate = 8 * (2 * n_exp * npix * n_par + 3 * n_par ** 2)
         if estimate > self.settings.memory_limit_bytes:
@@ -226,6 +227,18 @@ class SceneModel:
                            f"number {self.condition_number:.3g} > {MAX_CONDITION:.0e}); "
                            "reduce the grid size or increase the grid step", "fit")
         self._static_solution = self._solve_static(self._rhs_static)
+
+    def with_weights(self, weight: np.ndarray) -> "SceneModel":
+        """The same design and data with other inverse variances (flattened like
+        ``weight``), factorised anew; the rendered PSF columns are shared, not copied."""
+        weight = np.asarray(weight, float)
+        if weight.shape != self.weight.shape:
+            raise ValueError(f"weights of shape {weight.shape}, expected {self.weight.shape}")
+        new = copy.copy(self)
+        new.weight = weight
+        with single_threaded_blas():
+            new._factorise()
+        return new
 
     def _describe_params(self, idx: np.ndarray) -> str:
         names = [f"grid source {i}" if i < self.n_grid

@@ -46,6 +46,13 @@ def register(sub) -> None:
                    help="fit two sources at these offsets (published order)")
     m.add_argument("--optimize", action="store_true",
                    help="search positions (Powell) from --binary or --offset")
+    m.add_argument("--shot-noise", action="store_true",
+                   help="also refit with the source's Poisson variance (gain from the "
+                        "manifest's detection exposure, or --gain)")
+    m.add_argument("--gain", type=float, metavar="E_PER_UNIT",
+                   help="detection-stamp gain, electrons per SCI unit (implies --shot-noise)")
+    m.add_argument("--shot-noise-iterations", type=int, default=1, metavar="N",
+                   help="refits for the shot-noise term (1 = published; 0 = to convergence)")
     o = p.add_argument_group("output")
     o.add_argument("--table", metavar="PATH", help="flux table (.ecsv, .fits, .csv)")
     o.add_argument("--fits", metavar="PATH", help="image/model/residual/weight cubes")
@@ -105,6 +112,8 @@ def run(args) -> int:
         fit = phot.optimize_single(args.offset)
     else:
         fit = phot.fit_single(args.offset)
+    if args.shot_noise or args.gain is not None:
+        fit = phot.with_shot_noise(fit, args.gain, args.shot_noise_iterations)
     write_outputs(fit, args)
     fit.timings["total_s"] = time.perf_counter() - t0
     if args.json:
@@ -131,23 +140,34 @@ def _num(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
 
-def _source_dict(s) -> dict:
-    return {"flux": _num(s.flux), "flux_err": _num(s.flux_err), "mag": _num(s.mag),
-            "mag_err": _num(s.mag_err), "mag_limit_3sigma": _num(s.mag_limit_3sigma),
-            "dx": _num(s.dx), "dy": _num(s.dy), "dx_err": _num(s.dx_err),
-            "dy_err": _num(s.dy_err), "x": _num(s.x), "y": _num(s.y), "ra": _num(s.ra),
-            "dec": _num(s.dec)}
+def _source_dict(fit, t: int) -> dict:
+    s = fit.sources[t]
+    d = {"flux": _num(s.flux), "flux_err": _num(s.flux_err), "mag": _num(s.mag),
+         "mag_err": _num(s.mag_err), "mag_limit_3sigma": _num(s.mag_limit_3sigma),
+         "dx": _num(s.dx), "dy": _num(s.dy), "dx_err": _num(s.dx_err),
+         "dy_err": _num(s.dy_err), "x": _num(s.x), "y": _num(s.y), "ra": _num(s.ra),
+         "dec": _num(s.dec)}
+    if fit.shot_noise is not None:
+        sn = fit.shot_noise
+        d.update(flux_sn=_num(sn.flux[t]), flux_err_sn=_num(sn.flux_err[t]),
+                 mag_sn=_num(sn.mag[t]), mag_err_sn=_num(sn.mag_err[t]))
+    return d
 
 
 def fit_summary(fit) -> dict:
     """The ``--json`` object (issue-specified keys; NaN written as null)."""
+    from ..diagnostics import diagnostics_records
     timings = {k: round(v, 6) for k, v in fit.timings.items()}
     common = {"chi2": _num(fit.chi2), "dof": fit.dof, "convention": fit.settings.convention,
               "n_chi2_evaluations": fit.n_chi2_evaluations, "timings": timings,
-              "dropped_exposures": [int(e) for e in _dropped(fit)]}
+              "dropped_exposures": [int(e) for e in _dropped(fit)],
+              "per_exposure": diagnostics_records(fit)}
+    if fit.shot_noise is not None:
+        common["shot_noise"] = {"gain": fit.shot_noise.gain,
+                                "iterations": fit.shot_noise.iterations}
     if fit.kind == "binary":
         return {"flux": _num(fit.flux), "flux_err": _num(fit.flux_err),
-                "primary": _source_dict(fit.primary), "secondary": _source_dict(fit.secondary),
+                "primary": _source_dict(fit, 0), "secondary": _source_dict(fit, 1),
                 "chi2_single": _num(fit.chi2_single), "delta_chi2": _num(fit.delta_chi2),
                 "separation_px": _num(fit.separation_px),
                 "separation_err_px": _num(fit.separation_err_px),
@@ -155,7 +175,7 @@ def fit_summary(fit) -> dict:
                 "position_angle_deg": _num(fit.position_angle_deg),
                 "position_angle_err_deg": _num(fit.position_angle_err_deg),
                 "offsets": [_num(v) for v in fit.published_offsets], **common}
-    return {**_source_dict(fit.primary), **common}
+    return {**_source_dict(fit, 0), **common}
 
 
 def _dropped(fit):
@@ -167,13 +187,17 @@ def text_summary(fit) -> str:
     lines = [f"{fit.manifest.name}: {fit.kind} fit, {fit.settings.convention} convention, "
              f"chi2 = {fit.chi2:.2f} / {fit.dof} dof"]
     names = ("primary", "secondary") if fit.kind == "binary" else ("target",)
-    for name, s in zip(names, fit.sources):
+    for t, (name, s) in enumerate(zip(names, fit.sources)):
         mag = (f"mag {s.mag:.4f} +- {s.mag_err:.4f}" if s.flux > 0
                else f"mag > {s.mag_limit_3sigma:.3f} (3 sigma)")
         pos = f"offset ({s.dx:+.3f}, {s.dy:+.3f}) px"
         if math.isfinite(s.dx_err):
             pos += f" +- ({s.dx_err:.3f}, {s.dy_err:.3f})"
         lines.append(f"  {name}: flux {s.flux:.2f} +- {s.flux_err:.2f} (ZP 30), {mag}, {pos}")
+        if fit.shot_noise is not None:
+            sn = fit.shot_noise
+            lines.append(f"    with source shot noise (gain {sn.gain:g}): flux "
+                         f"{sn.flux[t]:.2f} +- {sn.flux_err[t]:.2f}")
     if fit.kind == "binary":
         lines.append(f"  delta chi2 (single - binary) = {fit.delta_chi2:.2f}; separation "
                      f"{fit.separation_px:.3f} px = {fit.separation_arcsec:.3f} arcsec, "
