@@ -1,6 +1,6 @@
 """Safe file writing: every output is written to a temporary file and renamed into place,
 so an interrupted run never leaves a half-written file, and an existing file is replaced
-only when the caller says so."""
+only when the caller says so.  Also a cheap check that an input FITS file is complete."""
 from __future__ import annotations
 
 import os
@@ -58,6 +58,89 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None],
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = False) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_bytes(data), overwrite)
+
+
+FITS_BLOCK = 2880
+_CARD = 80
+_COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"PK\x03\x04")   # gzip, bzip2, zip: astropy opens them
+
+
+def fits_file_problem(path: str | os.PathLike) -> str | None:
+    """Why ``path`` is not a complete FITS file (``None`` if it looks like one).
+
+    Walks the headers (without reading data) and checks that every HDU's data fits in
+    the file.  Done before astropy opens the file: astropy reads a truncated file with
+    warnings (several lines on stderr) and then fails or returns partial data.
+    Compressed files are left to astropy.
+    """
+    try:
+        size = os.stat(path).st_size
+        if size == 0:
+            return "empty file (0 bytes), not a FITS file"
+        with open(path, "rb") as f:
+            if f.read(9).startswith(_COMPRESSED_MAGIC):
+                return None
+            f.seek(0)
+            return _walk_fits(f, size)
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or exc})"
+
+
+def _walk_fits(f, size: int) -> str | None:
+    position, n_hdu = 0, 0
+    while position < size:
+        f.seek(position)
+        first = f.read(FITS_BLOCK)
+        start = b"SIMPLE  =" if n_hdu == 0 else b"XTENSION="
+        if not first.startswith(start):
+            if n_hdu == 0:
+                return "not a FITS file (it does not start with a SIMPLE card)"
+            if not (first + f.read()).strip(b"\0 "):
+                return None   # blank padding after the last HDU
+            return f"corrupt FITS file (bytes after HDU {n_hdu - 1} are not an extension)"
+        cards, block = {}, first
+        while True:
+            if len(block) < FITS_BLOCK:
+                return f"truncated FITS file (header of HDU {n_hdu} is cut off)"
+            position += FITS_BLOCK
+            for i in range(0, FITS_BLOCK, _CARD):
+                card = block[i:i + _CARD]
+                if card[:8] == b"END     ":
+                    break
+                if card[8:10] == b"= ":
+                    cards[card[:8].strip()] = card[10:].split(b"/")[0].strip()
+            else:
+                block = f.read(FITS_BLOCK)
+                continue
+            break
+        try:
+            data = _data_size(cards)
+        except (ValueError, KeyError):
+            data = -1
+        if data < 0:
+            return f"corrupt FITS file (HDU {n_hdu} has missing or invalid size keywords)"
+        position += -(-data // FITS_BLOCK) * FITS_BLOCK
+        if position > size:
+            return (f"truncated FITS file (HDU {n_hdu} needs {position} bytes, the file has "
+                    f"{size})")
+        n_hdu += 1
+    return None
+
+
+def _data_size(cards: dict[bytes, bytes]) -> int:
+    """Bytes of data after a header (FITS standard 4.4.1), padding excluded."""
+    naxis = int(cards.get(b"NAXIS", b"0"))
+    if naxis == 0:
+        return 0
+    axes = [int(cards[b"NAXIS%d" % n]) for n in range(1, naxis + 1)]
+    if axes[0] == 0 and cards.get(b"GROUPS") == b"T":   # random groups
+        axes = axes[1:]
+    count = 1
+    for n in axes:
+        count *= n
+    bitpix = abs(int(cards[b"BITPIX"]))
+    return bitpix // 8 * int(cards.get(b"GCOUNT", b"1")) * (int(cards.get(b"PCOUNT", b"0"))
+                                                           + count)
 
 
 def _umask() -> int:

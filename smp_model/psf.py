@@ -27,8 +27,10 @@ from astropy.io import fits
 from scipy import ndimage
 
 from .errors import MissingDependencyError, PSFError
+from .io_utils import fits_file_problem
 
 PIXELIZED_PSF_EXTNAME = "PIXPSF"
+PIFF_EXTNAME = "PSF"        # what piff.PSF.read looks for (its default name, 'psf')
 _SPLINE_ORDER = 3
 _SUPPORT_THRESHOLD = 1e-7   # relative to the peak: beyond it the profile counts as zero
 
@@ -132,6 +134,8 @@ class PixelizedPSF(PSFModel):
             raise PSFError(f"cannot read pixelised PSF ({exc})", path) from None
         if image.ndim != 2 or not np.all(np.isfinite(image)) or image.sum() <= 0:
             raise PSFError("PIXPSF must be a finite 2-d image with positive sum", path)
+        if oversampling < 1:
+            raise PSFError(f"OVERSAMP must be a positive integer, got {oversampling}", path)
         return cls(image, oversampling, wcs, path)
 
     def write(self, path: str | os.PathLike, wcs_header: fits.Header,
@@ -168,7 +172,10 @@ def load_psf(path: str | os.PathLike) -> PSFModel:
     """
     path = Path(path)
     if not path.is_file():
-        raise PSFError("PSF file not found", path)
+        raise PSFError("PSF file not found" if not path.exists() else "is not a file", path)
+    problem = fits_file_problem(path)
+    if problem:
+        raise PSFError(problem, path)
     try:
         with fits.open(path, memmap=False) as hdul:
             names = {h.name.upper() for h in hdul}
@@ -176,6 +183,9 @@ def load_psf(path: str | os.PathLike) -> PSFModel:
         raise PSFError(f"not a readable FITS file ({exc})", path) from None
     if PIXELIZED_PSF_EXTNAME in names:
         return PixelizedPSF.read(path)
+    if PIFF_EXTNAME not in names:
+        raise PSFError(f"not a PSF file: neither a Piff file (no {PIFF_EXTNAME!r} HDU) nor a "
+                       f"pixelised PSF (no {PIXELIZED_PSF_EXTNAME!r} HDU)", path)
     return PiffPSF(_read_piff(path), path)
 
 
@@ -194,7 +204,8 @@ def _read_piff(path: Path):
                 "file with a galsim-native WCS", path) from None
         raise PSFError(f"cannot read Piff PSF: missing module {exc.name!r}", path) from None
     except Exception as exc:   # Piff raises many kinds on corrupt input; all mean the same
-        raise PSFError(f"cannot read Piff PSF ({type(exc).__name__}: {exc})", path) from None
+        detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        raise PSFError(f"cannot read Piff PSF ({detail})", path) from None
 
 
 class OversampledPSF:

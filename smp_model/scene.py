@@ -13,6 +13,7 @@ complement update that costs well under a millisecond.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -205,8 +206,6 @@ class SceneModel:
     def _factorise(self):
         wa = self.static_design * self.weight[:, None]
         normal = self.static_design.T @ wa
-        self._rhs_static = wa.T @ self.data
-        self._ywy = float(self.data @ (self.weight * self.data))
         diag = np.diag(normal).copy()
         dead = np.flatnonzero(diag <= 0)
         if dead.size:
@@ -226,6 +225,12 @@ class SceneModel:
             raise FitError(f"the scene system is singular or ill-conditioned (condition "
                            f"number {self.condition_number:.3g} > {MAX_CONDITION:.0e}); "
                            "reduce the grid size or increase the grid step", "fit")
+        self._set_data_terms()
+
+    def _set_data_terms(self):
+        """The data-dependent terms of the normal equations (the factor is not)."""
+        self._rhs_static = self.static_design.T @ (self.weight * self.data)
+        self._ywy = float(self.data @ (self.weight * self.data))
         self._static_solution = self._solve_static(self._rhs_static)
 
     def with_weights(self, weight: np.ndarray) -> "SceneModel":
@@ -238,6 +243,32 @@ class SceneModel:
         new.weight = weight
         with single_threaded_blas():
             new._factorise()
+        return new
+
+    def with_data(self, images: Sequence[np.ndarray]) -> "SceneModel":
+        """The same design and weights with other images (another noise realisation, an
+        injected source): shares the rendered columns and the factorisation and only
+        recomputes the data terms (about a millisecond instead of a rebuild).
+
+        ``images``: one (ny, nx) array per exposure, in the order of ``exposures``, on
+        zeropoint 30 like `LoadedExposure.image`; pixels of weight 0 are ignored.  The new
+        model's ``exposures`` carry the new images.
+        """
+        if len(images) != len(self.exposures):
+            raise ValueError(f"expected {len(self.exposures)} images, got {len(images)}")
+        exposures = []
+        for ex, image, rows in zip(self.exposures, images, self.rows):
+            image = np.asarray(image, float)
+            if image.shape != ex.shape:
+                raise ValueError(f"image of shape {image.shape} for {ex.entry.label}, "
+                                 f"expected {ex.shape}")
+            usable = self.weight[rows].reshape(ex.shape) > 0
+            exposures.append(dataclasses.replace(ex, image=np.where(usable, image, 0.0)))
+        new = copy.copy(self)
+        new.exposures = exposures
+        new.data = np.concatenate([ex.image.ravel() for ex in exposures])
+        with single_threaded_blas():
+            new._set_data_terms()
         return new
 
     def _describe_params(self, idx: np.ndarray) -> str:
