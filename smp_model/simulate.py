@@ -1,0 +1,702 @@
+"""Simulated detections of moving objects, written in the on-disk form of the DES sample.
+
+`simulate_detection` draws, with galsim, a static sky scene (stars and Sersic galaxies at
+fixed sky positions) seen in several exposures, each with its own seeing, PSF shape, WCS,
+zeropoint, noise and masked pixels, plus a moving target (one point source, or two for a
+binary) present only in the detection exposure.  It writes::
+
+    OUTDIR/detection.toml                         manifest, format smp-detection/1
+    OUTDIR/truth.json                             what was drawn (`SimulationTruth`)
+    OUTDIR/zeropoints.ecsv                        expnum, ccdnum, band, zeropoint
+    OUTDIR/stamps/<name>_<expnum>.fits            HDUs SCI, MSK, WGT (as DES stamps)
+    OUTDIR/psfs/<expnum>/<expnum>_<ccdnum>_psf.fits   pixelised PSF + CCD WCS
+
+so every reader (and the GUI) is exercised exactly as with the DES sample.
+
+PSF storage: the engine's `PixelizedPSF` format (HDU ``PIXPSF``: the pixel-integrated PSF
+sampled 8x finer than the CCD pixels over +-16 px, and the exposure's TAN-SIP WCS in the
+primary header).  A Piff file would need a fitted Piff model for a PSF we already know
+exactly; the pixelised image is the same PSF interface (`load_psf`) with no fitting error,
+so a fit of simulated data tests the photometry, not a PSF-modelling step.
+
+Conventions
+-----------
+* Fluxes in the truth and in the arguments are counts on the common zeropoint 30 (ZP30);
+  a stamp holds ``SCI = flux_zp30 / flux_scale(zeropoint)`` (`smp_model.stamps`).
+* CCD positions are 1-indexed galsim/FITS pixels (centres at integers) on a 2048 x 4096
+  DECam CCD; ``stamp_origin`` is the CCD pixel of ``SCI[0, 0]`` (DES rule,
+  `des_stamp_origin`).
+* Sky positions are ICRS degrees; tangent-plane offsets (u west, v north) are arcsec
+  (`smp_model.wcs.tangent_offsets`); PSF and galaxy sizes are arcsec.
+* The manifest's (ra, dec) is the target's position for a single source and the binary's
+  flux-weighted photocentre (what a detection pipeline measures for an unresolved pair)
+  for a binary.  Truth offsets ``(dx, dy)`` are detection-exposure pixels from the WCS
+  position of that (ra, dec), i.e. the ``exact``-convention offsets the engine fits.
+* The WGT plane is the inverse sky variance only (no source Poisson term), as in DES.  With
+  ``shot_noise_gain`` (electrons per SCI count) the sources also get Poisson noise, which
+  the WGT plane then does not describe (as for bright sources in real data).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import galsim
+import numpy as np
+from astropy.io import fits
+from astropy.table import Table
+
+from .io_utils import OutputExistsError, atomic_output, atomic_write_bytes
+from .manifest import DetectionManifest, ExposureEntry, des_stamp_origin
+from .psf import PixelizedPSF
+from .stamps import flux_scale
+from .wcs import sky_from_tangent, sky_to_pixel, tangent_offsets
+
+TRUTH_FORMAT = "smp-simulation-truth/1"
+TRUTH_FILENAME = "truth.json"
+MANIFEST_FILENAME = "detection.toml"
+
+PIXEL_SCALE_ARCSEC = 0.263          # DECam, arcsec per pixel at the CCD centre
+CCD_NX, CCD_NY = 2048, 4096
+CCD_MARGIN_PX = 150                 # target kept this far from the CCD edges
+PSF_OVERSAMPLING = 8
+# The stored PSF covers +-(stamp half size + 1) CCD pixels, at least +-16: the engine's
+# model of a source ends where the stored PSF ends, and Moffat/Kolmogorov wings still hold
+# ~0.7 % of the flux beyond 12 px (enough to bias fluxes by 0.1 % through the sky level).
+PSF_MIN_HALF_SIZE_PX = 16
+# DES BADPIX bits used for the simulated defects.
+MASK_BPM = 1                        # bad pixel / column (bad-pixel mask)
+MASK_CRAY = 16                      # cosmic ray
+# Accurate galsim drawing: the engine must reproduce these draws to ~1e-4 of the peak.
+GSPARAMS = galsim.GSParams(folding_threshold=1e-3, maxk_threshold=2e-4)
+# DECam CCDs in the DES wide survey (2 and 61 failed, 31 is unstable).
+_DES_CCDS = tuple(c for c in range(1, 63) if c not in (2, 31, 61))
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Everything that determines a simulated detection (with the seed, all of it).
+
+    flux : target flux (ZP30); for a binary the primary's, the secondary has
+        ``flux * flux_ratio``.
+    separation_px : binary separation in detection-exposure pixels (position angle random).
+    galaxy : put a Sersic galaxy beside the target, ``galaxy_distance_px`` away
+        (None: random 4-6 px); 0 puts the target on the galaxy's centre.
+    n_stars : field stars 7-12 px from the target (always the same sky positions).
+    fwhm_range_arcsec : seeing FWHM range; each exposure draws one.
+    zeropoint_range : SCI zeropoints (mag), one per exposure.
+    sky_sigma_range : sky noise (SCI counts per pixel), one per exposure.
+    shot_noise_gain : electrons per SCI count for source Poisson noise (None: no source
+        noise); written to the manifest as the exposures' ``gain``.
+    noise : False writes noiseless images (the WGT plane is still the sky's).
+    """
+
+    seed: int = 0
+    n_exposures: int = 6
+    binary: bool = False
+    separation_px: float = 2.8
+    flux: float = 2000.0
+    flux_ratio: float = 0.7
+    galaxy: bool = True
+    galaxy_distance_px: float | None = None
+    n_stars: int = 2
+    name: str | None = None
+    band: str = "r"
+    stamp_size: int = 30
+    fwhm_range_arcsec: tuple[float, float] = (0.8, 1.3)
+    zeropoint_range: tuple[float, float] = (31.2, 31.8)
+    sky_sigma_range: tuple[float, float] = (35.0, 45.0)
+    shot_noise_gain: float | None = None
+    noise: bool = True
+
+    def __post_init__(self):
+        if self.n_exposures < 2:
+            raise ValueError(f"need at least 2 exposures, got {self.n_exposures}")
+        if self.stamp_size < 8:
+            raise ValueError(f"stamp size must be >= 8 pixels, got {self.stamp_size}")
+        if self.binary and not self.separation_px > 0:
+            raise ValueError(f"binary separation must be > 0 px, got {self.separation_px}")
+        if self.flux_ratio < 0:
+            raise ValueError(f"flux ratio must be >= 0, got {self.flux_ratio}")
+        if self.shot_noise_gain is not None and not self.shot_noise_gain > 0:
+            raise ValueError(f"gain must be > 0, got {self.shot_noise_gain}")
+        if self.name is not None and (not self.name or any(c in self.name for c in "/\\ ")):
+            raise ValueError(f"name must be a non-empty word usable in file names, "
+                             f"got {self.name!r}")
+
+    @property
+    def detection_name(self) -> str:
+        return self.name if self.name is not None else f"sim{self.seed}"
+
+    def rng(self, stream: int) -> np.random.Generator:
+        """Independent random stream ``stream`` of this seed (0 layout, 1 exposures,
+        2 noise), so that e.g. the noise does not change the layout."""
+        return np.random.default_rng([self.seed, stream])
+
+
+# -- truth ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TargetSource:
+    """A point source of the moving target, in the detection exposure.
+
+    flux : ZP30.  x, y : 1-indexed CCD position.  dx, dy : pixels from the WCS position of
+    the manifest (ra, dec) (the engine's exact-convention offsets).  ra, dec : degrees.
+    """
+
+    flux: float
+    x: float
+    y: float
+    dx: float
+    dy: float
+    ra: float
+    dec: float
+
+
+@dataclass(frozen=True)
+class SceneSource:
+    """A static source: ``kind`` 'star' or 'galaxy'; flux ZP30; (u, v) arcsec tangent-plane
+    offsets from the manifest (ra, dec) (u west, v north); ra, dec degrees; galaxies have a
+    Sersic index, half-light radius (arcsec) and shear (g1, g2)."""
+
+    kind: str
+    flux: float
+    u: float
+    v: float
+    ra: float
+    dec: float
+    sersic_n: float = 0.0
+    half_light_radius: float = 0.0
+    g1: float = 0.0
+    g2: float = 0.0
+
+    def profile(self) -> galsim.GSObject:
+        """The source before the PSF, in arcsec, with its total flux (ZP30)."""
+        if self.kind == "star":
+            return galsim.DeltaFunction(flux=self.flux, gsparams=GSPARAMS)
+        return galsim.Sersic(self.sersic_n, half_light_radius=self.half_light_radius,
+                             flux=self.flux, gsparams=GSPARAMS).shear(g1=self.g1, g2=self.g2)
+
+
+@dataclass(frozen=True)
+class ExposureTruth:
+    """How one exposure was simulated.  ``target_xy``: 1-indexed CCD position of the
+    manifest (ra, dec); ``sky_sigma`` and ``sky_offset``: SCI counts; ``rotation_deg``:
+    angle of the CCD axes on the sky; ``psf_g1/g2``: PSF shear."""
+
+    expnum: int
+    ccdnum: int
+    zeropoint: float
+    fwhm_arcsec: float
+    psf_kind: str
+    psf_g1: float
+    psf_g2: float
+    rotation_deg: float
+    sky_sigma: float
+    sky_offset: float
+    target_xy: tuple[float, float]
+    stamp_origin: tuple[int, int]
+    n_masked: int
+    is_detection: bool
+
+
+@dataclass(frozen=True)
+class SimulationTruth:
+    """What `simulate_detection` drew (also stored as ``truth.json`` next to the manifest).
+
+    ``sources``: the target's point source(s), primary first (ZP30 fluxes, CCD positions
+    and offsets in the detection exposure).  For a binary, ``separation_px`` (detection
+    exposure pixels), ``separation_arcsec`` and ``position_angle_deg`` (secondary from
+    primary, east of north) are set; otherwise they are None.
+    """
+
+    name: str
+    seed: int
+    manifest_path: Path
+    ra: float
+    dec: float
+    band: str
+    detection_expnum: int
+    detection_ccdnum: int
+    sources: tuple[TargetSource, ...]
+    exposures: tuple[ExposureTruth, ...]
+    scene: tuple[SceneSource, ...]
+    config: SimulationConfig
+    separation_px: float | None = None
+    separation_arcsec: float | None = None
+    position_angle_deg: float | None = None
+
+    @property
+    def is_binary(self) -> bool:
+        return len(self.sources) == 2
+
+    @property
+    def fluxes(self) -> np.ndarray:
+        return np.array([s.flux for s in self.sources])
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """(n_t, 2) true (dx, dy) of the target source(s), pixels."""
+        return np.array([[s.dx, s.dy] for s in self.sources])
+
+    @property
+    def published_offsets(self) -> tuple[float, float, float, float]:
+        """True binary offsets in the engine's order (dx1, dx2, dy1, dy2)."""
+        if not self.is_binary:
+            raise ValueError("not a binary simulation")
+        (dx1, dy1), (dx2, dy2) = self.offsets
+        return float(dx1), float(dx2), float(dy1), float(dy2)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["format"] = TRUTH_FORMAT
+        d["manifest_path"] = MANIFEST_FILENAME   # relative: the folder can be moved
+        return d
+
+    def write(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
+        text = json.dumps(self.to_dict(), indent=1) + "\n"
+        return atomic_write_bytes(path, text.encode(), overwrite=overwrite)
+
+    @classmethod
+    def read(cls, path: str | os.PathLike) -> "SimulationTruth":
+        """Read ``truth.json`` (the manifest path is resolved next to it)."""
+        path = Path(path)
+        d = json.loads(path.read_text())
+        if d.pop("format", None) != TRUTH_FORMAT:
+            raise ValueError(f"{path}: not a {TRUTH_FORMAT} file")
+        config = d.pop("config")
+        config = SimulationConfig(**{k: tuple(v) if isinstance(v, list) else v
+                                     for k, v in config.items()})
+        return cls(**{**d, "manifest_path": path.parent / d["manifest_path"],
+                      "sources": tuple(TargetSource(**s) for s in d["sources"]),
+                      "exposures": tuple(ExposureTruth(**_tuples(e)) for e in d["exposures"]),
+                      "scene": tuple(SceneSource(**s) for s in d["scene"]),
+                      "config": config})
+
+
+def _tuples(d: dict) -> dict:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+
+# -- one exposure ---------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class SimulatedExposure:
+    """One simulated exposure: its WCS, PSF, stamp grid, noise and defects.
+
+    ``scene_sci`` is the noiseless static scene in SCI counts (without sky offset);
+    ``defects`` the SCI counts added on masked pixels (cosmic rays, bad columns).
+    """
+
+    truth: ExposureTruth
+    wcs: galsim.GSFitsWCS
+    wcs_header: fits.Header
+    psf_profile: galsim.GSObject          # arcsec, unit flux, no pixel
+    shape: tuple[int, int]
+    mask: np.ndarray
+    defects: np.ndarray
+    scene_sci: np.ndarray = field(default=None)
+
+    @property
+    def origin(self) -> tuple[int, int]:
+        return self.truth.stamp_origin
+
+    @property
+    def flux_scale(self) -> float:
+        """ZP30 counts per SCI count."""
+        return flux_scale(self.truth.zeropoint)
+
+    @property
+    def weight(self) -> np.ndarray:
+        """WGT plane: inverse sky variance (SCI units)."""
+        return np.full(self.shape, 1.0 / self.truth.sky_sigma ** 2)
+
+    def pixelized_psf(self) -> PixelizedPSF:
+        """The pixel-integrated PSF at the target's CCD position, sampled every
+        1/`PSF_OVERSAMPLING` pixel (values per CCD pixel), covering the whole stamp."""
+        jac = self.wcs.local(galsim.PositionD(*self.truth.target_xy))
+        pixel_psf = galsim.Convolve(jac.profileToImage(self.psf_profile),
+                                    galsim.Pixel(1.0), gsparams=GSPARAMS)
+        half_size = max(PSF_MIN_HALF_SIZE_PX, max(self.shape) // 2 + 1)
+        n = 2 * half_size * PSF_OVERSAMPLING + 1
+        fine = galsim.ImageD(n, n, scale=1.0 / PSF_OVERSAMPLING)
+        pixel_psf.drawImage(fine, method="no_pixel", center=fine.true_center)
+        return PixelizedPSF(fine.array * PSF_OVERSAMPLING ** 2, PSF_OVERSAMPLING, self.wcs)
+
+    def draw(self, profile: galsim.GSObject, x: float, y: float) -> np.ndarray:
+        """SCI-count stamp of a sky ``profile`` (arcsec, ZP30 flux) centred at CCD (x, y),
+        convolved with this exposure's PSF and pixel, through the WCS Jacobian at (x, y)."""
+        ny, nx = self.shape
+        image = galsim.ImageD(nx, ny, xmin=self.origin[0], ymin=self.origin[1])
+        convolved = galsim.Convolve(profile, self.psf_profile, gsparams=GSPARAMS)
+        convolved.drawImage(image, wcs=self.wcs.local(galsim.PositionD(x, y)),
+                            center=galsim.PositionD(x, y), method="auto")
+        return image.array / self.flux_scale
+
+    def point_source(self, flux: float, x: float, y: float) -> np.ndarray:
+        """SCI-count stamp of a point source of ``flux`` (ZP30) at CCD (x, y)."""
+        return self.draw(galsim.DeltaFunction(flux=flux, gsparams=GSPARAMS), x, y)
+
+
+# -- the field (everything but the target and the noise) -----------------------------
+
+
+@dataclass(eq=False)
+class SimulatedField:
+    """The static part of a simulation: sky position, scene, exposures.
+
+    `realise` adds a target and noise, `write` writes a detection; the validation draws
+    many realisations of one field.
+    """
+
+    config: SimulationConfig
+    ra: float
+    dec: float
+    scene: tuple[SceneSource, ...]
+    exposures: list[SimulatedExposure]
+    detection_index: int
+
+    @property
+    def detection(self) -> SimulatedExposure:
+        return self.exposures[self.detection_index]
+
+    def target_sources(self, fluxes, offsets) -> tuple[TargetSource, ...]:
+        """Target point sources of ``fluxes`` (ZP30) at ``offsets`` (n_t, 2) pixels from
+        the manifest position in the detection exposure."""
+        det = self.detection
+        xt, yt = det.truth.target_xy
+        out = []
+        for flux, (dx, dy) in zip(fluxes, np.atleast_2d(offsets)):
+            ra, dec = det.wcs.xyToradec(xt + dx, yt + dy, units="deg")
+            out.append(TargetSource(flux=float(flux), x=float(xt + dx), y=float(yt + dy), dx=float(dx),
+                                    dy=float(dy), ra=float(ra) % 360.0, dec=float(dec)))
+        return tuple(out)
+
+    def target_sci(self, sources) -> np.ndarray:
+        """SCI-count image of the target source(s) in the detection exposure."""
+        det = self.detection
+        total = np.zeros(det.shape)
+        for s in sources:
+            total += det.point_source(s.flux, s.x, s.y)
+        return total
+
+    def realise(self, rng: np.random.Generator, sources=(), noise: bool = True,
+                gain: float | None = None) -> list[np.ndarray]:
+        """SCI stamps (float64) of one realisation: scene + target (detection exposure
+        only) + sky offset + noise + defects.  ``gain``: electrons per SCI count for source
+        Poisson noise (None: sky noise only)."""
+        target = self.target_sci(sources)
+        stamps = []
+        for m, ex in enumerate(self.exposures):
+            signal = ex.scene_sci + (target if m == self.detection_index else 0.0)
+            sci = signal + ex.truth.sky_offset
+            if noise:
+                sci = sci + rng.normal(0.0, ex.truth.sky_sigma, ex.shape)
+                if gain is not None:
+                    electrons = np.clip(signal, 0.0, None) * gain
+                    sci = sci + (rng.poisson(electrons) - electrons) / gain
+            stamps.append(sci + ex.defects)
+        return stamps
+
+    # -- writing ----------------------------------------------------------------------
+
+    def manifest(self, outdir: Path) -> DetectionManifest:
+        name = self.config.detection_name
+        entries = []
+        for ex in self.exposures:
+            t = ex.truth
+            entries.append(ExposureEntry(
+                expnum=t.expnum, ccdnum=t.ccdnum, band=self.config.band,
+                zeropoint=t.zeropoint, stamp=outdir / stamp_relpath(name, t.expnum),
+                psf=outdir / psf_relpath(t.expnum, t.ccdnum), stamp_origin=t.stamp_origin,
+                target_xy=t.target_xy, gain=self.config.shot_noise_gain))
+        det = self.detection.truth
+        return DetectionManifest(name=name, ra=self.ra, dec=self.dec, band=self.config.band,
+                                 detection_expnum=det.expnum, detection_ccdnum=det.ccdnum,
+                                 exposures=tuple(entries))
+
+    def write(self, outdir: str | os.PathLike, stamps: list[np.ndarray],
+              overwrite: bool = False) -> Path:
+        """Write stamps (SCI counts), PSFs, zeropoints and the manifest; returns the
+        manifest path.  Every file is written atomically."""
+        outdir = Path(outdir).absolute()
+        manifest = self.manifest(outdir)
+        for ex, entry, sci in zip(self.exposures, manifest.exposures, stamps):
+            _write_stamp(entry.stamp, sci, ex.mask, ex.weight, overwrite)
+            with atomic_output(entry.psf, overwrite) as tmp:
+                ex.pixelized_psf().write(tmp, ex.wcs_header, overwrite=True)
+        _write_zeropoints(outdir / "zeropoints.ecsv", manifest, overwrite)
+        return manifest.write(outdir / MANIFEST_FILENAME, overwrite=overwrite)
+
+    def truth(self, manifest_path: Path, sources) -> SimulationTruth:
+        det = self.detection.truth
+        geometry = binary_geometry(sources) if len(sources) == 2 else (None, None, None)
+        return SimulationTruth(
+            name=self.config.detection_name, seed=self.config.seed,
+            manifest_path=manifest_path, ra=self.ra, dec=self.dec, band=self.config.band,
+            detection_expnum=det.expnum, detection_ccdnum=det.ccdnum, sources=tuple(sources),
+            exposures=tuple(ex.truth for ex in self.exposures), scene=self.scene,
+            config=self.config, separation_px=geometry[0], separation_arcsec=geometry[1],
+            position_angle_deg=geometry[2])
+
+
+def stamp_relpath(name: str, expnum: int) -> Path:
+    return Path("stamps") / f"{name}_{expnum}.fits"
+
+
+def psf_relpath(expnum: int, ccdnum: int) -> Path:
+    return Path("psfs") / str(expnum) / f"{expnum}_{ccdnum}_psf.fits"
+
+
+def _write_stamp(path: Path, sci: np.ndarray, mask: np.ndarray, weight: np.ndarray,
+                 overwrite: bool) -> None:
+    hdul = fits.HDUList([fits.PrimaryHDU(),
+                         fits.ImageHDU(sci.astype(np.float32), name="SCI"),
+                         fits.ImageHDU(mask.astype(np.int16), name="MSK"),
+                         fits.ImageHDU(weight.astype(np.float32), name="WGT")])
+    with atomic_output(path, overwrite) as tmp:
+        hdul.writeto(tmp, overwrite=True)
+
+
+def _write_zeropoints(path: Path, manifest: DetectionManifest, overwrite: bool) -> None:
+    table = Table(rows=[(e.expnum, e.ccdnum, e.band, e.zeropoint, manifest.name, True)
+                        for e in manifest.exposures],
+                  names=("expnum", "ccdnum", "band", "zeropoint", "object", "has_stamp"))
+    table["zeropoint"].unit = "mag"
+    table.meta["comments"] = ["Simulated zeropoints: mag = zeropoint - 2.5 log10(SCI); "
+                              "flux at ZP=30 is SCI * 10**(-0.4*(zeropoint-30))."]
+    with atomic_output(path, overwrite) as tmp:
+        table.write(tmp, format="ascii.ecsv", overwrite=True)
+
+
+def binary_geometry(sources) -> tuple[float, float, float]:
+    """(separation px, separation arcsec, position angle deg east of north) of the
+    secondary from the primary (CCD pixels of the detection exposure; sky from ra/dec)."""
+    from astropy.coordinates import SkyCoord
+    import astropy.units as u
+
+    p, s = sources
+    c1, c2 = (SkyCoord(p.ra * u.deg, p.dec * u.deg), SkyCoord(s.ra * u.deg, s.dec * u.deg))
+    return (float(math.hypot(s.x - p.x, s.y - p.y)), float(c1.separation(c2).arcsec),
+            float(c1.position_angle(c2).deg))
+
+
+# -- building a field -----------------------------------------------------------------
+
+
+def build_field(config: SimulationConfig) -> SimulatedField:
+    """Draw the static part of a simulation (deterministic in ``config.seed``)."""
+    layout = config.rng(0)
+    ra = float(layout.uniform(0.0, 360.0))
+    dec = float(layout.uniform(-10.0, 10.0))   # near the ecliptic, like DES TNO fields
+    scene = _scene_sources(config, layout, ra, dec)
+    rng = config.rng(1)
+    expnums = np.sort(rng.choice(np.arange(200000, 900000), config.n_exposures,
+                                 replace=False))
+    detection_index = int(rng.integers(config.n_exposures))
+    exposures = [_exposure(config, rng, int(e), ra, dec, m == detection_index)
+                 for m, e in enumerate(expnums)]
+    for ex in exposures:
+        ex.scene_sci = _draw_scene(ex, scene)
+    return SimulatedField(config=config, ra=ra, dec=dec, scene=scene, exposures=exposures,
+                          detection_index=detection_index)
+
+
+def _scene_sources(config: SimulationConfig, rng: np.random.Generator, ra: float,
+                   dec: float) -> tuple[SceneSource, ...]:
+    """Static sources around (ra, dec): the blending galaxy (optional) and field stars."""
+    sources = []
+
+    def place(distance_px: float, **kw) -> SceneSource:
+        angle = rng.uniform(0.0, 2 * math.pi)
+        u = distance_px * PIXEL_SCALE_ARCSEC * math.cos(angle)
+        v = distance_px * PIXEL_SCALE_ARCSEC * math.sin(angle)
+        sra, sdec = sky_from_tangent(u, v, ra, dec)
+        return SceneSource(u=u, v=v, ra=float(sra), dec=float(sdec), **kw)
+
+    # Draw every random number whether or not it is used, so that switching the galaxy
+    # off leaves the stars (and everything else) where they were.
+    gal_distance = rng.uniform(4.0, 6.0)
+    gal = dict(kind="galaxy", flux=float(np.exp(rng.uniform(np.log(4000), np.log(12000)))),
+               sersic_n=float(rng.choice([1.0, 1.5, 2.0])),
+               half_light_radius=float(rng.uniform(0.5, 0.9)),
+               g1=float(rng.uniform(-0.25, 0.25)), g2=float(rng.uniform(-0.25, 0.25)))
+    galaxy = place(config.galaxy_distance_px if config.galaxy_distance_px is not None
+                   else gal_distance, **gal)
+    if config.galaxy:
+        sources.append(galaxy)
+    for _ in range(config.n_stars):
+        flux = float(np.exp(rng.uniform(np.log(3000), np.log(30000))))
+        sources.append(place(rng.uniform(7.0, 12.0), kind="star", flux=flux))
+    return tuple(sources)
+
+
+def _exposure(config: SimulationConfig, rng: np.random.Generator, expnum: int, ra: float,
+              dec: float, is_detection: bool) -> SimulatedExposure:
+    """One exposure: CCD, zeropoint, seeing/PSF, WCS placing (ra, dec) at a random CCD
+    position, noise level and defects."""
+    ccdnum = int(rng.choice(_DES_CCDS))
+    zeropoint = float(rng.uniform(*config.zeropoint_range))
+    fwhm = float(rng.uniform(*config.fwhm_range_arcsec))
+    psf_kind = str(rng.choice(["kolmogorov", "moffat"]))
+    g1, g2 = (float(g) for g in rng.normal(0.0, 0.03, 2).clip(-0.08, 0.08))
+    rotation = float(rng.uniform(0.0, 360.0))
+    target_xy = (float(rng.uniform(CCD_MARGIN_PX, CCD_NX + 1 - CCD_MARGIN_PX)),
+                 float(rng.uniform(CCD_MARGIN_PX, CCD_NY + 1 - CCD_MARGIN_PX)))
+    header = tan_sip_header(rng, rotation, target_xy, ra, dec)
+    sky_sigma = float(rng.uniform(*config.sky_sigma_range))
+    shape = (config.stamp_size, config.stamp_size)
+    mask, defects = _defects(rng, shape, sky_sigma)
+    truth = ExposureTruth(
+        expnum=expnum, ccdnum=ccdnum, zeropoint=zeropoint, fwhm_arcsec=fwhm,
+        psf_kind=psf_kind, psf_g1=g1, psf_g2=g2, rotation_deg=rotation, sky_sigma=sky_sigma,
+        sky_offset=float(rng.uniform(-0.1, 0.1) * sky_sigma), target_xy=target_xy,
+        stamp_origin=des_stamp_origin(*target_xy, shape), n_masked=int((mask != 0).sum()),
+        is_detection=is_detection)
+    return SimulatedExposure(truth=truth, wcs=galsim.GSFitsWCS(header=header),
+                             wcs_header=header, psf_profile=_psf(psf_kind, fwhm, g1, g2),
+                             shape=shape, mask=mask, defects=defects)
+
+
+def _psf(kind: str, fwhm: float, g1: float, g2: float) -> galsim.GSObject:
+    """Atmospheric PSF (arcsec, unit flux), slightly elliptical."""
+    if kind == "kolmogorov":
+        profile = galsim.Kolmogorov(fwhm=fwhm, gsparams=GSPARAMS)
+    else:
+        profile = galsim.Moffat(beta=3.0, fwhm=fwhm, gsparams=GSPARAMS)
+    return profile.shear(g1=g1, g2=g2)
+
+
+def _draw_scene(ex: SimulatedExposure, scene) -> np.ndarray:
+    """Noiseless static scene of one exposure (SCI counts)."""
+    total = np.zeros(ex.shape)
+    if not scene:
+        return total
+    ra = np.array([s.ra for s in scene])
+    dec = np.array([s.dec for s in scene])
+    xs, ys = sky_to_pixel(ex.wcs, ra, dec)
+    for source, x, y in zip(scene, np.atleast_1d(xs), np.atleast_1d(ys)):
+        total += ex.draw(source.profile(), float(x), float(y))
+    return total
+
+
+def _defects(rng: np.random.Generator, shape: tuple[int, int], sky_sigma: float
+             ) -> tuple[np.ndarray, np.ndarray]:
+    """A few masked pixels and the junk SCI counts they hold: cosmic rays (1-3 px tracks,
+    bit `MASK_CRAY`) and, sometimes, a bad-column segment (bit `MASK_BPM`)."""
+    ny, nx = shape
+    mask = np.zeros(shape, np.int16)
+    junk = np.zeros(shape)
+    for _ in range(int(rng.poisson(1.5))):
+        j, i = int(rng.integers(ny)), int(rng.integers(nx))
+        length, horizontal = int(rng.integers(1, 4)), bool(rng.integers(2))
+        rows = slice(j, j + 1) if horizontal else slice(j, min(j + length, ny))
+        cols = slice(i, min(i + length, nx)) if horizontal else slice(i, i + 1)
+        mask[rows, cols] |= MASK_CRAY
+        junk[rows, cols] += rng.uniform(20.0, 200.0) * sky_sigma
+    bad_column = rng.uniform() < 0.3
+    i, j0, length = int(rng.integers(nx)), int(rng.integers(ny)), int(rng.integers(3, 9))
+    if bad_column:
+        mask[j0:j0 + length, i] |= MASK_BPM
+        junk[j0:j0 + length, i] += rng.uniform(-5.0, 50.0) * sky_sigma
+    return mask, junk
+
+
+# -- WCS --------------------------------------------------------------------------------
+
+
+def tan_sip_header(rng: np.random.Generator, rotation_deg: float,
+                   target_xy: tuple[float, float], ra: float, dec: float) -> fits.Header:
+    """A DES-like TAN-SIP FITS WCS for a 2048 x 4096 CCD: 0.263"/px, CCD axes rotated by
+    ``rotation_deg`` on the sky (east left when north is up, as on the sky), a 2nd/3rd
+    order SIP distortion of up to ~1 px at the CCD corners, and CRVAL chosen so that sky
+    (ra, dec) (degrees) falls on the 1-indexed CCD position ``target_xy``."""
+    theta = math.radians(rotation_deg)
+    scale = PIXEL_SCALE_ARCSEC / 3600.0
+    cd = scale * np.array([[-math.cos(theta), math.sin(theta)],
+                           [math.sin(theta), math.cos(theta)]])
+    header = fits.Header()
+    header["CTYPE1"], header["CTYPE2"] = "RA---TAN-SIP", "DEC--TAN-SIP"
+    header["CRPIX1"], header["CRPIX2"] = (CCD_NX + 1) / 2, (CCD_NY + 1) / 2
+    header["CUNIT1"], header["CUNIT2"] = "deg", "deg"
+    for (i, j), value in np.ndenumerate(cd):
+        header[f"CD{i + 1}_{j + 1}"] = float(value)
+    header["A_ORDER"] = header["B_ORDER"] = 3
+    for p in range(4):
+        for q in range(4 - p):
+            if p + q >= 2:
+                sigma = 1e-7 if p + q == 2 else 2e-11
+                header[f"A_{p}_{q}"] = float(rng.normal(0.0, sigma))
+                header[f"B_{p}_{q}"] = float(rng.normal(0.0, sigma))
+    header["CRVAL1"], header["CRVAL2"] = ra, dec
+    return _place_on_ccd(header, target_xy, ra, dec)
+
+
+def _place_on_ccd(header: fits.Header, target_xy: tuple[float, float], ra: float,
+                  dec: float) -> fits.Header:
+    """Move CRVAL until sky (ra, dec) maps to CCD ``target_xy`` (fixed-point iteration:
+    shift CRVAL by the residual tangent offset; converges to 1e-8 arcsec, 4e-8 px, in a few
+    steps; double precision in degrees cannot do much better)."""
+    pos = galsim.PositionD(*target_xy)
+    for _ in range(30):
+        wcs = galsim.GSFitsWCS(header=header)
+        got_ra, got_dec = wcs.xyToradec(pos.x, pos.y, units="deg")
+        u, v = tangent_offsets(ra, dec, float(got_ra), float(got_dec))
+        if math.hypot(u, v) < 1e-8:
+            return header
+        new_ra, new_dec = sky_from_tangent(u, v, header["CRVAL1"], header["CRVAL2"])
+        header["CRVAL1"], header["CRVAL2"] = float(new_ra), float(new_dec)
+    raise RuntimeError("could not place the target on the CCD (WCS iteration diverged)")
+
+
+# -- entry point ------------------------------------------------------------------------
+
+
+def simulate_detection(outdir: str | os.PathLike, *, overwrite: bool = False,
+                       **options) -> SimulationTruth:
+    """Simulate a detection and write it to ``outdir`` (see the module docstring).
+
+    ``options`` are the fields of `SimulationConfig` (seed, n_exposures, binary,
+    separation_px, flux, flux_ratio, galaxy, name, stamp_size, shot_noise_gain, ...).
+    Deterministic for a given configuration.  Refuses to write into a non-empty ``outdir``
+    unless ``overwrite`` (files of the same names are then replaced, others left alone).
+    Returns the truth, also written as ``outdir/truth.json``.
+    """
+    config = SimulationConfig(**options)
+    outdir = Path(outdir).absolute()
+    check_output_dir(outdir, overwrite)
+    sim_field = build_field(config)
+    sources = sim_field.target_sources(*target_layout(config))
+    stamps = sim_field.realise(config.rng(2), sources, noise=config.noise,
+                               gain=config.shot_noise_gain)
+    manifest_path = sim_field.write(outdir, stamps, overwrite=overwrite)
+    truth = sim_field.truth(manifest_path, sources)
+    truth.write(outdir / TRUTH_FILENAME, overwrite=overwrite)
+    return truth
+
+
+def target_layout(config: SimulationConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(fluxes (n_t,), offsets (n_t, 2) px) of the target: a single source at the manifest
+    position, or a binary at a random position angle whose flux-weighted photocentre is
+    the manifest position."""
+    if not config.binary:
+        return np.array([config.flux]), np.zeros((1, 2))
+    angle = config.rng(3).uniform(0.0, 2 * math.pi)
+    fluxes = np.array([config.flux, config.flux * config.flux_ratio])
+    step = config.separation_px * np.array([math.cos(angle), math.sin(angle)])
+    primary = -step * fluxes[1] / fluxes.sum()
+    return fluxes, np.array([primary, primary + step])
+
+
+def check_output_dir(outdir: Path, overwrite: bool) -> None:
+    """Refuse a non-empty existing directory (or a file) unless ``overwrite``."""
+    if outdir.exists() and not outdir.is_dir():
+        raise OutputExistsError("exists and is not a directory", outdir)
+    if outdir.is_dir() and any(outdir.iterdir()) and not overwrite:
+        raise OutputExistsError("directory is not empty; not written into "
+                                "(use overwrite/--overwrite)", outdir)
