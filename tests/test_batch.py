@@ -1,0 +1,210 @@
+"""`smp batch`: the three real sample detections plus a broken one on a 2-worker
+LocalCluster, compared with single fits in this process; resume, failures, folder rows."""
+from __future__ import annotations
+
+import dataclasses
+import io
+import logging
+import os
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.table import QTable, Table
+
+from smp_model.batch import (BatchItem, BatchPaths, BatchReport, DetectionOutcome,
+                             detection_key, read_batch_list)
+from smp_model.cli import main
+from smp_model.commands.batch import BatchProgress
+from smp_model.fit import DetectionPhotometry
+from smp_model.folder import manifest_from_folder
+from smp_model.manifest import DetectionManifest
+from smp_model.scene import FitSettings
+
+SAMPLE = ("eris", "2014vv39", "2014lq28")
+KEYS = {"eris": "eris_234928_20", "2014vv39": "2014vv39_572637_9",
+        "2014lq28": "2014lq28_696265_32"}
+LQ28_FOLDER = {"name": "2014lq28", "ra": 356.18539123, "dec": -0.620161911, "band": "r",
+               "expnum": 696265, "ccdnum": 32}
+RTOL = 1e-9
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A 2-worker LocalCluster shared by the tests; closed even when a test fails."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None, silence_logs=logging.ERROR) as c:
+        yield c
+
+
+def fit_in_process(manifest):
+    """What `smp fit` computes for one detection (default settings, single target)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")   # dropped-exposure warnings of the sample
+        return DetectionPhotometry(manifest, FitSettings()).fit_single()
+
+
+@pytest.fixture(scope="module")
+def reference_fluxes(des_sample):
+    return {name: fit_in_process(des_sample / name / "detection.toml").flux
+            for name in SAMPLE}
+
+
+def broken_manifest(des_sample, tmp_path):
+    """2014 LQ28 renamed, with its detection exposure's stamp pointing at a missing file."""
+    manifest = DetectionManifest.read(des_sample / "2014lq28" / "detection.toml")
+    exposures = tuple(dataclasses.replace(e, stamp=tmp_path / "missing_stamp.fits")
+                      if e is manifest.detection_exposure else e
+                      for e in manifest.exposures)
+    broken = dataclasses.replace(manifest, name="broken", exposures=exposures)
+    return broken.write(tmp_path / "broken" / "detection.toml")
+
+
+def work_mtimes(out):
+    work = BatchPaths(out).work_dir
+    return {p.name: p.stat().st_mtime_ns for p in work.glob("*.ecsv")}
+
+
+def test_batch_sample_plus_broken_then_resume(des_sample, tmp_path, cluster,
+                                              reference_fluxes, capsys):
+    broken = broken_manifest(des_sample, tmp_path)
+    listing = tmp_path / "detections.ecsv"
+    Table({"manifest": [str(des_sample / n / "detection.toml") for n in SAMPLE]
+           + [str(broken)]}).write(listing)
+    out = tmp_path / "results" / "fluxes.ecsv"
+
+    code = main(["batch", str(listing), "--out", str(out),
+                 "--scheduler", cluster.scheduler_address])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "3 fitted, 0 skipped, 1 failed" in err
+
+    table = QTable.read(out)
+    assert len(table) == 3   # one source per single-target detection
+    assert list(table["key"]) == [KEYS[n] for n in SAMPLE]   # list order
+    for row, name in zip(table, SAMPLE):
+        assert row["name"] == name and row["fit_kind"] == "single"
+        assert row["flux"] == pytest.approx(reference_fluxes[name], rel=RTOL)
+    assert table.meta["software"].startswith("smp-inspector ")
+    assert table.meta["settings"]["convention"] == "exact"
+    assert table.meta["n_failed"] == 1
+
+    failures = Table.read(BatchPaths(out).failures)
+    assert len(failures) == 1
+    failure = failures[0]
+    assert failure["key"] == "broken_696265_32"
+    assert failure["error_type"] == "StampError"
+    assert "missing_stamp.fits" in failure["message"]
+    assert failure["input"] == str(broken) and failure["row"] == 4
+
+    # Second run, default code path (its own LocalCluster): nothing is refitted, the
+    # broken detection is retried and fails again, the table is rewritten unchanged.
+    before = work_mtimes(out)
+    assert set(before) == {f"{KEYS[n]}.ecsv" for n in SAMPLE}
+    code = main(["batch", str(listing), "--out", str(out), "--workers", "1"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert "0 fitted, 3 skipped, 1 failed" in err
+    assert work_mtimes(out) == before
+    again = QTable.read(out)
+    assert np.array_equal(again["flux"], table["flux"])
+
+    # Other settings on the same work directory: refused, nothing touched.
+    code = main(["batch", str(listing), "--out", str(out), "--convention", "legacy",
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "other settings" in err and "convention" in err
+    assert work_mtimes(out) == before
+
+
+def test_batch_folder_row_with_binary_search(des_sample, tmp_path, cluster, capsys):
+    """A CSV list of folder-input fields with paths relative to the list file; 2014 LQ28
+    is the published binary, so --binary-search-if 10 keeps the binary fit."""
+    rel = os.path.relpath(des_sample, tmp_path)
+    listing = tmp_path / "folders.csv"
+    Table([{"stamps": f"{rel}/2014lq28/stamps", "psfs": f"{rel}/psfs",
+            "zeropoints": f"{rel}/zeropoints.ecsv", **LQ28_FOLDER}]).write(listing)
+    out = tmp_path / "fluxes.fits"
+
+    code = main(["batch", str(listing), "--out", str(out), "--quiet",
+                 "--binary-search-if", "10", "--scheduler", cluster.scheduler_address])
+    assert code == 0, capsys.readouterr().err
+    assert not BatchPaths(out).failures.exists()
+    table = QTable.read(out)
+    assert list(table["key"]) == [KEYS["2014lq28"]] * 2
+    assert list(table["component"]) == ["primary", "secondary"]
+    assert list(table["fit_kind"]) == ["binary", "binary"]
+
+    manifest = manifest_from_folder(des_sample / "2014lq28" / "stamps", des_sample / "psfs",
+                                    des_sample / "zeropoints.ecsv", **LQ28_FOLDER)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = DetectionPhotometry(manifest, FitSettings()).optimize_binary((0, 1, 0, 1))
+    assert expected.delta_chi2 > 10
+    assert np.allclose(table["binary_delta_chi2"], expected.delta_chi2, rtol=RTOL)
+    for row, source in zip(table, expected.sources):
+        assert row["flux"] == pytest.approx(source.flux, rel=RTOL)
+
+
+def test_usage_errors_exit_2(tmp_path, capsys):
+    out = tmp_path / "fluxes.ecsv"
+    assert main(["batch", str(tmp_path / "nope.ecsv"), "--out", str(out)]) == 2
+    assert "batch list not found" in capsys.readouterr().err
+
+    listing = tmp_path / "bad.csv"
+    Table({"path": ["x.toml"]}).write(listing)
+    assert main(["batch", str(listing), "--out", str(out)]) == 2
+    assert "'manifest' column" in capsys.readouterr().err
+
+    # An --out that is not from a batch (no work directory) is never replaced.
+    Table({"manifest": ["missing.toml"]}).write(listing, overwrite=True)
+    out.write_text("precious")
+    assert main(["batch", str(listing), "--out", str(out)]) == 2
+    assert "not overwritten" in capsys.readouterr().err
+    assert out.read_text() == "precious"
+
+
+def test_unreadable_rows_fail_without_a_cluster(tmp_path, capsys):
+    """Rows that cannot become a detection are failures; no cluster is started for them."""
+    listing = tmp_path / "list.ecsv"
+    Table({"manifest": ["missing.toml"]}).write(listing)
+    out = tmp_path / "fluxes.csv"
+    assert main(["batch", str(listing), "--out", str(out), "--workers", "1"]) == 1
+    assert "0 fitted" in capsys.readouterr().err
+    failures = Table.read(BatchPaths(out).failures)
+    assert failures["error_type"][0] == "ManifestError"
+    assert str(tmp_path / "missing.toml") in failures["message"][0]
+    assert not out.exists()   # no result to write
+
+
+def test_read_batch_list_mixed_rows(tmp_path):
+    listing = tmp_path / "mixed.ecsv"
+    table = Table({"manifest": ["", "nowhere/detection.toml"],
+                   "stamps": ["s", ""], "psfs": ["p", ""], "zeropoints": ["z.ecsv", ""],
+                   "name": ["2014 LQ/28", ""], "ra": [1.0, 0.0], "dec": [2.0, 0.0],
+                   "band": ["r", ""], "expnum": [5, 0], "ccdnum": [7, 0]})
+    table.write(listing)
+    folder, manifest = read_batch_list(listing)
+    assert folder.key == "2014_LQ_28_5_7" and folder.error is None
+    assert folder.folder["stamps"] == tmp_path / "s"
+    assert manifest.error[0] == "ManifestError"
+    assert detection_key("../x", 1, 2) == "_x_1_2"
+
+
+def test_progress_is_throttled_off_a_terminal():
+    stream = io.StringIO()
+    progress = BatchProgress(stream=stream, interval=3600)
+    report = BatchReport(total=100, paths=BatchPaths(Path("o.ecsv")), workers=2,
+                         to_compute=100, compute_started=time.perf_counter() - 10)
+    progress.start(report)
+    for i in range(100):
+        outcome = DetectionOutcome(BatchItem(i + 1, f"k{i}", "in"), "computed", 1.0)
+        report.add(outcome)
+        report.attempted += 1
+        progress.update(outcome, report)
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 3   # start, first status, final status
+    assert lines[-1].endswith("detections/s") and "100/100 done" in lines[-1]
