@@ -1,0 +1,160 @@
+"""GUI responsiveness on the real 2014 LQ28 sample (headless).
+
+1. marker move -> panels and flux table updated: median and 90th percentile over N moves
+   of the secondary marker (target: median <= 30 ms);
+2. longest event-loop stall during a cold open + fit, measured with a QTimer ticking
+   every 5 ms (target: < 100 ms).
+
+    python benchmarks/bench_gui.py [--moves 100] [--sample DIR] [--json]
+
+Prints one line per number (or one JSON object with --json); exit code 0.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+TICK_MS = 5
+MOVE_TARGET_MS = 30.0
+STALL_TARGET_MS = 100.0
+
+
+def default_sample() -> Path:
+    root = Path(__file__).resolve().parent.parent
+    return Path(os.environ.get("SMP_DES_SAMPLE") or root.parent / "shared" / "des-sample")
+
+
+def wait_for(app, condition, timeout_s: float = 120.0):
+    """Run the event loop (blocking in it, as the real application does, rather than
+    polling) until ``condition()`` holds; re-checked after every displayed fit."""
+    from PyQt6.QtCore import QEventLoop, QTimer
+    if condition():
+        return
+    loop = QEventLoop()
+    window = wait_for.window
+    check = (lambda *_: loop.quit() if condition() else None)
+    window.fitDisplayed.connect(check)
+    guard = QTimer()
+    guard.setSingleShot(True)
+    guard.timeout.connect(loop.quit)
+    guard.start(int(1000 * timeout_s))
+    try:
+        loop.exec()
+    finally:
+        window.fitDisplayed.disconnect(check)
+    if not condition():
+        raise TimeoutError("timed out waiting for the window")
+
+
+def measure_cold_stall(app, window, manifest: Path) -> dict:
+    """Open the detection (cold: load, render, factorise, fit) while a 5 ms timer ticks."""
+    from PyQt6.QtCore import QTimer
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.setInterval(TICK_MS)
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    shown = []
+    window.fitDisplayed.connect(shown.append)
+    timer.start()
+    t0 = time.perf_counter()
+    ticks.append(t0)
+    window.open_detection(manifest, mode="binary", offsets=(0.0, 1.0, 0.0, 1.0))
+    wait_for(app, lambda: bool(shown))
+    t1 = time.perf_counter()
+    timer.stop()
+    window.fitDisplayed.disconnect(shown.append)
+    gaps = [b - a for a, b in zip(ticks, ticks[1:])]
+    return {"cold_fit_s": t1 - t0, "max_stall_ms": 1000 * max(gaps),
+            "ticks": len(ticks)}
+
+
+def measure_moves(app, window, n_moves: int) -> dict:
+    """Drag the secondary marker in small steps; time from the move to the window showing
+    the fit at the new position (panels and table updated, `fitDisplayed` emitted)."""
+    layer = window.markers
+    item = layer.item(1, 0)
+    times, engine_ms = [], []
+    item.moving = True            # as during a mouse drag
+    try:
+        for n in range(n_moves):
+            u, v = layer.positions[1]
+            step = 0.05 if (n // 10) % 2 == 0 else -0.05
+            displayed = window.fits_displayed
+            t0 = time.perf_counter()
+            item.setPos(u + step, v)            # -> dragged -> FitRequest
+            target = window.controller.last_submitted
+            wait_for(app, lambda: window.fits_displayed > displayed
+                     and window.result.request_id == target)
+            times.append(1000 * (time.perf_counter() - t0))
+            engine_ms.append(1000 * window.result.elapsed_s)
+    finally:
+        item.moving = False
+        layer._on_finished(1, item)
+    times.sort()
+    return {"moves": n_moves, "move_median_ms": statistics.median(times),
+            "move_p90_ms": times[int(0.9 * (len(times) - 1))], "move_max_ms": times[-1],
+            "worker_median_ms": statistics.median(engine_ms)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--moves", type=int, default=100)
+    parser.add_argument("--sample", type=Path, default=default_sample())
+    parser.add_argument("--json", action="store_true", help="one JSON object")
+    args = parser.parse_args(argv)
+    manifest = args.sample / "2014lq28" / "detection.toml"
+
+    import pyqtgraph as pg
+    from PyQt6.QtCore import QSettings
+    from PyQt6.QtWidgets import QApplication
+
+    from smp_gui.controller import preload_engine
+    from smp_gui.main_window import MainWindow
+
+    warnings.simplefilter("ignore")
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    pg.setConfigOption("mouseRateLimit", -1)
+    preload_engine()     # as smp-gui does at start-up
+    import tempfile
+    with tempfile.TemporaryDirectory() as tmp:
+        store = QSettings(str(Path(tmp) / "bench.ini"), QSettings.Format.IniFormat)
+        window = MainWindow(store)
+        wait_for.window = window
+        window.show()
+        app.processEvents()
+        try:
+            result = measure_cold_stall(app, window, manifest)
+            result.update(measure_moves(app, window, args.moves))
+        finally:
+            window.shutdown()
+            window.close()
+    result["move_target_ms"] = MOVE_TARGET_MS
+    result["stall_target_ms"] = STALL_TARGET_MS
+    result["ok"] = (result["move_median_ms"] <= MOVE_TARGET_MS
+                    and result["max_stall_ms"] < STALL_TARGET_MS)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"cold open + fit:            {result['cold_fit_s']:.2f} s")
+        print(f"longest event-loop stall:   {result['max_stall_ms']:.1f} ms "
+              f"(target < {STALL_TARGET_MS:.0f})")
+        print(f"marker move -> display:     median {result['move_median_ms']:.1f} ms, "
+              f"p90 {result['move_p90_ms']:.1f} ms, max {result['move_max_ms']:.1f} ms "
+              f"over {result['moves']} moves (target median <= {MOVE_TARGET_MS:.0f})")
+        print(f"  of which in the worker:   median {result['worker_median_ms']:.1f} ms "
+              "(engine fit + summary + panels)")
+        print(f"load average while running: {os.getloadavg()[0]:.1f} "
+              f"on {os.cpu_count()} CPUs (numbers are only meaningful on an idle machine)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

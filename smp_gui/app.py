@@ -1,0 +1,146 @@
+"""Entry point of the SMP Inspector window: ``smp-gui [MANIFEST|FOLDER|SESSION]``.
+
+With no argument the built-in demo detection opens.  ``--screenshot PATH`` opens the
+detection, waits for the fit (and the position search with ``--optimize``), saves a
+picture of the whole window to PATH and exits (0 on success, 2 on an error).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+SCREENSHOT_TIMEOUT_MS = 300_000
+
+
+def parse_offsets(text: str) -> tuple[float, float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not numbers: {text!r}") from None
+    if len(values) != 4:
+        raise argparse.ArgumentTypeError(
+            f"expected 4 comma-separated offsets DX1,DX2,DY1,DY2 (px), got {text!r}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="smp-gui", description="SMP Inspector: scene-modelling photometry of a "
+        "moving-object detection, interactively.")
+    parser.add_argument("path", nargs="?", metavar="MANIFEST|FOLDER",
+                        help="detection manifest (detection.toml), its folder, or a saved "
+                        "session (.json); default: the built-in demo")
+    parser.add_argument("--binary", type=parse_offsets, metavar="DX1,DX2,DY1,DY2",
+                        help="start in binary mode with these offsets (px, relative to the "
+                        "target's WCS position, in the convention's frame)")
+    parser.add_argument("--optimize", action="store_true",
+                        help="optimise the position(s) after the first fit")
+    parser.add_argument("--screenshot", metavar="PATH",
+                        help="save a picture of the window once fitted, then exit")
+    return parser
+
+
+def demo_path() -> Path | None:
+    """The built-in demo's manifest, or None when `smp_model.demo` is not available."""
+    try:
+        from smp_model.demo import demo_manifest_path
+    except ImportError:
+        return None
+    return Path(demo_manifest_path())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+
+    import pyqtgraph as pg
+    from PyQt6.QtCore import QTimer
+    from PyQt6.QtWidgets import QApplication
+
+    from .controller import preload_engine
+    from .main_window import MainWindow
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    preload_engine()
+    app.setApplicationName("SMP Inspector")
+    pg.setConfigOptions(antialias=True)
+    window = MainWindow()
+    window.show()
+
+    path = args.path
+    if path is None:
+        path = demo_path()
+        if path is None:
+            message = ("The built-in demo is not available (smp_model.demo is missing). "
+                       "Open a detection with File > Open or give its path: "
+                       "smp-gui path/to/detection.toml")
+            if args.screenshot:
+                print(f"smp-gui: {message}", file=sys.stderr)
+                window.shutdown()
+                return 2
+            window.placeholder.setText(message)
+    state = {"optimized": False, "rc": 0}
+
+    def finish(rc: int):
+        state["rc"] = rc
+        window.shutdown()
+        app.exit(rc)
+
+    if args.screenshot:
+        def on_fit(result):
+            if args.optimize and not state["optimized"]:
+                state["optimized"] = True
+                window.optimize()
+                return
+            if window.controller.busy:
+                return     # a newer request is on its way
+            # Let the panels, markers and table paint before grabbing.
+            QTimer.singleShot(200, save_screenshot)
+
+        def save_screenshot():
+            out = Path(args.screenshot)
+            if not window.grab().save(str(out)):
+                print(f"smp-gui: cannot write the screenshot {out}", file=sys.stderr)
+                finish(2)
+                return
+            print(f"smp-gui: screenshot written to {out}", file=sys.stderr)
+            finish(0)
+
+        def on_error(dialog):
+            print(f"smp-gui: {window.statusBar().currentMessage()}", file=sys.stderr)
+            finish(2)
+
+        def on_timeout():
+            print("smp-gui: timed out waiting for the fit", file=sys.stderr)
+            finish(2)
+
+        window.fitDisplayed.connect(on_fit)
+        window.errorShown.connect(on_error)
+        QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, on_timeout)
+
+    if path is not None:
+        mode = "binary" if args.binary else None
+        opened = window.open_path(path) if mode is None else \
+            window.open_detection(path, mode=mode, offsets=args.binary)
+        if not opened and args.screenshot:
+            return state["rc"] or 2
+        if args.optimize and not args.screenshot:
+            window.fitDisplayed.connect(_once(window.optimize))
+    rc = app.exec()
+    window.shutdown()
+    return state["rc"] or rc
+
+
+def _once(callback):
+    """A slot that calls ``callback()`` the first time only."""
+    done = []
+
+    def slot(*_):
+        if not done:
+            done.append(True)
+            callback()
+    return slot
+
+
+if __name__ == "__main__":
+    sys.exit(main())

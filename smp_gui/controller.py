@@ -1,0 +1,428 @@
+"""The thin controller between the window and the engine: one worker thread, latest
+request wins.
+
+The window describes what it wants as an immutable request (`FitRequest`,
+`Chi2MapRequest`) and calls `FitController.submit`.  The worker thread keeps at most one
+job running and one pending per channel ("fit", "map"); a newer request replaces the
+pending one.  Results come back through Qt signals as immutable objects tagged with the
+request id; a result is dropped when the request was cancelled or when a newer request
+needs another detection or other settings (its generation is over), so the window never
+shows numbers of a state it has left.
+
+The engine's `DetectionPhotometry` (loading + PSF rendering + factorisation, seconds) is
+built once per detection and settings, in the worker; fits after that take milliseconds.
+All engine objects are used from the worker thread only, except the immutable fit
+results, which the window reads.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import sys
+import threading
+import time
+import traceback
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PyQt6.QtCore import QObject, QThread, pyqtSignal
+
+from smp_model.chi2map import Chi2Map, chi2_map
+from smp_model.fit import BinaryFit, DetectionPhotometry, SceneFit
+from smp_model.panels import ExposurePanels, five_panels
+from smp_model.scene import FitSettings
+
+FIT, MAP = "fit", "map"
+# The GUI thread must get the GIL back quickly while the worker runs Python code
+# (default 5 ms; stalls add up over a cold build).
+GIL_SWITCH_INTERVAL_S = 0.001
+
+
+def limit_worker_threads():
+    """One BLAS thread: on a small machine a multi-threaded BLAS in the worker competes
+    with the GUI thread for the cores and makes both slower (measured 3x on 2 cores)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return None
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+def preload_engine():
+    """Import the engine's lazily imported dependencies (Piff) on the GUI thread at
+    start-up: an import in the worker holds the import machinery and, in C extension
+    initialisers, the GIL, which shows up as event-loop stalls during the first fit."""
+    import piff  # noqa: F401
+
+
+class Cancelled(Exception):
+    """Raised inside the worker (through the engine's progress callback) to stop a job."""
+
+
+@dataclass(frozen=True)
+class FitRequest:
+    """Fit ``manifest_path`` with ``settings``.
+
+    mode : "single" (offsets = (dx, dy)) or "binary" (offsets = (dx1, dx2, dy1, dy2)), px
+        relative to the target's WCS position in the convention's frame.
+    optimize : search the position(s) starting from ``offsets``.
+    panel_index : exposure (index into the fit's exposures; None: the detection) whose
+        five panels the worker prepares with the fit, so the GUI thread only draws.
+    """
+
+    manifest_path: str
+    settings: FitSettings
+    mode: str
+    offsets: tuple[float, ...]
+    optimize: bool = False
+    panel_index: int | None = None
+    request_id: int = 0
+    generation: int = 0
+
+    channel = FIT
+
+
+@dataclass(frozen=True)
+class Chi2MapRequest:
+    """chi2 of the binary over secondary offsets ``center +- half_width`` px every
+    ``step`` px, primary at ``primary`` (dx, dy) held or re-optimised."""
+
+    manifest_path: str
+    settings: FitSettings
+    primary: tuple[float, float]
+    center: tuple[float, float]
+    half_width: float = 2.0
+    step: float = 0.2
+    reoptimize_primary: bool = False
+    request_id: int = 0
+    generation: int = 0
+
+    channel = MAP
+
+
+@dataclass(frozen=True)
+class SourceRow:
+    """One fitted source as the results table shows it (fluxes on zeropoint 30)."""
+
+    component: str
+    flux: float
+    flux_err: float
+    mag: float
+    mag_err: float
+    dx: float
+    dy: float
+    dx_err: float
+    dy_err: float
+    x: float
+    y: float
+    ra: float
+    dec: float
+
+
+@dataclass(frozen=True)
+class FitSummary:
+    """The numbers of a fit, read from the engine's result once, in the worker."""
+
+    kind: str
+    sources: tuple[SourceRow, ...]
+    chi2: float
+    dof: int
+    delta_chi2: float = math.nan
+    separation_px: float = math.nan
+    separation_err_px: float = math.nan
+    separation_arcsec: float = math.nan
+    separation_err_arcsec: float = math.nan
+    position_angle_deg: float = math.nan
+    position_angle_err_deg: float = math.nan
+    n_chi2_evaluations: int = 1
+
+    @property
+    def offsets(self) -> tuple[float, ...]:
+        """(dx, dy) for a single target, (dx1, dx2, dy1, dy2) for a binary."""
+        if len(self.sources) == 1:
+            return (self.sources[0].dx, self.sources[0].dy)
+        p, s = self.sources
+        return (p.dx, s.dx, p.dy, s.dy)
+
+
+def summarize(fit: SceneFit) -> FitSummary:
+    names = ("primary", "secondary") if isinstance(fit, BinaryFit) else ("target",)
+    rows = tuple(SourceRow(name, s.flux, s.flux_err, s.mag, s.mag_err, s.dx, s.dy,
+                           s.dx_err, s.dy_err, s.x, s.y, s.ra, s.dec)
+                 for name, s in zip(names, fit.sources))
+    base = dict(kind=fit.kind, sources=rows, chi2=fit.chi2, dof=fit.dof,
+                n_chi2_evaluations=fit.n_chi2_evaluations)
+    if not isinstance(fit, BinaryFit):
+        return FitSummary(**base)
+    # One geometry evaluation (the properties would each redo it); errors only when the
+    # positions were fitted (they need the position covariance).
+    sep_px, sep_arcsec, pa = BinaryFit.scene_geometry(fit.scene, fit.offsets)
+    errors = dict(separation_err_px=math.nan, separation_err_arcsec=math.nan,
+                  position_angle_err_deg=math.nan)
+    if fit.position_covariance is not None:
+        errors = dict(separation_err_px=fit.separation_err_px,
+                      separation_err_arcsec=fit.separation_err_arcsec,
+                      position_angle_err_deg=fit.position_angle_err_deg)
+    return FitSummary(**base, delta_chi2=fit.delta_chi2, separation_px=sep_px,
+                      separation_arcsec=sep_arcsec, position_angle_deg=pa, **errors)
+
+
+@dataclass(frozen=True, eq=False)
+class FitResult:
+    """A finished fit: the engine's immutable result and its summary."""
+
+    request: FitRequest
+    fit: SceneFit
+    summary: FitSummary
+    panels: ExposurePanels | None = None
+    dropped: tuple[str, ...] = ()
+    elapsed_s: float = 0.0
+
+    @property
+    def request_id(self) -> int:
+        return self.request.request_id
+
+
+@dataclass(frozen=True, eq=False)
+class Chi2MapResult:
+    request: Chi2MapRequest
+    chi2map: Chi2Map
+
+    @property
+    def request_id(self) -> int:
+        return self.request.request_id
+
+
+@dataclass(frozen=True, eq=False)
+class JobFailure:
+    """A job that raised: ``error`` is the exception (an `SMPError` for bad input)."""
+
+    request: object
+    error: BaseException
+    traceback: str = field(default="", repr=False)
+
+    @property
+    def request_id(self) -> int:
+        return self.request.request_id
+
+
+class _Worker(QThread):
+    """Runs jobs one at a time; ``pending`` holds at most one request per channel."""
+
+    finished_job = pyqtSignal(object)     # FitResult | Chi2MapResult | JobFailure
+    progress = pyqtSignal(int, float, str)
+    started_job = pyqtSignal(int)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._cond = threading.Condition()
+        self._pending: dict[str, object] = {}
+        self._stop = False
+        self._cancel_id = -1          # jobs with id <= this stop at their next progress
+        self._running_id = 0
+        self._photometry: DetectionPhotometry | None = None
+        self._photometry_key = None
+        self._chi2_single: float | None = None
+
+    # -- called from the GUI thread ----------------------------------------------------
+
+    def put(self, request):
+        with self._cond:
+            self._pending[request.channel] = request
+            self._cond.notify()
+
+    def cancel_all(self, up_to_id: int):
+        with self._cond:
+            self._pending.clear()
+            self._cancel_id = up_to_id
+
+    def stop(self):
+        with self._cond:
+            self._stop = True
+            self._pending.clear()
+            self._cancel_id = 1 << 62
+            self._cond.notify()
+
+    def is_idle(self) -> bool:
+        with self._cond:
+            return not self._pending and self._running_id == 0
+
+    # -- the worker thread -------------------------------------------------------------
+
+    def run(self):
+        self._blas_limit = limit_worker_threads()
+        while True:
+            with self._cond:
+                while not self._pending and not self._stop:
+                    self._cond.wait()
+                if self._stop:
+                    return
+                # Fits first: they follow the user's hand; a map can wait.
+                channel = FIT if FIT in self._pending else MAP
+                request = self._pending.pop(channel)
+                self._running_id = request.request_id
+            self.started_job.emit(request.request_id)
+            try:
+                result = self._execute(request)
+            except Cancelled:
+                result = None
+            except BaseException as exc:   # noqa: BLE001 - reported to the window
+                result = JobFailure(request, exc, traceback.format_exc())
+            with self._cond:
+                self._running_id = 0
+            if result is not None:
+                self.finished_job.emit(result)
+
+    def _check_cancel(self, request_id: int):
+        if request_id <= self._cancel_id:
+            raise Cancelled
+
+    def _progress_callback(self, request_id: int):
+        def callback(fraction: float, message: str):
+            self._check_cancel(request_id)
+            self.progress.emit(request_id, float(fraction), message)
+        return callback
+
+    def _get_photometry(self, request) -> DetectionPhotometry:
+        key = (str(Path(request.manifest_path).resolve()), request.settings)
+        if self._photometry_key != key:
+            self._photometry = self._photometry_key = self._chi2_single = None
+            with warnings.catch_warnings():
+                # Dropped exposures are reported by the window from `.dropped`.
+                warnings.simplefilter("ignore")
+                photometry = DetectionPhotometry(request.manifest_path, request.settings,
+                                                 progress=self._progress_callback(
+                                                     request.request_id))
+            self._photometry, self._photometry_key = photometry, key
+        return self._photometry
+
+    def _execute(self, request):
+        t0 = time.perf_counter()
+        photometry = self._get_photometry(request)
+        self._check_cancel(request.request_id)
+        if isinstance(request, Chi2MapRequest):
+            result = chi2_map(photometry, request.primary, request.center,
+                              request.half_width, request.step, request.reoptimize_primary,
+                              progress=self._progress_callback(request.request_id))
+            return Chi2MapResult(request, result)
+        if request.mode == "single":
+            fit = (photometry.optimize_single(request.offsets) if request.optimize
+                   else photometry.fit_single(request.offsets))
+        else:
+            if request.optimize:
+                fit = photometry.optimize_binary(request.offsets)
+            else:
+                if self._chi2_single is None:   # the same reference the engine uses
+                    self._chi2_single = photometry.chi2(
+                        np.array([photometry.default_offset], float))
+                fit = photometry.fit_binary(request.offsets, chi2_single=self._chi2_single)
+        index = request.panel_index
+        if index is None or not 0 <= index < len(fit.scene.exposures):
+            index = fit.scene.detection_index
+        return FitResult(request, fit, summarize(fit), five_panels(fit, index),
+                         tuple(photometry.dropped), time.perf_counter() - t0)
+
+
+class FitController(QObject):
+    """Submits requests to the worker and delivers the results that are still wanted.
+
+    Signals
+    -------
+    fitFinished(FitResult), chi2MapFinished(Chi2MapResult), failed(JobFailure),
+    progress(request_id, fraction, message), busyChanged(bool).
+    """
+
+    fitFinished = pyqtSignal(object)
+    chi2MapFinished = pyqtSignal(object)
+    failed = pyqtSignal(object)
+    progress = pyqtSignal(int, float, str)
+    busyChanged = pyqtSignal(bool)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self._ids = itertools.count(1)
+        self._generation = 0
+        self._generation_key = None
+        self._last_submitted = 0
+        self._cancelled_up_to = 0
+        self._last_delivered = {FIT: 0, MAP: 0}
+        self.dropped_results = 0
+        if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
+            sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        self._worker = _Worker()
+        self._worker.finished_job.connect(self._on_finished)
+        self._worker.progress.connect(self._on_progress)
+        self._worker.start()
+
+    @property
+    def busy(self) -> bool:
+        return not self._worker.is_idle()
+
+    @property
+    def last_submitted(self) -> int:
+        return self._last_submitted
+
+    def submit(self, request) -> int:
+        """Queue ``request`` (replacing the pending one of its channel); returns its id."""
+        key = (str(request.manifest_path), request.settings)
+        if key != self._generation_key:
+            # Another detection or other settings: everything older is stale.
+            self._generation += 1
+            self._generation_key = key
+            self._worker.cancel_all(self._last_submitted)   # stop building the old one
+        request_id = next(self._ids)
+        request = dataclasses.replace(request, request_id=request_id,
+                                      generation=self._generation)
+        self._last_submitted = request_id
+        self._worker.put(request)
+        self.busyChanged.emit(True)
+        return request_id
+
+    def cancel(self):
+        """Drop pending requests and stop (or ignore) the running one."""
+        self._generation += 1
+        self._generation_key = None
+        self._cancelled_up_to = self._last_submitted
+        self._worker.cancel_all(self._last_submitted)
+        self.busyChanged.emit(False)
+
+    def wait_idle(self, timeout_s: float = 30.0) -> bool:
+        """Block (without processing events) until the worker has nothing to do."""
+        deadline = time.monotonic() + timeout_s
+        while not self._worker.is_idle():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.002)
+        return True
+
+    def shutdown(self):
+        """Stop the worker thread and wait for it (call before the window goes away)."""
+        if self._worker.isRunning():
+            self._worker.stop()
+            self._worker.wait()
+
+    # -- from the worker (queued into the GUI thread) ------------------------------------
+
+    def _on_progress(self, request_id: int, fraction: float, message: str):
+        if request_id > self._cancelled_up_to:
+            self.progress.emit(request_id, fraction, message)
+
+    def _on_finished(self, result):
+        request = result.request
+        stale = (request.generation != self._generation
+                 or request.request_id <= self._last_delivered[request.channel])
+        if self._worker.is_idle():
+            self.busyChanged.emit(False)
+        if stale:
+            self.dropped_results += 1
+            return
+        self._last_delivered[request.channel] = request.request_id
+        if isinstance(result, JobFailure):
+            self.failed.emit(result)
+        elif isinstance(result, Chi2MapResult):
+            self.chi2MapFinished.emit(result)
+        else:
+            self.fitFinished.emit(result)

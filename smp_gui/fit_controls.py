@@ -1,0 +1,199 @@
+"""Fit settings and actions: mode, scene grid, sky, convention, target offsets, position
+search, chi2 map, cancel.
+
+Offsets are px relative to the target's WCS position in the detection exposure, in the
+convention's frame: single ``(dx, dy)``, binary ``(dx1, dx2, dy1, dy2)`` (the published
+order).
+"""
+from __future__ import annotations
+
+from PyQt6.QtCore import pyqtSignal
+from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox,
+                             QHBoxLayout, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+
+from smp_model.scene import FitSettings
+
+MODES = ("single", "binary")
+CONVENTIONS = ("exact", "legacy")
+
+
+def _offset_box(value: float = 0.0) -> QDoubleSpinBox:
+    box = QDoubleSpinBox()
+    box.setRange(-20.0, 20.0)
+    box.setDecimals(3)
+    box.setSingleStep(0.1)
+    box.setSuffix(" px")
+    box.setKeyboardTracking(False)
+    box.setValue(value)
+    return box
+
+
+class FitControls(QWidget):
+    """Signals: settingsChanged() (grid/sky/convention: a new scene model), modeChanged(str),
+    offsetsEdited(tuple) (typed offsets of the current mode), optimizeRequested(),
+    cancelRequested(), chi2MapRequested(half_width, step, reoptimize_primary)."""
+
+    settingsChanged = pyqtSignal()
+    modeChanged = pyqtSignal(str)
+    offsetsEdited = pyqtSignal(tuple)
+    optimizeRequested = pyqtSignal()
+    cancelRequested = pyqtSignal()
+    chi2MapRequested = pyqtSignal(float, float, bool)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        defaults = FitSettings()
+        self.mode_box = QComboBox()
+        self.mode_box.addItems(MODES)
+        self.grid_size = QSpinBox()
+        self.grid_size.setRange(1, 60)
+        self.grid_size.setValue(defaults.grid_size)
+        self.grid_size.setKeyboardTracking(False)
+        self.grid_step = QDoubleSpinBox()
+        self.grid_step.setRange(0.05, 5.0)
+        self.grid_step.setDecimals(3)
+        self.grid_step.setSingleStep(0.05)
+        self.grid_step.setSuffix(" arcsec")
+        self.grid_step.setValue(defaults.grid_step_arcsec)
+        self.grid_step.setKeyboardTracking(False)
+        self.fit_sky = QCheckBox("fit one sky level per exposure")
+        self.fit_sky.setChecked(defaults.fit_sky)
+        self.convention = QComboBox()
+        self.convention.addItems(CONVENTIONS)
+
+        self.single_dx, self.single_dy = _offset_box(), _offset_box()
+        self.binary_boxes = {name: _offset_box() for name in ("dx1", "dx2", "dy1", "dy2")}
+        self.binary_boxes["dx2"].setValue(1.0)
+        self.binary_boxes["dy2"].setValue(1.0)
+
+        form = QFormLayout()
+        form.addRow("Mode", self.mode_box)
+        form.addRow("Grid size", self.grid_size)
+        form.addRow("Grid step", self.grid_step)
+        form.addRow("Sky", self.fit_sky)
+        form.addRow("Convention", self.convention)
+        self.single_row = QWidget()
+        row = QHBoxLayout(self.single_row)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.single_dx)
+        row.addWidget(self.single_dy)
+        form.addRow("Target dx, dy", self.single_row)
+        self.binary_row = QWidget()
+        brow = QFormLayout(self.binary_row)
+        brow.setContentsMargins(0, 0, 0, 0)
+        p = QHBoxLayout()
+        p.addWidget(self.binary_boxes["dx1"])
+        p.addWidget(self.binary_boxes["dy1"])
+        s = QHBoxLayout()
+        s.addWidget(self.binary_boxes["dx2"])
+        s.addWidget(self.binary_boxes["dy2"])
+        brow.addRow("1 dx, dy", p)
+        brow.addRow("2 dx, dy", s)
+        form.addRow(self.binary_row)
+
+        self.optimize_button = QPushButton("Optimize positions")
+        self.optimize_button.setToolTip("Search the position(s) from the markers (Powell)")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.optimize_button)
+        buttons.addWidget(self.cancel_button)
+
+        self.map_group = QGroupBox("Δχ² map of the secondary")
+        self.map_half_width = QDoubleSpinBox()
+        self.map_half_width.setRange(0.2, 10.0)
+        self.map_half_width.setValue(2.0)
+        self.map_half_width.setSuffix(" px")
+        self.map_step = QDoubleSpinBox()
+        self.map_step.setRange(0.02, 2.0)
+        self.map_step.setDecimals(2)
+        self.map_step.setSingleStep(0.05)
+        self.map_step.setValue(0.2)
+        self.map_step.setSuffix(" px")
+        self.map_primary = QComboBox()
+        self.map_primary.addItems(["primary held", "primary re-optimised"])
+        self.map_button = QPushButton("Compute Δχ² map")
+        mform = QFormLayout(self.map_group)
+        mform.addRow("Half width", self.map_half_width)
+        mform.addRow("Step", self.map_step)
+        mform.addRow("Primary", self.map_primary)
+        mform.addRow(self.map_button)
+
+        self.form = form
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addLayout(buttons)
+        layout.addWidget(self.map_group)
+
+        self.mode_box.currentTextChanged.connect(self._on_mode)
+        self.mode_box.currentTextChanged.connect(self._show_mode_rows)
+        for w in (self.grid_size, self.grid_step):
+            w.valueChanged.connect(lambda _: self.settingsChanged.emit())
+        self.fit_sky.toggled.connect(lambda _: self.settingsChanged.emit())
+        self.convention.currentTextChanged.connect(lambda _: self.settingsChanged.emit())
+        for w in (self.single_dx, self.single_dy, *self.binary_boxes.values()):
+            w.valueChanged.connect(lambda _: self.offsetsEdited.emit(self.offsets()))
+        self.optimize_button.clicked.connect(self.optimizeRequested)
+        self.cancel_button.clicked.connect(self.cancelRequested)
+        self.map_button.clicked.connect(
+            lambda: self.chi2MapRequested.emit(self.map_half_width.value(),
+                                               self.map_step.value(),
+                                               self.map_primary.currentIndex() == 1))
+        self._show_mode_rows(self.mode)
+
+    # -- state --------------------------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        return self.mode_box.currentText()
+
+    def set_mode(self, mode: str):
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}")
+        self.mode_box.setCurrentText(mode)
+
+    def settings(self) -> FitSettings:
+        return FitSettings(grid_size=self.grid_size.value(),
+                           grid_step_arcsec=self.grid_step.value(),
+                           fit_sky=self.fit_sky.isChecked(),
+                           convention=self.convention.currentText())
+
+    def set_settings(self, settings: FitSettings):
+        """Show ``settings`` without emitting settingsChanged."""
+        widgets = (self.grid_size, self.grid_step, self.fit_sky, self.convention)
+        for w in widgets:
+            w.blockSignals(True)
+        try:
+            self.grid_size.setValue(settings.grid_size)
+            self.grid_step.setValue(settings.grid_step_arcsec)
+            self.fit_sky.setChecked(settings.fit_sky)
+            self.convention.setCurrentText(settings.convention)
+        finally:
+            for w in widgets:
+                w.blockSignals(False)
+
+    def offsets(self, mode: str | None = None) -> tuple[float, ...]:
+        if (mode or self.mode) == "single":
+            return (self.single_dx.value(), self.single_dy.value())
+        return tuple(self.binary_boxes[n].value() for n in ("dx1", "dx2", "dy1", "dy2"))
+
+    def set_offsets(self, offsets, mode: str | None = None):
+        """Show ``offsets`` of ``mode`` (default the current one) without signals."""
+        mode = mode or self.mode
+        boxes = ((self.single_dx, self.single_dy) if mode == "single" else
+                 tuple(self.binary_boxes[n] for n in ("dx1", "dx2", "dy1", "dy2")))
+        for box, value in zip(boxes, offsets):
+            box.blockSignals(True)
+            box.setValue(float(value))
+            box.blockSignals(False)
+
+    def set_busy(self, busy: bool):
+        self.cancel_button.setEnabled(busy)
+
+    def _show_mode_rows(self, mode: str):
+        self.form.setRowVisible(self.single_row, mode == "single")
+        self.form.setRowVisible(self.binary_row, mode == "binary")
+        self.map_group.setEnabled(mode == "binary")
+
+    def _on_mode(self, mode: str):
+        self.modeChanged.emit(mode)

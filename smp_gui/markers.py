@@ -1,0 +1,193 @@
+"""Draggable target markers (single target, or binary primary and secondary) on every
+panel of the detection exposure, with position-error ellipses.
+
+Positions are panel view coordinates (= stamp array coordinates, pixel centres at
+integers; see `smp_gui.panels`).  The markers only report where the user puts them; the
+window turns view displacements into offset displacements (the convention's frame differs
+from the data frame by a constant shift, so displacements are the same in both).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6.QtCore import QObject, pyqtSignal
+
+COMPONENT_STYLE = (
+    # (label, colour)
+    ("1", (0, 190, 255)),
+    ("2", (255, 140, 0)),
+)
+MARKER_SIZE = 16
+ELLIPSE_POINTS = 64
+
+
+def ellipse_points(center, cov2: np.ndarray, n_sigma: float = 1.0,
+                   n_points: int = ELLIPSE_POINTS) -> np.ndarray:
+    """(n_points, 2) outline of the ``n_sigma`` ellipse of a 2x2 position covariance."""
+    vals, vecs = np.linalg.eigh(np.asarray(cov2, float))
+    vals = np.clip(vals, 0.0, None)
+    t = np.linspace(0.0, 2 * np.pi, n_points)
+    circle = np.stack([np.cos(t), np.sin(t)])
+    outline = vecs @ (np.sqrt(vals)[:, None] * n_sigma * circle)
+    return outline.T + np.asarray(center, float)[None, :]
+
+
+def component_offset(offsets, k: int) -> tuple[float, float]:
+    """(dx, dy) of component k in single ``(dx, dy)`` or binary ``(dx1, dx2, dy1, dy2)``."""
+    if len(offsets) == 2:
+        return float(offsets[0]), float(offsets[1])
+    return float(offsets[k]), float(offsets[2 + k])
+
+
+def moved_offsets(offsets, k: int, ddx: float, ddy: float) -> tuple[float, ...]:
+    """``offsets`` with component k displaced by (ddx, ddy) px."""
+    out = [float(v) for v in offsets]
+    ix, iy = (0, 1) if len(out) == 2 else (k, 2 + k)
+    out[ix] += ddx
+    out[iy] += ddy
+    return tuple(out)
+
+
+class MarkerLayer(QObject):
+    """One marker per component on each of the given plots, kept in step.
+
+    Signals
+    -------
+    dragged(k, u0, v0, u1, v1) : component k, grabbed at view (u0, v0), is now at (u1, v1).
+    dragFinished(k, u0, v0, u1, v1) : a drag of component k from (u0, v0) ended at (u1, v1).
+    selected(k) : component k was grabbed (the arrow keys nudge the selected one).
+    """
+
+    dragged = pyqtSignal(int, float, float, float, float)
+    dragFinished = pyqtSignal(int, float, float, float, float)
+    selected = pyqtSignal(int)
+
+    def __init__(self, plots, parent=None):
+        super().__init__(parent)
+        self.plots = list(plots)
+        self.items: list[list[pg.TargetItem]] = []      # [component][plot]
+        self.ellipses: list[list[pg.PlotCurveItem]] = []
+        self.positions: list[tuple[float, float]] = []
+        self.selected_index = 0
+        self._drag_start: dict[int, tuple[float, float]] = {}
+        self._syncing = False
+        self.movable = True
+        self._visible = True
+
+    @property
+    def count(self) -> int:
+        return len(self.positions)
+
+    def set_positions(self, positions):
+        """Place the markers at view positions (one per component), without signals."""
+        positions = [(float(u), float(v)) for u, v in positions]
+        if len(positions) != len(self.items):
+            self._rebuild(len(positions))
+        self.positions = positions
+        self._syncing = True
+        try:
+            for k, (u, v) in enumerate(positions):
+                for item in self.items[k]:
+                    if not item.moving:
+                        item.setPos(u, v)
+        finally:
+            self._syncing = False
+
+    def set_visible(self, visible: bool):
+        self._visible = visible
+        for group in self.items + self.ellipses:
+            for item in group:
+                item.setVisible(visible)
+
+    def set_movable(self, movable: bool):
+        self.movable = movable
+        for group in self.items:
+            for item in group:
+                item.movable = movable
+
+    def set_ellipses(self, covariances):
+        """1-sigma ellipses (2x2 covariance per component, or None to hide)."""
+        for k, group in enumerate(self.ellipses):
+            cov = covariances[k] if covariances is not None and k < len(covariances) else None
+            for curve in group:
+                if cov is None or not np.all(np.isfinite(cov)):
+                    curve.setData([], [])
+                    continue
+                pts = ellipse_points(self.positions[k], cov)
+                curve.setData(pts[:, 0], pts[:, 1])
+
+    def select(self, k: int):
+        self.selected_index = k
+        for n, group in enumerate(self.items):
+            width = 3 if n == k else 1.5
+            for item in group:
+                item.setPen(pg.mkPen(COMPONENT_STYLE[n][1], width=width))
+        self.selected.emit(k)
+
+    def item(self, k: int, plot_index: int = 0) -> pg.TargetItem:
+        return self.items[k][plot_index]
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _rebuild(self, n: int):
+        for group in self.items + self.ellipses:
+            for item in group:
+                item.scene() and item.getViewBox() and item.getViewBox().removeItem(item)
+        self.items, self.ellipses = [], []
+        for k in range(n):
+            label, colour = COMPONENT_STYLE[k]
+            group, curves = [], []
+            for plot in self.plots:
+                item = pg.TargetItem(pos=(0, 0), size=MARKER_SIZE, symbol="o",
+                                     pen=pg.mkPen(colour, width=1.5), brush=None,
+                                     hoverPen=pg.mkPen("w", width=2),
+                                     hoverBrush=(255, 255, 255, 40), movable=self.movable,
+                                     label=label if n > 1 else None,
+                                     labelOpts={"color": colour, "offset": (9, -9)})
+                item.setBrush(pg.mkBrush(None))
+                item.setZValue(20)
+                item.sigPositionChanged.connect(
+                    lambda it, k=k: self._on_moved(k, it))
+                item.sigPositionChangeFinished.connect(
+                    lambda it, k=k: self._on_finished(k, it))
+                plot.addItem(item)
+                curve = pg.PlotCurveItem(pen=pg.mkPen(colour, width=1, style=pg.QtCore.Qt
+                                                      .PenStyle.DashLine))
+                curve.setZValue(19)
+                plot.addItem(curve)
+                group.append(item)
+                curves.append(curve)
+            self.items.append(group)
+            self.ellipses.append(curves)
+        self.positions = [(0.0, 0.0)] * n
+        self.set_visible(self._visible)
+        self.select(min(self.selected_index, n - 1))
+
+    def _on_moved(self, k: int, source: pg.TargetItem):
+        if self._syncing or not source.moving:
+            return
+        pos = source.pos()
+        u, v = float(pos.x()), float(pos.y())
+        if k not in self._drag_start:
+            self._drag_start[k] = self.positions[k]
+            if self.selected_index != k:
+                self.select(k)
+        self.positions[k] = (u, v)
+        self._syncing = True
+        try:
+            for item in self.items[k]:
+                if item is not source:
+                    item.setPos(u, v)
+        finally:
+            self._syncing = False
+        for curve in self.ellipses[k]:   # the error ellipse belonged to the old place
+            curve.setData([], [])
+        u0, v0 = self._drag_start[k]
+        self.dragged.emit(k, u0, v0, u, v)
+
+    def _on_finished(self, k: int, source: pg.TargetItem):
+        start = self._drag_start.pop(k, None)
+        if start is None:
+            return
+        u, v = self.positions[k]
+        self.dragFinished.emit(k, start[0], start[1], u, v)

@@ -1,0 +1,327 @@
+"""The five panels of one exposure (SMP_METHOD §5) side by side, with one set of levels,
+linked pan/zoom, stretch presets, colour maps, masked-pixel overlay and a cursor readout.
+
+Coordinate convention (one place, tested): the panels' view coordinates ARE stamp array
+coordinates with pixel centres at integers.  Array element ``[j, i]`` is drawn as the unit
+square centred on view ``(u, v) = (i, j)`` (x to the right, y up: origin lower, as the
+published figures), so CCD pixel ``(x, y)`` (1-indexed, centres at integers) is at view
+``(x - origin[0], y - origin[1])`` where ``origin`` is the CCD pixel of ``[0, 0]``.
+
+The panels display arrays computed by the engine (`smp_model.panels.five_panels`); the
+only arithmetic here is choosing display levels.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from astropy.visualization import PercentileInterval, ZScaleInterval
+from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
+from PyQt6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout,
+                             QWidget)
+
+from smp_model.panels import PANEL_KEYS, PANEL_TITLES, ExposurePanels
+
+STRETCHES = {
+    "published": "Published (-3..+4 σ)",
+    "zscale": "zscale",
+    "percentile": "Percentile 0.5-99.5",
+    "asinh": "asinh",
+}
+COLORMAPS = ("gray_r", "gray", "viridis", "magma", "cividis", "coolwarm")
+# asinh softening: the stretch is asinh(t / a) / asinh(1 / a) for t in [0, 1].
+ASINH_SOFTENING = 0.1
+MASK_RGBA = (255, 40, 40, 110)
+
+
+# -- coordinates ------------------------------------------------------------------------
+
+def ccd_to_view(x: float, y: float, origin: tuple[int, int]) -> tuple[float, float]:
+    """1-indexed CCD position -> panel view coordinates (= stamp array coordinates)."""
+    return float(x) - origin[0], float(y) - origin[1]
+
+
+def view_to_ccd(u: float, v: float, origin: tuple[int, int]) -> tuple[float, float]:
+    """Panel view coordinates -> 1-indexed CCD position."""
+    return float(u) + origin[0], float(v) + origin[1]
+
+
+def view_to_pixel(u: float, v: float) -> tuple[int, int]:
+    """Stamp array indices (i, j) of the pixel under view point (u, v)."""
+    return int(math.floor(u + 0.5)), int(math.floor(v + 0.5))
+
+
+def pixel_rect(shape: tuple[int, int]) -> QRectF:
+    """Where an (ny, nx) array goes in view coordinates: pixel centres at integers."""
+    ny, nx = shape
+    return QRectF(-0.5, -0.5, nx, ny)
+
+
+# -- levels and colours -----------------------------------------------------------------
+
+def stretch_levels(stretch: str, panels: ExposurePanels) -> tuple[float, float]:
+    """Display limits of the image panel for a stretch preset (used for all five)."""
+    image = panels["image"]
+    values = image[panels.usable] if panels.usable.any() else image.ravel()
+    values = values[np.isfinite(values)]
+    if stretch == "published" or values.size < 2:
+        return panels.levels
+    if stretch == "zscale":
+        lo, hi = ZScaleInterval().get_limits(values)
+    elif stretch == "percentile":
+        lo, hi = PercentileInterval(99.0).get_limits(values)
+    elif stretch == "asinh":
+        lo, hi = panels.levels[0], float(np.max(values))
+    else:
+        raise ValueError(f"unknown stretch {stretch!r}")
+    return (float(lo), float(hi)) if hi > lo else panels.levels
+
+
+def make_colormap(name: str, stretch: str = "published") -> pg.ColorMap:
+    """Colour map ``name`` (matplotlib's); for asinh, the colours are re-spaced so that the
+    linear level range maps through the asinh stretch."""
+    base = pg.colormap.get(name, source="matplotlib")
+    if stretch != "asinh":
+        return base
+    t = np.linspace(0.0, 1.0, 256)
+    stretched = np.arcsinh(t / ASINH_SOFTENING) / np.arcsinh(1.0 / ASINH_SOFTENING)
+    colors = base.map(stretched, mode="byte")
+    return pg.ColorMap(t, colors)
+
+
+def mask_overlay(usable: np.ndarray) -> np.ndarray:
+    """RGBA (ny, nx, 4) image: translucent red on pixels that did not enter the fit."""
+    rgba = np.zeros(usable.shape + (4,), np.uint8)
+    rgba[~usable] = MASK_RGBA
+    return rgba
+
+
+class PanelsView(QWidget):
+    """Five linked image panels plus levels control and readout.
+
+    Signals
+    -------
+    cursorMoved(str) : the readout text for the pixel under the cursor.
+    """
+
+    cursorMoved = pyqtSignal(str)
+    stretchChanged = pyqtSignal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.panels: ExposurePanels | None = None
+        self.pixel_to_sky = None      # callable(x, y) -> (ra, dec) of the shown exposure
+        self.stretch = "published"
+        self.colormap_name = "gray_r"
+        self._levels_for = None       # (expnum, stretch) the levels were chosen for
+        self._blink_model = False
+
+        self.graphics = pg.GraphicsLayoutWidget()
+        self.graphics.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.graphics.ci.setSpacing(2)
+        self.plots: dict[str, pg.PlotItem] = {}
+        self.images: dict[str, pg.ImageItem] = {}
+        self.masks: dict[str, pg.ImageItem] = {}
+        first = None
+        for col, key in enumerate(PANEL_KEYS):
+            plot = self.graphics.addPlot(row=0, col=col, title=PANEL_TITLES[key])
+            plot.setAspectLocked(True)
+            plot.hideButtons()
+            plot.setMenuEnabled(False)
+            for axis in ("left", "bottom"):
+                plot.hideAxis(axis)
+            self._set_title(plot, PANEL_TITLES[key])
+            plot.setMinimumWidth(60)
+            self.graphics.ci.layout.setColumnStretchFactor(col, 1)
+            image = pg.ImageItem(axisOrder="row-major")
+            mask = pg.ImageItem(axisOrder="row-major")
+            mask.setZValue(5)
+            plot.addItem(image)
+            plot.addItem(mask)
+            if first is None:
+                first = plot
+            else:
+                plot.setXLink(first)
+                plot.setYLink(first)
+            self.plots[key] = plot
+            self.images[key] = image
+            self.masks[key] = mask
+        self.histogram = pg.HistogramLUTItem(image=self.images["image"])
+        self.histogram.gradient.showTicks(False)
+        self.graphics.addItem(self.histogram, row=0, col=len(PANEL_KEYS))
+        self.histogram.sigLevelsChanged.connect(self._sync_levels)
+        self.histogram.sigLookupTableChanged.connect(self._sync_lut)
+        self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
+
+        self.stretch_box = QComboBox()
+        for key, label in STRETCHES.items():
+            self.stretch_box.addItem(label, key)
+        self.stretch_box.currentIndexChanged.connect(
+            lambda _: self.set_stretch(self.stretch_box.currentData()))
+        self.cmap_box = QComboBox()
+        self.cmap_box.addItems(COLORMAPS)
+        self.cmap_box.currentTextChanged.connect(self.set_colormap)
+        self.mask_label = QLabel("<span style='color:#d22'>■</span> masked / unused pixels")
+        self.readout = QLabel(" ")
+        self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.readout.setStyleSheet("font-family: monospace;")
+
+        bar = QHBoxLayout()
+        bar.addWidget(QLabel("Stretch:"))
+        bar.addWidget(self.stretch_box)
+        bar.addWidget(QLabel("Colour map:"))
+        bar.addWidget(self.cmap_box)
+        bar.addWidget(self.mask_label)
+        bar.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(bar)
+        layout.addWidget(self.graphics, 1)
+        layout.addWidget(self.readout)
+        self._apply_colormap()
+
+    # -- content ------------------------------------------------------------------------
+
+    def set_panels(self, panels: ExposurePanels, pixel_to_sky=None):
+        """Show ``panels``; levels are chosen again only for a new exposure or stretch."""
+        new_exposure = self.panels is None or self.panels.expnum != panels.expnum \
+            or self.panels["image"].shape != panels["image"].shape
+        self.panels = panels
+        self.pixel_to_sky = pixel_to_sky
+        rect = pixel_rect(panels["image"].shape)
+        levels = self.histogram.getLevels()
+        overlay = mask_overlay(panels.usable)
+        for key in PANEL_KEYS:
+            item = self.images[key]
+            shown = "model" if (key == "image" and self._blink_model) else key
+            item.setImage(panels[shown], autoLevels=False, levels=levels)
+            item.setRect(rect)
+            self.masks[key].setImage(overlay, autoLevels=False, levels=(0, 255))
+            self.masks[key].setRect(rect)
+        if new_exposure or self._levels_for != (panels.expnum, self.stretch):
+            self.reset_levels()
+        if new_exposure:
+            self.plots["image"].getViewBox().autoRange(padding=0.0)
+
+    def reset_levels(self):
+        if self.panels is None:
+            return
+        lo, hi = stretch_levels(self.stretch, self.panels)
+        self._levels_for = (self.panels.expnum, self.stretch)
+        self.histogram.setHistogramRange(lo - 0.15 * (hi - lo), hi + 0.15 * (hi - lo))
+        self.histogram.setLevels(lo, hi)
+        self._sync_levels()
+
+    def levels(self) -> tuple[float, float]:
+        return tuple(float(v) for v in self.histogram.getLevels())
+
+    def set_levels(self, lo: float, hi: float):
+        self.histogram.setLevels(lo, hi)
+        self._sync_levels()
+
+    def set_stretch(self, stretch: str):
+        if stretch not in STRETCHES:
+            raise ValueError(f"unknown stretch {stretch!r}")
+        self.stretch = stretch
+        self.stretch_box.blockSignals(True)
+        self.stretch_box.setCurrentIndex(list(STRETCHES).index(stretch))
+        self.stretch_box.blockSignals(False)
+        self._apply_colormap()
+        self.reset_levels()
+        self.stretchChanged.emit(stretch)
+
+    def set_colormap(self, name: str):
+        if name not in COLORMAPS:
+            raise ValueError(f"unknown colour map {name!r}")
+        self.colormap_name = name
+        self.cmap_box.blockSignals(True)
+        self.cmap_box.setCurrentText(name)
+        self.cmap_box.blockSignals(False)
+        self._apply_colormap()
+
+    def set_blink_model(self, show_model: bool):
+        """Blink: the Image panel shows the model instead (same levels)."""
+        self._blink_model = show_model
+        if self.panels is not None:
+            self.images["image"].setImage(
+                self.panels["model" if show_model else "image"], autoLevels=False,
+                levels=self.histogram.getLevels())
+            self._set_title(self.plots["image"], "Model (blink)" if show_model
+                            else PANEL_TITLES["image"])
+
+    @staticmethod
+    def _set_title(plot: pg.PlotItem, text: str):
+        plot.setTitle(text, size="9pt")
+        # A long title must not widen its column: all five panels get one width.
+        plot.titleLabel.setMinimumWidth(0)
+        plot.titleLabel.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+
+    def _apply_colormap(self):
+        self.histogram.gradient.setColorMap(make_colormap(self.colormap_name, self.stretch))
+        self.histogram.gradient.showTicks(False)
+        self._sync_lut()
+
+    def _sync_levels(self, *_):
+        levels = self.histogram.getLevels()
+        for key, item in self.images.items():
+            if key != "image":
+                item.setLevels(levels)
+
+    def _sync_lut(self, *_):
+        lut = self.histogram.gradient.getLookupTable(512, alpha=False)
+        for item in self.images.values():
+            item.setLookupTable(lut)
+
+    # -- view state (sessions) -----------------------------------------------------------
+
+    def view_range(self) -> list[list[float]]:
+        return [list(r) for r in self.plots["image"].getViewBox().viewRange()]
+
+    def set_view_range(self, ranges):
+        (x0, x1), (y0, y1) = ranges
+        self.plots["image"].getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1),
+                                                  padding=0.0)
+
+    # -- cursor readout -----------------------------------------------------------------
+
+    def plot_at(self, scene_pos) -> pg.PlotItem | None:
+        for plot in self.plots.values():
+            if plot.getViewBox().sceneBoundingRect().contains(scene_pos):
+                return plot
+        return None
+
+    def _on_mouse_moved(self, scene_pos):
+        plot = self.plot_at(scene_pos)
+        if plot is None or self.panels is None:
+            return
+        point = plot.getViewBox().mapSceneToView(scene_pos)
+        text = self.readout_text(point.x(), point.y())
+        self.readout.setText(text)
+        self.cursorMoved.emit(text)
+
+    def readout_text(self, u: float, v: float) -> str:
+        """CCD x, y, stamp i, j, RA/Dec and every panel's value at view point (u, v)."""
+        p = self.panels
+        i, j = view_to_pixel(u, v)
+        x, y = view_to_ccd(u, v, p.origin)
+        ny, nx = p["image"].shape
+        parts = [f"CCD x={x:.2f} y={y:.2f}", f"stamp i={i} j={j}"]
+        if self.pixel_to_sky is not None:
+            ra, dec = self.pixel_to_sky(x, y)
+            parts.append(f"RA={float(ra):.6f} Dec={float(dec):+.6f}")
+        if 0 <= i < nx and 0 <= j < ny:
+            values = "  ".join(f"{short}={p[key][j, i]:.4g}" for key, short in
+                               zip(PANEL_KEYS, ("I", "M", "I-B", "I-S", "R")))
+            sigma = p.sigma[j, i]
+            parts.append(values)
+            parts.append(f"σ={sigma:.4g}" if np.isfinite(sigma) else "σ=∞ (unused)")
+            parts.append(f"mask=0x{int(p.mask_bits[j, i]):x}")
+        else:
+            parts.append("outside the stamp")
+        return " | ".join(parts)
+
+    def view_to_scene(self, key: str, u: float, v: float) -> QPointF:
+        """Scene position of view point (u, v) in panel ``key`` (tests, markers)."""
+        return self.plots[key].getViewBox().mapViewToScene(QPointF(u, v))

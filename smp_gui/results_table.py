@@ -1,0 +1,113 @@
+"""The flux table of the current fit: one column per source (target, or primary and
+secondary), one row per quantity; copy to the clipboard as tab-separated text.
+
+Every number is read from the engine's result (`controller.FitSummary`); fluxes are on
+zeropoint 30, offsets px in the convention's frame.
+"""
+from __future__ import annotations
+
+import math
+
+from PyQt6.QtCore import Qt
+from PyQt6.QtGui import QGuiApplication, QKeySequence, QShortcut
+from PyQt6.QtWidgets import (QAbstractItemView, QHeaderView, QPushButton, QTableWidget,
+                             QTableWidgetItem, QVBoxLayout, QWidget)
+
+from .controller import FitSummary
+
+
+def _fmt(value: float, digits: int = 3, err: float | None = None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    text = f"{value:.{digits}f}"
+    if err is not None and not math.isnan(err):
+        text += f" ± {err:.{digits}f}"
+    return text
+
+
+def summary_rows(summary: FitSummary) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """(column headers, [(quantity, [cell per source])]) of a fit summary."""
+    names = [s.component for s in summary.sources]
+    per_source = [
+        ("flux (ZP 30)", [_fmt(s.flux, 1) for s in summary.sources]),
+        ("flux err", [_fmt(s.flux_err, 1) for s in summary.sources]),
+        ("mag", [_fmt(s.mag, 3) for s in summary.sources]),
+        ("mag err", [_fmt(s.mag_err, 3) for s in summary.sources]),
+        ("dx (px)", [_fmt(s.dx, 3, s.dx_err) for s in summary.sources]),
+        ("dy (px)", [_fmt(s.dy, 3, s.dy_err) for s in summary.sources]),
+        ("CCD x", [_fmt(s.x, 2) for s in summary.sources]),
+        ("CCD y", [_fmt(s.y, 2) for s in summary.sources]),
+        ("RA (deg)", [_fmt(s.ra, 6) for s in summary.sources]),
+        ("Dec (deg)", [_fmt(s.dec, 6) for s in summary.sources]),
+    ]
+
+    def shared(text: str) -> list[str]:   # fit-wide numbers: first column only
+        return [text] + [""] * (len(names) - 1)
+
+    fit_wide = [
+        ("chi2", shared(_fmt(summary.chi2, 2))),
+        ("dof", shared(str(summary.dof))),
+    ]
+    if summary.kind == "binary":
+        fit_wide += [
+            ("Δχ² (single − binary)", shared(_fmt(summary.delta_chi2, 2))),
+            ("separation (px)", shared(_fmt(summary.separation_px, 3,
+                                            summary.separation_err_px))),
+            ("separation (arcsec)", shared(_fmt(summary.separation_arcsec, 3,
+                                                summary.separation_err_arcsec))),
+            ("PA (deg E of N)", shared(_fmt(summary.position_angle_deg, 1,
+                                            summary.position_angle_err_deg))),
+        ]
+    return names, per_source + fit_wide
+
+
+class ResultsTable(QWidget):
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.summary: FitSummary | None = None
+        self.table = QTableWidget(0, 0)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        self.table.verticalHeader().setSectionResizeMode(
+            QHeaderView.ResizeMode.ResizeToContents)
+        self.copy_button = QPushButton("Copy table")
+        self.copy_button.clicked.connect(self.copy_to_clipboard)
+        shortcut = QShortcut(QKeySequence.StandardKey.Copy, self.table)
+        shortcut.activated.connect(self.copy_to_clipboard)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.table)
+        layout.addWidget(self.copy_button)
+
+    def set_summary(self, summary: FitSummary | None):
+        self.summary = summary
+        if summary is None:
+            self.table.setRowCount(0)
+            return
+        names, rows = summary_rows(summary)
+        if self.table.columnCount() != len(names) or self.table.rowCount() != len(rows):
+            self.table.setColumnCount(len(names))
+            self.table.setRowCount(len(rows))
+        self.table.setHorizontalHeaderLabels(names)
+        self.table.setVerticalHeaderLabels([q for q, _ in rows])
+        for r, (_, cells) in enumerate(rows):
+            for c, text in enumerate(cells):
+                item = self.table.item(r, c)
+                if item is None:
+                    item = QTableWidgetItem()
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight
+                                          | Qt.AlignmentFlag.AlignVCenter)
+                    self.table.setItem(r, c, item)
+                item.setText(text)
+
+    def as_text(self) -> str:
+        """Tab-separated text of the table (what the clipboard gets)."""
+        if self.summary is None:
+            return ""
+        names, rows = summary_rows(self.summary)
+        lines = ["quantity\t" + "\t".join(names)]
+        lines += [q + "\t" + "\t".join(cells) for q, cells in rows]
+        return "\n".join(lines) + "\n"
+
+    def copy_to_clipboard(self):
+        QGuiApplication.clipboard().setText(self.as_text())

@@ -1,0 +1,442 @@
+"""The SMP Inspector window driven as a user would (pytest-qt, headless), on the real
+2014 LQ28 sample; every number the window shows is compared with a direct engine call."""
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pyqtgraph as pg
+import pytest
+from astropy.io import fits
+from astropy.table import Table
+from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
+from PyQt6.QtGui import QMouseEvent
+from PyQt6.QtWidgets import QApplication, QMessageBox
+
+from smp_model.fit import DetectionPhotometry
+from smp_model.panels import PANEL_KEYS, five_panels
+from smp_gui.controller import FitController, FitRequest
+from smp_gui.main_window import MainWindow
+from smp_gui.panels import ccd_to_view, pixel_rect, view_to_ccd, view_to_pixel
+
+pytestmark = pytest.mark.gui
+
+# pyqtgraph drops mouse moves < 10 ms apart unless told otherwise (QT_NOTES.md).
+pg.setConfigOption("mouseRateLimit", -1)
+
+START = (0.0, 1.0, 0.0, 1.0)
+FIT_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def lq28_path(des_sample):
+    return des_sample / "2014lq28" / "detection.toml"
+
+
+@pytest.fixture(scope="module")
+def engine(lq28_path):
+    """The engine on its own, for reference numbers."""
+    with pytest.warns(Warning):   # two exposures of the sample have no usable pixel
+        return DetectionPhotometry(lq28_path)
+
+
+def _new_window(tmp_path_factory) -> MainWindow:
+    store = QSettings(str(tmp_path_factory.mktemp("qsettings") / "smp.ini"),
+                      QSettings.Format.IniFormat)
+    window = MainWindow(store)
+    window.show()
+    return window
+
+
+@pytest.fixture(scope="module")
+def window(qapp, tmp_path_factory):
+    """One window for the module: the engine's cold build (~3 s) happens once; each test
+    re-opens the detection (a cache hit in the worker) to start from a known state."""
+    w = _new_window(tmp_path_factory)
+    yield w
+    w.shutdown()
+    w.close()
+    w.deleteLater()
+
+
+def open_and_wait(qtbot, window, path, **kwargs):
+    with qtbot.waitSignal(window.fitDisplayed, timeout=FIT_TIMEOUT_MS) as blocker:
+        assert window.open_detection(path, **kwargs)
+    return blocker.args[0]
+
+
+def wait_settled(qtbot, window):
+    """Wait until the worker is idle and its last result is shown."""
+    qtbot.waitUntil(lambda: not window.controller.busy
+                    and window.result is not None
+                    and window.result.request_id == window.controller.last_submitted,
+                    timeout=FIT_TIMEOUT_MS)
+
+
+# -- pixel convention -------------------------------------------------------------------
+
+def test_pixel_convention_roundtrip():
+    origin = (1061, 3813)
+    assert ccd_to_view(1061, 3813, origin) == (0.0, 0.0)
+    assert view_to_ccd(*ccd_to_view(1074.3, 3826.8, origin), origin) == \
+        pytest.approx((1074.3, 3826.8))
+    # Pixel centres at integers: the pixel under (i +- 0.49, j +- 0.49) is (i, j).
+    assert view_to_pixel(4.49, 7.0) == (4, 7)
+    assert view_to_pixel(3.51, 6.51) == (4, 7)
+    rect = pixel_rect((30, 20))
+    assert (rect.left(), rect.bottom(), rect.width(), rect.height()) == (-0.5, 29.5, 20, 30)
+
+
+def test_marker_sits_on_its_pixel(qtbot, window, lq28_path):
+    result = open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
+    fit = result.fit
+    origin = fit.scene.exposures[fit.scene.detection_index].origin
+    image_item = window.panels_view.images["image"]
+    for k, source in enumerate(fit.sources):
+        u, v = window.markers.positions[k]
+        assert (u, v) == pytest.approx(ccd_to_view(source.x, source.y, origin))
+        i, j = view_to_pixel(u, v)
+        # The CCD pixel whose centre is nearest the source ...
+        assert (origin[0] + i, origin[1] + j) == (round(source.x), round(source.y))
+        # ... is the array element the image item draws under the marker.
+        item_point = image_item.mapFromView(QPointF(u, v))
+        assert (math.floor(item_point.x()), math.floor(item_point.y())) == (i, j)
+        # and the marker item itself is there on every panel
+        for item in window.markers.items[k]:
+            assert (item.pos().x(), item.pos().y()) == pytest.approx((u, v))
+
+
+# -- opening, panels --------------------------------------------------------------------
+
+def test_open_shows_engine_panels(qtbot, window, lq28_path, engine):
+    result = open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
+    expected = five_panels(engine.fit_binary(START))
+    assert result.summary.offsets == START
+    for key in PANEL_KEYS:
+        np.testing.assert_allclose(window.panels_view.images[key].image, expected[key],
+                                   rtol=1e-10, atol=1e-8)
+    assert window.panels_view.levels() == pytest.approx(expected.levels)
+    # exposure browser: every exposure, the detection selected and highlighted
+    assert window.browser.expnums() == [ex.entry.expnum for ex in engine.exposures]
+    det = engine.scene.detection_index
+    assert window.browser.current_index == det
+    assert window.browser.table.item(det, 1).text().endswith("★")
+    # flux table numbers are the engine's
+    fit = engine.fit_binary(START)
+    rows = result.summary.sources
+    assert rows[0].flux == pytest.approx(fit.primary.flux, rel=1e-9)
+    assert rows[1].flux == pytest.approx(fit.secondary.flux, rel=1e-9)
+    assert result.summary.delta_chi2 == pytest.approx(fit.delta_chi2, rel=1e-9)
+    assert result.summary.separation_arcsec == pytest.approx(fit.separation_arcsec)
+    assert "1411.9" in window.results_table.as_text() or \
+        f"{fit.primary.flux:.1f}" in window.results_table.as_text()
+
+
+def test_browse_exposures_and_readout(qtbot, window, lq28_path, engine):
+    open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
+    other = 0 if engine.scene.detection_index != 0 else 1
+    window.browser.table.setFocus()
+    window.browser.select(other)
+    expected = five_panels(window.result.fit, other)
+    np.testing.assert_array_equal(window.panels_view.images["image"].image,
+                                  expected["image"])
+    assert not any(item.isVisible() for group in window.markers.items for item in group)
+    qtbot.keyClick(window.browser.table, Qt.Key.Key_Down)
+    assert window.selected_index == other + 1
+    # masked pixels are marked
+    masked = five_panels(window.result.fit, window.selected_index).usable
+    overlay = window.panels_view.masks["image"].image
+    assert (overlay[..., 3] > 0).sum() == (~masked).sum()
+    # readout of a pixel: CCD, stamp indices and every panel's value
+    text = window.panels_view.readout_text(3.0, 4.0)
+    p = window.panels_view.panels
+    assert f"stamp i=3 j=4" in text and f"CCD x={p.origin[0] + 3:.2f}" in text
+    assert f"I={p['image'][4, 3]:.4g}" in text and "RA=" in text
+    window.browser.select(engine.scene.detection_index)
+
+
+# -- dragging ---------------------------------------------------------------------------
+
+def _send_mouse(widget, kind, pos: QPoint, buttons):
+    button = (Qt.MouseButton.LeftButton if kind != QEvent.Type.MouseMove
+              else Qt.MouseButton.NoButton)
+    event = QMouseEvent(kind, QPointF(pos), QPointF(widget.mapToGlobal(pos)), button,
+                        buttons, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, event)
+
+
+def drag_marker(qtbot, window, k: int, du: float, dv: float, steps: int = 8,
+                panel: str = "image"):
+    """Drag marker k by (du, dv) px of the panel with simulated mouse events."""
+    gv = window.panels_view.graphics
+    viewport = gv.viewport()
+    u0, v0 = window.markers.positions[k]
+
+    def to_widget(u, v):
+        return gv.mapFromScene(window.panels_view.view_to_scene(panel, u, v))
+
+    start = to_widget(u0, v0)
+    none, left = Qt.MouseButton.NoButton, Qt.MouseButton.LeftButton
+    _send_mouse(viewport, QEvent.Type.MouseMove, start, none)       # hover first
+    qtbot.wait(15)
+    _send_mouse(viewport, QEvent.Type.MouseButtonPress, start, left)
+    for n in range(1, steps + 1):
+        pos = to_widget(u0 + du * n / steps, v0 + dv * n / steps)
+        _send_mouse(viewport, QEvent.Type.MouseMove, pos, left)
+        qtbot.wait(15)
+    end = to_widget(u0 + du, v0 + dv)
+    _send_mouse(viewport, QEvent.Type.MouseButtonRelease, end, none)
+
+
+def test_drag_secondary_refits(qtbot, window, lq28_path, engine):
+    first = open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
+    marker_start = window.markers.positions[1]
+    n_before = window.fits_displayed
+    flux_before = first.summary.sources[1].flux
+    drag_marker(qtbot, window, 1, 1.0, -0.6)
+    wait_settled(qtbot, window)
+    assert window.fits_displayed - n_before >= 2          # refits during the drag
+    offsets = window.offsets["binary"]
+    # the secondary moved by the marker's displacement, the primary stayed; the mouse
+    # went (1.0, -0.6) px, up to the rounding of a screen pixel (~0.25 px here)
+    assert offsets[0] == START[0] and offsets[2] == START[2]
+    marker_end = window.markers.positions[1]
+    assert offsets[1] - START[1] == pytest.approx(marker_end[0] - marker_start[0], abs=1e-9)
+    assert offsets[3] - START[3] == pytest.approx(marker_end[1] - marker_start[1], abs=1e-9)
+    assert offsets[1] - START[1] == pytest.approx(1.0, abs=0.3)
+    assert offsets[3] - START[3] == pytest.approx(-0.6, abs=0.3)
+    shown = window.result.summary
+    assert shown.offsets == pytest.approx(offsets, abs=1e-12)
+    assert shown.sources[1].flux != pytest.approx(flux_before, rel=1e-3)
+    direct = engine.fit_binary(offsets)
+    assert shown.sources[0].flux == pytest.approx(direct.primary.flux, rel=1e-9)
+    assert shown.sources[1].flux == pytest.approx(direct.secondary.flux, rel=1e-9)
+    assert shown.chi2 == pytest.approx(direct.chi2, rel=1e-9)
+    np.testing.assert_allclose(window.panels_view.images["residual"].image,
+                               five_panels(direct)["residual"], rtol=1e-9, atol=1e-8)
+    # the marker sits where the fitted secondary is
+    origin = direct.scene.exposures[direct.scene.detection_index].origin
+    assert window.markers.positions[1] == pytest.approx(
+        ccd_to_view(direct.secondary.x, direct.secondary.y, origin), abs=1e-9)
+    # one undo step restores the start
+    assert window.undo_stack.count() == 1
+    window.undo_stack.undo()
+    wait_settled(qtbot, window)
+    assert window.offsets["binary"] == START
+    assert window.result.summary.offsets == START
+
+
+def test_arrow_keys_nudge_selected_marker(qtbot, window, lq28_path):
+    open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
+    window.markers.select(0)
+    window.panels_view.graphics.setFocus()
+    qtbot.keyClick(window.panels_view.graphics, Qt.Key.Key_Right)
+    qtbot.keyClick(window.panels_view.graphics, Qt.Key.Key_Up)
+    wait_settled(qtbot, window)
+    assert window.offsets["binary"] == pytest.approx((0.1, 1.0, 0.1, 1.0))
+    assert window.result.summary.offsets == pytest.approx((0.1, 1.0, 0.1, 1.0))
+    window.undo_stack.undo()
+    window.undo_stack.undo()
+    wait_settled(qtbot, window)
+    assert window.offsets["binary"] == pytest.approx(START)
+    window.undo_stack.redo()
+    wait_settled(qtbot, window)
+    assert window.offsets["binary"] == pytest.approx((0.1, 1.0, 0.0, 1.0))
+
+
+def test_optimize_moves_markers_to_engine_optimum(qtbot, window, lq28_path, engine):
+    open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
+    with qtbot.waitSignal(window.fitDisplayed, timeout=FIT_TIMEOUT_MS,
+                          check_params_cb=lambda r: r.request.optimize):
+        window.fit_controls.optimize_button.click()
+    best = engine.optimize_binary(START)
+    assert window.offsets["binary"] == pytest.approx(best.published_offsets, abs=1e-9)
+    origin = best.scene.exposures[best.scene.detection_index].origin
+    for k, source in enumerate(best.sources):
+        assert window.markers.positions[k] == pytest.approx(
+            ccd_to_view(source.x, source.y, origin), abs=1e-9)
+        x, _ = window.markers.ellipses[k][0].getData()
+        assert x is not None and len(x) > 0                # error ellipse drawn
+    s = window.result.summary
+    assert s.separation_err_px == pytest.approx(best.separation_err_px, rel=1e-6)
+    assert s.delta_chi2 == pytest.approx(best.delta_chi2, rel=1e-9)
+    window.undo_stack.undo()
+    wait_settled(qtbot, window)
+    assert window.offsets["binary"] == START
+
+
+def test_single_mode(qtbot, window, lq28_path, engine):
+    result = open_and_wait(qtbot, window, lq28_path, mode="single", offsets=(0.0, 0.0))
+    direct = engine.fit_single()
+    assert result.summary.sources[0].flux == pytest.approx(direct.flux, rel=1e-9)
+    assert window.markers.count == 1
+    with qtbot.waitSignal(window.fitDisplayed, timeout=FIT_TIMEOUT_MS,
+                          check_params_cb=lambda r: r.request.mode == "binary"):
+        window.fit_controls.set_mode("binary")
+    assert window.markers.count == 2
+    assert len(window.result.summary.sources) == 2
+
+
+def test_chi2_map_and_click(qtbot, window, lq28_path, engine):
+    open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
+    with qtbot.waitSignal(window.chi2MapDisplayed, timeout=FIT_TIMEOUT_MS) as blocker:
+        window.request_chi2map(half_width=0.4, step=0.2)
+    m = blocker.args[0].chi2map
+    assert m.chi2.shape == (5, 5)
+    j, i = 1, 3
+    expected = engine.chi2(np.array([[0.0, 0.0], [m.dx[i], m.dy[j]]]))
+    assert m.chi2[j, i] == pytest.approx(expected, rel=1e-10)
+    window._on_map_cell_clicked(i, j)
+    wait_settled(qtbot, window)
+    assert window.offsets["binary"] == pytest.approx((0.0, m.dx[i], 0.0, m.dy[j]))
+
+
+# -- export -----------------------------------------------------------------------------
+
+def test_exports_read_back(qtbot, window, lq28_path, tmp_path, monkeypatch):
+    result = open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
+    for suffix in (".png", ".pdf", ".svg"):
+        path = window.export_figure(tmp_path / f"fig{suffix}")
+        assert path is not None and path.stat().st_size > 1000
+    assert window.export_figure(tmp_path / "all.pdf", exposures="all").stat().st_size > 1000
+    for suffix in (".ecsv", ".fits", ".csv"):
+        path = window.export_table(tmp_path / f"flux{suffix}")
+        table = Table.read(path)
+        assert len(table) == 2
+        assert table["flux"][1] == pytest.approx(result.summary.sources[1].flux, rel=1e-6)
+    assert Table.read(tmp_path / "flux.ecsv").meta["settings"]["grid_size"] == 20
+    path = window.export_fits(tmp_path / "model.fits")
+    with fits.open(path) as hdul:
+        assert hdul["MODEL"].data.shape == result.fit.model.shape
+        np.testing.assert_allclose(hdul["RESIDUAL"].data[result.fit.scene.detection_index],
+                                   window.panels_view.images["residual"].image, rtol=1e-6,
+                                   atol=1e-6)
+
+    # never overwrite silently: asked, and "No" keeps the file
+    target = tmp_path / "flux.ecsv"
+    before = target.read_bytes()
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda *a, **k: asked.append(a) or QMessageBox.StandardButton.No)
+    assert window.export_table(target) is None
+    assert asked and target.read_bytes() == before
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda *a, **k: QMessageBox.StandardButton.Yes)
+    window.offsets["binary"] = START   # same fit; the file is rewritten
+    assert window.export_table(target) == target
+
+
+# -- errors -----------------------------------------------------------------------------
+
+def test_broken_manifest_shows_dialog_and_window_stays_usable(qtbot, window, lq28_path,
+                                                              tmp_path):
+    open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
+    broken = tmp_path / "detection.toml"
+    broken.write_text("format = 'smp-detection/1'\nname = 'x'\nra = [\n")
+    assert not window.open_path(broken)
+    dialog = window.error_dialog
+    assert dialog is not None and dialog.isVisible()
+    assert str(broken) in dialog.text()
+    dialog.close()
+    assert not window.open_path(tmp_path / "no-such-folder")
+    assert "no-such-folder" in window.error_dialog.text()
+    window.error_dialog.close()
+    # a manifest whose stamp is missing fails in the worker: dialog, old detection kept
+    text = lq28_path.read_text().replace('stamp = "stamps/', f'stamp = "{lq28_path.parent}/stamps/')
+    text = text.replace(f'{lq28_path.parent}/stamps/2014lq28_696265.fits', "missing.fits")
+    text = text.replace('psf = "../', f'psf = "{lq28_path.parent.parent}/')
+    bad_stamp = tmp_path / "bad" / "detection.toml"
+    bad_stamp.parent.mkdir()
+    bad_stamp.write_text(text)
+    with qtbot.waitSignal(window.errorShown, timeout=FIT_TIMEOUT_MS):
+        window.open_path(bad_stamp)
+    assert "missing.fits" in window.error_dialog.text()
+    window.error_dialog.close()
+    # still usable: a drag-free refit of the detection that was shown
+    assert window.manifest_path == lq28_path.resolve()
+    with qtbot.waitSignal(window.fitDisplayed, timeout=FIT_TIMEOUT_MS):
+        window.set_offsets((0.0, 1.2, 0.0, 1.0), "binary")
+    assert window.result.summary.offsets == (0.0, 1.2, 0.0, 1.0)
+
+
+# -- sessions ---------------------------------------------------------------------------
+
+def test_session_roundtrip(qtbot, window, lq28_path, tmp_path, tmp_path_factory):
+    open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=(0.2, 1.1, -0.1, 0.9))
+    window.browser.select(2)
+    window.panels_view.set_stretch("zscale")
+    window.panels_view.set_colormap("viridis")
+    saved = window.session_state()
+    path = window.save_session(tmp_path / "lq28.smpsession.json")
+    assert json.loads(path.read_text())["offsets"]["binary"] == [0.2, 1.1, -0.1, 0.9]
+
+    other = _new_window(tmp_path_factory)
+    try:
+        with qtbot.waitSignal(other.fitDisplayed, timeout=FIT_TIMEOUT_MS):
+            assert other.open_path(path)
+        restored = other.session_state()
+        for key in ("detection", "settings", "mode", "offsets", "selected_expnum"):
+            assert restored[key] == saved[key], key
+        assert restored["view"]["stretch"] == "zscale"
+        assert restored["view"]["colormap"] == "viridis"
+        assert restored["view"]["levels"] == pytest.approx(saved["view"]["levels"])
+        assert other.result.summary.offsets == (0.2, 1.1, -0.1, 0.9)
+    finally:
+        other.shutdown()
+        other.close()
+        other.deleteLater()
+    # saving again over the file asks first
+    window.browser.select(window.result.fit.scene.detection_index)
+
+
+def test_bad_session_file(qtbot, window, tmp_path):
+    path = tmp_path / "x.json"
+    path.write_text('{"format": "something else"}')
+    assert not window.open_path(path)
+    assert "x.json" in window.error_dialog.text()
+    window.error_dialog.close()
+
+
+# -- controller -------------------------------------------------------------------------
+
+def test_controller_latest_request_wins(qtbot, lq28_path, engine):
+    controller = FitController()
+    delivered = []
+    controller.fitFinished.connect(delivered.append)
+    try:
+        offsets = [(0.0, 1.0 + 0.05 * n, 0.0, 1.0) for n in range(30)]
+        ids = [controller.submit(FitRequest(str(lq28_path), engine.settings, "binary", o))
+               for o in offsets]
+        qtbot.waitUntil(lambda: bool(delivered) and delivered[-1].request_id == ids[-1],
+                        timeout=FIT_TIMEOUT_MS)
+        got = [r.request_id for r in delivered]
+        assert got == sorted(got)                      # never an older one after a newer
+        assert len(got) < len(ids)                     # pending requests were replaced
+        assert delivered[-1].summary.offsets == offsets[-1]
+        # cancel: nothing of the cancelled requests is delivered
+        n = len(delivered)
+        controller.submit(FitRequest(str(lq28_path), engine.settings, "binary", START))
+        controller.cancel()
+        assert controller.wait_idle(30)
+        qtbot.wait(50)
+        assert len(delivered) == n
+    finally:
+        controller.shutdown()
+
+
+# -- command line -----------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_screenshot_command(lq28_path, tmp_path):
+    out = tmp_path / "shot.png"
+    exe = shutil.which("smp-gui") or f"{sys.prefix}/bin/smp-gui"
+    proc = subprocess.run([exe, str(lq28_path), "--binary=0,1,0,1", "--optimize",
+                           "--screenshot", str(out)], capture_output=True, text=True,
+                          timeout=300, env={**__import__("os").environ,
+                                            "QT_QPA_PLATFORM": "offscreen"})
+    assert proc.returncode == 0, proc.stderr
+    assert out.stat().st_size > 10_000
