@@ -44,6 +44,10 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="smp: %(message)s", stream=sys.stderr)
     warnings.showwarning = _warning_to_stderr
+    # This process is ours: keep BLAS on one thread for the whole run (see
+    # smp_model.scene.single_threaded_blas for why; a solve is 5x slower threaded here).
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(limits=1, user_api="blas")
     try:
         return int(args.func(args) or 0)
     except SMPError as exc:

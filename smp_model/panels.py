@@ -9,6 +9,7 @@ median, sigma a 4-sigma-clipped estimate of the image's pixel scatter, the same 
 """
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -72,10 +73,21 @@ def five_panels(fit: SceneFit, index: int | None = None) -> ExposurePanels:
     return ExposurePanels(expnum=ex.entry.expnum, ccdnum=ex.entry.ccdnum,
                           is_detection=m == scene.detection_index, origin=ex.origin,
                           arrays=arrays, usable=ex.usable, sigma=sigma,
-                          mask_bits=np.asarray(ex.stamp.msk), levels=display_levels(image,
-                                                                                ex.usable),
+                          mask_bits=np.asarray(ex.stamp.msk), levels=exposure_levels(ex),
                           chi2=float(fit.chi2_per_exposure[m]),
                           usable_pixels=int(fit.usable_pixels_per_exposure[m]))
+
+
+# Display levels depend only on an exposure's image: computed once per exposure (a
+# sigma-clip costs a few ms, which matters when a drag refits 30 times a second).
+_LEVELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def exposure_levels(ex) -> tuple[float, float]:
+    """`display_levels` of a loaded exposure's usable pixels, cached per exposure."""
+    if ex not in _LEVELS:
+        _LEVELS[ex] = display_levels(ex.image, ex.usable)
+    return _LEVELS[ex]
 
 
 def display_levels(image: np.ndarray, usable: np.ndarray | None = None

@@ -79,13 +79,14 @@ def fit_table(fit: SceneFit) -> QTable:
         elif not np.all(np.isfinite([s.dx_err, s.dy_err])):
             flags |= FLAG_POSITION_ERR_UNDEFINED
         rows.append((manifest.name, manifest.detection_expnum, manifest.detection_ccdnum,
-                     manifest.band, fit.kind, comp, s.flux, s.flux_err, s.mag, s.mag_err,
+                     manifest.band, fit.kind, comp, s.flux, s.flux_err, s.flux_err_total,
+                     s.mag, s.mag_err,
                      s.mag_limit_3sigma, s.x, s.y, s.dx, s.dy, s.dx_err, s.dy_err, s.ra, s.dec,
                      fit.chi2, fit.dof, dchi2, *geometry, fit.settings.convention,
                      fit.settings.grid_size, fit.settings.grid_step_arcsec,
                      fit.settings.fit_sky, flags))
     names = ("name", "expnum", "ccdnum", "band", "fit_kind", "component", "flux", "flux_err",
-             "mag", "mag_err", "mag_limit_3sigma", "x", "y", "dx", "dy", "dx_err", "dy_err",
+             "flux_err_total", "mag", "mag_err", "mag_limit_3sigma", "x", "y", "dx", "dy", "dx_err", "dy_err",
              "ra", "dec", "chi2", "dof", "delta_chi2", "separation", "separation_err",
              "separation_arcsec", "separation_arcsec_err", "position_angle",
              "position_angle_err", "convention", "grid_size", "grid_step", "fit_sky", "flags")
@@ -106,7 +107,9 @@ def fit_table(fit: SceneFit) -> QTable:
         table["mag_err_sn"] = sn.mag_err * u.mag
         table["flux_sn"].info.description = "flux refitted with the source shot-noise term"
     table["flux"].info.description = "target flux on zeropoint 30 (counts)"
-    table["flux_err"].info.description = "1-sigma flux error, zeropoint 30"
+    table["flux_err"].info.description = "1-sigma flux error at fixed positions (published)"
+    table["flux_err_total"].info.description = ("1-sigma flux error including fitted-position "
+                                                "uncertainty (NaN if positions were fixed)")
     table["mag_limit_3sigma"].info.description = "magnitude of 3 x flux_err"
     table["flags"].info.description = ("1: flux <= 0 (use mag_limit_3sigma); 2: position "
                                        "fixed; 4: position error undefined")
@@ -133,8 +136,15 @@ def write_table(fit_or_table: SceneFit | Table, path: str | os.PathLike,
     fmt = table_format(path, format)
     out = table.copy()
     if fmt == "fits":
-        out.meta = _flat_meta(table.meta)
-    elif fmt == "ascii.csv":
+        # Build the header ourselves: astropy would warn once per long meta key.
+        out.meta = {}
+        hdu = fits.table_to_hdu(out)
+        for key, value in _flat_meta(table.meta).items():
+            _set_card(hdu.header, key, value)
+        with atomic_output(path, overwrite) as tmp:
+            fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(tmp, overwrite=True)
+        return Path(path)
+    if fmt == "ascii.csv":
         out.meta = {}
     with atomic_output(path, overwrite) as tmp:
         out.write(tmp, format=fmt, overwrite=True)
@@ -192,13 +202,12 @@ def write_fits(fit: SceneFit, path: str | os.PathLike, overwrite: bool = False) 
 
 
 def _set_card(header: fits.Header, key: str, value) -> None:
-    """Long or dotted keys become HIERARCH cards; values that cannot be cards become text."""
+    """Meta entries become ``HIERARCH SMP <key>`` cards (long strings continue over CONTINUE
+    cards); values that cannot be cards become text."""
     if isinstance(value, (bool, int, float, str, np.integer, np.floating)):
         if isinstance(value, float) and not math.isfinite(value):
             value = str(value)
         card_value = value
     else:
         card_value = str(value)
-    if isinstance(card_value, str) and len(card_value) > 60:
-        card_value = card_value[:57] + "..."
     header[f"HIERARCH SMP {key}"] = card_value

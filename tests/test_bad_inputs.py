@@ -734,7 +734,7 @@ def _fail_write_bytes(mp):
 
 WRITERS = {
     "table-ecsv": (_write_table, "flux.ecsv", _fail_astropy_table_write),
-    "table-fits": (_write_table, "flux.fits", _fail_astropy_table_write),
+    "table-fits": (_write_table, "flux.fits", _fail_fits_writeto),
     "table-csv": (_write_table, "flux.csv", _fail_astropy_table_write),
     "fits-cubes": (_write_fits, "cubes.fits", _fail_fits_writeto),
     "figure-png": (_save_figure, "panels.png", _fail_savefig),

@@ -1,7 +1,6 @@
 """``smp fit``: fit one detection from a manifest, a DES-style folder set, or the demo."""
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -96,7 +95,11 @@ def load_manifest(args):
 def run(args) -> int:
     from ..fit import DetectionPhotometry
     from ..scene import FitSettings
+    from ..io_utils import check_writable
     t0 = time.perf_counter()
+    for path in (args.table, args.fits, args.figure):   # refuse before a long fit, not after
+        if path:
+            check_writable(path, args.overwrite)
     progress = Progress(args.quiet)
     manifest = load_manifest(args)
     settings = FitSettings(grid_size=args.grid, grid_step_arcsec=args.step,
@@ -142,7 +145,8 @@ def _num(value: float) -> float | None:
 
 def _source_dict(fit, t: int) -> dict:
     s = fit.sources[t]
-    d = {"flux": _num(s.flux), "flux_err": _num(s.flux_err), "mag": _num(s.mag),
+    d = {"flux": _num(s.flux), "flux_err": _num(s.flux_err),
+         "flux_err_total": _num(s.flux_err_total), "mag": _num(s.mag),
          "mag_err": _num(s.mag_err), "mag_limit_3sigma": _num(s.mag_limit_3sigma),
          "dx": _num(s.dx), "dy": _num(s.dy), "dx_err": _num(s.dx_err),
          "dy_err": _num(s.dy_err), "x": _num(s.x), "y": _num(s.y), "ra": _num(s.ra),
