@@ -7,8 +7,10 @@ exposures, two of them fully masked, a resolved binary):
   stamp_size=30, center=...)`` calls per PSF, as the published code draws; the baseline
   of a fit is ``median draw x (400 N_exp + 1)`` (400 grid PSFs per exposure plus the
   target), the published code's dominant cost, redone on every chi2 evaluation.
-* Cold fit: ``DetectionPhotometry(manifest)`` + ``fit_single()`` (read, render, solve,
-  covariance) in a fresh Python process; the import time is reported separately.
+* Cold fit: ``DetectionPhotometry(manifest)`` + ``fit_single()`` + the full covariance
+  (read, render, solve, covariance) in a fresh Python process; the import time is
+  reported separately.
+* Every worker process keeps BLAS on one thread, as ``smp`` and ``smp-gui`` do.
 * Binary refit at new offsets: median of 100 ``fit_binary`` calls (full result objects:
   covariance, model cubes) and of 100 raw ``scene.solve`` calls (what a chi2 evaluation
   costs).
@@ -63,6 +65,7 @@ def worker_cold(manifest: str) -> dict:
         warnings.simplefilter("ignore")
         phot = DetectionPhotometry(manifest, FitSettings())
         fit = phot.fit_single()
+        fit.covariance   # computed on first use; part of a cold fit's work
     t2 = time.perf_counter()
     return dict(import_s=t1 - t0, cold_fit_s=t2 - t1, load_s=phot.timings["load_s"],
                 build_s=phot.timings["build_s"], n_exp=len(phot.exposures),
@@ -197,6 +200,8 @@ def main(argv=None) -> int:
     parser.add_argument("worker_args", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
+        from threadpoolctl import threadpool_limits
+        threadpool_limits(limits=1, user_api="blas")   # as the smp and smp-gui processes
         fn = WORKERS[args.worker]
         extra = [int(a) if a.isdigit() else a for a in args.worker_args]
         print(json.dumps(fn(*extra)))
