@@ -57,10 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     from PyQt6.QtCore import QTimer
     from PyQt6.QtWidgets import QApplication
 
-    from .controller import preload_engine
+    from .controller import limit_blas_threads, preload_engine
     from .main_window import MainWindow
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    # One BLAS thread for the whole process, set once and kept alive with the app.
+    app.blas_limit = limit_blas_threads()
     preload_engine()
     app.setApplicationName("SMP Inspector")
     pg.setConfigOptions(antialias=True)

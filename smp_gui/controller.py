@@ -31,6 +31,7 @@ import numpy as np
 from PyQt6.QtCore import QObject, QThread, pyqtSignal
 
 from smp_model.chi2map import Chi2Map, chi2_map
+from smp_model.diagnostics import exposure_diagnostics
 from smp_model.fit import BinaryFit, DetectionPhotometry, SceneFit
 from smp_model.panels import ExposurePanels, five_panels
 from smp_model.scene import FitSettings
@@ -41,14 +42,25 @@ FIT, MAP = "fit", "map"
 GIL_SWITCH_INTERVAL_S = 0.001
 
 
-def limit_worker_threads():
-    """One BLAS thread: on a small machine a multi-threaded BLAS in the worker competes
-    with the GUI thread for the cores and makes both slower (measured 3x on 2 cores)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        return None
-    return threadpool_limits(limits=1, user_api="blas")
+_BLAS_LIMIT = None
+
+
+def limit_blas_threads():
+    """One BLAS thread for the whole process, set once and kept (idempotent; returns the
+    `threadpoolctl` limiter, or None without threadpoolctl).
+
+    On a small machine a multi-threaded BLAS in the worker competes with the GUI thread
+    for the cores and makes both slower (measured 3x on 2 cores).  Setting the limit per
+    job costs ~1 ms each time (threadpoolctl inspects the loaded libraries), so the app
+    sets it once at start-up and keeps the limiter alive."""
+    global _BLAS_LIMIT
+    if _BLAS_LIMIT is None:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            return None
+        _BLAS_LIMIT = threadpool_limits(limits=1, user_api="blas")
+    return _BLAS_LIMIT
 
 
 def preload_engine():
@@ -69,6 +81,9 @@ class FitRequest:
     mode : "single" (offsets = (dx, dy)) or "binary" (offsets = (dx1, dx2, dy1, dy2)), px
         relative to the target's WCS position in the convention's frame.
     optimize : search the position(s) starting from ``offsets``.
+    shot_noise_gain : add the target's own Poisson variance (model / gain, electrons per
+        SCI unit of the detection stamp) and refit (`DetectionPhotometry.with_shot_noise`);
+        None: off.  ``shot_noise_iterations``: 1 as published, 0 until converged.
     panel_index : exposure (index into the fit's exposures; None: the detection) whose
         five panels the worker prepares with the fit, so the GUI thread only draws.
     """
@@ -78,6 +93,8 @@ class FitRequest:
     mode: str
     offsets: tuple[float, ...]
     optimize: bool = False
+    shot_noise_gain: float | None = None
+    shot_noise_iterations: int = 1
     panel_index: int | None = None
     request_id: int = 0
     generation: int = 0
@@ -120,6 +137,11 @@ class SourceRow:
     y: float
     ra: float
     dec: float
+    flux_err_total: float = math.nan   # with the fitted positions' uncertainty
+    flux_sn: float = math.nan          # shot-noise refit (FLUX_SN, FLUX_ERR_SN)
+    flux_sn_err: float = math.nan
+    mag_sn: float = math.nan
+    mag_sn_err: float = math.nan
 
 
 @dataclass(frozen=True)
@@ -138,6 +160,12 @@ class FitSummary:
     position_angle_deg: float = math.nan
     position_angle_err_deg: float = math.nan
     n_chi2_evaluations: int = 1
+    shot_noise_gain: float = math.nan
+    shot_noise_iterations: int = 0
+
+    @property
+    def has_shot_noise(self) -> bool:
+        return not math.isnan(self.shot_noise_gain)
 
     @property
     def offsets(self) -> tuple[float, ...]:
@@ -149,12 +177,23 @@ class FitSummary:
 
 
 def summarize(fit: SceneFit) -> FitSummary:
+    """The numbers the window shows.  Reads only what a fit at fixed positions has cheaply
+    (fluxes and their errors from ``fit.sources``); never ``fit.covariance`` (the full
+    scene covariance, which the engine computes only on demand)."""
     names = ("primary", "secondary") if isinstance(fit, BinaryFit) else ("target",)
-    rows = tuple(SourceRow(name, s.flux, s.flux_err, s.mag, s.mag_err, s.dx, s.dy,
-                           s.dx_err, s.dy_err, s.x, s.y, s.ra, s.dec)
-                 for name, s in zip(names, fit.sources))
-    base = dict(kind=fit.kind, sources=rows, chi2=fit.chi2, dof=fit.dof,
+    sn = getattr(fit, "shot_noise", None)
+    rows = []
+    for k, (name, s) in enumerate(zip(names, fit.sources)):
+        extra = dict(flux_err_total=float(getattr(s, "flux_err_total", math.nan)))
+        if sn is not None:
+            extra.update(flux_sn=sn.flux[k], flux_sn_err=sn.flux_err[k], mag_sn=sn.mag[k],
+                         mag_sn_err=sn.mag_err[k])
+        rows.append(SourceRow(name, s.flux, s.flux_err, s.mag, s.mag_err, s.dx, s.dy,
+                              s.dx_err, s.dy_err, s.x, s.y, s.ra, s.dec, **extra))
+    base = dict(kind=fit.kind, sources=tuple(rows), chi2=fit.chi2, dof=fit.dof,
                 n_chi2_evaluations=fit.n_chi2_evaluations)
+    if sn is not None:
+        base.update(shot_noise_gain=float(sn.gain), shot_noise_iterations=int(sn.iterations))
     if not isinstance(fit, BinaryFit):
         return FitSummary(**base)
     # One geometry evaluation (the properties would each redo it); errors only when the
@@ -172,12 +211,15 @@ def summarize(fit: SceneFit) -> FitSummary:
 
 @dataclass(frozen=True, eq=False)
 class FitResult:
-    """A finished fit: the engine's immutable result and its summary."""
+    """A finished fit: the engine's immutable result, its summary, the five panels of the
+    requested exposure and the per-exposure diagnostics (`exposure_diagnostics`, one row
+    per exposure of ``fit.scene.exposures``)."""
 
     request: FitRequest
     fit: SceneFit
     summary: FitSummary
     panels: ExposurePanels | None = None
+    diagnostics: object = None   # astropy Table
     dropped: tuple[str, ...] = ()
     elapsed_s: float = 0.0
 
@@ -223,6 +265,7 @@ class _Worker(QThread):
         self._stop = False
         self._cancel_id = -1          # jobs with id <= this stop at their next progress
         self._running_id = 0
+        self.jobs_done = {FIT: 0, MAP: 0}   # jobs computed to the end (not cancelled)
         self._photometry: DetectionPhotometry | None = None
         self._photometry_key = None
         self._chi2_single: float | None = None
@@ -253,7 +296,6 @@ class _Worker(QThread):
     # -- the worker thread -------------------------------------------------------------
 
     def run(self):
-        self._blas_limit = limit_worker_threads()
         while True:
             with self._cond:
                 while not self._pending and not self._stop:
@@ -273,6 +315,8 @@ class _Worker(QThread):
                 result = JobFailure(request, exc, traceback.format_exc())
             with self._cond:
                 self._running_id = 0
+                if result is not None:
+                    self.jobs_done[request.channel] += 1
             if result is not None:
                 self.finished_job.emit(result)
 
@@ -289,7 +333,8 @@ class _Worker(QThread):
     def _get_photometry(self, request) -> DetectionPhotometry:
         key = (str(Path(request.manifest_path).resolve()), request.settings)
         if self._photometry_key != key:
-            self._photometry = self._photometry_key = self._chi2_single = None
+            # The previous detection is kept until the new one is built: when that fails
+            # (bad input, cancelled), going back to it costs nothing.
             with warnings.catch_warnings():
                 # Dropped exposures are reported by the window from `.dropped`.
                 warnings.simplefilter("ignore")
@@ -297,6 +342,7 @@ class _Worker(QThread):
                                                  progress=self._progress_callback(
                                                      request.request_id))
             self._photometry, self._photometry_key = photometry, key
+            self._chi2_single = None
         return self._photometry
 
     def _execute(self, request):
@@ -319,11 +365,16 @@ class _Worker(QThread):
                     self._chi2_single = photometry.chi2(
                         np.array([photometry.default_offset], float))
                 fit = photometry.fit_binary(request.offsets, chi2_single=self._chi2_single)
+        if request.shot_noise_gain is not None:
+            self._check_cancel(request.request_id)
+            fit = photometry.with_shot_noise(fit, request.shot_noise_gain,
+                                             request.shot_noise_iterations)
         index = request.panel_index
         if index is None or not 0 <= index < len(fit.scene.exposures):
             index = fit.scene.detection_index
         return FitResult(request, fit, summarize(fit), five_panels(fit, index),
-                         tuple(photometry.dropped), time.perf_counter() - t0)
+                         exposure_diagnostics(fit), tuple(photometry.dropped),
+                         time.perf_counter() - t0)
 
 
 class FitController(QObject):
@@ -352,6 +403,7 @@ class FitController(QObject):
         self.dropped_results = 0
         if sys.getswitchinterval() > GIL_SWITCH_INTERVAL_S:
             sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
+        limit_blas_threads()   # once per process (the app does it at start-up already)
         self._worker = _Worker()
         self._worker.finished_job.connect(self._on_finished)
         self._worker.progress.connect(self._on_progress)
@@ -364,6 +416,16 @@ class FitController(QObject):
     @property
     def last_submitted(self) -> int:
         return self._last_submitted
+
+    @property
+    def fits_computed(self) -> int:
+        """Fit jobs the worker computed to the end (a replaced pending request is never
+        computed; a cancelled one stops early)."""
+        return self._worker.jobs_done[FIT]
+
+    @property
+    def worker_thread(self) -> QThread:
+        return self._worker
 
     def submit(self, request) -> int:
         """Queue ``request`` (replacing the pending one of its channel); returns its id."""

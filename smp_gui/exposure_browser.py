@@ -1,5 +1,8 @@
 """Every exposure of the fit: thumbnail, expnum, band, zeropoint, usable-pixel fraction and
-chi2 per usable pixel; the detection exposure highlighted; Up/Down (or PgUp/PgDn) to move
+the engine's per-exposure diagnostics (`smp_model.diagnostics.exposure_diagnostics`: chi2
+per usable pixel, the largest |residual| / sigma, and a flag when the exposure's chi2 per
+pixel is an outlier among the exposures: a hint of a bad PSF or of something moving in a
+"static" exposure); the detection exposure highlighted; Up/Down (or PgUp/PgDn) to move
 through them; "Blink image/model" alternates the Image panel with the model."""
 from __future__ import annotations
 
@@ -13,7 +16,12 @@ from smp_model.fit import SceneFit
 from smp_model.panels import display_levels
 
 THUMB_SIZE = 44
-COLUMNS = ("", "expnum", "band", "ZP", "usable", "χ²/N")
+COLUMNS = ("", "expnum", "band", "ZP", "usable", "χ²/pix", "max|r|/σ", "")
+COL_CHI2, COL_MAXRES, COL_OUTLIER = 5, 6, 7
+OUTLIER_MARK = "⚠"
+OUTLIER_COLOR = QColor(200, 30, 30)
+OUTLIER_TIP = ("χ²/pixel is an outlier among the exposures: bad PSF model, or something "
+               "moving or an artefact in this exposure?")
 DETECTION_BACKGROUND = QColor(255, 236, 170)
 BLINK_INTERVAL_MS = 500
 
@@ -27,6 +35,12 @@ def thumbnail(image: np.ndarray, usable: np.ndarray) -> QPixmap:
     qimage = QImage(grey.data, w, h, w, QImage.Format.Format_Grayscale8).copy()
     return QPixmap.fromImage(qimage).scaled(THUMB_SIZE, THUMB_SIZE,
                                            Qt.AspectRatioMode.KeepAspectRatio)
+
+
+def _item(text: str, tip: str) -> QTableWidgetItem:
+    item = QTableWidgetItem(text)
+    item.setToolTip(tip)
+    return item
 
 
 class ExposureBrowser(QWidget):
@@ -48,6 +62,11 @@ class ExposureBrowser(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(THUMB_SIZE + 4)
         self.table.horizontalHeader().setSectionResizeMode(
             QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setMinimumSectionSize(20)
+        self.table.horizontalHeaderItem(COL_OUTLIER).setToolTip(
+            "⚠: χ²/pixel is an outlier among the exposures")
+        self.table.horizontalHeaderItem(COL_MAXRES).setToolTip(
+            "largest |residual| / σ over the stamp's usable pixels")
         self.table.currentCellChanged.connect(self._on_current)
         self.blink = QCheckBox("Blink image/model")
         self.blink.toggled.connect(self._on_blink)
@@ -56,6 +75,7 @@ class ExposureBrowser(QWidget):
         self._blink_timer.timeout.connect(self._blink_tick)
         self._blink_state = False
         self._expnums: list[int] = []
+        self.diagnostics = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.table)
@@ -68,11 +88,20 @@ class ExposureBrowser(QWidget):
     def expnums(self) -> list[int]:
         return list(self._expnums)
 
-    def set_fit(self, fit: SceneFit):
-        """Fill or update the rows (thumbnails only when the exposures change)."""
+    def set_fit(self, fit: SceneFit, diagnostics=None):
+        """Fill or update the rows (thumbnails only when the exposures change).
+
+        ``diagnostics``: the `exposure_diagnostics` table of ``fit`` (computed here when
+        not given)."""
         scene = fit.scene
         expnums = [ex.entry.expnum for ex in scene.exposures]
-        chi2_per_pixel = fit.reduced_chi2_per_exposure
+        if diagnostics is None:
+            from smp_model.diagnostics import exposure_diagnostics
+            diagnostics = exposure_diagnostics(fit)
+        self.diagnostics = diagnostics
+        chi2_per_pixel = np.asarray(diagnostics["chi2_per_pixel"], float)
+        max_res = np.asarray(diagnostics["max_abs_residual_sigma"], float)
+        outlier = np.asarray(diagnostics["outlier"], bool)
         rebuild = expnums != self._expnums
         self.table.blockSignals(True)
         try:
@@ -85,8 +114,11 @@ class ExposureBrowser(QWidget):
                         QTableWidgetItem(QIcon(thumbnail(ex.image, ex.usable)), ""),
                         QTableWidgetItem(f"{ex.entry.expnum}{' ★' if det else ''}"),
                         QTableWidgetItem(ex.entry.band),
-                        QTableWidgetItem(f"{ex.entry.zeropoint:.3f}"),
+                        _item(f"{ex.entry.zeropoint:.2f}",
+                              f"zeropoint {ex.entry.zeropoint:.4f}"),
                         QTableWidgetItem(f"{100 * ex.usable_fraction:.0f}%"),
+                        QTableWidgetItem(""),
+                        QTableWidgetItem(""),
                         QTableWidgetItem(""),
                     ]
                     for col, item in enumerate(cells):
@@ -97,13 +129,33 @@ class ExposureBrowser(QWidget):
                             item.setFont(font)
                             item.setToolTip("detection exposure")
                         self.table.setItem(row, col, item)
+            default = self.table.palette().text()
             for row in range(len(expnums)):
-                self.table.item(row, 5).setText(f"{chi2_per_pixel[row]:.2f}")
+                # Every refit of a drag comes here: touch only what changes.
+                cells = {COL_CHI2: f"{chi2_per_pixel[row]:.2f}",
+                         COL_MAXRES: f"{max_res[row]:.1f}",
+                         COL_OUTLIER: OUTLIER_MARK if outlier[row] else ""}
+                for col, text in cells.items():
+                    item = self.table.item(row, col)
+                    if item.text() != text:
+                        item.setText(text)
+                flagged = bool(outlier[row])
+                flag = self.table.item(row, COL_OUTLIER)
+                if rebuild or (flag.toolTip() == OUTLIER_TIP) != flagged:
+                    flag.setToolTip(OUTLIER_TIP if flagged else "")
+                    brush = QBrush(OUTLIER_COLOR) if flagged else default
+                    for col in (COL_CHI2, COL_OUTLIER):
+                        self.table.item(row, col).setForeground(brush)
         finally:
             self.table.blockSignals(False)
         if rebuild:
             self.table.setCurrentCell(scene.detection_index, 1)
             self.exposureSelected.emit(scene.detection_index)
+
+    def outlier_rows(self) -> list[int]:
+        """Rows flagged as outliers (what the table shows)."""
+        return [row for row in range(self.table.rowCount())
+                if self.table.item(row, COL_OUTLIER).text() == OUTLIER_MARK]
 
     def select(self, index: int):
         self.table.setCurrentCell(index, 1)

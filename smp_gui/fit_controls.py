@@ -1,5 +1,5 @@
-"""Fit settings and actions: mode, scene grid, sky, convention, target offsets, position
-search, chi2 map, cancel.
+"""Fit settings and actions: mode, scene grid, sky, convention, target offsets, source
+shot noise, position search, chi2 map, cancel.
 
 Offsets are px relative to the target's WCS position in the detection exposure, in the
 convention's frame: single ``(dx, dy)``, binary ``(dx1, dx2, dy1, dy2)`` (the published
@@ -15,6 +15,11 @@ from smp_model.scene import FitSettings
 
 MODES = ("single", "binary")
 CONVENTIONS = ("exact", "legacy")
+# The grid size is not capped at what fits in memory: the engine refuses a grid that would
+# not fit (ResourceLimitError, with its estimate) before allocating, and the window says so.
+MAX_GRID_SIZE = 5000
+DEFAULT_GAIN = 4.0     # e-/ADU, typical of DECam; used when the manifest gives none
+OPTIMIZE_TEXT = {"single": "Optimize position", "binary": "Optimize positions"}
 
 
 def _offset_box(value: float = 0.0) -> QDoubleSpinBox:
@@ -31,7 +36,8 @@ def _offset_box(value: float = 0.0) -> QDoubleSpinBox:
 class FitControls(QWidget):
     """Signals: settingsChanged() (grid/sky/convention: a new scene model), modeChanged(str),
     offsetsEdited(tuple) (typed offsets of the current mode), optimizeRequested(),
-    cancelRequested(), chi2MapRequested(half_width, step, reoptimize_primary)."""
+    cancelRequested(), chi2MapRequested(half_width, step, reoptimize_primary),
+    shotNoiseChanged() (the shot-noise option or its gain/iterations)."""
 
     settingsChanged = pyqtSignal()
     modeChanged = pyqtSignal(str)
@@ -39,6 +45,7 @@ class FitControls(QWidget):
     optimizeRequested = pyqtSignal()
     cancelRequested = pyqtSignal()
     chi2MapRequested = pyqtSignal(float, float, bool)
+    shotNoiseChanged = pyqtSignal()
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -46,7 +53,7 @@ class FitControls(QWidget):
         self.mode_box = QComboBox()
         self.mode_box.addItems(MODES)
         self.grid_size = QSpinBox()
-        self.grid_size.setRange(1, 60)
+        self.grid_size.setRange(1, MAX_GRID_SIZE)
         self.grid_size.setValue(defaults.grid_size)
         self.grid_size.setKeyboardTracking(False)
         self.grid_step = QDoubleSpinBox()
@@ -91,7 +98,34 @@ class FitControls(QWidget):
         brow.addRow("2 dx, dy", s)
         form.addRow(self.binary_row)
 
-        self.optimize_button = QPushButton("Optimize positions")
+        self.shot_noise = QCheckBox("add the target's Poisson noise")
+        self.shot_noise.setToolTip(
+            "Refit with the model's own Poisson variance (model / gain) added to the "
+            "detection stamp's variance, as published (FLUX_SN, FLUX_ERR_SN); the flux "
+            "table then shows both")
+        self.gain = QDoubleSpinBox()
+        self.gain.setRange(0.01, 1000.0)
+        self.gain.setDecimals(3)
+        self.gain.setSingleStep(0.1)
+        self.gain.setSuffix(" e⁻/ADU")
+        self.gain.setValue(DEFAULT_GAIN)
+        self.gain.setKeyboardTracking(False)
+        self.gain.setToolTip("gain of the detection stamp (electrons per SCI unit)")
+        self.sn_iterations = QComboBox()
+        self.sn_iterations.addItem("refit once", 1)
+        self.sn_iterations.addItem("to convergence", 0)
+        self.sn_iterations.setToolTip("refit once with the first model's variance (as "
+                                      "published), or until the fluxes settle")
+        self.gain_row = QWidget()
+        gainrow = QHBoxLayout(self.gain_row)
+        gainrow.setContentsMargins(0, 0, 0, 0)
+        gainrow.addWidget(self.gain, 1)
+        gainrow.addWidget(self.sn_iterations, 1)
+        form.addRow("Shot noise", self.shot_noise)
+        form.addRow("Gain", self.gain_row)
+        self._update_shot_noise_enabled()
+
+        self.optimize_button = QPushButton(OPTIMIZE_TEXT["single"])
         self.optimize_button.setToolTip("Search the position(s) from the markers (Powell)")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -130,6 +164,12 @@ class FitControls(QWidget):
         for w in (self.grid_size, self.grid_step):
             w.valueChanged.connect(lambda _: self.settingsChanged.emit())
         self.fit_sky.toggled.connect(lambda _: self.settingsChanged.emit())
+        self.shot_noise.toggled.connect(self._update_shot_noise_enabled)
+        self.shot_noise.toggled.connect(lambda _: self.shotNoiseChanged.emit())
+        self.gain.valueChanged.connect(
+            lambda _: self.shot_noise.isChecked() and self.shotNoiseChanged.emit())
+        self.sn_iterations.currentIndexChanged.connect(
+            lambda _: self.shot_noise.isChecked() and self.shotNoiseChanged.emit())
         self.convention.currentTextChanged.connect(lambda _: self.settingsChanged.emit())
         for w in (self.single_dx, self.single_dy, *self.binary_boxes.values()):
             w.valueChanged.connect(lambda _: self.offsetsEdited.emit(self.offsets()))
@@ -187,6 +227,34 @@ class FitControls(QWidget):
             box.setValue(float(value))
             box.blockSignals(False)
 
+    def shot_noise_options(self) -> tuple[float, int] | None:
+        """(gain, iterations) when the shot-noise refit is on, else None."""
+        if not self.shot_noise.isChecked():
+            return None
+        return float(self.gain.value()), int(self.sn_iterations.currentData())
+
+    def set_shot_noise(self, enabled: bool, gain: float | None = None,
+                       iterations: int | None = None):
+        """Show the shot-noise option without emitting shotNoiseChanged."""
+        widgets = (self.shot_noise, self.gain, self.sn_iterations)
+        for w in widgets:
+            w.blockSignals(True)
+        try:
+            self.shot_noise.setChecked(bool(enabled))
+            if gain is not None:
+                self.gain.setValue(float(gain))
+            if iterations is not None:
+                self.sn_iterations.setCurrentIndex(self.sn_iterations.findData(int(iterations)))
+        finally:
+            for w in widgets:
+                w.blockSignals(False)
+        self._update_shot_noise_enabled()
+
+    def _update_shot_noise_enabled(self, *_):
+        on = self.shot_noise.isChecked()
+        self.gain.setEnabled(on)
+        self.sn_iterations.setEnabled(on)
+
     def set_busy(self, busy: bool):
         self.cancel_button.setEnabled(busy)
 
@@ -194,6 +262,7 @@ class FitControls(QWidget):
         self.form.setRowVisible(self.single_row, mode == "single")
         self.form.setRowVisible(self.binary_row, mode == "binary")
         self.map_group.setEnabled(mode == "binary")
+        self.optimize_button.setText(OPTIMIZE_TEXT.get(mode, OPTIMIZE_TEXT["binary"]))
 
     def _on_mode(self, mode: str):
         self.modeChanged.emit(mode)

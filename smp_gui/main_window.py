@@ -113,6 +113,11 @@ class MainWindow(QMainWindow):
         self._drag_base: tuple[float, ...] | None = None
         self._pending_view: dict | None = None
         self._optimize_id = 0
+        # A new detection or new settings: the state shown before, restored when the
+        # first fit of the new state fails (bad input, grid too large), and the id of
+        # that first fit (0: nothing in transition).
+        self._fallback: dict | None = None
+        self._transition_id = 0
 
         self._build_widgets()
         self._build_menus()
@@ -150,7 +155,7 @@ class MainWindow(QMainWindow):
                                         Qt.DockWidgetArea.RightDockWidgetArea)
         self.results_dock = self._dock("Flux table", self.results_table,
                                        Qt.DockWidgetArea.RightDockWidgetArea)
-        self.resizeDocks([self.browser_dock, self.controls_dock], [330, 380],
+        self.resizeDocks([self.browser_dock, self.controls_dock], [400, 365],
                          Qt.Orientation.Horizontal)
         self.resizeDocks([self.controls_dock, self.results_dock], [330, 520],
                          Qt.Orientation.Vertical)
@@ -224,7 +229,9 @@ class MainWindow(QMainWindow):
 
         fit = bar.addMenu("F&it")
         self._action(fit, "&Refit", self.request_fit, "F5")
-        self._action(fit, "&Optimize positions", self.optimize, "Ctrl+P")
+        self.optimize_action = self._action(fit, "&Optimize positions", self.optimize,
+                                            "Ctrl+P")
+        self._update_optimize_text(self.mode)
         self._action(fit, "&Δχ² map", lambda: self.fit_controls.map_button.click(), "Ctrl+M")
         self._action(fit, "&Cancel", self.cancel, "Esc")
 
@@ -249,6 +256,8 @@ class MainWindow(QMainWindow):
         fc.offsetsEdited.connect(lambda offsets: self._push_move(self.mode, offsets,
                                                                  "Edit offsets"))
         fc.optimizeRequested.connect(self.optimize)
+        fc.shotNoiseChanged.connect(self._on_shot_noise_changed)
+        fc.mode_box.currentTextChanged.connect(self._update_optimize_text)
         fc.cancelRequested.connect(self.cancel)
         fc.chi2MapRequested.connect(self.request_chi2map)
         self.browser.exposureSelected.connect(self.select_exposure)
@@ -271,8 +280,11 @@ class MainWindow(QMainWindow):
         return self.open_detection(path)
 
     def open_detection(self, path: str | Path, settings: FitSettings | None = None,
-                       mode: str | None = None, offsets=None) -> bool:
-        """Read the manifest (errors: dialog, nothing changes) and start the cold fit."""
+                       mode: str | None = None, offsets=None,
+                       keep_gain: bool = False) -> bool:
+        """Read the manifest (errors: dialog, nothing changes) and start the cold fit.
+        The shot-noise gain becomes the manifest's (detection exposure) unless
+        ``keep_gain`` or the manifest has none."""
         try:
             manifest_path = resolve_detection_path(path)
             manifest = DetectionManifest.read(manifest_path)
@@ -282,6 +294,7 @@ class MainWindow(QMainWindow):
         except (OSError, ValueError) as exc:
             self.show_error("Cannot open detection", exc, context=str(path))
             return False
+        self._begin_transition()
         self.manifest_path, self.manifest = manifest_path, manifest
         if settings is not None:
             self.settings = settings
@@ -299,11 +312,51 @@ class MainWindow(QMainWindow):
             self.offsets[self.mode] = tuple(float(v) for v in offsets)
         for m in ("single", "binary"):
             self.fit_controls.set_offsets(self.offsets[m], m)
+        gain = manifest.detection_exposure.gain
+        if gain is not None and gain > 0 and not keep_gain:
+            self.fit_controls.set_shot_noise(self.fit_controls.shot_noise.isChecked(), gain)
         self.undo_stack.clear()
         self.selected_index = None
         self.setWindowTitle(f"SMP Inspector — {manifest.name} ({manifest_path})")
         self._add_recent(manifest_path)
-        self.request_fit()
+        self._transition_id = self.request_fit()
+        return True
+
+    # a detection or settings change that may fail -------------------------------------
+
+    def _begin_transition(self):
+        """Remember what is shown (once per transition), to go back to it if the first
+        fit of the new detection/settings fails."""
+        if self._transition_id:
+            return   # still in the previous transition: keep what was shown before it
+        self._fallback = {
+            "manifest_path": self.manifest_path, "manifest": self.manifest,
+            "settings": self.settings, "mode": self.mode, "offsets": dict(self.offsets),
+            "selected_index": self.selected_index, "title": self.windowTitle(),
+        }
+
+    def _end_transition(self, request_id: int, failed: bool) -> bool:
+        """Called with every result/failure; True if the state was restored."""
+        if not self._transition_id or request_id < self._transition_id:
+            return False
+        fallback, self._fallback, self._transition_id = self._fallback, None, 0
+        if not failed or fallback is None:
+            return False
+        self.manifest_path, self.manifest = fallback["manifest_path"], fallback["manifest"]
+        self.settings = fallback["settings"]
+        self.fit_controls.set_settings(self.settings)
+        if fallback["mode"] != self.mode:
+            self.fit_controls.blockSignals(True)
+            try:
+                self.fit_controls.set_mode(fallback["mode"])
+            finally:
+                self.fit_controls.blockSignals(False)
+        self.offsets = dict(fallback["offsets"])
+        for m, offsets in self.offsets.items():
+            self.fit_controls.set_offsets(offsets, m)
+        self.selected_index = fallback["selected_index"]
+        self.setWindowTitle(fallback["title"])
+        self._place_markers()
         return True
 
     def open_dialog(self):
@@ -362,8 +415,11 @@ class MainWindow(QMainWindow):
     def request_fit(self, optimize: bool = False) -> int | None:
         if self.manifest_path is None:
             return None
+        shot_noise = self.fit_controls.shot_noise_options()
+        gain, iterations = shot_noise if shot_noise is not None else (None, 1)
         request = FitRequest(str(self.manifest_path), self.settings, self.mode,
                              tuple(self.offsets[self.mode]), optimize=optimize,
+                             shot_noise_gain=gain, shot_noise_iterations=iterations,
                              panel_index=self.selected_index)
         request_id = self.controller.submit(request)
         if optimize:
@@ -372,8 +428,21 @@ class MainWindow(QMainWindow):
         return request_id
 
     def optimize(self) -> int | None:
-        """Search the position(s) from the current markers."""
+        """Search the position(s) from the current markers: the single target's (dx, dy)
+        (`optimize_single`) or both binary components (`optimize_binary`); the flux table
+        then shows the offsets with their errors and the fitted RA/Dec."""
         return self.request_fit(optimize=True)
+
+    def _update_optimize_text(self, mode: str):
+        self.optimize_action.setText("&Optimize position" if mode == "single"
+                                     else "&Optimize positions")
+
+    def _on_shot_noise_changed(self):
+        options = self.fit_controls.shot_noise_options()
+        self.statusBar().showMessage(
+            "shot-noise refit off" if options is None else
+            f"shot-noise refit with gain {options[0]:g} e⁻/ADU", 3000)
+        self.request_fit()
 
     def cancel(self):
         self.controller.cancel()
@@ -431,13 +500,16 @@ class MainWindow(QMainWindow):
         if new == self.settings:
             return
         convention_changed = new.convention != self.settings.convention
+        self._begin_transition()
         self.settings = new
         if convention_changed:   # offsets are in the convention's frame: start again
             self.offsets = {m: default_offsets(new, m) for m in ("single", "binary")}
             for m in ("single", "binary"):
                 self.fit_controls.set_offsets(self.offsets[m], m)
             self.undo_stack.clear()
-        self.request_fit()
+        request_id = self.request_fit()
+        if request_id is not None and not self._transition_id:
+            self._transition_id = request_id
 
     def _on_mode_changed(self, mode: str):
         self.fit_controls.set_offsets(self.offsets[mode], mode)
@@ -461,6 +533,7 @@ class MainWindow(QMainWindow):
                               or self.result.fit.scene is not result.fit.scene)
         self.result = result
         self._displayed_path = Path(result.request.manifest_path)
+        self._end_transition(result.request_id, failed=False)
         request = result.request
         if request.optimize and request.mode == self.mode:
             new = result.summary.offsets
@@ -479,7 +552,7 @@ class MainWindow(QMainWindow):
                                          f"fitted", 5000)
         fit = result.fit
         self.placeholder.hide()
-        self.browser.set_fit(fit)   # may select the detection (first fit)
+        self.browser.set_fit(fit, result.diagnostics)   # may select the detection (first fit)
         if self.selected_index is None or self.selected_index >= len(fit.scene.exposures):
             self.selected_index = fit.scene.detection_index
         self._update_panels()
@@ -590,10 +663,10 @@ class MainWindow(QMainWindow):
 
     def _on_failed(self, failure: JobFailure):
         request = failure.request
-        if self._displayed_path is not None and \
-                Path(request.manifest_path) != self._displayed_path:
-            # The new detection could not be fitted: keep working on the one shown.
-            self.manifest_path = self._displayed_path
+        # A new detection or new settings that cannot be fitted: back to what is shown
+        # (the worker kept that detection's model, so it keeps working at once).
+        if isinstance(request, FitRequest):
+            self._end_transition(request.request_id, failed=True)
         title = ("Fit failed" if isinstance(request, FitRequest) else "Δχ² map failed")
         details = None if isinstance(failure.error, SMPError) else failure.traceback
         self.show_error(title, failure.error, context=request.manifest_path, details=details)
@@ -660,6 +733,9 @@ class MainWindow(QMainWindow):
             "settings": self.settings.as_meta(),
             "mode": self.mode,
             "offsets": {m: list(v) for m, v in self.offsets.items()},
+            "shot_noise": {"enabled": self.fit_controls.shot_noise.isChecked(),
+                           "gain": self.fit_controls.gain.value(),
+                           "iterations": int(self.fit_controls.sn_iterations.currentData())},
             "selected_expnum": (int(self.result.fit.scene.exposures[self.selected_index]
                                     .entry.expnum)
                                 if self.result is not None and self.selected_index is not None
@@ -673,8 +749,9 @@ class MainWindow(QMainWindow):
         }
 
     def save_session(self, path=None) -> Path | None:
-        """Write the session as JSON (never replacing a file without asking)."""
-        from smp_model.io_utils import atomic_write
+        """Write the session as JSON, atomically (a temporary file renamed into place by
+        `smp_model.io_utils.atomic_output`), never replacing a file without asking."""
+        from smp_model.io_utils import atomic_output
         if self.manifest_path is None:
             self.show_error("Cannot save session", SMPError("no detection is open"))
             return None
@@ -695,7 +772,8 @@ class MainWindow(QMainWindow):
                 overwrite = True
         text = json.dumps(self.session_state(), indent=2) + "\n"
         try:
-            atomic_write(path, lambda tmp: tmp.write_text(text), overwrite=overwrite)
+            with atomic_output(path, overwrite=overwrite) as tmp:
+                tmp.write_text(text)
         except (SMPError, OSError) as exc:
             self.show_error("Cannot save session", exc, context=str(path))
             return None
@@ -720,6 +798,9 @@ class MainWindow(QMainWindow):
             mode = state["mode"]
             offsets = {m: tuple(float(v) for v in state["offsets"][m])
                        for m in ("single", "binary")}
+            shot_noise = state.get("shot_noise") or {}
+            if not isinstance(shot_noise, dict):
+                raise ValueError("'shot_noise' must be a table")
         except SMPError as exc:
             self.show_error("Cannot open session", exc, context=str(path))
             return False
@@ -727,8 +808,16 @@ class MainWindow(QMainWindow):
             problem = (f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc))
             self.show_error("Cannot open session", ManifestError(problem, path))
             return False
+        previous_shot_noise = (self.fit_controls.shot_noise.isChecked(),
+                               self.fit_controls.gain.value(),
+                               int(self.fit_controls.sn_iterations.currentData()))
+        if shot_noise:
+            self.fit_controls.set_shot_noise(bool(shot_noise.get("enabled")),
+                                             shot_noise.get("gain"),
+                                             shot_noise.get("iterations"))
         if not self.open_detection(detection, settings=settings, mode=mode,
-                                   offsets=offsets[mode]):
+                                   offsets=offsets[mode], keep_gain=bool(shot_noise)):
+            self.fit_controls.set_shot_noise(*previous_shot_noise)
             return False
         other = "single" if mode == "binary" else "binary"
         self.offsets[other] = offsets[other]

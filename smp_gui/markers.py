@@ -68,6 +68,7 @@ class MarkerLayer(QObject):
         self.items: list[list[pg.TargetItem]] = []      # [component][plot]
         self.ellipses: list[list[pg.PlotCurveItem]] = []
         self.positions: list[tuple[float, float]] = []
+        self._ellipse_shown: list[bool] = []
         self.selected_index = 0
         self._drag_start: dict[int, tuple[float, float]] = {}
         self._syncing = False
@@ -109,12 +110,16 @@ class MarkerLayer(QObject):
         """1-sigma ellipses (2x2 covariance per component, or None to hide)."""
         for k, group in enumerate(self.ellipses):
             cov = covariances[k] if covariances is not None and k < len(covariances) else None
+            shown = cov is not None and bool(np.all(np.isfinite(cov)))
+            if not shown and not self._ellipse_shown[k]:
+                continue    # nothing drawn, nothing to clear (every refit of a drag)
+            pts = ellipse_points(self.positions[k], cov) if shown else None
             for curve in group:
-                if cov is None or not np.all(np.isfinite(cov)):
+                if pts is None:
                     curve.setData([], [])
-                    continue
-                pts = ellipse_points(self.positions[k], cov)
-                curve.setData(pts[:, 0], pts[:, 1])
+                else:
+                    curve.setData(pts[:, 0], pts[:, 1])
+            self._ellipse_shown[k] = shown
 
     def select(self, k: int):
         self.selected_index = k
@@ -160,6 +165,7 @@ class MarkerLayer(QObject):
             self.items.append(group)
             self.ellipses.append(curves)
         self.positions = [(0.0, 0.0)] * n
+        self._ellipse_shown = [False] * n
         self.set_visible(self._visible)
         self.select(min(self.selected_index, n - 1))
 
@@ -180,8 +186,10 @@ class MarkerLayer(QObject):
                     item.setPos(u, v)
         finally:
             self._syncing = False
-        for curve in self.ellipses[k]:   # the error ellipse belonged to the old place
-            curve.setData([], [])
+        if self._ellipse_shown[k]:   # the error ellipse belonged to the old place
+            for curve in self.ellipses[k]:
+                curve.setData([], [])
+            self._ellipse_shown[k] = False
         u0, v0 = self._drag_start[k]
         self.dragged.emit(k, u0, v0, u, v)
 

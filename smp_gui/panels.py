@@ -253,10 +253,23 @@ class PanelsView(QWidget):
 
     @staticmethod
     def _set_title(plot: pg.PlotItem, text: str):
+        label = plot.titleLabel
+        if not getattr(label, "_width_free", False):
+            # A long title must not widen its column: all five panels get one width.
+            # pyqtgraph's LabelItem sets its minimum and preferred width to the text's
+            # on every text change and resize (``updateMin``); keep only the height.
+            def update_min(label=label):
+                height = label.itemRect().height()
+                label.setMinimumWidth(0)
+                label.setMinimumHeight(height)
+                label._sizeHint = {Qt.SizeHint.MinimumSize: (0, height),
+                                   Qt.SizeHint.PreferredSize: (0, height),
+                                   Qt.SizeHint.MaximumSize: (-1, -1),
+                                   Qt.SizeHint.MinimumDescent: (0, 0)}
+                label.updateGeometry()
+            label.updateMin = update_min
+            label._width_free = True
         plot.setTitle(text, size="9pt")
-        # A long title must not widen its column: all five panels get one width.
-        plot.titleLabel.setMinimumWidth(0)
-        plot.titleLabel.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
 
     def _apply_colormap(self):
         self.histogram.gradient.setColorMap(make_colormap(self.colormap_name, self.stretch))

@@ -33,6 +33,17 @@ def summary_rows(summary: FitSummary) -> tuple[list[str], list[tuple[str, list[s
         ("flux err", [_fmt(s.flux_err, 1) for s in summary.sources]),
         ("mag", [_fmt(s.mag, 3) for s in summary.sources]),
         ("mag err", [_fmt(s.mag_err, 3) for s in summary.sources]),
+    ]
+    if any(not math.isnan(s.flux_err_total) for s in summary.sources):
+        per_source += [("flux err (total)",
+                        [_fmt(s.flux_err_total, 1) for s in summary.sources])]
+    if summary.has_shot_noise:
+        per_source += [
+            ("flux_sn (ZP 30)", [_fmt(s.flux_sn, 1) for s in summary.sources]),
+            ("err_sn", [_fmt(s.flux_sn_err, 1) for s in summary.sources]),
+            ("mag_sn", [_fmt(s.mag_sn, 3, s.mag_sn_err) for s in summary.sources]),
+        ]
+    per_source += [
         ("dx (px)", [_fmt(s.dx, 3, s.dx_err) for s in summary.sources]),
         ("dy (px)", [_fmt(s.dy, 3, s.dy_err) for s in summary.sources]),
         ("CCD x", [_fmt(s.x, 2) for s in summary.sources]),
@@ -48,6 +59,11 @@ def summary_rows(summary: FitSummary) -> tuple[list[str], list[tuple[str, list[s
         ("chi2", shared(_fmt(summary.chi2, 2))),
         ("dof", shared(str(summary.dof))),
     ]
+    if summary.has_shot_noise:
+        iterations = summary.shot_noise_iterations
+        fit_wide += [("shot-noise gain (e⁻/ADU)",
+                      shared(f"{summary.shot_noise_gain:.3f} "
+                             f"({iterations} refit{'s' if iterations != 1 else ''})"))]
     if summary.kind == "binary":
         fit_wide += [
             ("Δχ² (single − binary)", shared(_fmt(summary.delta_chi2, 2))),
@@ -65,11 +81,15 @@ class ResultsTable(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.summary: FitSummary | None = None
+        self._labels = None
         self.table = QTableWidget(0, 0)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
-        self.table.verticalHeader().setSectionResizeMode(
-            QHeaderView.ResizeMode.ResizeToContents)
+        # One line per row: a fixed height (ResizeToContents re-measures every row at each
+        # cell change, ~0.25 ms per cell, at every refit of a drag).
+        header = self.table.verticalHeader()
+        header.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        header.setDefaultSectionSize(self.table.fontMetrics().height() + 3)
         self.copy_button = QPushButton("Copy table")
         self.copy_button.clicked.connect(self.copy_to_clipboard)
         shortcut = QShortcut(QKeySequence.StandardKey.Copy, self.table)
@@ -83,22 +103,32 @@ class ResultsTable(QWidget):
         self.summary = summary
         if summary is None:
             self.table.setRowCount(0)
+            self._labels = None
             return
         names, rows = summary_rows(summary)
-        if self.table.columnCount() != len(names) or self.table.rowCount() != len(rows):
-            self.table.setColumnCount(len(names))
-            self.table.setRowCount(len(rows))
-        self.table.setHorizontalHeaderLabels(names)
-        self.table.setVerticalHeaderLabels([q for q, _ in rows])
-        for r, (_, cells) in enumerate(rows):
-            for c, text in enumerate(cells):
-                item = self.table.item(r, c)
-                if item is None:
-                    item = QTableWidgetItem()
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight
-                                          | Qt.AlignmentFlag.AlignVCenter)
-                    self.table.setItem(r, c, item)
-                item.setText(text)
+        labels = (tuple(names), tuple(q for q, _ in rows))
+        # Called at every refit during a drag: touch only the cells that change (each
+        # change re-measures the rows), with updates off meanwhile.
+        self.table.setUpdatesEnabled(False)
+        try:
+            if labels != self._labels:
+                self.table.setColumnCount(len(names))
+                self.table.setRowCount(len(rows))
+                self.table.setHorizontalHeaderLabels(names)
+                self.table.setVerticalHeaderLabels(list(labels[1]))
+                self._labels = labels
+            for r, (_, cells) in enumerate(rows):
+                for c, text in enumerate(cells):
+                    item = self.table.item(r, c)
+                    if item is None:
+                        item = QTableWidgetItem()
+                        item.setTextAlignment(Qt.AlignmentFlag.AlignRight
+                                              | Qt.AlignmentFlag.AlignVCenter)
+                        self.table.setItem(r, c, item)
+                    if item.text() != text:
+                        item.setText(text)
+        finally:
+            self.table.setUpdatesEnabled(True)
 
     def as_text(self) -> str:
         """Tab-separated text of the table (what the clipboard gets)."""

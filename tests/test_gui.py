@@ -7,6 +7,8 @@ import math
 import shutil
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
@@ -19,9 +21,11 @@ from PyQt6.QtWidgets import QApplication, QMessageBox
 
 from smp_model.fit import DetectionPhotometry
 from smp_model.panels import PANEL_KEYS, five_panels
+from smp_model.scene import FitSettings
 from smp_gui.controller import FitController, FitRequest
 from smp_gui.main_window import MainWindow
 from smp_gui.panels import ccd_to_view, pixel_rect, view_to_ccd, view_to_pixel
+from smp_gui.results_table import summary_rows
 
 pytestmark = pytest.mark.gui
 
@@ -440,3 +444,256 @@ def test_screenshot_command(lq28_path, tmp_path):
                                             "QT_QPA_PLATFORM": "offscreen"})
     assert proc.returncode == 0, proc.stderr
     assert out.stat().st_size > 10_000
+
+
+# -- bad inputs (issue 6): a dialog naming the file/problem, the detection shown kept -----
+
+def _eris_doc(des_sample):
+    from badinputs import manifest_doc
+    return manifest_doc(des_sample, "eris", n_exposures=2)
+
+
+def _open_broken(window, tmp_path, doc):
+    from badinputs import write_doc
+    window.open_path(write_doc(tmp_path, doc))
+
+
+def _manifest_missing_key(window, tmp_path, des_sample, monkeypatch):
+    from badinputs import write_doc
+    doc = _eris_doc(des_sample)
+    doc.pop("ra")
+    path = write_doc(tmp_path, doc)
+    assert not window.open_path(path)          # read on the GUI thread: refused at once
+    return [str(path), "missing required key 'ra'"]
+
+
+def _stamp_truncated(window, tmp_path, des_sample, monkeypatch):
+    from badinputs import detection_entry, truncated_copy
+    doc = _eris_doc(des_sample)
+    entry = detection_entry(doc)
+    stamp = truncated_copy(entry["stamp"], tmp_path / Path(entry["stamp"]).name)
+    entry["stamp"] = str(stamp)
+    _open_broken(window, tmp_path, doc)
+    return [str(stamp), "truncated"]
+
+
+def _psf_garbage(window, tmp_path, des_sample, monkeypatch):
+    from badinputs import detection_entry, garbage_file
+    doc = _eris_doc(des_sample)
+    entry = detection_entry(doc)
+    psf = garbage_file(tmp_path / "x_piff.fits", 20000)
+    entry["psf"] = str(psf)
+    _open_broken(window, tmp_path, doc)
+    return [str(psf), "not a FITS file"]
+
+
+def _psf_needs_pixmappy(window, tmp_path, des_sample, monkeypatch):
+    from badinputs import BlockImports, detection_entry, pixmappy_piff
+    doc = _eris_doc(des_sample)
+    entry = detection_entry(doc)
+    psf = pixmappy_piff(tmp_path, Path(entry["psf"]))
+    entry["psf"] = str(psf)
+    monkeypatch.setattr(sys, "meta_path", [BlockImports("pixmappy")] + sys.meta_path)
+    _open_broken(window, tmp_path, doc)
+    return [str(psf), "pixmappy", "not installed"]
+
+
+def _grid_too_large(window, tmp_path, des_sample, monkeypatch):
+    window.fit_controls.grid_size.setValue(2000)     # typed in the fit controls
+    return ["2000x2000", "GiB"]
+
+
+def _binary_on_top(window, tmp_path, des_sample, monkeypatch):
+    boxes = window.fit_controls.binary_boxes
+    for name, value in (("dx1", 0.5), ("dx2", 0.5), ("dy1", -0.25), ("dy2", -0.25)):
+        boxes[name].setValue(value)                   # as typed, one field at a time
+    return ["degenerate"]
+
+
+BAD_INPUTS = {
+    "manifest-missing-key": _manifest_missing_key,
+    "stamp-truncated": _stamp_truncated,
+    "psf-garbage": _psf_garbage,
+    "psf-needs-pixmappy": _psf_needs_pixmappy,
+    "grid-too-large": _grid_too_large,
+    "binary-components-on-top": _binary_on_top,
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_INPUTS))
+def test_bad_input_dialog_keeps_detection(name, qtbot, window, lq28_path, tmp_path,
+                                          des_sample, monkeypatch):
+    before = open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
+    title = window.windowTitle()
+    with qtbot.waitSignal(window.errorShown, timeout=FIT_TIMEOUT_MS) as blocker:
+        fragments = BAD_INPUTS[name](window, tmp_path, des_sample, monkeypatch)
+    dialog = blocker.args[0]
+    assert dialog is window.error_dialog and dialog.isVisible()
+    for fragment in fragments:
+        assert fragment in dialog.text(), (fragment, dialog.text())
+    dialog.close()
+    wait_settled_or_idle(qtbot, window)
+    # the detection shown before is intact: same file, settings, title, panels
+    assert window.manifest_path == lq28_path.resolve()
+    assert window.settings == FitSettings() == window.fit_controls.settings()
+    assert window.windowTitle() == title
+    assert window.result.request.manifest_path == before.request.manifest_path
+    if name != "binary-components-on-top":      # (the first fields typed were fitted)
+        assert window.result is before
+        assert window.offsets["binary"] == START
+    # ... and the window is usable at once (the engine kept that detection's model)
+    t0 = time.perf_counter()
+    with qtbot.waitSignal(window.fitDisplayed, timeout=FIT_TIMEOUT_MS) as blocker:
+        window.set_offsets((0.0, 1.2, 0.0, 1.0), "binary")
+    assert time.perf_counter() - t0 < 2.0                   # no cold rebuild
+    assert blocker.args[0].summary.offsets == (0.0, 1.2, 0.0, 1.0)
+    assert blocker.args[0].fit.scene is before.fit.scene
+
+
+def wait_settled_or_idle(qtbot, window):
+    qtbot.waitUntil(lambda: not window.controller.busy, timeout=FIT_TIMEOUT_MS)
+    qtbot.wait(20)
+
+
+# -- sessions are written atomically and never replace a file without asking -------------
+
+def test_session_save_refuses_overwrite(qtbot, window, lq28_path, tmp_path, monkeypatch):
+    import smp_model.io_utils as io_utils
+    open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
+    used = []
+    real = io_utils.atomic_output
+    monkeypatch.setattr(io_utils, "atomic_output",
+                        lambda *a, **k: used.append(a) or real(*a, **k))
+    path = tmp_path / "s.smpsession.json"
+    assert window.save_session(path) == path and used      # through atomic_output
+    before = path.read_bytes()
+    window.set_offsets((0.0, 1.3, 0.0, 1.0), "binary")
+    asked = []
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda *a, **k: asked.append(a) or QMessageBox.StandardButton.No)
+    assert window.save_session(path) is None
+    assert asked and path.read_bytes() == before
+    # a write that fails half-way leaves the old file and no temporary file
+    monkeypatch.setattr(QMessageBox, "question",
+                        lambda *a, **k: QMessageBox.StandardButton.Yes)
+
+    def broken_write(self, *a, **k):
+        raise OSError(28, "No space left on device")
+    with monkeypatch.context() as m:
+        m.setattr(Path, "write_text", broken_write)
+        assert window.save_session(path) is None
+    assert "No space left" in window.error_dialog.text()
+    window.error_dialog.close()
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+    # asked and answered yes: replaced
+    assert window.save_session(path) == path
+    assert json.loads(path.read_text())["offsets"]["binary"] == [0.0, 1.3, 0.0, 1.0]
+
+
+# -- issue 7 in the window ---------------------------------------------------------------
+
+def test_optimize_single_position(qtbot, window, lq28_path, engine):
+    open_and_wait(qtbot, window, lq28_path, mode="single", offsets=(0.0, 0.0))
+    button = window.fit_controls.optimize_button
+    assert button.text() == "Optimize position"
+    assert "position" in window.optimize_action.text()
+    with qtbot.waitSignal(window.fitDisplayed, timeout=FIT_TIMEOUT_MS,
+                          check_params_cb=lambda r: r.request.optimize):
+        button.click()
+    best = engine.optimize_single((0.0, 0.0))
+    row = window.result.summary.sources[0]
+    for name in ("dx", "dy", "dx_err", "dy_err", "ra", "dec", "flux", "flux_err"):
+        assert getattr(row, name) == pytest.approx(getattr(best.primary, name),
+                                                   rel=1e-6, abs=1e-9), name
+    assert window.offsets["single"] == pytest.approx((best.primary.dx, best.primary.dy))
+    text = window.results_table.as_text()
+    p = best.primary
+    assert f"{p.dx:.3f} ± {p.dx_err:.3f}" in text and f"{p.dy:.3f} ± {p.dy_err:.3f}" in text
+    assert f"{p.ra:.6f}" in text and f"{p.dec:.6f}" in text
+    x, _ = window.markers.ellipses[0][0].getData()
+    assert x is not None and len(x) > 0                     # error ellipse drawn
+    window.fit_controls.set_mode("binary")
+    assert window.fit_controls.optimize_button.text() == "Optimize positions"
+    wait_settled(qtbot, window)
+
+
+def test_shot_noise_option(qtbot, window, lq28_path, engine):
+    open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
+    fc = window.fit_controls
+    assert not fc.gain.isEnabled()
+    fc.gain.setValue(4.0)                                   # off: no refit
+    with qtbot.waitSignal(window.fitDisplayed, timeout=FIT_TIMEOUT_MS,
+                          check_params_cb=lambda r: r.summary.has_shot_noise):
+        fc.shot_noise.setChecked(True)
+    assert fc.gain.isEnabled()
+    expected = engine.with_shot_noise(engine.fit_binary(START), 4.0, 1).shot_noise
+    rows = window.result.summary.sources
+    for k in range(2):
+        assert rows[k].flux_sn == pytest.approx(expected.flux[k], rel=1e-9)
+        assert rows[k].flux_sn_err == pytest.approx(expected.flux_err[k], rel=1e-9)
+    names, table_rows = summary_rows(window.result.summary)
+    cells = dict(table_rows)
+    assert cells["flux_sn (ZP 30)"] == [f"{f:.1f}" for f in expected.flux]
+    assert cells["err_sn"] == [f"{e:.1f}" for e in expected.flux_err]
+    shown = [window.results_table.table.verticalHeaderItem(r).text()
+             for r in range(window.results_table.table.rowCount())]
+    assert "flux_sn (ZP 30)" in shown and "err_sn" in shown
+    # the plain numbers stay those of the plain fit
+    assert rows[0].flux == pytest.approx(engine.fit_binary(START).primary.flux, rel=1e-9)
+    # a new gain refits
+    with qtbot.waitSignal(window.fitDisplayed, timeout=FIT_TIMEOUT_MS,
+                          check_params_cb=lambda r: r.summary.shot_noise_gain == 2.0):
+        fc.gain.setValue(2.0)
+    expected = engine.with_shot_noise(engine.fit_binary(START), 2.0, 1).shot_noise
+    assert window.result.summary.sources[1].flux_sn_err == pytest.approx(
+        expected.flux_err[1], rel=1e-9)
+    assert window.session_state()["shot_noise"] == {"enabled": True, "gain": 2.0,
+                                                     "iterations": 1}
+    with qtbot.waitSignal(window.fitDisplayed, timeout=FIT_TIMEOUT_MS,
+                          check_params_cb=lambda r: not r.summary.has_shot_noise):
+        fc.shot_noise.setChecked(False)
+    assert "flux_sn (ZP 30)" not in window.results_table.as_text()
+
+
+def test_exposure_diagnostics_in_browser(qtbot, window, lq28_path, engine):
+    from smp_gui.exposure_browser import COL_CHI2, COL_MAXRES, COL_OUTLIER, OUTLIER_MARK
+    from smp_model.diagnostics import exposure_diagnostics
+    open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
+    diag = exposure_diagnostics(engine.fit_binary(START))
+    table = window.browser.table
+    assert table.rowCount() == len(diag)
+    for row in range(len(diag)):
+        assert table.item(row, 1).text().startswith(str(diag["expnum"][row]))
+        assert table.item(row, COL_CHI2).text() == f"{diag['chi2_per_pixel'][row]:.2f}"
+        assert table.item(row, COL_MAXRES).text() == \
+            f"{diag['max_abs_residual_sigma'][row]:.1f}"
+        assert (table.item(row, COL_OUTLIER).text() == OUTLIER_MARK) == \
+            bool(diag["outlier"][row])
+    # an exposure flagged by the engine is marked (the sample has none: flag one)
+    flagged = diag.copy()
+    flagged["outlier"][3] = True
+    window.browser.set_fit(window.result.fit, flagged)
+    assert window.browser.outlier_rows() == [3]
+    assert "outlier" in table.item(3, COL_OUTLIER).toolTip()
+    window.browser.set_fit(window.result.fit, window.result.diagnostics)
+    assert window.browser.outlier_rows() == []
+
+
+# -- speed: a drag never computes the full scene covariance -------------------------------
+
+def test_drag_does_not_compute_full_covariance(qtbot, window, lq28_path, engine,
+                                               monkeypatch):
+    from smp_model.scene import SceneModel
+    calls = []
+    real = SceneModel.static_covariance_blocks
+    monkeypatch.setattr(SceneModel, "static_covariance_blocks",
+                        lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    engine.fit_binary(START)
+    if calls:
+        pytest.skip("the engine still computes the scene covariance with every fit")
+    open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
+    for n in range(5):
+        window.set_offsets((0.0, 1.0 + 0.1 * n, 0.0, 1.0), "binary")
+        wait_settled(qtbot, window)
+    assert calls == []
