@@ -316,7 +316,7 @@ class DetectionPhotometry:
         self.settings = settings
         if progress:
             progress(0.0, f"reading {len(manifest.exposures)} exposures of {manifest.name}")
-        self.exposures, self.dropped = load_exposures(manifest)
+        self.exposures, self.dropped = load_exposures(manifest, progress=progress)
         t1 = time.perf_counter()
         det = [ex.entry for ex in self.exposures].index(manifest.detection_exposure)
         self.scene = SceneModel(self.exposures, det, manifest.ra, manifest.dec, settings,
