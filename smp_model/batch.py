@@ -198,14 +198,41 @@ def _folder_item(number: int, base: Path, cells: dict, list_path: Path) -> Batch
 class BatchOptions:
     """What is fitted for every detection.
 
+    The single fit puts the target at the convention's default offset, or, with
+    ``optimize_position``, searches its position from there
+    (`DetectionPhotometry.optimize_single`: dx, dy, their errors and the fitted RA/Dec
+    in the table).
+
     With ``binary_search_if`` set, a binary search (`DetectionPhotometry.optimize_binary`,
     from the convention's default offset and one pixel further in x and y) follows the
     single fit, and the binary result is kept when its delta chi2 (best single minus best
     binary) exceeds ``binary_search_if``; the column ``binary_delta_chi2`` records the
     value either way and ``fit_kind`` says which fit was kept.
+
+    With ``shot_noise`` the kept fit is refitted with the source's Poisson variance
+    (`DetectionPhotometry.with_shot_noise`, ``shot_noise_iterations`` refits) using
+    ``gain`` (electrons per SCI unit of the detection stamp) or, when ``gain`` is None,
+    the detection exposure's ``gain`` in the manifest (a detection without one fails);
+    the table then has ``flux_sn, flux_err_sn, mag_sn, mag_err_sn``.  A ``gain`` implies
+    ``shot_noise``.
     """
     settings: FitSettings = FitSettings()
     binary_search_if: float | None = None
+    optimize_position: bool = False
+    shot_noise: bool = False
+    gain: float | None = None
+    shot_noise_iterations: int = 1
+
+    def __post_init__(self):
+        if self.gain is not None:
+            if not (isinstance(self.gain, (int, float)) and math.isfinite(self.gain)
+                    and self.gain > 0):
+                raise ValueError(f"gain must be a positive number, got {self.gain!r}")
+            object.__setattr__(self, "gain", float(self.gain))
+            object.__setattr__(self, "shot_noise", True)
+        if self.shot_noise_iterations < 0:
+            raise ValueError("shot-noise iterations must be >= 0 (0: to convergence), "
+                             f"got {self.shot_noise_iterations}")
 
     @property
     def binary_start(self) -> tuple[float, float, float, float]:
@@ -214,8 +241,13 @@ class BatchOptions:
         return (dx, dx + 1.0, dy, dy + 1.0)
 
     def as_meta(self) -> dict:
+        """Everything that changes the results (stored in the work directory: a resumed
+        batch must have the same)."""
         return {"settings": self.settings.as_meta(),
-                "binary_search_if": self.binary_search_if}
+                "binary_search_if": self.binary_search_if,
+                "optimize_position": self.optimize_position,
+                "shot_noise": ({"gain": self.gain, "iterations": self.shot_noise_iterations}
+                               if self.shot_noise else None)}
 
 
 def fit_detection(item: BatchItem, options: BatchOptions) -> dict:
@@ -236,7 +268,7 @@ def fit_detection(item: BatchItem, options: BatchOptions) -> dict:
         try:
             manifest = item.manifest or manifest_from_folder(**item.folder)
             phot = DetectionPhotometry(manifest, options.settings)
-            fit = phot.fit_single()
+            fit = phot.optimize_single() if options.optimize_position else phot.fit_single()
             delta = math.nan
             if options.binary_search_if is not None:
                 try:
@@ -248,6 +280,10 @@ def fit_detection(item: BatchItem, options: BatchOptions) -> dict:
                     delta = binary.delta_chi2
                     if delta > options.binary_search_if:
                         fit = binary
+            if options.shot_noise:
+                with np.errstate(divide="ignore"):   # 1/variance of masked pixels, unused
+                    fit = phot.with_shot_noise(fit, options.gain,
+                                               options.shot_noise_iterations)
             table = fit_table(fit)
         # One bad detection must not end a batch of thousands: every error, including an
         # unexpected one, is reported with its type and recorded as a failure.
@@ -462,6 +498,10 @@ def _check_outputs(paths: BatchPaths, options: BatchOptions, force: bool) -> Non
     except (OSError, ValueError):
         previous = None
     current = json.loads(json.dumps(options.as_meta()))   # as stored (tuples -> lists)
+    if isinstance(previous, dict):
+        # work directories from before an option existed were made with its default
+        defaults = json.loads(json.dumps(BatchOptions().as_meta()))
+        previous = {**{k: v for k, v in defaults.items() if k != "settings"}, **previous}
     if previous == current:
         return
     if not force:
@@ -475,9 +515,13 @@ def _check_outputs(paths: BatchPaths, options: BatchOptions, force: bool) -> Non
 def _difference(previous, current) -> str:
     if not isinstance(previous, dict):
         return "unreadable " + OPTIONS_FILE
-    flat_prev = {**previous.get("settings", {}), "binary_search_if":
-                 previous.get("binary_search_if")}
-    flat_cur = {**current["settings"], "binary_search_if": current["binary_search_if"]}
+
+    def flat(meta: dict) -> dict:
+        settings = meta.get("settings")
+        return {**(settings if isinstance(settings, dict) else {}),
+                **{k: v for k, v in meta.items() if k != "settings"}}
+
+    flat_prev, flat_cur = flat(previous), flat(current)
     return ", ".join(f"{k}: {flat_prev.get(k)!r} then, {v!r} now"
                      for k, v in flat_cur.items() if flat_prev.get(k) != v) or "other keys"
 

@@ -32,6 +32,9 @@ Conventions
   flux-weighted photocentre (what a detection pipeline measures for an unresolved pair)
   for a binary.  Truth offsets ``(dx, dy)`` are detection-exposure pixels from the WCS
   position of that (ra, dec), i.e. the ``exact``-convention offsets the engine fits.
+  ``target_offset_px = (dx, dy)`` displaces the whole target by that many detection
+  pixels from the manifest position (a detection catalogue position that is off by a
+  known amount, for testing position searches); the manifest (ra, dec) stays put.
 * The WGT plane is the inverse sky variance only (no source Poisson term), as in DES.  With
   ``shot_noise_gain`` (electrons per SCI count) the sources also get Poisson noise, which
   the WGT plane then does not describe (as for bright sources in real data).
@@ -92,6 +95,9 @@ class SimulationConfig:
     shot_noise_gain : electrons per SCI count for source Poisson noise (None: no source
         noise); written to the manifest as the exposures' ``gain``.
     noise : False writes noiseless images (the WGT plane is still the sky's).
+    target_offset_px : (dx, dy) detection-exposure pixels by which the target (both
+        sources of a binary) is displaced from the manifest (ra, dec); the truth offsets
+        include it.  Default (0, 0): the manifest position is the target's.
     """
 
     seed: int = 0
@@ -111,6 +117,7 @@ class SimulationConfig:
     sky_sigma_range: tuple[float, float] = (35.0, 45.0)
     shot_noise_gain: float | None = None
     noise: bool = True
+    target_offset_px: tuple[float, float] = (0.0, 0.0)
 
     def __post_init__(self):
         if self.n_exposures < 2:
@@ -123,6 +130,11 @@ class SimulationConfig:
             raise ValueError(f"flux ratio must be >= 0, got {self.flux_ratio}")
         if self.shot_noise_gain is not None and not self.shot_noise_gain > 0:
             raise ValueError(f"gain must be > 0, got {self.shot_noise_gain}")
+        offset = tuple(float(v) for v in self.target_offset_px)
+        if len(offset) != 2 or not all(math.isfinite(v) for v in offset):
+            raise ValueError(f"target offset must be two finite pixel values, got "
+                             f"{self.target_offset_px!r}")
+        object.__setattr__(self, "target_offset_px", offset)
         if self.name is not None and (not self.name or any(c in self.name for c in "/\\ ")):
             raise ValueError(f"name must be a non-empty word usable in file names, "
                              f"got {self.name!r}")
@@ -662,7 +674,8 @@ def simulate_detection(outdir: str | os.PathLike, *, overwrite: bool = False,
     """Simulate a detection and write it to ``outdir`` (see the module docstring).
 
     ``options`` are the fields of `SimulationConfig` (seed, n_exposures, binary,
-    separation_px, flux, flux_ratio, galaxy, name, stamp_size, shot_noise_gain, ...).
+    separation_px, flux, flux_ratio, galaxy, name, stamp_size, shot_noise_gain,
+    target_offset_px, ...).
     Deterministic for a given configuration.  Refuses to write into a non-empty ``outdir``
     unless ``overwrite`` (files of the same names are then replaced, others left alone).
     Returns the truth, also written as ``outdir/truth.json``.
@@ -683,14 +696,15 @@ def simulate_detection(outdir: str | os.PathLike, *, overwrite: bool = False,
 def target_layout(config: SimulationConfig) -> tuple[np.ndarray, np.ndarray]:
     """(fluxes (n_t,), offsets (n_t, 2) px) of the target: a single source at the manifest
     position, or a binary at a random position angle whose flux-weighted photocentre is
-    the manifest position."""
+    the manifest position; both moved by ``config.target_offset_px``."""
+    shift = np.asarray(config.target_offset_px, float)
     if not config.binary:
-        return np.array([config.flux]), np.zeros((1, 2))
+        return np.array([config.flux]), shift.reshape(1, 2)
     angle = config.rng(3).uniform(0.0, 2 * math.pi)
     fluxes = np.array([config.flux, config.flux * config.flux_ratio])
     step = config.separation_px * np.array([math.cos(angle), math.sin(angle)])
     primary = -step * fluxes[1] / fluxes.sum()
-    return fluxes, np.array([primary, primary + step])
+    return fluxes, np.array([primary, primary + step]) + shift
 
 
 def check_output_dir(outdir: Path, overwrite: bool) -> None:

@@ -41,6 +41,7 @@ from .exposures import DroppedExposureWarning
 from .fit import DetectionPhotometry
 from .io_utils import atomic_output
 from .manifest import DetectionManifest
+from .scene import FitSettings
 from .simulate import SimulatedField, SimulationConfig, build_field
 
 SNR_RANGE = (5.0, 200.0)
@@ -227,13 +228,14 @@ class SimulatedFieldFit:
     phot: DetectionPhotometry
 
     @classmethod
-    def create(cls, config: SimulationConfig, workdir: Path) -> "SimulatedFieldFit":
+    def create(cls, config: SimulationConfig, workdir: Path,
+               settings: FitSettings = FitSettings()) -> "SimulatedFieldFit":
         sim = build_field(config)
         folder = workdir / f"field-{config.seed}-{len(list(workdir.iterdir()))}"
         manifest = sim.write(folder, sim.realise(np.random.default_rng(0), noise=False))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DroppedExposureWarning)
-            phot = DetectionPhotometry(manifest)
+            phot = DetectionPhotometry(manifest, settings)
         if len(phot.exposures) != len(sim.exposures):
             raise RuntimeError("a simulated exposure was dropped; cannot pair images")
         return cls(sim, phot)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import logging
+import math
 import os
 import time
 import warnings
@@ -208,3 +210,109 @@ def test_progress_is_throttled_off_a_terminal():
     lines = stream.getvalue().splitlines()
     assert len(lines) == 3   # start, first status, final status
     assert lines[-1].endswith("detections/s") and "100/100 done" in lines[-1]
+
+
+# -- issue 7 options: position search and the source shot-noise refit --------------------
+
+def simulated(tmp_path, name, **options):
+    from smp_model.simulate import simulate_detection
+    return simulate_detection(tmp_path / name, seed=options.pop("seed"), name=name,
+                              **options).manifest_path
+
+
+def test_batch_position_search_and_shot_noise(tmp_path, cluster, capsys):
+    """--optimize-position and --shot-noise on two simulated detections, one with a gain
+    in its manifest and one without (which fails); the options are part of the work
+    directory's settings, so changing them needs --force."""
+    with_gain = simulated(tmp_path, "gained", seed=31, flux=20000.0, shot_noise_gain=4.0,
+                          target_offset_px=(0.3, -0.2))
+    no_gain = simulated(tmp_path, "plain", seed=32, flux=8000.0)
+    listing = tmp_path / "sims.ecsv"
+    Table({"manifest": [str(with_gain), str(no_gain)]}).write(listing)
+    out = tmp_path / "fluxes.ecsv"
+    scheduler = ["--scheduler", cluster.scheduler_address]
+
+    code = main(["batch", str(listing), "--out", str(out), "--optimize-position",
+                 "--shot-noise", *scheduler])
+    err = capsys.readouterr().err
+    assert code == 1 and "1 fitted, 0 skipped, 1 failed" in err, err
+    failures = Table.read(BatchPaths(out).failures)
+    assert list(failures["key"]) == [detection_key("plain", *_det(no_gain))]
+    assert "no gain" in failures["message"][0] and "--gain" in failures["message"][0]
+
+    phot = DetectionPhotometry(with_gain)
+    expected = phot.with_shot_noise(phot.optimize_single())
+    table = QTable.read(out)
+    assert len(table) == 1
+    row = table[0]
+    assert row["fit_kind"] == "single" and row["flags"] & 2 == 0   # position fitted
+    assert row["dx"].value == pytest.approx(expected.primary.dx, abs=1e-9)
+    assert row["dy"].value == pytest.approx(expected.primary.dy, abs=1e-9)
+    assert row["dx_err"].value == pytest.approx(expected.primary.dx_err, rel=1e-6)
+    assert row["ra"].value == pytest.approx(expected.primary.ra, abs=1e-12)
+    assert row["flux"] == pytest.approx(expected.flux, rel=RTOL)
+    assert row["flux_sn"] == pytest.approx(expected.shot_noise.flux[0], rel=RTOL)
+    assert row["flux_err_sn"] == pytest.approx(expected.shot_noise.flux_err[0], rel=RTOL)
+    assert row["flux_err_sn"] > row["flux_err"]
+    assert abs(row["dx"].value - 0.3) < 4 * row["dx_err"].value
+    assert table.meta["optimize_position"] is True
+    assert table.meta["shot_noise"] == {"gain": None, "iterations": 1}
+    stored = json.loads(BatchPaths(out).options_file.read_text())
+    assert stored["optimize_position"] is True and stored["shot_noise"]["gain"] is None
+
+    # Another gain is another result: refused without --force, nothing touched.
+    before = work_mtimes(out)
+    code = main(["batch", str(listing), "--out", str(out), "--optimize-position",
+                 "--gain", "2.5", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "other settings" in err and "shot_noise" in err, err
+    assert work_mtimes(out) == before
+
+    # With --force and a gain for every detection both are fitted.
+    code = main(["batch", str(listing), "--out", str(out), "--optimize-position",
+                 "--gain", "2.5", "--force", "--quiet", *scheduler])
+    assert code == 0, capsys.readouterr().err
+    assert not BatchPaths(out).failures.exists()
+    table = QTable.read(out)
+    assert len(table) == 2 and table.meta["shot_noise"] == {"gain": 2.5, "iterations": 1}
+    phot = DetectionPhotometry(no_gain)
+    expected = phot.with_shot_noise(phot.optimize_single(), gain=2.5)
+    assert table["flux_sn"][1] == pytest.approx(expected.shot_noise.flux[0], rel=RTOL)
+
+
+def _det(manifest_path):
+    m = DetectionManifest.read(manifest_path)
+    return m.detection_expnum, m.detection_ccdnum
+
+
+def test_batch_options_in_the_work_directory(tmp_path):
+    """Resume compares the new options too; work directories written before they existed
+    count as made with their defaults."""
+    from smp_model.batch import BatchError, BatchOptions, _check_outputs
+    paths = BatchPaths(tmp_path / "fluxes.ecsv")
+    paths.work_dir.mkdir()
+    old = {"settings": FitSettings().as_meta(), "binary_search_if": None}
+    paths.options_file.write_text(json.dumps(old))
+    _check_outputs(paths, BatchOptions(), force=False)   # same as before: accepted
+    with pytest.raises(BatchError, match="optimize_position: False then, True now"):
+        _check_outputs(paths, BatchOptions(optimize_position=True), force=False)
+    with pytest.raises(BatchError, match="shot_noise"):
+        _check_outputs(paths, BatchOptions(gain=4.0), force=False)
+
+    options = BatchOptions(gain=4)
+    assert options.shot_noise and options.gain == 4.0
+    assert options.as_meta()["shot_noise"] == {"gain": 4.0, "iterations": 1}
+    assert BatchOptions(shot_noise=True).as_meta()["shot_noise"] == {"gain": None,
+                                                                     "iterations": 1}
+    assert BatchOptions().as_meta()["shot_noise"] is None
+    for bad in (0.0, -1.0, math.nan):
+        with pytest.raises(ValueError, match="gain"):
+            BatchOptions(gain=bad)
+
+
+def test_batch_bad_gain_exits_2(tmp_path, capsys):
+    listing = tmp_path / "list.ecsv"
+    Table({"manifest": ["missing.toml"]}).write(listing)
+    assert main(["batch", str(listing), "--out", str(tmp_path / "o.ecsv"),
+                 "--gain", "0"]) == 2
+    assert "gain must be a positive number" in capsys.readouterr().err

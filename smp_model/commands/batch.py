@@ -41,6 +41,18 @@ def register(sub) -> None:
     m.add_argument("--binary-search-if", type=float, metavar="DCHI2",
                    help="also search for a binary (from the default offset and 1 px "
                         "further) and keep it when delta chi2 > DCHI2")
+    m.add_argument("--optimize-position", action="store_true",
+                   help="search the single target's position (Powell from the default "
+                        "offset): dx, dy, their errors and the fitted RA/Dec")
+    m.add_argument("--shot-noise", action="store_true",
+                   help="also refit with the source's Poisson variance (columns flux_sn, "
+                        "flux_err_sn, ...; gain from each manifest's detection exposure, "
+                        "or --gain; a detection without a gain fails)")
+    m.add_argument("--gain", type=float, metavar="E_PER_UNIT",
+                   help="detection-stamp gain for every detection, electrons per SCI unit "
+                        "(implies --shot-noise)")
+    m.add_argument("--shot-noise-iterations", type=int, default=1, metavar="N",
+                   help="refits for the shot-noise term (1 = published; 0 = to convergence)")
     o = p.add_argument_group("output")
     o.add_argument("--force", action="store_true",
                    help="recompute every detection and replace --out")
@@ -60,7 +72,10 @@ def run(args) -> int:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
     settings = FitSettings(grid_size=args.grid, grid_step_arcsec=args.step,
                            fit_sky=not args.no_sky, convention=args.convention)
-    options = BatchOptions(settings, args.binary_search_if)
+    options = BatchOptions(settings, args.binary_search_if,
+                           optimize_position=args.optimize_position,
+                           shot_noise=args.shot_noise or args.gain is not None,
+                           gain=args.gain, shot_noise_iterations=args.shot_noise_iterations)
     items = read_batch_list(args.list)
     progress = BatchProgress(quiet=args.quiet)
     report = run_batch(items, args.out, options, force=args.force, list_path=args.list,
