@@ -379,7 +379,7 @@ class DetectionPhotometry:
         for done in range(1, limit + 1):
             weight = scene.weight.copy()
             var = base_var + np.clip(model, 0.0, None) * scale / gain
-            weight[rows] = np.where(usable, 1.0 / var, 0.0)
+            weight[rows] = np.divide(1.0, var, out=np.zeros_like(var), where=usable)
             noisy = scene.with_weights(weight)
             solution = noisy.solve(offsets)
             model = noisy.model_stamps(offsets, solution)[0][m].ravel()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 from collections.abc import Callable, Sequence
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import scipy.linalg
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from .conventions import Convention, get_convention
 from .errors import FitError, ResourceLimitError
@@ -38,13 +39,20 @@ DEFAULT_MEMORY_LIMIT = 4 * 1024 ** 3
 Progress = Callable[[float, str], None]
 
 
+@functools.lru_cache(maxsize=1)
+def _blas_controller() -> ThreadpoolController:
+    # Scanning the loaded libraries is the slow part (~0.3-7 ms); do it once.  Created on
+    # first use, after numpy and scipy have loaded their BLAS.
+    return ThreadpoolController()
+
+
 @contextmanager
 def single_threaded_blas():
     """Run BLAS/LAPACK on one thread.  Our matrices are a few hundred wide: threading them
     gains nothing, and OpenBLAS threads that spin against other busy processes turned a
-    20 ms factorisation into seconds in measurements here.  Entering costs ~1 ms, so this
-    wraps whole steps, not single solves."""
-    with threadpool_limits(limits=1, user_api="blas"):
+    20 ms factorisation into seconds, and a 1.4 ms solve into 7 ms, in measurements here.
+    Entering costs ~12 us, so even single solves are wrapped."""
+    with _blas_controller().limit(limits=1, user_api="blas"):
         yield
 
 
@@ -301,6 +309,10 @@ class SceneModel:
                                         self._distortions(m, centers[:, 0], centers[:, 1]))
 
     def solve(self, offsets) -> LinearSolution:
+        with single_threaded_blas():
+            return self._solve(offsets)
+
+    def _solve(self, offsets) -> LinearSolution:
         """Weighted least squares with targets at ``offsets`` (n_t, 2), pixels.
 
         Partitioned solve: with N the normal matrix, b the static and t the target
