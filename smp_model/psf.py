@@ -32,6 +32,7 @@ from .io_utils import fits_file_problem
 PIXELIZED_PSF_EXTNAME = "PIXPSF"
 PIFF_EXTNAME = "PSF"        # what piff.PSF.read looks for (its default name, 'psf')
 _SPLINE_ORDER = 3
+_CHUNK = 50                 # sources per spline evaluation (~5 ms each for 30x30 stamps)
 _SUPPORT_THRESHOLD = 1e-7   # relative to the peak: beyond it the profile counts as zero
 
 
@@ -257,10 +258,14 @@ class OversampledPSF:
         if distortions is not None:
             a = distortions[:, :, :, None, None]
             dx, dy = a[:, 0, 0] * dx + a[:, 0, 1] * dy, a[:, 1, 0] * dx + a[:, 1, 1] * dy
-        values = ndimage.map_coordinates(self._coefficients,
-                                         [(dy * ov + c).ravel(), (dx * ov + c).ravel()],
-                                         order=_SPLINE_ORDER, mode="grid-constant",
-                                         prefilter=False).reshape(centers_x.size, ny, nx)
+        fy, fx = (dy * ov + c).reshape(-1, ny * nx), (dx * ov + c).reshape(-1, ny * nx)
+        # In chunks: map_coordinates holds the GIL, and a whole grid (~40 ms) would freeze
+        # a GUI thread waiting for it.
+        values = np.concatenate([
+            ndimage.map_coordinates(self._coefficients, [fy[k:k + _CHUNK].ravel(),
+                                                         fx[k:k + _CHUNK].ravel()],
+                                    order=_SPLINE_ORDER, mode="grid-constant", prefilter=False)
+            for k in range(0, centers_x.size, _CHUNK)]).reshape(centers_x.size, ny, nx)
         if distortions is not None:
             values *= np.linalg.det(distortions)[:, None, None]
         return values
