@@ -27,7 +27,6 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 from PyQt6.QtCore import QObject, QThread, pyqtSignal
 
 from smp_model.chi2map import Chi2Map, chi2_map
@@ -268,7 +267,6 @@ class _Worker(QThread):
         self.jobs_done = {FIT: 0, MAP: 0}   # jobs computed to the end (not cancelled)
         self._photometry: DetectionPhotometry | None = None
         self._photometry_key = None
-        self._chi2_single: float | None = None
 
     # -- called from the GUI thread ----------------------------------------------------
 
@@ -342,7 +340,6 @@ class _Worker(QThread):
                                                  progress=self._progress_callback(
                                                      request.request_id))
             self._photometry, self._photometry_key = photometry, key
-            self._chi2_single = None
         return self._photometry
 
     def _execute(self, request):
@@ -361,10 +358,7 @@ class _Worker(QThread):
             if request.optimize:
                 fit = photometry.optimize_binary(request.offsets)
             else:
-                if self._chi2_single is None:   # the same reference the engine uses
-                    self._chi2_single = photometry.chi2(
-                        np.array([photometry.default_offset], float))
-                fit = photometry.fit_binary(request.offsets, chi2_single=self._chi2_single)
+                fit = photometry.fit_binary(request.offsets)   # engine caches chi2_single
         if request.shot_noise_gain is not None:
             self._check_cancel(request.request_id)
             fit = photometry.with_shot_noise(fit, request.shot_noise_gain,
