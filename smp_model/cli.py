@@ -84,6 +84,24 @@ def float_list(n: int):
     return parse
 
 
+def add_model_arguments(parser) -> None:
+    """The scene-model options shared by ``smp fit`` and ``smp batch``."""
+    m = parser.add_argument_group("model")
+    m.add_argument("--convention", choices=("exact", "legacy"), default="exact")
+    m.add_argument("--grid", type=int, default=20, metavar="N", help="N x N grid (20)")
+    m.add_argument("--step", type=float, default=0.35, metavar="ARCSEC",
+                   help="grid step, arcsec (0.35)")
+    m.add_argument("--no-sky", action="store_true", help="no per-exposure sky level")
+    return m
+
+
+def settings_from_args(args):
+    """`FitSettings` from the options of `add_model_arguments`."""
+    from .scene import FitSettings
+    return FitSettings(grid_size=args.grid, grid_step_arcsec=args.step,
+                       fit_sky=not args.no_sky, convention=args.convention)
+
+
 class Progress:
     """Progress lines on stderr for long steps (silent when ``quiet``)."""
 

@@ -147,3 +147,13 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def require_fits_file(path: Path, error: type[SMPError], what: str) -> None:
+    """Raise ``error`` naming ``path`` if it is missing, not a file, or not sound FITS
+    (`fits_file_problem`); ``what`` names the file kind in the message ("stamp file")."""
+    if not path.is_file():
+        raise error(f"{what} not found" if not path.exists() else "is not a file", path)
+    problem = fits_file_problem(path)
+    if problem:
+        raise error(problem, path)

@@ -27,7 +27,7 @@ from astropy.io import fits
 from scipy import ndimage
 
 from .errors import MissingDependencyError, PSFError
-from .io_utils import fits_file_problem
+from .io_utils import require_fits_file
 
 PIXELIZED_PSF_EXTNAME = "PIXPSF"
 PIFF_EXTNAME = "PSF"        # what piff.PSF.read looks for (its default name, 'psf')
@@ -172,11 +172,7 @@ def load_psf(path: str | os.PathLike) -> PSFModel:
     file pickles a pixmappy WCS and pixmappy is not installed.
     """
     path = Path(path)
-    if not path.is_file():
-        raise PSFError("PSF file not found" if not path.exists() else "is not a file", path)
-    problem = fits_file_problem(path)
-    if problem:
-        raise PSFError(problem, path)
+    require_fits_file(path, PSFError, "PSF file")
     try:
         with fits.open(path, memmap=False) as hdul:
             names = {h.name.upper() for h in hdul}

@@ -14,7 +14,7 @@ import numpy as np
 from astropy.io import fits
 
 from .errors import StampError
-from .io_utils import fits_file_problem
+from .io_utils import require_fits_file
 
 COMMON_ZEROPOINT = 30.0
 REQUIRED_HDUS = ("SCI", "MSK", "WGT")
@@ -57,12 +57,7 @@ class Stamp:
 def read_stamp(path: str | os.PathLike) -> Stamp:
     """Read a stamp; raises `StampError` naming the file and the problem."""
     path = Path(path)
-    if not path.is_file():
-        raise StampError("stamp file not found" if not path.exists() else "is not a file",
-                         path)
-    problem = fits_file_problem(path)
-    if problem:
-        raise StampError(problem, path)
+    require_fits_file(path, StampError, "stamp file")
     try:
         with fits.open(path, memmap=False) as hdul:
             names = {h.name.upper() for h in hdul}

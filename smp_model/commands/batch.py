@@ -10,6 +10,8 @@ import math
 import sys
 import time
 
+from ..cli import add_model_arguments, settings_from_args
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -32,12 +34,7 @@ def register(sub) -> None:
     c.add_argument("--scheduler", metavar="ADDRESS",
                    help="use an existing Dask scheduler (tcp://host:8786) instead of a "
                         "local cluster")
-    m = p.add_argument_group("model")
-    m.add_argument("--convention", choices=("exact", "legacy"), default="exact")
-    m.add_argument("--grid", type=int, default=20, metavar="N", help="N x N grid (20)")
-    m.add_argument("--step", type=float, default=0.35, metavar="ARCSEC",
-                   help="grid step, arcsec (0.35)")
-    m.add_argument("--no-sky", action="store_true", help="no per-exposure sky level")
+    m = add_model_arguments(p)
     m.add_argument("--binary-search-if", type=float, metavar="DCHI2",
                    help="also search for a binary (from the default offset and 1 px "
                         "further) and keep it when delta chi2 > DCHI2")
@@ -62,7 +59,6 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from ..batch import BatchOptions, open_client, read_batch_list, run_batch
-    from ..scene import FitSettings
     if not args.debug:
         _quiet_dask_logging()
     if args.workers is not None and args.scheduler:
@@ -70,8 +66,7 @@ def run(args) -> int:
                          "are used)")
     if args.workers is not None and args.workers < 1:
         raise ValueError(f"--workers must be >= 1, got {args.workers}")
-    settings = FitSettings(grid_size=args.grid, grid_step_arcsec=args.step,
-                           fit_sky=not args.no_sky, convention=args.convention)
+    settings = settings_from_args(args)
     options = BatchOptions(settings, args.binary_search_if,
                            optimize_position=args.optimize_position,
                            shot_noise=args.shot_noise or args.gain is not None,

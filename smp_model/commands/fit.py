@@ -6,7 +6,7 @@ import math
 import sys
 import time
 
-from ..cli import Progress, float_list
+from ..cli import Progress, add_model_arguments, float_list, settings_from_args
 from ..errors import ManifestError
 
 
@@ -33,12 +33,7 @@ def register(sub) -> None:
                      help="stamp-origin rule for the folder form (default: des, ceil(x)-14)")
     src.add_argument("--write-manifest", metavar="PATH",
                      help="write the manifest built from the folder form")
-    m = p.add_argument_group("model")
-    m.add_argument("--convention", choices=("exact", "legacy"), default="exact")
-    m.add_argument("--grid", type=int, default=20, metavar="N", help="N x N grid (20)")
-    m.add_argument("--step", type=float, default=0.35, metavar="ARCSEC",
-                   help="grid step, arcsec (0.35)")
-    m.add_argument("--no-sky", action="store_true", help="no per-exposure sky level")
+    m = add_model_arguments(p)
     m.add_argument("--offset", type=float_list(2), metavar="DX,DY",
                    help="single-target offset, px (default 0,0 exact; -1,-1 legacy)")
     m.add_argument("--binary", type=float_list(4), metavar="DX1,DX2,DY1,DY2",
@@ -94,7 +89,6 @@ def load_manifest(args):
 
 def run(args) -> int:
     from ..fit import DetectionPhotometry
-    from ..scene import FitSettings
     from ..io_utils import check_writable
     t0 = time.perf_counter()
     for path in (args.table, args.fits, args.figure):   # refuse before a long fit, not after
@@ -102,8 +96,7 @@ def run(args) -> int:
             check_writable(path, args.overwrite)
     progress = Progress(args.quiet)
     manifest = load_manifest(args)
-    settings = FitSettings(grid_size=args.grid, grid_step_arcsec=args.step,
-                           fit_sky=not args.no_sky, convention=args.convention)
+    settings = settings_from_args(args)
     phot = DetectionPhotometry(manifest, settings, progress=progress)
     if args.binary is not None:
         if args.optimize:
