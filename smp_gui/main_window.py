@@ -21,6 +21,7 @@ from PyQt6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMes
 
 from smp_model.errors import ManifestError, SMPError
 from smp_model.manifest import DetectionManifest
+from smp_model.psf import PSF_FILES_RUN_CODE
 from smp_model.panels import five_panels
 from smp_model.scene import FitSettings
 
@@ -243,6 +244,17 @@ class MainWindow(QMainWindow):
         for dock in (self.browser_dock, self.controls_dock, self.results_dock):
             view.addAction(dock.toggleViewAction())
 
+        help_menu = bar.addMenu("&Help")
+        self._action(help_menu, "&Data safety…", self.show_data_safety)
+
+    def show_data_safety(self) -> QMessageBox:
+        """The trust boundary (PSF files run code), non-modal so tests can read it."""
+        box = QMessageBox(QMessageBox.Icon.Information, "Data safety", PSF_FILES_RUN_CODE,
+                          QMessageBox.StandardButton.Ok, self)
+        box.setModal(False)
+        box.show()
+        return box
+
     def _connect(self):
         c = self.controller
         c.fitFinished.connect(self._show_result)
@@ -360,6 +372,9 @@ class MainWindow(QMainWindow):
         return True
 
     def open_dialog(self):
+        self.statusBar().showMessage("Opening a detection reads its Piff PSF files, which run "
+                                     "code: open only data you trust (Help > Data safety)",
+                                     10000)
         path, _ = QFileDialog.getOpenFileName(
             self, "Open detection or session", str(self._last_dir()),
             f"Detections and sessions (*.toml *.json);;Detection manifests (*.toml);;"

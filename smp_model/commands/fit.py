@@ -8,6 +8,7 @@ import time
 
 from ..cli import Progress, add_model_arguments, float_list, settings_from_args
 from ..errors import ManifestError
+from ..psf import PSF_FILES_RUN_CODE
 
 
 def register(sub) -> None:
@@ -15,7 +16,8 @@ def register(sub) -> None:
         "fit", help="fit one detection",
         description="Scene-modelling photometry of one detection. Offsets are pixels relative "
                     "to the target's WCS position in the detection exposure, in the chosen "
-                    "convention's frame. Write negative values with '=': --binary=-1,0,-1,0.")
+                    "convention's frame. Write negative values with '=': --binary=-1,0,-1,0.",
+        epilog=PSF_FILES_RUN_CODE)
     src = p.add_argument_group("input (a manifest, --demo, or the folder form)")
     src.add_argument("manifest", nargs="?", help="detection manifest (detection.toml)")
     src.add_argument("--demo", action="store_true", help="fit the built-in demo detection")
