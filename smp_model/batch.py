@@ -471,6 +471,10 @@ def run_batch(items: Sequence[BatchItem], out: str | os.PathLike,
             pending.append(item)
     report.to_compute = len(pending)
     paths.work_dir.mkdir(parents=True, exist_ok=True)
+    # A run killed while writing (no chance to clean up) can leave the hidden temporary
+    # file of `atomic_output` behind; the result itself was never renamed into place.
+    for leftover in paths.work_dir.glob(".*.ecsv"):
+        leftover.unlink(missing_ok=True)
     atomic_write(paths.options_file,
                  lambda tmp: tmp.write_text(json.dumps(options.as_meta(), indent=2) + "\n"),
                  overwrite=True)

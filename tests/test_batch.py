@@ -316,3 +316,47 @@ def test_batch_bad_gain_exits_2(tmp_path, capsys):
     assert main(["batch", str(listing), "--out", str(tmp_path / "o.ecsv"),
                  "--gain", "0"]) == 2
     assert "gain must be a positive number" in capsys.readouterr().err
+
+
+def test_killed_batch_keeps_finished_results(des_sample, tmp_path, reference_fluxes):
+    """A batch killed mid-run (SIGKILL to its whole process group, no clean-up at all)
+    leaves each finished detection's result complete and readable, and the re-run only
+    fits what was missing (issue 6 item 3)."""
+    import signal
+    import subprocess
+    import sys
+    listing = tmp_path / "list.ecsv"
+    Table({"manifest": [str(des_sample / n / "detection.toml") for n in SAMPLE]}).write(listing)
+    out = tmp_path / "fluxes.ecsv"
+    work = BatchPaths(out).work_dir
+    cmd = [sys.executable, "-m", "smp_model.cli", "batch", str(listing), "--out", str(out),
+           "--workers", "1", "--quiet"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not results(work) and time.monotonic() < deadline:
+            assert proc.poll() is None, "the batch ended before it could be interrupted"
+            time.sleep(0.05)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    finished = results(work)
+    assert finished and len(finished) < len(SAMPLE), "kill did not land mid-batch"
+    assert not out.exists()
+    by_key = {v: k for k, v in KEYS.items()}
+    for path in finished:   # complete, readable, and the right numbers
+        table = QTable.read(path)
+        name = by_key[path.stem]
+        assert table["flux"][0] == pytest.approx(reference_fluxes[name], rel=RTOL)
+    before = {p.name: p.stat().st_mtime_ns for p in finished}
+    assert main(["batch", str(listing), "--out", str(out), "--workers", "1", "--quiet"]) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in finished} == before   # not refitted
+    assert len(QTable.read(out)) == len(SAMPLE)
+    assert len(results(work)) == len(SAMPLE)
+    assert not [p.name for p in work.iterdir() if p.name.startswith(".")]   # no temp left
+
+
+def results(work: Path) -> list[Path]:
+    """Finished per-detection results (not the hidden temporaries being written)."""
+    return sorted(p for p in work.glob("*_*_*.ecsv") if not p.name.startswith("."))
