@@ -42,7 +42,7 @@ import numpy as np
 from astropy.table import QTable, Table, vstack
 
 from .errors import FitError, SMPError
-from .io_utils import OutputExistsError, atomic_write
+from .io_utils import TABLE_FORMATS, OutputExistsError, atomic_write
 from .manifest import DetectionManifest
 from .results import table_format
 from .scene import FitSettings
@@ -53,7 +53,6 @@ FAILURES_SUFFIX = ".failures.ecsv"
 FOLDER_COLUMNS = ("stamps", "psfs", "zeropoints", "name", "ra", "dec", "band", "expnum",
                   "ccdnum")
 OPTIONAL_FOLDER_COLUMNS = ("color_gi", "origin_rule")
-LIST_FORMATS = {".ecsv": "ascii.ecsv", ".csv": "ascii.csv", ".fits": "fits", ".fit": "fits"}
 # Share of a worker's memory limit that one fit may plan to use (the engine refuses larger
 # fits with ResourceLimitError before allocating; the rest is head room for Python/Piff).
 FIT_MEMORY_SHARE = 0.5
@@ -103,10 +102,10 @@ def read_batch_list(path: str | os.PathLike) -> list[BatchItem]:
     if not path.is_file():
         raise BatchError("batch list not found" if not path.exists() else "is not a file",
                          path)
-    fmt = LIST_FORMATS.get(path.suffix.lower())
+    fmt = TABLE_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise BatchError(f"unknown list format {path.suffix!r}; use "
-                         f"{', '.join(sorted(LIST_FORMATS))}", path)
+                         f"{', '.join(sorted(TABLE_FORMATS))}", path)
     try:
         table = Table.read(path, format=fmt)
     except Exception as exc:   # astropy raises many types for unreadable tables

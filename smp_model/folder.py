@@ -22,6 +22,7 @@ from astropy.table import Table
 from .conventions import piff_box_origin
 from .discovery import ExposureRef
 from .errors import ManifestError, PSFError, ZeropointError
+from .io_utils import TABLE_FORMATS
 from .manifest import DEFAULT_COLOR_GI, DetectionManifest, ExposureEntry, des_stamp_origin
 from .psf import load_psf
 from .stamps import read_stamp
@@ -40,7 +41,7 @@ def read_zeropoints(path: str | os.PathLike) -> dict[tuple[int, int], tuple[floa
     if not path.is_file():
         raise ZeropointError("zeropoint table not found", path)
     try:
-        table = Table.read(path, format=_table_format(path))
+        table = Table.read(path, format=TABLE_FORMATS.get(path.suffix.lower()))
     except Exception as exc:   # astropy raises many types for unreadable tables
         raise ZeropointError(f"cannot read zeropoint table ({exc})", path) from None
     names = {c.lower(): c for c in table.colnames}
@@ -53,11 +54,6 @@ def read_zeropoints(path: str | os.PathLike) -> dict[tuple[int, int], tuple[floa
         key = (int(row[names["expnum"]]), int(row[names["ccdnum"]]))
         out[key] = (float(row[names["zeropoint"]]), str(row[band]) if band else None)
     return out
-
-
-def _table_format(path: Path) -> str | None:
-    return {".ecsv": "ascii.ecsv", ".csv": "ascii.csv", ".fits": "fits",
-            ".fit": "fits"}.get(path.suffix.lower())
 
 
 def manifest_from_folder(stamps: str | os.PathLike, psfs: str | os.PathLike,

@@ -12,6 +12,11 @@ from pathlib import Path
 from .errors import SMPError
 
 
+# astropy table format of each file suffix we read and write (ECSV, FITS, CSV).
+TABLE_FORMATS = {".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits", ".fts": "fits",
+                 ".csv": "ascii.csv"}
+
+
 class OutputExistsError(SMPError):
     """The output file exists and overwriting was not requested."""
 

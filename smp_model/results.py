@@ -19,15 +19,13 @@ from astropy.table import QTable, Table
 
 from .diagnostics import diagnostics_records, exposure_diagnostics
 from .fit import BinaryFit, SceneFit
-from .io_utils import atomic_output
+from .io_utils import TABLE_FORMATS, atomic_output
 
 # Bit flags of the ``flags`` column.
 FLAG_NONPOSITIVE_FLUX = 1      # magnitude undefined: quote mag_limit_3sigma
 FLAG_POSITION_FIXED = 2        # position not fitted: dx_err/dy_err are NaN
 FLAG_POSITION_ERR_UNDEFINED = 4  # position fitted but chi2 curvature not positive-definite
 
-TABLE_FORMATS = {".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits", ".fts": "fits",
-                 ".csv": "ascii.csv"}
 
 
 def fit_meta(fit: SceneFit) -> dict:
