@@ -156,7 +156,7 @@ class SceneFit:
                                   target=self.parameters[-n_target:],
                                   target_covariance=self.target_covariance, chi2=self.chi2)
         with single_threaded_blas():
-            return self.scene.static_covariance_blocks(self.offsets, solution)
+            return self.scene.full_covariance(self.offsets, solution)
 
     @property
     def primary(self) -> SourceEstimate:

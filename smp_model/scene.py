@@ -349,8 +349,9 @@ class SceneModel:
                            "positions (two sources on top of each other?)",
                            self.detection.entry.label)
 
-    def static_covariance_blocks(self, offsets, solution: LinearSolution) -> np.ndarray:
-        """Full covariance of (static, target) parameters, ordered as `parameter_vector`."""
+    def full_covariance(self, offsets, solution: LinearSolution) -> np.ndarray:
+        """Covariance of all parameters (grid amplitudes, skies, target fluxes: the order of
+        `SceneFit.parameters`) by block inversion around the factorised static part."""
         offsets = np.atleast_2d(np.asarray(offsets, float))
         rows = self.rows[self.detection_index]
         cols = self.target_stamps(offsets).reshape(offsets.shape[0], -1).T

@@ -686,8 +686,8 @@ def test_drag_does_not_compute_full_covariance(qtbot, window, lq28_path, engine,
                                                monkeypatch):
     from smp_model.scene import SceneModel
     calls = []
-    real = SceneModel.static_covariance_blocks
-    monkeypatch.setattr(SceneModel, "static_covariance_blocks",
+    real = SceneModel.full_covariance
+    monkeypatch.setattr(SceneModel, "full_covariance",
                         lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
     engine.fit_binary(START)
     if calls:
