@@ -56,7 +56,8 @@ from .io_utils import OutputExistsError, atomic_output, atomic_write_bytes
 from .manifest import DetectionManifest, ExposureEntry, des_stamp_origin
 from .psf import PixelizedPSF
 from .stamps import flux_scale
-from .wcs import sky_from_tangent, sky_to_pixel, tangent_offsets
+from .wcs import (separation_and_position_angle, sky_from_tangent, sky_to_pixel,
+                  tangent_offsets)
 
 TRUTH_FORMAT = "smp-simulation-truth/1"
 TRUTH_FILENAME = "truth.json"
@@ -489,13 +490,9 @@ def _write_zeropoints(path: Path, manifest: DetectionManifest, overwrite: bool) 
 def binary_geometry(sources) -> tuple[float, float, float]:
     """(separation px, separation arcsec, position angle deg east of north) of the
     secondary from the primary (CCD pixels of the detection exposure; sky from ra/dec)."""
-    from astropy.coordinates import SkyCoord
-    import astropy.units as u
-
     p, s = sources
-    c1, c2 = (SkyCoord(p.ra * u.deg, p.dec * u.deg), SkyCoord(s.ra * u.deg, s.dec * u.deg))
-    return (float(math.hypot(s.x - p.x, s.y - p.y)), float(c1.separation(c2).arcsec),
-            float(c1.position_angle(c2).deg))
+    return (float(math.hypot(s.x - p.x, s.y - p.y)),
+            *separation_and_position_angle(p.ra, p.dec, s.ra, s.dec))
 
 
 # -- building a field -----------------------------------------------------------------

@@ -98,6 +98,17 @@ def _residual_offsets(ra, dec, ra_now, dec_now):
     return -dra * cosd * 3600.0, (dec - dec_now) * 3600.0
 
 
+def separation_and_position_angle(ra1: float, dec1: float, ra2: float, dec2: float
+                                  ) -> tuple[float, float]:
+    """(separation in arcsec, position angle in degrees east of north) of sky position 2
+    seen from position 1 (ICRS degrees)."""
+    from astropy.coordinates import SkyCoord
+    import astropy.units as u
+    c1 = SkyCoord(ra1 * u.deg, dec1 * u.deg)
+    c2 = SkyCoord(ra2 * u.deg, dec2 * u.deg)
+    return float(c1.separation(c2).arcsec), float(c1.position_angle(c2).deg)
+
+
 def local_pixel_scale(wcs: galsim.BaseWCS, x: float, y: float) -> float:
     """Linear pixel scale (arcsec per pixel, sqrt of |det J|) at CCD position (x, y)."""
     return float(np.sqrt(abs(wcs.jacobian(galsim.PositionD(x, y)).pixelArea())))
