@@ -24,7 +24,6 @@ position of the manifest (ra, dec), exact convention.
 """
 from __future__ import annotations
 
-import copy
 import dataclasses
 import itertools
 import math
@@ -210,15 +209,6 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(np.exp(rng.uniform(math.log(lo), math.log(hi))))
 
 
-def photometry_with_images(phot: DetectionPhotometry, images) -> DetectionPhotometry:
-    """``phot`` refitting other images (ZP30, order of ``phot.exposures``) with its scene
-    model reused (`SceneModel.with_data`)."""
-    clone = copy.copy(phot)
-    clone.scene = phot.scene.with_data(images)
-    clone.exposures = clone.scene.exposures
-    return clone
-
-
 @dataclass(eq=False)
 class SimulatedFieldFit:
     """A simulated field written once (without target, noiseless) and modelled once; each
@@ -252,7 +242,7 @@ class SimulatedFieldFit:
         sources = self.sim.target_sources(fluxes, offsets)
         stamps = self.sim.realise(rng, sources, gain=gain)
         images = [sci * ex.flux_scale for sci, ex in zip(stamps, self.sim.exposures)]
-        return photometry_with_images(self.phot, images)
+        return self.phot.with_images(images)
 
 
 def _fields(configs: Sequence[SimulationConfig], workdir: Path, progress: Progress | None,

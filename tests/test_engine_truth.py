@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 
 import galsim
-import numpy as np
 import piff
 import pytest
 from astropy.io import fits

@@ -11,7 +11,7 @@ from smp_model import DetectionPhotometry
 from smp_model.cli import main
 from smp_model.simulate import simulate_detection
 from smp_model.validation import (PullStats, Recovery, ValidationReport, delta_chi2_summary,
-                                  photometry_with_images, relabelled_manifests, run_validation)
+                                  relabelled_manifests, run_validation)
 
 
 @pytest.fixture(scope="module")
@@ -34,8 +34,12 @@ def test_refit_with_new_data_equals_a_fresh_fit(tmp_path):
     a = simulate_detection(tmp_path / "a", seed=3, n_exposures=3, flux=1000.0)
     b = simulate_detection(tmp_path / "b", seed=3, n_exposures=3, flux=4000.0)
     phot_a, phot_b = DetectionPhotometry(a.manifest_path), DetectionPhotometry(b.manifest_path)
-    refit = photometry_with_images(phot_a, [ex.image for ex in phot_b.exposures])
+    stale = phot_a.fit_binary((0, 1, 0, 1)).chi2_single   # fills phot_a's caches
+    refit = phot_a.with_images([ex.image for ex in phot_b.exposures])
     fresh, reused = phot_b.fit_single(), refit.fit_single()
+    expected = phot_b.fit_binary((0, 1, 0, 1)).chi2_single
+    assert expected != pytest.approx(stale, rel=1e-9)   # the data differ (by ~1e-6)
+    assert refit.fit_binary((0, 1, 0, 1)).chi2_single == pytest.approx(expected, rel=1e-10)
     assert reused.flux == pytest.approx(fresh.flux, rel=1e-10)
     assert reused.chi2 == pytest.approx(fresh.chi2, rel=1e-10)
     assert reused.flux_err == pytest.approx(fresh.flux_err, rel=1e-12)
