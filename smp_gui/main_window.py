@@ -39,16 +39,10 @@ SESSION_SUFFIX = ".smpsession.json"
 MANIFEST_NAME = "detection.toml"
 MAX_RECENT = 8
 NUDGE_PX = 0.1
-# Binary start: the secondary one pixel up and right of the primary.
-BINARY_START_SEPARATION = (1.0, 1.0)
 
 
 def default_offsets(settings: FitSettings, mode: str) -> tuple[float, ...]:
-    dx, dy = settings.default_offset
-    if mode == "single":
-        return (dx, dy)
-    sx, sy = BINARY_START_SEPARATION
-    return (dx, dx + sx, dy, dy + sy)
+    return settings.default_offset if mode == "single" else settings.default_binary_offsets
 
 
 def resolve_detection_path(path: str | Path) -> Path:

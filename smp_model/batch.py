@@ -233,12 +233,6 @@ class BatchOptions:
             raise ValueError("shot-noise iterations must be >= 0 (0: to convergence), "
                              f"got {self.shot_noise_iterations}")
 
-    @property
-    def binary_start(self) -> tuple[float, float, float, float]:
-        """(dx1, dx2, dy1, dy2) px: (0, 1, 0, 1) exact, (-1, 0, -1, 0) legacy."""
-        dx, dy = self.settings.default_offset
-        return (dx, dx + 1.0, dy, dy + 1.0)
-
     def as_meta(self) -> dict:
         """Everything that changes the results (stored in the work directory: a resumed
         batch must have the same)."""
@@ -271,7 +265,7 @@ def fit_detection(item: BatchItem, options: BatchOptions) -> dict:
             delta = math.nan
             if options.binary_search_if is not None:
                 try:
-                    binary = phot.optimize_binary(options.binary_start)
+                    binary = phot.optimize_binary(options.settings.default_binary_offsets)
                 except FitError as exc:
                     warnings.warn(f"binary search failed, single fit kept: {exc.one_line()}",
                                   stacklevel=1)
@@ -280,9 +274,7 @@ def fit_detection(item: BatchItem, options: BatchOptions) -> dict:
                     if delta > options.binary_search_if:
                         fit = binary
             if options.shot_noise:
-                with np.errstate(divide="ignore"):   # 1/variance of masked pixels, unused
-                    fit = phot.with_shot_noise(fit, options.gain,
-                                               options.shot_noise_iterations)
+                fit = phot.with_shot_noise(fit, options.gain, options.shot_noise_iterations)
             table = fit_table(fit)
         # One bad detection must not end a batch of thousands: every error, including an
         # unexpected one, is reported with its type and recorded as a failure.

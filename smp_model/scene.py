@@ -91,6 +91,14 @@ class FitSettings:
     def default_offset(self) -> tuple[float, float]:
         return self.pixel_convention.default_offset
 
+    @property
+    def default_binary_offsets(self) -> tuple[float, float, float, float]:
+        """Start of a binary search, (dx1, dx2, dy1, dy2) px: the published example's
+        (-1, 0, -1, 0) in the legacy convention, i.e. the target and a companion one pixel
+        away on both axes ((0, 1, 0, 1) in the exact convention)."""
+        dx, dy = self.default_offset
+        return (dx, dx + 1.0, dy, dy + 1.0)
+
     def as_meta(self) -> dict:
         d = asdict(self)
         d.pop("memory_limit_bytes")
