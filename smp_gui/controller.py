@@ -180,10 +180,10 @@ def summarize(fit: SceneFit) -> FitSummary:
     (fluxes and their errors from ``fit.sources``); never ``fit.covariance`` (the full
     scene covariance, which the engine computes only on demand)."""
     names = ("primary", "secondary") if isinstance(fit, BinaryFit) else ("target",)
-    sn = getattr(fit, "shot_noise", None)
+    sn = fit.shot_noise
     rows = []
     for k, (name, s) in enumerate(zip(names, fit.sources)):
-        extra = dict(flux_err_total=float(getattr(s, "flux_err_total", math.nan)))
+        extra = dict(flux_err_total=s.flux_err_total)
         if sn is not None:
             extra.update(flux_sn=sn.flux[k], flux_sn_err=sn.flux_err[k], mag_sn=sn.mag[k],
                          mag_sn_err=sn.mag_err[k])
@@ -195,17 +195,14 @@ def summarize(fit: SceneFit) -> FitSummary:
         base.update(shot_noise_gain=float(sn.gain), shot_noise_iterations=int(sn.iterations))
     if not isinstance(fit, BinaryFit):
         return FitSummary(**base)
-    # One geometry evaluation (the properties would each redo it); errors only when the
-    # positions were fitted (they need the position covariance).
-    sep_px, sep_arcsec, pa = BinaryFit.scene_geometry(fit.scene, fit.offsets)
-    errors = dict(separation_err_px=math.nan, separation_err_arcsec=math.nan,
-                  position_angle_err_deg=math.nan)
-    if fit.position_covariance is not None:
-        errors = dict(separation_err_px=fit.separation_err_px,
+    # The engine computes the geometry once per fit, and gives NaN errors when the
+    # positions were not fitted.
+    return FitSummary(**base, delta_chi2=fit.delta_chi2, separation_px=fit.separation_px,
+                      separation_err_px=fit.separation_err_px,
+                      separation_arcsec=fit.separation_arcsec,
                       separation_err_arcsec=fit.separation_err_arcsec,
+                      position_angle_deg=fit.position_angle_deg,
                       position_angle_err_deg=fit.position_angle_err_deg)
-    return FitSummary(**base, delta_chi2=fit.delta_chi2, separation_px=sep_px,
-                      separation_arcsec=sep_arcsec, position_angle_deg=pa, **errors)
 
 
 @dataclass(frozen=True, eq=False)
