@@ -327,14 +327,7 @@ class SceneModel:
         parameters, t = S^-1 (r_t - N_tb N_bb^-1 r_b) with the Schur complement
         S = N_tt - N_tb N_bb^-1 N_bt, and Cov(t) = S^-1.
         """
-        offsets = np.atleast_2d(np.asarray(offsets, float))
-        rows = self.rows[self.detection_index]
-        cols = self.target_stamps(offsets).reshape(offsets.shape[0], -1).T   # (npix, n_t)
-        w = self.weight[rows]
-        wcols = cols * w[:, None]
-        n_bt = self.static_design[rows].T @ wcols
-        n_tt = cols.T @ wcols
-        r_t = wcols.T @ self.data[rows]
+        n_bt, n_tt, r_t = self._target_normal_terms(offsets)
         x = self._solve_static(n_bt)
         schur = n_tt - n_bt.T @ x
         self._check_target_identifiable(schur, n_tt)
@@ -357,13 +350,20 @@ class SceneModel:
                            "positions (two sources on top of each other?)",
                            self.detection.entry.label)
 
+    def _target_normal_terms(self, offsets):
+        """N_bt (P, n_t), N_tt (n_t, n_t) and r_t (n_t,) of targets at ``offsets``: only
+        the detection exposure's rows carry target columns."""
+        offsets = np.atleast_2d(np.asarray(offsets, float))
+        rows = self.rows[self.detection_index]
+        cols = self.target_stamps(offsets).reshape(offsets.shape[0], -1).T   # (npix, n_t)
+        wcols = cols * self.weight[rows][:, None]
+        return (self.static_design[rows].T @ wcols, cols.T @ wcols,
+                wcols.T @ self.data[rows])
+
     def full_covariance(self, offsets, solution: LinearSolution) -> np.ndarray:
         """Covariance of all parameters (grid amplitudes, skies, target fluxes: the order of
         `SceneFit.parameters`) by block inversion around the factorised static part."""
-        offsets = np.atleast_2d(np.asarray(offsets, float))
-        rows = self.rows[self.detection_index]
-        cols = self.target_stamps(offsets).reshape(offsets.shape[0], -1).T
-        n_bt = self.static_design[rows].T @ (cols * self.weight[rows][:, None])
+        n_bt, _, _ = self._target_normal_terms(offsets)
         x = self._solve_static(n_bt)
         n_bb_inv = self._solve_static(np.eye(n_bt.shape[0]))
         s_inv = solution.target_covariance
