@@ -184,6 +184,12 @@ class SceneFit:
         return np.array([[s.dx, s.dy] for s in self.sources])
 
     @property
+    def dropped_expnums(self) -> list[int]:
+        """Exposures of the manifest left out of the fit (no usable pixel)."""
+        used = {id(ex.entry) for ex in self.scene.exposures}
+        return [int(e.expnum) for e in self.manifest.exposures if id(e) not in used]
+
+    @property
     def sky_levels(self) -> np.ndarray:
         n = self.scene.n_grid
         return self.parameters[n:n + self.scene.n_sky]

@@ -45,8 +45,7 @@ def fit_meta(fit: SceneFit) -> dict:
         "settings": fit.settings.as_meta(),
         "zeropoint": 30.0,
         "exposures_used": [int(ex.entry.expnum) for ex in scene.exposures],
-        "exposures_dropped": [int(e.expnum) for e in manifest.exposures
-                              if all(e is not used.entry for used in scene.exposures)],
+        "exposures_dropped": fit.dropped_expnums,
         "condition_number": scene.condition_number,
         "n_chi2_evaluations": fit.n_chi2_evaluations,
         "shot_noise": (None if fit.shot_noise is None else

@@ -159,7 +159,7 @@ def fit_summary(fit) -> dict:
     timings = {k: round(v, 6) for k, v in fit.timings.items()}
     common = {"chi2": _num(fit.chi2), "dof": fit.dof, "convention": fit.settings.convention,
               "n_chi2_evaluations": fit.n_chi2_evaluations, "timings": timings,
-              "dropped_exposures": [int(e) for e in _dropped(fit)],
+              "dropped_exposures": fit.dropped_expnums,
               "per_exposure": diagnostics_records(fit)}
     if fit.shot_noise is not None:
         common["shot_noise"] = {"gain": fit.shot_noise.gain,
@@ -176,10 +176,6 @@ def fit_summary(fit) -> dict:
                 "offsets": [_num(v) for v in fit.published_offsets], **common}
     return {**_source_dict(fit, 0), **common}
 
-
-def _dropped(fit):
-    used = {id(ex.entry) for ex in fit.scene.exposures}
-    return [e.expnum for e in fit.manifest.exposures if id(e) not in used]
 
 
 def text_summary(fit) -> str:
