@@ -28,6 +28,7 @@ from scipy import ndimage
 
 from .errors import MissingDependencyError, PSFError
 from .io_utils import require_fits_file
+from .piff_io import PiffFile, read_piff
 
 PIXELIZED_PSF_EXTNAME = "PIXPSF"
 # The trust boundary, stated once for the CLI help and the GUI.
@@ -180,8 +181,8 @@ def load_psf(path: str | os.PathLike) -> PSFModel:
     path = Path(path)
     require_fits_file(path, PSFError, "PSF file")
     try:
-        with fits.open(path, memmap=False) as hdul:
-            names = {h.name.upper() for h in hdul}
+        with PiffFile(path) as f:
+            names = {name.upper() for name in f.extnames()}
     except (OSError, ValueError) as exc:
         raise PSFError(f"not a readable FITS file ({exc})", path) from None
     if PIXELIZED_PSF_EXTNAME in names:
@@ -193,12 +194,11 @@ def load_psf(path: str | os.PathLike) -> PSFModel:
 
 
 def _read_piff(path: Path):
-    import piff
     try:
         with warnings.catch_warnings():
             # Piff 1.7 reading DES models warns about a deprecated interpolant argument.
             warnings.simplefilter("ignore", galsim.GalSimDeprecationWarning)
-            return piff.PSF.read(str(path))
+            return read_piff(path)
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] == "pixmappy":
             raise MissingDependencyError(

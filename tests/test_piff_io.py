@@ -1,0 +1,50 @@
+"""`smp_model.piff_io` reads what `piff.PSF.read` reads, on every Piff file of the sample."""
+
+import warnings
+
+import fitsio
+import galsim
+import numpy as np
+import piff
+import pytest
+
+from smp_model.piff_io import PiffFile, _has_wide_strings, read_piff
+
+
+@pytest.fixture(scope="module")
+def piff_files(des_sample):
+    files = sorted((des_sample / "psfs").glob("*/*piff*.fits"))
+    assert len(files) >= 20, "the sample should hold a Piff file per exposure"
+    return files
+
+
+def test_wide_string_tables_read_as_fitsio_reads_them(piff_files):
+    seen = 0
+    for path in piff_files:
+        with PiffFile(path) as ours, fitsio.FITS(str(path)) as theirs:
+            for name in ours.extnames():
+                if not name or not _has_wide_strings(theirs[name]):
+                    continue
+                seen += 1
+                expected, got = theirs[name].read(), ours[name].read()
+                assert got.dtype == expected.dtype, (path.name, name)
+                for column in expected.dtype.names:
+                    np.testing.assert_array_equal(got[column], expected[column],
+                                                  err_msg=f"{path.name}[{name}].{column}")
+    assert seen >= len(piff_files)   # every DES file stores its WCS this way
+
+
+def test_psf_and_wcs_equal_piffs_own_reader(piff_files):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", galsim.GalSimDeprecationWarning)
+        for path in piff_files:
+            expected, got = piff.PSF.read(str(path)), read_piff(path)
+            assert type(got) is type(expected)
+            assert list(got.wcs) == list(expected.wcs)
+            chip = next(iter(expected.wcs))
+            for x, y in [(40.2, 60.7), (1000.5, 2000.25), (2000.0, 4000.0)]:
+                pos = galsim.PositionD(x, y)
+                assert got.wcs[chip].toWorld(pos) == expected.wcs[chip].toWorld(pos)
+                np.testing.assert_array_equal(got.draw(x, y, chipnum=chip).array,
+                                              expected.draw(x, y, chipnum=chip).array)
+            assert len(got.stars) == len(expected.stars)
