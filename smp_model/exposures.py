@@ -77,7 +77,7 @@ def load_exposure(entry: ExposureEntry, manifest: DetectionManifest,
     stamp = read_stamp(entry.stamp) if stamp is None else stamp
     psf = load_psf(entry.psf)
     try:
-        x, y = manifest_target_xy(psf, manifest)
+        x, y = manifest_target_xy(psf, manifest, guess=_stamp_centre(entry, stamp))
     except Exception as exc:   # WCS code from a file can fail in any way
         raise SMPError(f"cannot place (ra, dec) on {entry.label} with the PSF file's WCS "
                        f"({exc})", entry.psf) from None
@@ -90,9 +90,19 @@ def load_exposure(entry: ExposureEntry, manifest: DetectionManifest,
                           target_xy=(float(x), float(y)), color_gi=manifest.color_gi)
 
 
-def manifest_target_xy(psf: PSFModel, manifest: DetectionManifest) -> tuple[float, float]:
-    x, y = sky_to_pixel(psf.wcs, manifest.ra, manifest.dec, color=manifest.color_gi)
+def manifest_target_xy(psf: PSFModel, manifest: DetectionManifest,
+                       guess: tuple[float, float] | None = None) -> tuple[float, float]:
+    """1-indexed CCD (x, y) of the detection's (ra, dec) through the PSF file's WCS;
+    ``guess`` (a nearby CCD position) only speeds up WCSs inverted by iteration."""
+    x, y = sky_to_pixel(psf.wcs, manifest.ra, manifest.dec, color=manifest.color_gi,
+                        guess=guess)
     return float(x), float(y)
+
+
+def _stamp_centre(entry: ExposureEntry, stamp: Stamp) -> tuple[float, float]:
+    """CCD position of the stamp's central pixel: stamps are cut around the target."""
+    ny, nx = stamp.shape
+    return entry.stamp_origin[0] + (nx - 1) / 2.0, entry.stamp_origin[1] + (ny - 1) / 2.0
 
 
 def load_exposures(manifest: DetectionManifest,

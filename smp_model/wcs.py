@@ -15,6 +15,7 @@ import numpy as np
 
 _NEWTON_TOL_PX = 1e-9
 _NEWTON_MAX_ITER = 50
+_JACOBIAN_REFRESH_PX = 2.0
 
 
 def tangent_offsets(ra_deg, dec_deg, ref_ra_deg: float, ref_dec_deg: float):
@@ -71,20 +72,26 @@ def _newton_inverse(wcs, ra, dec, guess):
     ra, dec = ra.ravel(), dec.ravel()
     x = np.full(ra.shape, float(guess[0]))
     y = np.full(ra.shape, float(guess[1]))
-    # Newton on the first point from the guess, then quasi-Newton (Jacobian of the first
-    # converged point) for all points: the map is smooth and the points are close together,
-    # so this converges in a few steps to machine precision.
+    # Quasi-Newton for all points with the Jacobian at the first point, refreshed only
+    # after a step longer than _JACOBIAN_REFRESH_PX: over a few pixels the Jacobian of a
+    # DECam WCS changes by ~1e-5 of itself, so each step then gains ~5 digits, and a
+    # forward evaluation (~1 ms for DES's RaDecFunction) is all an iteration costs.
+    inv_jac = None
     for it in range(_NEWTON_MAX_ITER):
-        jac_pos = galsim.PositionD(float(x[0]), float(y[0]))
-        inv_jac = np.linalg.inv(wcs.jacobian(jac_pos).getMatrix())
+        if inv_jac is None:
+            jac_pos = galsim.PositionD(float(x[0]), float(y[0]))
+            inv_jac = np.linalg.inv(wcs.jacobian(jac_pos).getMatrix())
         ra_now, dec_now = pixel_to_sky(wcs, x, y)
         du, dv = _residual_offsets(ra, dec, ra_now, dec_now)
         dx, dy = inv_jac @ np.vstack([du, dv])
         x += dx
         y += dy
-        if np.max(np.abs(dx)) < _NEWTON_TOL_PX and np.max(np.abs(dy)) < _NEWTON_TOL_PX:
+        step = max(np.max(np.abs(dx)), np.max(np.abs(dy)))
+        if step < _NEWTON_TOL_PX:
             return x.reshape(shape), y.reshape(shape)
-    raise galsim.GalSimError(f"sky_to_pixel did not converge (last step {np.max(np.abs(dx)):.2g} px)")
+        if step > _JACOBIAN_REFRESH_PX:
+            inv_jac = None
+    raise galsim.GalSimError(f"sky_to_pixel did not converge (last step {step:.2g} px)")
 
 
 def _residual_offsets(ra, dec, ra_now, dec_now):
