@@ -8,8 +8,9 @@ point source; evaluating it anywhere gives the value a pixel centred there would
 
 `OversampledPSF` samples that profile once per exposure on a grid ``oversampling`` times
 finer than the pixels and evaluates it at any shift with a cubic spline: 400 grid stamps
-cost one spline evaluation instead of 400 galsim draws.  With 8x oversampling it
-reproduces exact draws to ~1e-4 of the peak on the DES sample (tested).
+cost one spline evaluation instead of 400 galsim draws.  With the default 6x oversampling
+it reproduces exact draws to ~1.3e-4 of the peak on the DES sample (tested to 1e-3; 8x
+gives 7e-5 but costs 1.8x the drawing time, 4x gives 3.3e-4).
 
 Coordinates: CCD positions are 1-indexed (galsim/FITS); ``origin = (x0, y0)`` is the CCD
 pixel of array element ``[0, 0]`` of a stamp, so element ``[j, i]`` is CCD ``(x0+i, y0+j)``.
@@ -39,7 +40,8 @@ PSF_FILES_RUN_CODE = (
     "zeropoint tables and pixelised PSF files (PIXPSF) are plain data and run no code.")
 PIFF_EXTNAME = "PSF"        # what piff.PSF.read looks for (its default name, 'psf')
 _SPLINE_ORDER = 3
-_CHUNK = 50                 # sources per spline evaluation (~5 ms each for 30x30 stamps)
+DEFAULT_OVERSAMPLING = 6    # PSF samples per CCD pixel
+_CHUNK_POINTS = 40_000      # points per spline evaluation (~5 ms each)
 _SUPPORT_THRESHOLD = 1e-7   # relative to the peak: beyond it the profile counts as zero
 
 
@@ -223,10 +225,11 @@ class OversampledPSF:
         Largest |pixel - source centre| (pixels, either axis) that will be asked for; the
         sampled region is this or the profile's support, whichever is smaller.
     oversampling : int
-        Samples per CCD pixel (8 keeps errors ~1e-4 of the peak for DES PSFs).
+        Samples per CCD pixel (`DEFAULT_OVERSAMPLING` keeps errors ~1e-4 of the peak for
+        DES PSFs; the error falls as the 4th power of it).
     """
 
-    def __init__(self, profile: galsim.GSObject, max_offset: float, oversampling: int = 8):
+    def __init__(self, profile: galsim.GSObject, max_offset: float, oversampling: int = DEFAULT_OVERSAMPLING):
         self.oversampling = int(oversampling)
         radius = _support_radius(profile, max_offset)
         n = 2 * radius * self.oversampling + 1
@@ -236,9 +239,13 @@ class OversampledPSF:
         # the value per CCD pixel.
         samples = fine.array * self.oversampling ** 2
         self.radius = radius
-        self._centre = (n - 1) / 2.0
-        self._coefficients = ndimage.spline_filter(samples, order=_SPLINE_ORDER,
-                                                   mode="grid-constant")
+        # Coefficients of the spline that is zero outside the sampled box, padded with
+        # zeros so that evaluating with mode='nearest' (30 % faster than 'grid-constant')
+        # gives the same values everywhere: taps beyond the padding repeat its zeros.
+        coefficients = ndimage.spline_filter(samples, order=_SPLINE_ORDER,
+                                             mode="grid-constant")
+        self._coefficients = np.pad(coefficients, _SPLINE_ORDER)
+        self._centre = (n - 1) / 2.0 + _SPLINE_ORDER
 
     def render(self, centers_x: np.ndarray, centers_y: np.ndarray, origin: tuple[int, int],
                shape: tuple[int, int], distortions: np.ndarray | None = None) -> np.ndarray:
@@ -260,14 +267,19 @@ class OversampledPSF:
         if distortions is not None:
             a = distortions[:, :, :, None, None]
             dx, dy = a[:, 0, 0] * dx + a[:, 0, 1] * dy, a[:, 1, 0] * dx + a[:, 1, 1] * dy
-        fy, fx = (dy * ov + c).reshape(-1, ny * nx), (dx * ov + c).reshape(-1, ny * nx)
+        # Only pixels within reach of the sampled box: the spline is exactly zero beyond
+        # it, and on a 30x30 stamp that skips ~40 % of a 20x20 grid's pixels.
+        reach = self.radius + (_SPLINE_ORDER + 1) / ov
+        inside = (np.abs(dx) < reach) & (np.abs(dy) < reach)
+        fy, fx = dy[inside] * ov + c, dx[inside] * ov + c
         # In chunks: map_coordinates holds the GIL, and a whole grid (~40 ms) would freeze
         # a GUI thread waiting for it.
-        values = np.concatenate([
-            ndimage.map_coordinates(self._coefficients, [fy[k:k + _CHUNK].ravel(),
-                                                         fx[k:k + _CHUNK].ravel()],
-                                    order=_SPLINE_ORDER, mode="grid-constant", prefilter=False)
-            for k in range(0, centers_x.size, _CHUNK)]).reshape(centers_x.size, ny, nx)
+        values = np.zeros((centers_x.size, ny, nx))
+        values[inside] = np.concatenate([
+            ndimage.map_coordinates(self._coefficients, [fy[k:k + _CHUNK_POINTS],
+                                                         fx[k:k + _CHUNK_POINTS]],
+                                    order=_SPLINE_ORDER, mode="nearest", prefilter=False)
+            for k in range(0, fx.size, _CHUNK_POINTS)] or [np.zeros(0)])
         if distortions is not None:
             values *= np.linalg.det(distortions)[:, None, None]
         return values

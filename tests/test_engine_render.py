@@ -40,7 +40,7 @@ def test_oversampled_stamps_match_exact_draws(manifests, name, index):
     psf, entry = psf_and_entry(manifests, name, index)
     x_t, y_t = entry.target_xy
     profile = psf.pixel_profile(x_t, y_t)
-    renderer = OversampledPSF(profile, max_offset=40.0, oversampling=8)
+    renderer = OversampledPSF(profile, max_offset=40.0)   # default oversampling
     rng = np.random.default_rng(index)
     # Random sub-pixel centres over the stamp (and a little beyond), as the grid has.
     cx = x_t + rng.uniform(-16, 16, 40)
