@@ -162,6 +162,7 @@ class SceneModel:
         self.data = np.concatenate([ex.image.ravel() for ex in self.exposures])
         self.weight = np.concatenate([ex.weight.ravel() for ex in self.exposures])
         self.renderers: list[OversampledPSF] = []
+        self._last_target_stamps: tuple[bytes, np.ndarray] | None = None
         self.sampling_origins: list[tuple[int, int]] = []
         self.grid_xy: list[tuple[np.ndarray, np.ndarray]] = []
         self.static_design = np.zeros((n_exp * npix, self.n_grid + self.n_sky))
@@ -319,12 +320,23 @@ class SceneModel:
         return np.asarray(self.detection.target_xy)[None, :] + np.asarray(offsets, float)
 
     def target_stamps(self, offsets) -> np.ndarray:
-        """Unit-flux target stamps (n_t, ny, nx) in the detection exposure."""
-        centers = self.target_centers(np.atleast_2d(offsets))
+        """Unit-flux target stamps (n_t, ny, nx) in the detection exposure (read-only).
+
+        The last result is kept: a fit needs the stamps of one set of offsets twice (normal
+        equations, then the model), and a drag asks for nothing else."""
+        offsets = np.atleast_2d(np.asarray(offsets, float))
+        key = offsets.tobytes()
+        last = self._last_target_stamps   # one read: another thread may replace it
+        if last is not None and last[0] == key:
+            return last[1]
+        centers = self.target_centers(offsets)
         m = self.detection_index
-        return self.renderers[m].render(centers[:, 0], centers[:, 1],
-                                        self.sampling_origins[m], self.shape,
-                                        self._distortions(m, centers[:, 0], centers[:, 1]))
+        stamps = self.renderers[m].render(centers[:, 0], centers[:, 1],
+                                          self.sampling_origins[m], self.shape,
+                                          self._distortions(m, centers[:, 0], centers[:, 1]))
+        stamps.flags.writeable = False
+        self._last_target_stamps = (key, stamps)
+        return stamps
 
     def solve(self, offsets) -> LinearSolution:
         with single_threaded_blas():
