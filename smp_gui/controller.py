@@ -9,14 +9,17 @@ request id; a result is dropped when the request was cancelled or when a newer r
 needs another detection or other settings (its generation is over), so the window never
 shows numbers of a state it has left.
 
-The engine's `DetectionPhotometry` (loading + PSF rendering + factorisation, seconds) is
-built once per detection and settings, in the worker; fits after that take milliseconds.
-All engine objects are used from the worker thread only, except the immutable fit
-results, which the window reads.
+The engine's `DetectionPhotometry` (loading + PSF rendering + factorisation, about a
+second) is built once per detection and settings, in a child process that the worker
+waits on (`smp_gui.loader`: the build's Python-heavy work would otherwise compete with the
+GUI thread for the GIL); fits after that take milliseconds, in the worker.  All engine
+objects are used from the worker thread only, except the immutable fit results, which
+the window reads.
 """
 from __future__ import annotations
 
 import dataclasses
+import gc
 import itertools
 import math
 import sys
@@ -35,10 +38,14 @@ from smp_model.fit import BinaryFit, DetectionPhotometry, SceneFit
 from smp_model.panels import ExposurePanels, five_panels
 from smp_model.scene import FitSettings
 
+from . import loader
+
 FIT, MAP = "fit", "map"
+# Cold builds run in a child process (see `smp_gui.loader`); False: in the worker thread.
+BUILD_IN_CHILD_PROCESS = True
 # The GUI thread must get the GIL back quickly while the worker runs Python code
 # (default 5 ms; stalls add up over a cold build).
-GIL_SWITCH_INTERVAL_S = 0.001
+GIL_SWITCH_INTERVAL_S = 0.0005
 
 
 _BLAS_LIMIT = None
@@ -63,10 +70,18 @@ def limit_blas_threads():
 
 
 def preload_engine():
-    """Import the engine's lazily imported dependencies (Piff) on the GUI thread at
-    start-up: an import in the worker holds the import machinery and, in C extension
-    initialisers, the GIL, which shows up as event-loop stalls during the first fit."""
+    """At start-up: start the process server that builds detections (its imports run on
+    the other core meanwhile), and import the engine's lazily imported dependencies
+    (Piff) on the GUI thread: an import in the worker holds the import machinery and, in
+    C extension initialisers, the GIL, which shows up as event-loop stalls."""
+    if BUILD_IN_CHILD_PROCESS and loader.available():
+        loader.start_server()
     import piff  # noqa: F401
+    # The ~150k objects of the imported libraries live as long as the process; left to
+    # the cyclic collector, each full collection walks them all with the GIL held
+    # (80-105 ms measured: a frozen window mid-drag).  Frozen, collections skip them.
+    gc.collect()
+    gc.freeze()
 
 
 class Cancelled(Exception):
@@ -330,14 +345,20 @@ class _Worker(QThread):
         if self._photometry_key != key:
             # The previous detection is kept until the new one is built: when that fails
             # (bad input, cancelled), going back to it costs nothing.
-            with warnings.catch_warnings():
-                # Dropped exposures are reported by the window from `.dropped`.
-                warnings.simplefilter("ignore")
-                photometry = DetectionPhotometry(request.manifest_path, request.settings,
-                                                 progress=self._progress_callback(
-                                                     request.request_id))
+            photometry = self._build(request)
             self._photometry, self._photometry_key = photometry, key
         return self._photometry
+
+    def _build(self, request) -> DetectionPhotometry:
+        progress = self._progress_callback(request.request_id)
+        if BUILD_IN_CHILD_PROCESS and loader.available():
+            return loader.build_in_child(request.manifest_path, request.settings, progress,
+                                         lambda: self._check_cancel(request.request_id))
+        with warnings.catch_warnings():
+            # Dropped exposures are reported by the window from `.dropped`.
+            warnings.simplefilter("ignore")
+            return DetectionPhotometry(request.manifest_path, request.settings,
+                                       progress=progress)
 
     def _execute(self, request):
         t0 = time.perf_counter()

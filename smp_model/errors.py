@@ -24,6 +24,10 @@ class SMPError(Exception):
         self.source = None if source is None else str(source)
         super().__init__(self.one_line())
 
+    def __reduce__(self):
+        # Pickle (to and from worker processes) with both parts, not the joined text.
+        return type(self), (self.message, self.source)
+
     def one_line(self) -> str:
         """``"<source>: <message>"`` (or just the message), without newlines."""
         text = self.message if self.source is None else f"{self.source}: {self.message}"

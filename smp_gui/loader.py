@@ -1,0 +1,169 @@
+"""Building a `DetectionPhotometry` in a child process, for the window's worker thread.
+
+Why a process: a cold build (reading Piff files and stamps, running the WCS code stored in
+DES Piff files, rendering the PSF grid) is ~1 s of mostly Python-level work.  In a thread it
+competes with the GUI thread for the GIL, and every Qt call the GUI thread makes has to win
+the GIL back, so a repaint that takes 20 ms alone took 50-100 ms during a build.  In a child
+the build runs on the other core and the window only receives the finished object.
+
+Transport: the child pickles the result with protocol 5, numpy arrays out of band (raw
+bytes received straight into writable buffers, no copy through pickle) and each exposure
+separately, so the parent unpickles it in pieces of a few milliseconds each: one big
+``pickle.loads`` holds the GIL for ~170 ms.
+
+Children are forked from a forkserver that has the engine imported (`start_server`), so a
+build starts in ~20 ms, not after the engine's 3 s of imports.  This module imports no Qt:
+the forkserver and its children import it.
+"""
+from __future__ import annotations
+
+import io
+import multiprocessing
+import pickle
+import traceback
+import warnings
+from collections.abc import Callable, Sequence
+
+from smp_model.errors import SMPError
+from smp_model.fit import DetectionPhotometry
+from smp_model.scene import FitSettings
+
+_PRELOAD = ["smp_model.fit", "smp_model.piff_io", "piff", "smp_gui.loader"]
+_POLL_S = 0.05
+
+
+def _context():
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
+
+
+def start_server() -> None:
+    """Start the forkserver now (its imports take seconds; call at start-up so that the
+    first detection does not wait for them).  Idempotent."""
+    _context()
+    from multiprocessing import forkserver
+    forkserver.ensure_running()
+
+
+def available() -> bool:
+    """Whether this platform can fork children from a server (POSIX)."""
+    return "forkserver" in multiprocessing.get_all_start_methods()
+
+
+class BuildProcessError(SMPError):
+    """The child process building the detection died without a result."""
+
+
+def build_in_child(manifest_path: str, settings: FitSettings,
+                   progress: Callable[[float, str], None],
+                   check_cancel: Callable[[], None]) -> DetectionPhotometry:
+    """`DetectionPhotometry(manifest_path, settings)` built in a child process.
+
+    ``progress(fraction, message)`` is called in this thread with the child's progress
+    and ``check_cancel()`` every 50 ms; either may raise to cancel: the child is then
+    terminated and the exception propagates.  An exception raised in the child (an
+    `SMPError` for bad input) is re-raised here, the child's traceback chained to it.
+    """
+    ctx = _context()
+    receiver, sender = ctx.Pipe(duplex=False)
+    child = ctx.Process(target=_child_main, args=(sender, manifest_path, settings),
+                        name="smp-build", daemon=True)
+    child.start()
+    sender.close()   # only the child writes: EOF when it dies
+    try:
+        exposures = []
+        while True:
+            if not receiver.poll(_POLL_S):
+                check_cancel()
+                continue
+            try:
+                kind, payload = receiver.recv()
+            except EOFError:
+                raise BuildProcessError(
+                    f"the process reading the detection ended unexpectedly (exit code "
+                    f"{child.join(1) or child.exitcode})", manifest_path) from None
+            if kind == "progress":
+                progress(*payload)
+            elif kind == "exposure":
+                exposures.append(_receive_object(receiver, payload))
+            elif kind == "photometry":
+                return _receive_object(receiver, payload, exposures)
+            else:   # "error"
+                error, text = payload
+                raise error from _ChildTraceback(text)
+    finally:
+        receiver.close()
+        if child.is_alive():
+            child.terminate()
+        child.join()
+
+
+class _ChildTraceback(Exception):
+    """The child's traceback, chained under the re-raised error for --debug output."""
+
+
+def _child_main(sender, manifest_path: str, settings: FitSettings) -> None:
+    try:
+        with warnings.catch_warnings():
+            # Dropped exposures are reported by the window from `.dropped`.
+            warnings.simplefilter("ignore")
+            photometry = DetectionPhotometry(
+                manifest_path, settings,
+                progress=lambda fraction, message: sender.send(
+                    ("progress", (fraction, message))))
+        for exposure in photometry.exposures:
+            _send_object(sender, "exposure", exposure)
+        _send_object(sender, "photometry", photometry, photometry.exposures)
+    except BaseException as exc:   # noqa: BLE001 - everything goes to the parent
+        sender.send(("error", (_picklable(exc), traceback.format_exc())))
+    finally:
+        sender.close()
+
+
+def _picklable(exc: BaseException) -> BaseException:
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:   # noqa: BLE001 - any exception type may refuse pickling
+        return RuntimeError(f"{type(exc).__name__}: {exc}")
+
+
+class _Pickler(pickle.Pickler):
+    """Pickles the objects in ``external`` as references to their index."""
+
+    def __init__(self, file, external: Sequence, **kwargs):
+        super().__init__(file, protocol=5, **kwargs)
+        self._index = {id(obj): k for k, obj in enumerate(external)}
+
+    def persistent_id(self, obj):
+        return self._index.get(id(obj))
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file, external: Sequence, **kwargs):
+        super().__init__(file, **kwargs)
+        self._external = external
+
+    def persistent_load(self, pid):
+        return self._external[pid]
+
+
+def _send_object(sender, kind: str, obj, external: Sequence = ()) -> None:
+    buffers: list[pickle.PickleBuffer] = []
+    stream = io.BytesIO()
+    _Pickler(stream, external, buffer_callback=buffers.append).dump(obj)
+    raws = [buffer.raw() for buffer in buffers]
+    sender.send((kind, (stream.getvalue(), [raw.nbytes for raw in raws])))
+    for raw in raws:
+        sender.send_bytes(raw)
+
+
+def _receive_object(receiver, payload, external: Sequence = ()):
+    data, sizes = payload
+    buffers = []
+    for size in sizes:
+        buffer = bytearray(size)   # writable: arrays built on it may be modified
+        receiver.recv_bytes_into(buffer)
+        buffers.append(buffer)
+    return _Unpickler(io.BytesIO(data), external, buffers=buffers).load()
