@@ -17,7 +17,7 @@ import math
 import numpy as np
 import pyqtgraph as pg
 from astropy.visualization import PercentileInterval, ZScaleInterval
-from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
+from PyQt6.QtCore import QEvent, QPointF, QRectF, Qt, pyqtSignal
 from PyQt6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout,
                              QWidget)
 
@@ -33,6 +33,23 @@ COLORMAPS = ("gray_r", "gray", "viridis", "magma", "cividis", "coolwarm")
 # asinh softening: the stretch is asinh(t / a) / asinh(1 / a) for t in [0, 1].
 ASINH_SOFTENING = 0.1
 MASK_RGBA = (255, 40, 40, 110)
+
+
+_HISTOGRAM_WIDTH = 110   # px, levels control beside the panels
+_TITLE_HEIGHT = 22       # px, a panel's title row
+
+
+def best_columns(width: float, height: float, n: int, aspect: float,
+                 title_height: float = 0.0) -> int:
+    """Columns (1..n) of the grid that draws ``n`` panels of ``aspect`` (width / height)
+    largest in ``width`` x ``height`` pixels, each panel with a title row above it.  Grids
+    within 5 % of the largest count as equal, and the widest of them wins: the panels
+    then read in their published order, left to right, as far as the space allows."""
+    def panel_height(columns: int) -> float:
+        rows = math.ceil(n / columns)
+        return min(width / columns / aspect, height / rows - title_height)
+    best = max(panel_height(c) for c in range(1, n + 1))
+    return max(c for c in range(1, n + 1) if panel_height(c) >= 0.95 * best)
 
 
 # -- coordinates ------------------------------------------------------------------------
@@ -150,6 +167,8 @@ class PanelsView(QWidget):
         self.histogram = pg.HistogramLUTItem(image=self.images["image"])
         self.histogram.gradient.showTicks(False)
         self.graphics.addItem(self.histogram, row=0, col=len(PANEL_KEYS))
+        self.columns = len(PANEL_KEYS)
+        self.graphics.installEventFilter(self)
         self.histogram.sigLevelsChanged.connect(self._sync_levels)
         self.histogram.sigLookupTableChanged.connect(self._sync_lut)
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
@@ -182,6 +201,35 @@ class PanelsView(QWidget):
         layout.addWidget(self.readout)
         self._apply_colormap()
 
+    # -- layout -------------------------------------------------------------------------
+
+    def eventFilter(self, watched, event):
+        if watched is self.graphics and event.type() == QEvent.Type.Resize:
+            self._arrange()
+        return super().eventFilter(watched, event)
+
+    def _arrange(self):
+        """Panels in the grid (1 to 5 columns) that shows them largest in the space
+        there is: side by side in a wide window, 3 + 2 in a tall one."""
+        size = self.graphics.size()
+        shape = self.panels["image"].shape if self.panels is not None else (1, 1)
+        columns = best_columns(size.width() - _HISTOGRAM_WIDTH, size.height(),
+                               len(PANEL_KEYS), shape[1] / shape[0], _TITLE_HEIGHT)
+        if columns == self.columns:
+            return
+        grid = self.graphics.ci.layout
+        rows = math.ceil(len(PANEL_KEYS) / columns)
+        for item in [*self.plots.values(), self.histogram]:
+            grid.removeItem(item)
+        for n, key in enumerate(PANEL_KEYS):
+            grid.addItem(self.plots[key], n // columns, n % columns)
+        grid.addItem(self.histogram, 0, columns, rows, 1)
+        for col in range(len(PANEL_KEYS) + 1):
+            grid.setColumnStretchFactor(col, 1 if col < columns else 0)
+        for row in range(len(PANEL_KEYS)):
+            grid.setRowStretchFactor(row, 1 if row < rows else 0)
+        self.columns = columns
+
     # -- content ------------------------------------------------------------------------
 
     def set_panels(self, panels: ExposurePanels, pixel_to_sky=None):
@@ -203,6 +251,7 @@ class PanelsView(QWidget):
         if new_exposure or self._levels_for != (panels.expnum, self.stretch):
             self.reset_levels()
         if new_exposure:
+            self._arrange()   # the best grid depends on the stamp's aspect
             self.plots["image"].getViewBox().autoRange(padding=0.0)
 
     def reset_levels(self):

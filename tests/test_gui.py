@@ -20,6 +20,7 @@ from PyQt6.QtGui import QMouseEvent
 from PyQt6.QtWidgets import QApplication, QMessageBox
 
 from smp_model.fit import DetectionPhotometry
+from smp_model.manifest import DetectionManifest
 from smp_model.panels import PANEL_KEYS, five_panels
 from smp_model.scene import FitSettings
 from smp_gui.controller import FitController, FitRequest
@@ -707,3 +708,124 @@ def test_help_states_that_psf_files_run_code(qtbot, window):
     box = window.show_data_safety()
     assert "run" in box.text() and "code" in box.text() and box.text() == PSF_FILES_RUN_CODE
     box.close()
+
+
+# -- opening by recent files and drag-and-drop; cancelling a cold build ----------------------
+
+@pytest.fixture
+def fresh_window(qapp, tmp_path_factory):
+    """A window of its own: its worker has built nothing yet (every open is cold)."""
+    w = _new_window(tmp_path_factory)
+    yield w
+    w.shutdown()
+    w.close()
+    w.deleteLater()
+
+
+def test_cancel_button_stops_a_cold_build(qtbot, fresh_window, lq28_path):
+    import multiprocessing
+    window = fresh_window
+    shown = []
+    window.fitDisplayed.connect(shown.append)
+    assert window.open_detection(lq28_path, mode="binary", offsets=START)
+    qtbot.waitUntil(lambda: window.progress_bar.isVisible(), timeout=FIT_TIMEOUT_MS)
+    qtbot.mouseClick(window.fit_controls.cancel_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: not window.controller.busy, timeout=FIT_TIMEOUT_MS)
+    assert not window.progress_bar.isVisible()
+    assert "cancelled" in window.statusBar().currentMessage()
+    # The build process is gone, nothing was shown, and the window still works.
+    assert [p for p in multiprocessing.active_children() if p.name == "smp-build"] == []
+    qtbot.wait(300)
+    assert shown == [] and window.result is None
+    result = open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
+    assert result.summary.kind == "binary"
+
+
+def test_recent_files_menu_reopens_a_detection(qtbot, fresh_window, des_sample, lq28_path):
+    window = fresh_window
+    eris = des_sample / "eris" / "detection.toml"
+    open_and_wait(qtbot, window, eris)
+    open_and_wait(qtbot, window, lq28_path)
+    assert window.recent_files()[:2] == [str(lq28_path), str(eris)]
+    actions = {a.text(): a for a in window.recent_menu.actions()}
+    assert list(actions)[:2] == [str(lq28_path), str(eris)]
+    with qtbot.waitSignal(window.fitDisplayed, timeout=FIT_TIMEOUT_MS) as blocker:
+        actions[str(eris)].trigger()
+    assert window.manifest_path == eris
+    assert blocker.args[0].fit.manifest.name == DetectionManifest.read(eris).name
+    assert window.recent_files()[:2] == [str(eris), str(lq28_path)]
+    # The list is kept in the settings store: a new window sees it.
+    store = window.store
+    store.sync()
+    again = MainWindow(store)
+    try:
+        assert again.recent_files()[:2] == [str(eris), str(lq28_path)]
+    finally:
+        again.shutdown()
+        again.close()
+
+
+def test_dropping_a_manifest_opens_it(qtbot, fresh_window, des_sample):
+    from PyQt6.QtCore import QMimeData, QUrl
+    from PyQt6.QtGui import QDragEnterEvent, QDropEvent
+    window = fresh_window
+    eris = des_sample / "eris" / "detection.toml"
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(eris))])
+    where = QPointF(window.width() / 2, window.height() / 2)
+    enter = QDragEnterEvent(where.toPoint(), Qt.DropAction.CopyAction, mime,
+                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted()
+    drop = QDropEvent(where, Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    with qtbot.waitSignal(window.fitDisplayed, timeout=FIT_TIMEOUT_MS) as blocker:
+        QApplication.sendEvent(window, drop)
+    assert window.manifest_path == eris
+    assert blocker.args[0].fit.manifest.name == DetectionManifest.read(eris).name
+    # Text that is not a local file is refused at the door.
+    other = QMimeData()
+    other.setText("not a file")
+    refused = QDragEnterEvent(where.toPoint(), Qt.DropAction.CopyAction, other,
+                              Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(window, refused)
+    assert not refused.isAccepted()
+
+
+# -- panel grid ------------------------------------------------------------------------------
+
+def test_best_columns_fills_the_space():
+    from smp_gui.panels import best_columns
+    assert best_columns(1500, 300, 5, 1.0) == 5          # wide: one row
+    assert best_columns(300, 1500, 5, 1.0) == 1          # narrow and tall: one column
+    assert best_columns(630, 720, 5, 1.0, 22) == 3       # 3 + 2 (2 columns: 4 % larger)
+    assert best_columns(400, 1000, 5, 2.0) == 1          # wide stamps stack
+
+
+def test_tall_window_shows_panels_in_rows(qtbot, window, lq28_path):
+    open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
+    view = window.panels_view
+    grid = view.graphics.ci.layout
+
+    def cells():
+        found = {}
+        for n in range(grid.count()):
+            item = grid.itemAt(n)
+            for key, plot in view.plots.items():
+                if item is plot:
+                    found[key] = (round(plot.geometry().top()), round(plot.geometry().left()))
+        return found
+
+    view.graphics.resize(1500, 300)
+    qtbot.waitUntil(lambda: view.columns == 5)
+    view.graphics.resize(700, 900)
+    qtbot.waitUntil(lambda: view.columns < 5)
+    QApplication.processEvents()
+    rows = {top for top, _ in cells().values()}
+    assert len(rows) == math.ceil(5 / view.columns) > 1
+    widths = {round(p.geometry().width()) for p in view.plots.values()}
+    assert max(widths) - min(widths) <= 2             # equal panels
+    # Still linked and still showing the engine's arrays.
+    assert view.images["residual"].image is not None
+    view.plots["image"].getViewBox().setXRange(3, 9, padding=0)
+    assert view.plots["residual"].getViewBox().viewRange()[0] == pytest.approx([3, 9])
