@@ -2,8 +2,9 @@
 
 1. marker move -> panels and flux table updated: median and 90th percentile over N moves
    of the secondary marker (target: median <= 30 ms);
-2. longest event-loop stall during a cold open + fit, measured with a QTimer ticking
-   every 5 ms (target: < 100 ms).
+2. longest event-loop stall during cold opens + fits, measured with a QTimer ticking
+   every 5 ms (target: < 100 ms): 2014 LQ28 right after start-up (the build server is
+   still importing the engine), then Eris (a second cold build, server ready).
 
     python benchmarks/bench_gui.py [--moves 100] [--sample DIR] [--json]
 
@@ -54,7 +55,7 @@ def wait_for(app, condition, timeout_s: float = 120.0):
         raise TimeoutError("timed out waiting for the window")
 
 
-def measure_cold_stall(app, window, manifest: Path) -> dict:
+def measure_cold_stall(app, window, manifest: Path, mode: str = "binary") -> dict:
     """Open the detection (cold: load, render, factorise, fit) while a 5 ms timer ticks."""
     from PyQt6.QtCore import QTimer
     ticks: list[float] = []
@@ -66,7 +67,8 @@ def measure_cold_stall(app, window, manifest: Path) -> dict:
     timer.start()
     t0 = time.perf_counter()
     ticks.append(t0)
-    window.open_detection(manifest, mode="binary", offsets=(0.0, 1.0, 0.0, 1.0))
+    window.open_detection(manifest, mode=mode,
+                          offsets=(0.0, 1.0, 0.0, 1.0) if mode == "binary" else (0.0, 0.0))
     wait_for(app, lambda: bool(shown))
     t1 = time.perf_counter()
     timer.stop()
@@ -133,6 +135,12 @@ def main(argv=None) -> int:
         try:
             result = measure_cold_stall(app, window, manifest)
             result.update(measure_moves(app, window, args.moves))
+            second = measure_cold_stall(app, window, args.sample / "eris" / "detection.toml",
+                                        mode="single")
+            result.update(second_cold_fit_s=second["cold_fit_s"],
+                          second_max_stall_ms=second["max_stall_ms"],
+                          first_max_stall_ms=result["max_stall_ms"],
+                          max_stall_ms=max(result["max_stall_ms"], second["max_stall_ms"]))
         finally:
             window.shutdown()
             window.close()
@@ -143,7 +151,9 @@ def main(argv=None) -> int:
     if args.json:
         print(json.dumps(result))
     else:
-        print(f"cold open + fit:            {result['cold_fit_s']:.2f} s")
+        print(f"cold open + fit, 2014lq28:  {result['cold_fit_s']:.2f} s right after start-up "
+              f"(stall {result['first_max_stall_ms']:.1f} ms); eris later: "
+              f"{result['second_cold_fit_s']:.2f} s (stall {result['second_max_stall_ms']:.1f} ms)")
         print(f"longest event-loop stall:   {result['max_stall_ms']:.1f} ms "
               f"(target < {STALL_TARGET_MS:.0f})")
         print(f"marker move -> display:     median {result['move_median_ms']:.1f} ms, "

@@ -33,7 +33,7 @@ from pathlib import Path
 from PyQt6.QtCore import QObject, QThread, pyqtSignal
 
 from smp_model.chi2map import Chi2Map, chi2_map
-from smp_model.diagnostics import exposure_diagnostics
+from smp_model.diagnostics import diagnostic_columns
 from smp_model.fit import BinaryFit, DetectionPhotometry, SceneFit
 from smp_model.panels import ExposurePanels, five_panels
 from smp_model.scene import FitSettings
@@ -223,14 +223,14 @@ def summarize(fit: SceneFit) -> FitSummary:
 @dataclass(frozen=True, eq=False)
 class FitResult:
     """A finished fit: the engine's immutable result, its summary, the five panels of the
-    requested exposure and the per-exposure diagnostics (`exposure_diagnostics`, one row
+    requested exposure and the per-exposure diagnostics (`diagnostic_columns`, one entry
     per exposure of ``fit.scene.exposures``)."""
 
     request: FitRequest
     fit: SceneFit
     summary: FitSummary
     panels: ExposurePanels | None = None
-    diagnostics: object = None   # astropy Table
+    diagnostics: dict | None = None   # `diagnostic_columns`
     dropped: tuple[str, ...] = ()
     elapsed_s: float = 0.0
 
@@ -385,7 +385,7 @@ class _Worker(QThread):
         if index is None or not 0 <= index < len(fit.scene.exposures):
             index = fit.scene.detection_index
         return FitResult(request, fit, summarize(fit), five_panels(fit, index),
-                         exposure_diagnostics(fit), tuple(photometry.dropped),
+                         diagnostic_columns(fit), tuple(photometry.dropped),
                          time.perf_counter() - t0)
 
 

@@ -1,5 +1,5 @@
 """Every exposure of the fit: thumbnail, expnum, band, zeropoint, usable-pixel fraction and
-the engine's per-exposure diagnostics (`smp_model.diagnostics.exposure_diagnostics`: chi2
+the engine's per-exposure diagnostics (`smp_model.diagnostics.diagnostic_columns`: chi2
 per usable pixel, the largest |residual| / sigma, and a flag when the exposure's chi2 per
 pixel is an outlier among the exposures: a hint of a bad PSF or of something moving in a
 "static" exposure); the detection exposure highlighted; Up/Down (or PgUp/PgDn) to move
@@ -91,13 +91,13 @@ class ExposureBrowser(QWidget):
     def set_fit(self, fit: SceneFit, diagnostics=None):
         """Fill or update the rows (thumbnails only when the exposures change).
 
-        ``diagnostics``: the `exposure_diagnostics` table of ``fit`` (computed here when
+        ``diagnostics``: the `diagnostic_columns` of ``fit`` (computed here when
         not given)."""
         scene = fit.scene
         expnums = [ex.entry.expnum for ex in scene.exposures]
         if diagnostics is None:
-            from smp_model.diagnostics import exposure_diagnostics
-            diagnostics = exposure_diagnostics(fit)
+            from smp_model.diagnostics import diagnostic_columns
+            diagnostics = diagnostic_columns(fit)
         self.diagnostics = diagnostics
         chi2_per_pixel = np.asarray(diagnostics["chi2_per_pixel"], float)
         max_res = np.asarray(diagnostics["max_abs_residual_sigma"], float)
