@@ -13,7 +13,10 @@ separately, so the parent unpickles it in pieces of a few milliseconds each: one
 
 Children are forked from a forkserver that has the engine imported (`start_server`), so a
 build starts in ~20 ms, not after the engine's 3 s of imports.  This module imports no Qt:
-the forkserver and its children import it.
+the forkserver and its children import it.  As with any multiprocessing start method but
+fork, a script that opens the window must guard its top level with
+``if __name__ == "__main__":`` (children import the main module); or set
+`smp_gui.controller.BUILD_IN_CHILD_PROCESS` to False to build in the worker thread.
 """
 from __future__ import annotations
 
@@ -80,9 +83,10 @@ def build_in_child(manifest_path: str, settings: FitSettings,
             try:
                 kind, payload = receiver.recv()
             except EOFError:
+                child.join(1)
                 raise BuildProcessError(
                     f"the process reading the detection ended unexpectedly (exit code "
-                    f"{child.join(1) or child.exitcode})", manifest_path) from None
+                    f"{child.exitcode})", manifest_path) from None
             if kind == "progress":
                 progress(*payload)
             elif kind == "exposure":

@@ -91,3 +91,19 @@ def test_engine_errors_pickle_with_message_and_source(error):
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is type(error)
     assert (copy.message, copy.source, str(copy)) == (error.message, error.source, str(error))
+
+
+def test_a_child_that_dies_is_reported_naming_the_detection(des_sample):
+    import os
+    import signal
+    path = str(des_sample / "2014lq28" / "detection.toml")
+
+    def kill_child(fraction, message):
+        for child in _build_children():
+            os.kill(child.pid, signal.SIGKILL)
+
+    with pytest.raises(loader.BuildProcessError) as error:
+        loader.build_in_child(path, FitSettings(), kill_child, _no_cancel)
+    assert error.value.source == path
+    assert "ended unexpectedly" in error.value.message and "-9" in error.value.message
+    assert _build_children() == []
