@@ -127,6 +127,17 @@ def test_position_search_on_the_sample_is_fast(eris):
     assert fit.chi2 <= eris.fit_single().chi2 + 1e-6   # the search can only improve chi2
 
 
+def test_binary_geometry_from_the_sources_equals_the_scene_geometry(eris):
+    """BinaryFit reads separation and angle off its sources' positions; the general
+    function (used for the error propagation) must agree at the fitted offsets."""
+    from smp_model.fit import BinaryFit
+    fit = eris.fit_binary((0.0, 2.0, 0.0, 1.5))
+    expected = BinaryFit.scene_geometry(fit.scene, fit.offsets)
+    got = (fit.separation_px, fit.separation_arcsec, fit.position_angle_deg)
+    assert got == pytest.approx(expected, rel=1e-12, abs=1e-9)
+    assert fit.separation_px == pytest.approx(2.5)   # sqrt(2^2 + 1.5^2)
+
+
 # -- source shot-noise term -------------------------------------------------------------
 #
 # Each realisation needs a shot-noise refit, which refactorises the scene.  The default
