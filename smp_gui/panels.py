@@ -1,5 +1,6 @@
-"""The five panels of one exposure (SMP_METHOD §5) side by side, with one set of levels,
-linked pan/zoom, stretch presets, colour maps, masked-pixel overlay and a cursor readout.
+"""The five panels of one exposure (SMP_METHOD §5) side by side (3 + 2 or fewer columns
+when the window is tall: `best_columns`), with one set of levels, linked pan/zoom, stretch
+presets, colour maps, masked-pixel overlay and a cursor readout.
 
 Coordinate convention (one place, tested): the panels' view coordinates ARE stamp array
 coordinates with pixel centres at integers.  Array element ``[j, i]`` is drawn as the unit

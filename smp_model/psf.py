@@ -229,7 +229,8 @@ class OversampledPSF:
         DES PSFs; the error falls as the 4th power of it).
     """
 
-    def __init__(self, profile: galsim.GSObject, max_offset: float, oversampling: int = DEFAULT_OVERSAMPLING):
+    def __init__(self, profile: galsim.GSObject, max_offset: float,
+                 oversampling: int = DEFAULT_OVERSAMPLING):
         self.oversampling = int(oversampling)
         radius = _support_radius(profile, max_offset)
         n = 2 * radius * self.oversampling + 1
@@ -272,7 +273,7 @@ class OversampledPSF:
         reach = self.radius + (_SPLINE_ORDER + 1) / ov
         inside = (np.abs(dx) < reach) & (np.abs(dy) < reach)
         fy, fx = dy[inside] * ov + c, dx[inside] * ov + c
-        # In chunks: map_coordinates holds the GIL, and a whole grid (~40 ms) would freeze
+        # In chunks: map_coordinates holds the GIL, and a whole grid (~30 ms) would freeze
         # a GUI thread waiting for it.
         values = np.zeros((centers_x.size, ny, nx))
         values[inside] = np.concatenate([

@@ -57,15 +57,19 @@ def _new_window(tmp_path_factory) -> MainWindow:
     return window
 
 
-@pytest.fixture(scope="module")
-def window(qapp, tmp_path_factory):
-    """One window for the module: the engine's cold build (~3 s) happens once; each test
-    re-opens the detection (a cache hit in the worker) to start from a known state."""
+def _window_lifetime(tmp_path_factory):
     w = _new_window(tmp_path_factory)
     yield w
     w.shutdown()
     w.close()
     w.deleteLater()
+
+
+@pytest.fixture(scope="module")
+def window(qapp, tmp_path_factory):
+    """One window for the module: the engine's cold build (~3 s) happens once; each test
+    re-opens the detection (a cache hit in the worker) to start from a known state."""
+    yield from _window_lifetime(tmp_path_factory)
 
 
 def open_and_wait(qtbot, window, path, **kwargs):
@@ -715,11 +719,7 @@ def test_help_states_that_psf_files_run_code(qtbot, window):
 @pytest.fixture
 def fresh_window(qapp, tmp_path_factory):
     """A window of its own: its worker has built nothing yet (every open is cold)."""
-    w = _new_window(tmp_path_factory)
-    yield w
-    w.shutdown()
-    w.close()
-    w.deleteLater()
+    yield from _window_lifetime(tmp_path_factory)
 
 
 def test_cancel_button_stops_a_cold_build(qtbot, fresh_window, lq28_path):
