@@ -82,20 +82,20 @@ def build_in_child(manifest_path: str, settings: FitSettings,
                 continue
             try:
                 kind, payload = receiver.recv()
-            except EOFError:
+                if kind == "progress":
+                    progress(*payload)
+                elif kind == "exposure":
+                    exposures.append(_receive_object(receiver, payload))
+                elif kind == "photometry":
+                    return _receive_object(receiver, payload, exposures)
+                else:   # "error"
+                    error, text = payload
+                    raise error from _ChildTraceback(text)
+            except EOFError:   # the child is gone, possibly mid-message
                 child.join(1)
                 raise BuildProcessError(
                     f"the process reading the detection ended unexpectedly (exit code "
                     f"{child.exitcode})", manifest_path) from None
-            if kind == "progress":
-                progress(*payload)
-            elif kind == "exposure":
-                exposures.append(_receive_object(receiver, payload))
-            elif kind == "photometry":
-                return _receive_object(receiver, payload, exposures)
-            else:   # "error"
-                error, text = payload
-                raise error from _ChildTraceback(text)
     finally:
         receiver.close()
         if child.is_alive():
