@@ -43,8 +43,8 @@ from . import loader
 FIT, MAP = "fit", "map"
 # Cold builds run in a child process (see `smp_gui.loader`); False: in the worker thread.
 BUILD_IN_CHILD_PROCESS = True
-# The GUI thread must get the GIL back quickly while the worker runs Python code
-# (default 5 ms; stalls add up over a cold build).
+# The GUI thread must get the GIL back quickly while the worker runs Python code (refits,
+# summaries, chi2 maps; the default is 5 ms, paid at every Qt call the GUI thread makes).
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 
