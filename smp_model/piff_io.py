@@ -30,6 +30,11 @@ class PiffFile:
         self.path = os.fspath(path)
         self._fitsio = fitsio.FITS(self.path)
         self._astropy: fits.HDUList | None = None
+        try:
+            self.extnames: list[str] = [hdu.get_extname() for hdu in self._fitsio]
+        except Exception:
+            self._fitsio.close()
+            raise
 
     def __enter__(self) -> "PiffFile":
         return self
@@ -42,9 +47,6 @@ class PiffFile:
         if self._astropy is not None:
             self._astropy.close()
 
-    def extnames(self) -> list[str]:
-        return [hdu.get_extname() for hdu in self._fitsio]
-
     def __contains__(self, extname: str) -> bool:
         return extname in self._fitsio
 
@@ -56,17 +58,20 @@ class PiffFile:
             self._astropy = fits.open(self.path, memmap=False)
         return _WideStringTable(hdu, self._astropy[extname])
 
+    def read_psf(self):
+        """The Piff PSF in this file, as `piff.PSF.read` would return it."""
+        import piff
+        from piff.config import LoggerWrapper
+        from piff.readers import FitsReader
+        # What piff.PSF.read does after opening the file; _read is Piff's documented hook
+        # for reading a PSF from a reader.
+        return piff.PSF._read(FitsReader(self, base_name=None), "psf", LoggerWrapper(None))
+
 
 def read_piff(path: str | os.PathLike):
     """`piff.PSF.read` of ``path`` through `PiffFile` (same result, faster)."""
-    import piff
-    from piff.config import LoggerWrapper
-    from piff.readers import FitsReader
-
     with PiffFile(path) as f:
-        # What piff.PSF.read does after opening the file; _read is Piff's documented hook
-        # for reading a PSF from a reader.
-        return piff.PSF._read(FitsReader(f, base_name=None), "psf", LoggerWrapper(None))
+        return f.read_psf()
 
 
 def _has_wide_strings(hdu) -> bool:

@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from .errors import MissingDependencyError, PSFError
 from .io_utils import require_fits_file
-from .piff_io import PiffFile, read_piff
+from .piff_io import PiffFile
 
 PIXELIZED_PSF_EXTNAME = "PIXPSF"
 # The trust boundary, stated once for the CLI help and the GUI.
@@ -183,24 +183,25 @@ def load_psf(path: str | os.PathLike) -> PSFModel:
     path = Path(path)
     require_fits_file(path, PSFError, "PSF file")
     try:
-        with PiffFile(path) as f:
-            names = {name.upper() for name in f.extnames()}
+        psf_file = PiffFile(path)   # opened once: to tell the kind, then to read Piff's
     except (OSError, ValueError) as exc:
         raise PSFError(f"not a readable FITS file ({exc})", path) from None
-    if PIXELIZED_PSF_EXTNAME in names:
-        return PixelizedPSF.read(path)
-    if PIFF_EXTNAME not in names:
-        raise PSFError(f"not a PSF file: neither a Piff file (no {PIFF_EXTNAME!r} HDU) nor a "
-                       f"pixelised PSF (no {PIXELIZED_PSF_EXTNAME!r} HDU)", path)
-    return PiffPSF(_read_piff(path), path)
+    with psf_file:
+        names = {name.upper() for name in psf_file.extnames}
+        if PIXELIZED_PSF_EXTNAME in names:
+            return PixelizedPSF.read(path)
+        if PIFF_EXTNAME not in names:
+            raise PSFError(f"not a PSF file: neither a Piff file (no {PIFF_EXTNAME!r} HDU) "
+                           f"nor a pixelised PSF (no {PIXELIZED_PSF_EXTNAME!r} HDU)", path)
+        return PiffPSF(_read_piff(psf_file, path), path)
 
 
-def _read_piff(path: Path):
+def _read_piff(psf_file: PiffFile, path: Path):
     try:
         with warnings.catch_warnings():
             # Piff 1.7 reading DES models warns about a deprecated interpolant argument.
             warnings.simplefilter("ignore", galsim.GalSimDeprecationWarning)
-            return read_piff(path)
+            return psf_file.read_psf()
     except ModuleNotFoundError as exc:
         if exc.name and exc.name.split(".")[0] == "pixmappy":
             raise MissingDependencyError(

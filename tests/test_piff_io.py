@@ -22,7 +22,7 @@ def test_wide_string_tables_read_as_fitsio_reads_them(piff_files):
     seen = 0
     for path in piff_files:
         with PiffFile(path) as ours, fitsio.FITS(str(path)) as theirs:
-            for name in ours.extnames():
+            for name in ours.extnames:
                 if not name or not _has_wide_strings(theirs[name]):
                     continue
                 seen += 1
