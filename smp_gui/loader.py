@@ -32,6 +32,7 @@ from smp_model.fit import DetectionPhotometry
 from smp_model.scene import FitSettings
 
 _PRELOAD = ["smp_model.fit", "smp_model.piff_io", "piff", "smp_gui.loader"]
+PROCESS_NAME = "smp-build"   # of every build child (multiprocessing.active_children())
 _POLL_S = 0.05
 
 
@@ -71,7 +72,7 @@ def build_in_child(manifest_path: str, settings: FitSettings,
     ctx = _context()
     receiver, sender = ctx.Pipe(duplex=False)
     child = ctx.Process(target=_child_main, args=(sender, manifest_path, settings),
-                        name="smp-build", daemon=True)
+                        name=PROCESS_NAME, daemon=True)
     child.start()
     sender.close()   # only the child writes: EOF when it dies
     try:

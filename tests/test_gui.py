@@ -726,6 +726,8 @@ def fresh_window(qapp, tmp_path_factory):
 
 def test_cancel_button_stops_a_cold_build(qtbot, fresh_window, lq28_path):
     import multiprocessing
+
+    from smp_gui import loader
     window = fresh_window
     shown = []
     window.fitDisplayed.connect(shown.append)
@@ -736,7 +738,8 @@ def test_cancel_button_stops_a_cold_build(qtbot, fresh_window, lq28_path):
     assert not window.progress_bar.isVisible()
     assert "cancelled" in window.statusBar().currentMessage()
     # The build process is gone, nothing was shown, and the window still works.
-    assert [p for p in multiprocessing.active_children() if p.name == "smp-build"] == []
+    assert [p for p in multiprocessing.active_children()
+            if p.name == loader.PROCESS_NAME] == []
     qtbot.wait(300)
     assert shown == [] and window.result is None
     result = open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)

@@ -23,7 +23,7 @@ def _no_cancel():
 
 
 def _build_children() -> list:
-    return [p for p in multiprocessing.active_children() if p.name == "smp-build"]
+    return [p for p in multiprocessing.active_children() if p.name == loader.PROCESS_NAME]
 
 
 def test_child_build_fits_like_a_local_build(des_sample):
