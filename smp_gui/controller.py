@@ -26,7 +26,6 @@ import sys
 import threading
 import time
 import traceback
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -354,11 +353,7 @@ class _Worker(QThread):
         if BUILD_IN_CHILD_PROCESS and loader.available():
             return loader.build_in_child(request.manifest_path, request.settings, progress,
                                          lambda: self._check_cancel(request.request_id))
-        with warnings.catch_warnings():
-            # Dropped exposures are reported by the window from `.dropped`.
-            warnings.simplefilter("ignore")
-            return DetectionPhotometry(request.manifest_path, request.settings,
-                                       progress=progress)
+        return loader.build_here(request.manifest_path, request.settings, progress)
 
     def _execute(self, request):
         t0 = time.perf_counter()

@@ -108,15 +108,20 @@ class _ChildTraceback(Exception):
     """The child's traceback, chained under the re-raised error for --debug output."""
 
 
+def build_here(manifest_path: str, settings: FitSettings,
+               progress: Callable[[float, str], None]) -> DetectionPhotometry:
+    """The same build in this process (the child's, and the fallback without one)."""
+    with warnings.catch_warnings():
+        # Dropped exposures are reported by the window from `.dropped`.
+        warnings.simplefilter("ignore")
+        return DetectionPhotometry(manifest_path, settings, progress=progress)
+
+
 def _child_main(sender, manifest_path: str, settings: FitSettings) -> None:
     try:
-        with warnings.catch_warnings():
-            # Dropped exposures are reported by the window from `.dropped`.
-            warnings.simplefilter("ignore")
-            photometry = DetectionPhotometry(
-                manifest_path, settings,
-                progress=lambda fraction, message: sender.send(
-                    ("progress", (fraction, message))))
+        photometry = build_here(manifest_path, settings,
+                                lambda fraction, message: sender.send(
+                                    ("progress", (fraction, message))))
         for exposure in photometry.exposures:
             _send_object(sender, "exposure", exposure)
         _send_object(sender, "photometry", photometry, photometry.exposures)

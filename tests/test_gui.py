@@ -834,3 +834,22 @@ def test_tall_window_shows_panels_in_rows(qtbot, window, lq28_path):
     assert view.images["residual"].image is not None
     view.plots["image"].getViewBox().setXRange(3, 9, padding=0)
     assert view.plots["residual"].getViewBox().viewRange()[0] == pytest.approx([3, 9])
+
+
+def test_thread_build_fallback_gives_the_same_fit(qtbot, fresh_window, des_sample,
+                                                  monkeypatch):
+    """Without the build process (BUILD_IN_CHILD_PROCESS False, or no forkserver), the
+    worker thread builds the detection itself; the window shows the same numbers."""
+    import multiprocessing
+
+    from smp_gui import controller, loader
+    monkeypatch.setattr(controller, "BUILD_IN_CHILD_PROCESS", False)
+    eris = des_sample / "eris" / "detection.toml"
+    seen = []
+    monkeypatch.setattr(loader, "build_in_child", lambda *a, **k: seen.append(a))
+    result = open_and_wait(qtbot, fresh_window, eris)
+    assert seen == []
+    assert [p for p in multiprocessing.active_children()
+            if p.name == loader.PROCESS_NAME] == []
+    direct = DetectionPhotometry(eris).fit_single()
+    assert result.summary.sources[0].flux == pytest.approx(direct.flux, rel=1e-12)
