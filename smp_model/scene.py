@@ -212,14 +212,14 @@ class SceneModel:
         if self.n_sky:
             block[:, self.n_grid + m] = 1.0
 
-    def _distortions(self, m: int, cx: np.ndarray, cy: np.ndarray) -> np.ndarray | None:
-        """Per-source Jacobian ratios for conventions that draw each source through the WCS
-        Jacobian at its own centre (None: one Jacobian, the target's, for all)."""
-        if not self.convention.jacobian_at_each_centre:
-            return None
+    def _distortions(self, m: int, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
+        """``J_target^-1 J_k`` for sources at CCD (cx, cy) of exposure m: the renderer's
+        profile is the PSF seen through the Jacobian at the target, and each source is
+        imaged through the Jacobian at its own centre (as Piff's ``draw`` does)."""
         ex = self.exposures[m]
         ref = local_jacobians(ex.psf.wcs, *ex.target_xy)[0]
         return np.linalg.solve(ref, local_jacobians(ex.psf.wcs, cx, cy))
+
     def _factorise(self):
         normal = self._static_normal_matrix()
         diag = np.diag(normal).copy()
