@@ -58,6 +58,7 @@ def worker_cold(manifest: str) -> dict:
     import galsim  # noqa: F401
     import piff  # noqa: F401
     from smp_model.fit import DetectionPhotometry
+    from smp_model.request import TargetOffsets
     from smp_model.scene import FitSettings
     t1 = time.perf_counter()
     import warnings
@@ -78,21 +79,21 @@ def worker_session(manifest: str, repeats: int) -> dict:
     import warnings
 
     import numpy as np
-    from smp_model.fit import DetectionPhotometry, binary_positions
+    from smp_model.fit import DetectionPhotometry
+    from smp_model.request import TargetOffsets
     from smp_model.scene import FitSettings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         phot = DetectionPhotometry(manifest, FitSettings())
     rng = np.random.default_rng(0)
     starts = np.array(BINARY_START) + rng.uniform(-0.5, 0.5, (repeats, 4))
-    chi2_single = phot.fit_single().chi2
-    phot.fit_binary(starts[0], chi2_single=chi2_single)            # warm-up
+    phot.fit_binary(starts[0])            # warm-up (and the cached single-source chi2)
     refit, solve = [], []
     for offsets in starts:
         t = time.perf_counter()
-        phot.fit_binary(offsets, chi2_single=chi2_single)
+        phot.fit_binary(offsets)
         refit.append(time.perf_counter() - t)
-    positions = [binary_positions(offsets) for offsets in starts]
+    positions = [TargetOffsets.from_published(offsets).array for offsets in starts]
     for pos in positions:
         t = time.perf_counter()
         phot.scene.solve(pos)

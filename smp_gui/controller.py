@@ -35,6 +35,8 @@ from smp_model.chi2map import Chi2Map, chi2_map
 from smp_model.diagnostics import diagnostic_columns
 from smp_model.fit import BinaryFit, DetectionPhotometry, SceneFit
 from smp_model.panels import ExposurePanels, five_panels
+from smp_model.request import FitRequest as EngineFitRequest
+from smp_model.request import measure
 from smp_model.scene import FitSettings
 
 from . import loader
@@ -113,6 +115,13 @@ class FitRequest:
     generation: int = 0
 
     channel = FIT
+
+    @property
+    def engine_request(self) -> EngineFitRequest:
+        return EngineFitRequest(mode=self.mode, offsets=self.offsets, optimize=self.optimize,
+                                gain=self.shot_noise_gain,
+                                shot_noise_iterations=self.shot_noise_iterations,
+                                settings=self.settings)
 
 
 @dataclass(frozen=True)
@@ -364,18 +373,7 @@ class _Worker(QThread):
                               request.half_width, request.step, request.reoptimize_primary,
                               progress=self._progress_callback(request.request_id))
             return Chi2MapResult(request, result)
-        if request.mode == "single":
-            fit = (photometry.optimize_single(request.offsets) if request.optimize
-                   else photometry.fit_single(request.offsets))
-        else:
-            if request.optimize:
-                fit = photometry.optimize_binary(request.offsets)
-            else:
-                fit = photometry.fit_binary(request.offsets)   # engine caches chi2_single
-        if request.shot_noise_gain is not None:
-            self._check_cancel(request.request_id)
-            fit = photometry.with_shot_noise(fit, request.shot_noise_gain,
-                                             request.shot_noise_iterations)
+        fit = measure(photometry, request.engine_request)
         index = request.panel_index
         if index is None or not 0 <= index < len(fit.scene.exposures):
             index = fit.scene.detection_index

@@ -41,9 +41,10 @@ from typing import Any
 import numpy as np
 from astropy.table import QTable, Table, vstack
 
-from .errors import FitError, SMPError
+from .errors import SMPError
 from .io_utils import TABLE_FORMATS, OutputExistsError, atomic_write
 from .manifest import DetectionManifest
+from .request import FitRequest
 from .results import table_format
 from .scene import FitSettings
 
@@ -233,6 +234,14 @@ class BatchOptions:
             raise ValueError("shot-noise iterations must be >= 0 (0: to convergence), "
                              f"got {self.shot_noise_iterations}")
 
+    @property
+    def request(self) -> FitRequest:
+        """What is fitted for every detection, as the engine's one request type."""
+        return FitRequest(mode="single", optimize=self.optimize_position,
+                          shot_noise=self.shot_noise, gain=self.gain,
+                          shot_noise_iterations=self.shot_noise_iterations,
+                          binary_search_if=self.binary_search_if, settings=self.settings)
+
     def as_meta(self) -> dict:
         """Everything that changes the results (stored in the work directory: a resumed
         batch must have the same)."""
@@ -253,6 +262,7 @@ def fit_detection(item: BatchItem, options: BatchOptions) -> dict:
     """
     from .fit import DetectionPhotometry
     from .folder import manifest_from_folder
+    from .request import measure
     from .results import fit_table
 
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -261,20 +271,8 @@ def fit_detection(item: BatchItem, options: BatchOptions) -> dict:
         try:
             manifest = item.manifest or manifest_from_folder(**item.folder)
             phot = DetectionPhotometry(manifest, options.settings)
-            fit = phot.optimize_single() if options.optimize_position else phot.fit_single()
-            delta = math.nan
-            if options.binary_search_if is not None:
-                try:
-                    binary = phot.optimize_binary(options.settings.default_binary_offsets)
-                except FitError as exc:
-                    warnings.warn(f"binary search failed, single fit kept: {exc.one_line()}",
-                                  stacklevel=1)
-                else:
-                    delta = binary.delta_chi2
-                    if delta > options.binary_search_if:
-                        fit = binary
-            if options.shot_noise:
-                fit = phot.with_shot_noise(fit, options.gain, options.shot_noise_iterations)
+            fit = measure(phot, options.request)
+            delta = fit.binary_search_delta_chi2
             table = fit_table(fit)
         # One bad detection must not end a batch of thousands: every error, including an
         # unexpected one, is reported with its type and recorded as a failure.

@@ -6,8 +6,8 @@ part.  Results are immutable `SingleFit` / `BinaryFit` objects.
 
 Offsets are pixels in the detection exposure relative to the WCS position of the
 detection's (ra, dec), in the frame of the chosen convention (`smp_model.conventions`).
-Binary offsets are given in the order of the published code: ``(dx1, dx2, dy1, dy2)``.
-Fluxes are on the common zeropoint 30.
+Binary offsets are given in the order of the published code: ``(dx1, dx2, dy1, dy2)``
+(or as a `TargetOffsets`, which converts).  Fluxes are on the common zeropoint 30.
 """
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from scipy.optimize import minimize
 from .errors import FitError, SMPError
 from .exposures import load_exposures
 from .manifest import DetectionManifest
+from .request import FitRequest, TargetOffsets
 from .scene import FitSettings, LinearSolution, Progress, SceneModel, single_threaded_blas
 from .stamps import COMMON_ZEROPOINT, flux_scale
 from .wcs import separation_and_position_angle
@@ -32,6 +33,18 @@ from .wcs import separation_and_position_angle
 # Published Powell tolerances: single-source search xtol 0.01 px, binary 0.001 px.
 SINGLE_XTOL = 0.01
 BINARY_XTOL = 0.001
+# Binary candidates are polished this far (px; relative chi2) before the best is refined
+# to the published tolerances: enough to tell which basin is deepest.
+SEED_XTOL, SEED_FTOL = 0.05, 1e-6
+# Powell's relative chi2 tolerance for the final searches.
+FTOL = 1e-10
+# Coarse scan for binary seeds (px): the secondary about the best single position on a
+# grid of ANCHORED_STEP out to ANCHORED_RADIUS (an unequal pair: the single fit sits on
+# the brighter component), and the pair split symmetrically about it every SPLIT_STEP out
+# to SPLIT_RADIUS (a near-equal pair: the single fit sits between them).
+ANCHORED_STEP, ANCHORED_RADIUS = 1.0, 8.0
+SPLIT_STEP, SPLIT_RADIUS = 0.5, 3.0
+N_SEEDS = 3
 # Finite-difference step (px) for the chi2 curvature that gives position errors.
 CURVATURE_STEP = 0.02
 
@@ -135,11 +148,15 @@ class SceneFit:
     model: np.ndarray
     target_model: np.ndarray
     position_covariance: np.ndarray | None
+    flux_covariance_with_positions: np.ndarray | None
     scene: SceneModel = field(repr=False)
     manifest: DetectionManifest = field(repr=False)
     n_chi2_evaluations: int = 1
+    search_starts: int = 1
     timings: dict = field(default_factory=dict)
     shot_noise: ShotNoiseEstimate | None = None
+    request: FitRequest | None = None
+    binary_search_delta_chi2: float = math.nan
 
     kind = "scene"
 
@@ -181,13 +198,25 @@ class SceneFit:
     @property
     def offsets(self) -> np.ndarray:
         """(n_t, 2) target offsets (dx, dy) in pixels."""
-        return np.array([[s.dx, s.dy] for s in self.sources])
+        return self.target_offsets.array
+
+    @property
+    def target_offsets(self) -> TargetOffsets:
+        """The fitted sources' offsets (`TargetOffsets`; ``.published`` for the CLI order)."""
+        return TargetOffsets(tuple((s.dx, s.dy) for s in self.sources))
+
+    @property
+    def used_expnums(self) -> list[int]:
+        """Exposures that entered the fit, in the order of ``scene.exposures``."""
+        return [int(ex.entry.expnum) for ex in self.scene.exposures]
 
     @property
     def dropped_expnums(self) -> list[int]:
-        """Exposures of the manifest left out of the fit (no usable pixel)."""
-        used = {id(ex.entry) for ex in self.scene.exposures}
-        return [int(e.expnum) for e in self.manifest.exposures if id(e) not in used]
+        """Exposures of the manifest left out of the fit (no usable pixel).  Compared by
+        (expnum, ccdnum): a detection built in another process has other entry objects."""
+        used = {(ex.entry.expnum, ex.entry.ccdnum) for ex in self.scene.exposures}
+        return [int(e.expnum) for e in self.manifest.exposures
+                if (e.expnum, e.ccdnum) not in used]
 
     @property
     def sky_levels(self) -> np.ndarray:
@@ -209,10 +238,17 @@ class SingleFit(SceneFit):
 
 @dataclass(frozen=True, eq=False)
 class BinaryFit(SceneFit):
-    """Two point sources as the target; ``chi2_single`` is the single-source fit's chi2 at
-    the settings' target offset (optimised too when the binary positions were)."""
+    """Two point sources as the target, compared with one source in two ways:
+
+    chi2_single : chi2 of the single-source fit treated as the binary was: its position
+        searched when the binary's positions were searched, at the convention's default
+        offset otherwise.  ``delta_chi2`` against it is the likelihood ratio to quote.
+    chi2_single_default : chi2 of the single source at the convention's default offset,
+        whatever was done to the binary (``delta_chi2_default``: the published definition).
+    """
 
     chi2_single: float = math.nan
+    chi2_single_default: float = math.nan
 
     kind = "binary"
 
@@ -222,14 +258,32 @@ class BinaryFit(SceneFit):
 
     @property
     def delta_chi2(self) -> float:
-        """chi2(single) - chi2(binary): how much better two sources fit than one."""
+        """chi2_single - chi2: how much better two sources fit than one, both treated
+        alike (both searched, or both at fixed positions)."""
         return self.chi2_single - self.chi2
+
+    @property
+    def delta_chi2_default(self) -> float:
+        """chi2_single_default - chi2 (the published definition)."""
+        return self.chi2_single_default - self.chi2
 
     @property
     def published_offsets(self) -> tuple[float, float, float, float]:
         """(dx1, dx2, dy1, dy2), the order of the published code and the CLI."""
-        p, s = self.primary, self.secondary
-        return (p.dx, s.dx, p.dy, s.dy)
+        return self.target_offsets.published
+
+    @property
+    def total_flux(self) -> float:
+        """Flux of the pair (zeropoint 30): what close pairs measure best."""
+        return float(self.primary.flux + self.secondary.flux)
+
+    @property
+    def total_flux_err(self) -> float:
+        """1-sigma error of ``total_flux`` with the covariance of the two fluxes, including
+        the fitted positions' uncertainty when positions were searched and defined."""
+        cov = (self.flux_covariance_with_positions
+               if self.flux_covariance_with_positions is not None else self.target_covariance)
+        return float(math.sqrt(cov.sum()))
 
     def _geometry(self, offsets: np.ndarray) -> np.ndarray:
         return np.array(self.scene_geometry(self.scene, offsets))
@@ -354,13 +408,15 @@ class DetectionPhotometry:
         offsets = np.array([offset if offset is not None else self.default_offset], float)
         return self._result(SingleFit, offsets, None, 1)
 
-    def fit_binary(self, offsets: Sequence[float], chi2_single: float | None = None
-                   ) -> BinaryFit:
-        """Two point sources at ``(dx1, dx2, dy1, dy2)`` px (the published order)."""
-        pos = binary_positions(offsets)
-        if chi2_single is None:
-            chi2_single = self.chi2_single_at_default_offset
-        return self._result(BinaryFit, pos, None, 1, chi2_single=chi2_single)
+    def fit_binary(self, offsets: Sequence[float] | TargetOffsets) -> BinaryFit:
+        """Two point sources at ``(dx1, dx2, dy1, dy2)`` px (the published order) or at a
+        `TargetOffsets`.  Positions are fixed, so both Δχ² references are the single source
+        at the convention's default offset."""
+        pos = (offsets if isinstance(offsets, TargetOffsets)
+               else TargetOffsets.from_published(offsets)).array
+        chi2_single = self.chi2_single_at_default_offset
+        return self._result(BinaryFit, pos, None, 1, chi2_single=chi2_single,
+                            chi2_single_default=chi2_single)
 
     @functools.cached_property
     def chi2_single_at_default_offset(self) -> float:
@@ -434,34 +490,62 @@ class DetectionPhotometry:
         fit.timings["search_s"] = dt
         return fit
 
-    def optimize_binary(self, start: Sequence[float]) -> BinaryFit:
-        """Minimise chi2 over both binary positions (Powell, xtol 0.001 px, as published)
-        from ``start`` = (dx1, dx2, dy1, dy2).  Fluxes and the whole scene are re-solved
-        at every step.  The single-source reference chi2 is optimised too, so that
-        delta chi2 compares best fits."""
-        pos, cov, n_eval, dt = self._search(binary_positions(start), BINARY_XTOL)
+    def optimize_binary(self, start: Sequence[float] | TargetOffsets | None = None
+                        ) -> BinaryFit:
+        """Minimise chi2 over both binary positions from ``start`` = (dx1, dx2, dy1, dy2)
+        (default: the settings' `default_binary_offsets`) and from the best seeds of a
+        coarse scan (`binary_seeds`), each polished with Powell; the best is refined to
+        the published tolerance (xtol 0.001 px).  Fluxes and the whole scene are
+        re-solved at every step.  Powell alone stops in local minima from poor starts
+        (both sources on one point, a start pixels away); the seeds make the result
+        independent of the start.
+
+        The single-source reference is searched too, so that ``delta_chi2`` compares best
+        fits; one seed is that single position with the secondary where it helps most, so
+        the binary never fits worse than one source (``delta_chi2 >= 0``).
+        """
+        t0 = time.perf_counter()
+        if start is None:
+            start = self.default_binary_offsets
+        start = (start if isinstance(start, TargetOffsets)
+                 else TargetOffsets.from_published(start)).array
         single, _, n_single, _ = self._search(np.array([self.default_offset], float),
                                               SINGLE_XTOL, with_errors=False)
-        fit = self._result(BinaryFit, pos, cov, n_eval + n_single,
-                           chi2_single=self.scene.solve(single).chi2)
-        fit.timings["search_s"] = dt
+        seeds, n_scan = binary_seeds(self.scene, single[0])
+        candidates = []
+        n_eval = n_single + n_scan
+        for seed in [start, *seeds]:
+            pos, _, n, _ = self._search(seed, SEED_XTOL, with_errors=False, ftol=SEED_FTOL)
+            n_eval += n
+            candidates.append((self.scene.solve(pos).chi2, pos))
+        best = min(candidates, key=lambda c: c[0])[1]
+        if np.subtract(*self.scene.solve(best).target) < 0:
+            best = best[::-1]   # the primary is the brighter component
+        pos, cov, n, _ = self._search(best, BINARY_XTOL)
+        chi2_single = self.scene.solve(single).chi2
+        fit = self._result(BinaryFit, pos, cov, n_eval + n, chi2_single=chi2_single,
+                           chi2_single_default=self.chi2_single_at_default_offset,
+                           search_starts=len(candidates))
+        fit.timings["search_s"] = time.perf_counter() - t0
         return fit
 
-    def _search(self, start: np.ndarray, xtol: float, with_errors: bool = True):
+    @property
+    def default_binary_offsets(self) -> tuple[float, float, float, float]:
+        return self.settings.default_binary_offsets
+
+    def _search(self, start: np.ndarray, xtol: float, with_errors: bool = True,
+                ftol: float = FTOL):
         t0 = time.perf_counter()
         shape = start.shape
         count = [0]
 
         def objective(p):
             count[0] += 1
-            try:
-                return self.scene.solve(p.reshape(shape)).chi2
-            except FitError:   # sources on top of each other: not a minimum
-                return math.inf
+            return _chi2_or_inf(self.scene, p.reshape(shape))
 
         with single_threaded_blas():
             res = minimize(objective, start.ravel(), method="Powell",
-                           options={"xtol": xtol, "ftol": 1e-10, "maxfev": 20000})
+                           options={"xtol": xtol, "ftol": ftol, "maxfev": 20000})
             best = res.x.reshape(shape)
             cov = None
             if with_errors:
@@ -506,7 +590,8 @@ class DetectionPhotometry:
         images = np.stack([ex.image for ex in scene.exposures])
         weights = scene.weight.reshape(images.shape)
         chi2_exp = np.sum(weights * (images - model) ** 2, axis=(1, 2))
-        sources = self._sources(offsets, solution, position_cov)
+        flux_cov = self._flux_covariance_with_positions(offsets, solution, position_cov)
+        sources = self._sources(offsets, solution, position_cov, flux_cov)
         timings = dict(self.timings, solve_s=time.perf_counter() - t0)
         timings["total_s"] = sum(timings.values())
         return cls(sources=sources, chi2=float(chi2_exp.sum()),
@@ -518,15 +603,17 @@ class DetectionPhotometry:
                    parameters=np.concatenate([solution.static, solution.target]),
                    target_covariance=solution.target_covariance, model=model,
                    target_model=target_model,
-                   position_covariance=position_cov, scene=scene, manifest=self.manifest,
+                   position_covariance=position_cov, flux_covariance_with_positions=flux_cov,
+                   scene=scene, manifest=self.manifest,
                    n_chi2_evaluations=n_eval, timings=timings, **extra)
 
-    def _sources(self, offsets, solution: LinearSolution, position_cov):
+    def _sources(self, offsets, solution: LinearSolution, position_cov, flux_cov):
         centers = data_frame_centers(self.scene, offsets)
         ra, dec = self.scene.detection.pixel_to_sky(centers[:, 0], centers[:, 1])
         errs = (np.sqrt(np.diag(position_cov)).reshape(-1, 2) if position_cov is not None
                 else np.full(offsets.shape, math.nan))
-        total = self._flux_errors_with_positions(offsets, solution, position_cov)
+        total = (np.sqrt(np.diag(flux_cov)) if flux_cov is not None
+                 else np.full(offsets.shape[0], math.nan))
         return tuple(
             SourceEstimate(flux=float(solution.target[t]),
                            flux_err=float(math.sqrt(solution.target_covariance[t, t])),
@@ -537,14 +624,16 @@ class DetectionPhotometry:
                            flux_err_total=float(total[t]))
             for t in range(offsets.shape[0]))
 
-    def _flux_errors_with_positions(self, offsets: np.ndarray, solution: LinearSolution,
-                                    position_cov, step: float = 0.01) -> np.ndarray:
-        """sqrt(diag(S^-1 + J C_pos J^T)), J = d fluxes / d positions by central
-        differences of ``step`` px; NaN when positions were not fitted or their
-        covariance is undefined."""
+    def _flux_covariance_with_positions(self, offsets: np.ndarray, solution: LinearSolution,
+                                        position_cov, step: float = 0.01
+                                        ) -> np.ndarray | None:
+        """Covariance of the target fluxes including the fitted positions' uncertainty,
+        ``S^-1 + J C_pos J^T`` with J = d fluxes / d positions by central differences of
+        ``step`` px; None when positions were not fitted or their covariance is
+        undefined."""
         n_t = offsets.shape[0]
         if position_cov is None or not np.all(np.isfinite(position_cov)):
-            return np.full(n_t, math.nan)
+            return None
         jac = np.empty((n_t, offsets.size))
         for k in range(offsets.size):
             delta = np.zeros(offsets.size)
@@ -552,11 +641,49 @@ class DetectionPhotometry:
             plus = self.scene.solve(offsets + delta.reshape(offsets.shape)).target
             minus = self.scene.solve(offsets - delta.reshape(offsets.shape)).target
             jac[:, k] = (plus - minus) / (2 * step)
-        cov = solution.target_covariance + jac @ position_cov @ jac.T
-        return np.sqrt(np.diag(cov))
+        return solution.target_covariance + jac @ position_cov @ jac.T
 
 
-def binary_positions(offsets: Sequence[float]) -> np.ndarray:
-    """(dx1, dx2, dy1, dy2) -> [[dx1, dy1], [dx2, dy2]]."""
-    dx1, dx2, dy1, dy2 = (float(v) for v in offsets)
-    return np.array([[dx1, dy1], [dx2, dy2]])
+def binary_seeds(scene: SceneModel, single: np.ndarray, n_seeds: int = N_SEEDS
+                 ) -> tuple[list[np.ndarray], int]:
+    """Starts for a binary search: the ``n_seeds`` best pairs of a coarse scan about the
+    best single position ``single`` (dx, dy), at least a pixel apart (pairs compared up
+    to the swap of the two sources); also returns the number of solves made.
+
+    The best anchored pair always comes first: it keeps the single source where it was and
+    adds a free-flux secondary, so it fits at least as well as one source.
+    """
+    def grid(step, radius, half_plane):
+        axis = np.arange(-radius, radius + step / 2, step)
+        d = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
+        d = d[(np.hypot(*d.T) <= radius + 1e-9) & (np.hypot(*d.T) > 0)]
+        if half_plane:   # (p - d/2, p + d/2) is (p + d/2, p - d/2) swapped
+            d = d[(d[:, 1] > 0) | ((d[:, 1] == 0) & (d[:, 0] > 0))]
+        return d
+
+    pairs = ([np.array([single, single + d]) for d in grid(ANCHORED_STEP, ANCHORED_RADIUS,
+                                                           False)]
+             + [np.array([single - d / 2, single + d / 2])
+                for d in grid(SPLIT_STEP, SPLIT_RADIUS, True)])
+    chi2 = np.array([_chi2_or_inf(scene, pair) for pair in pairs])
+    n_anchored = len(pairs) - len(grid(SPLIT_STEP, SPLIT_RADIUS, True))
+    first = int(np.argmin(chi2[:n_anchored]))
+    seeds = [pairs[first]]
+    for k in np.argsort(chi2):
+        if len(seeds) >= n_seeds or not np.isfinite(chi2[k]):
+            break
+        if all(_pair_distance(pairs[k], s) > 1.0 for s in seeds):
+            seeds.append(pairs[k])
+    return seeds, len(pairs)
+
+
+def _pair_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest source displacement between two pairs, the smaller over both labellings."""
+    return min(np.abs(a - b).max(), np.abs(a - b[::-1]).max())
+
+
+def _chi2_or_inf(scene: SceneModel, offsets: np.ndarray) -> float:
+    try:
+        return scene.solve(offsets).chi2
+    except FitError:   # sources on top of each other: no minimum there
+        return math.inf

@@ -89,29 +89,34 @@ def load_manifest(args):
     return manifest
 
 
+def request_from_args(args):
+    """The `FitRequest` the options describe."""
+    from ..request import FitRequest
+    if args.binary is not None and args.offset is not None:
+        raise ValueError("give --offset (single target) or --binary (two sources), not both")
+    return FitRequest(mode="binary" if args.binary is not None else "single",
+                      offsets=args.binary if args.binary is not None else args.offset,
+                      optimize=args.optimize, shot_noise=args.shot_noise, gain=args.gain,
+                      shot_noise_iterations=args.shot_noise_iterations,
+                      settings=settings_from_args(args))
+
+
 def run(args) -> int:
     from ..fit import DetectionPhotometry
     from ..io_utils import check_writable
+    from ..request import measure
     t0 = time.perf_counter()
+    request = request_from_args(args)   # option errors before any file is read
     for path in (args.table, args.fits, args.figure):   # refuse before a long fit, not after
         if path:
             check_writable(path, args.overwrite)
     progress = Progress(args.quiet)
     manifest = load_manifest(args)
-    settings = settings_from_args(args)
-    phot = DetectionPhotometry(manifest, settings, progress=progress)
-    if args.binary is not None:
-        if args.optimize:
-            progress(0.0, "searching binary positions")
-        fit = (phot.optimize_binary(args.binary) if args.optimize
-               else phot.fit_binary(args.binary))
-    elif args.optimize:
-        progress(0.0, "searching the target position")
-        fit = phot.optimize_single(args.offset)
-    else:
-        fit = phot.fit_single(args.offset)
-    if args.shot_noise or args.gain is not None:
-        fit = phot.with_shot_noise(fit, args.gain, args.shot_noise_iterations)
+    phot = DetectionPhotometry(manifest, request.settings, progress=progress)
+    if request.optimize:
+        progress(0.0, "searching binary positions" if request.mode == "binary"
+                 else "searching the target position")
+    fit = measure(phot, request)
     write_outputs(fit, args)
     fit.timings["total_s"] = time.perf_counter() - t0
     if args.json:
