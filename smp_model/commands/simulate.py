@@ -12,7 +12,12 @@ def register(sub) -> None:
                     "and masks; a static scene of stars and a galaxy) and write it as "
                     "OUTDIR/detection.toml with stamps, PSFs, zeropoints and truth.json. "
                     "Fluxes are counts on zeropoint 30. Prints the manifest path.")
-    p.add_argument("outdir", help="output folder (must be empty or new unless --overwrite)")
+    p.add_argument("outdir", nargs="?",
+                   help="output folder (must be empty or new unless --overwrite)")
+    p.add_argument("--survey", metavar="DIR",
+                   help="instead, write a small simulated survey (4 objects, 44 detections "
+                        "over four years: a rotational light curve, a binary, a flagged "
+                        "exposure) and its batch list DIR/detections.ecsv")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--exposures", type=int, default=6, metavar="N",
                    help="number of exposures, the detection among them (6)")
@@ -36,6 +41,12 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    if args.survey:
+        return _run_survey(args)
+    if not args.outdir:
+        import sys
+        print("smp: error: simulate needs OUTDIR (or --survey DIR)", file=sys.stderr)
+        return 2
     from ..simulate import simulate_detection
     truth = simulate_detection(
         args.outdir, overwrite=args.overwrite, seed=args.seed, n_exposures=args.exposures,
@@ -43,4 +54,23 @@ def run(args) -> int:
         flux_ratio=args.flux_ratio, galaxy=args.galaxy, n_stars=args.stars,
         stamp_size=args.stamp_size, name=args.name, shot_noise_gain=args.gain)
     print(truth.manifest_path)
+    return 0
+
+
+def _run_survey(args) -> int:
+    import sys
+    from pathlib import Path
+
+    from ..survey_sim import simulate_survey
+
+    def progress(done: int, total: int) -> None:
+        print(f"smp: simulated {done}/{total} detections", end="\r", file=sys.stderr)
+
+    truth = simulate_survey(args.survey, seed=args.seed, overwrite=args.overwrite,
+                            progress=progress)
+    print(file=sys.stderr)
+    listing = Path(args.survey).absolute() / "detections.ecsv"
+    print(listing)
+    print(f"smp: {len(truth)} detections; next: smp batch {listing} --out "
+          f"{listing.with_name('fluxes.ecsv')} --binary-search-if 25", file=sys.stderr)
     return 0
