@@ -28,9 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="smp-gui", description="SMP Inspector: scene-modelling photometry of a "
         "moving-object detection, interactively.")
-    parser.add_argument("path", nargs="?", metavar="MANIFEST|FOLDER",
-                        help="detection manifest (detection.toml), its folder, or a saved "
-                        "session (.json); default: the built-in demo")
+    parser.add_argument("path", nargs="?", metavar="MANIFEST|FOLDER|BATCH",
+                        help="detection manifest (detection.toml), its folder, a saved "
+                        "session (.json), or a `smp batch` output (.ecsv/.fits/.csv: the "
+                        "survey view); default: the built-in demo")
     parser.add_argument("--binary", type=parse_offsets, metavar="DX1,DX2,DY1,DY2",
                         help="start in binary mode with these offsets (px, relative to the "
                         "target's WCS position, in the convention's frame)")
@@ -38,7 +39,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="optimise the position(s) after the first fit")
     parser.add_argument("--screenshot", metavar="PATH",
                         help="save a picture of the window once fitted, then exit")
+    survey = parser.add_argument_group("survey view (a `smp batch` output)")
+    survey.add_argument("--survey-demo", action="store_true",
+                        help="open the simulated survey (simulated and fitted into the user "
+                        "cache on first use, a few minutes)")
+    survey.add_argument("--select", metavar="KEY",
+                        help="select detection KEY (and, with --export-table, open it)")
+    survey.add_argument("--filter", metavar="EXPR", help="filter the survey table")
+    survey.add_argument("--export-table", metavar="PATH",
+                        help="with --select: open that detection in the inspector with the "
+                        "batch's settings, write its flux table to PATH and exit")
     return parser
+
+
+def is_batch_output(path) -> bool:
+    """A table file (what `smp batch` writes) opens in the survey view."""
+    return path is not None and Path(path).suffix.lower() in (".ecsv", ".fits", ".csv")
 
 
 def demo_path() -> Path | None:
@@ -66,6 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     preload_engine()
     app.setApplicationName("SMP Inspector")
     pg.setConfigOptions(antialias=True)
+    if args.survey_demo or is_batch_output(args.path):
+        from .survey.app import survey_main
+        return survey_main(args, app)
     window = MainWindow()
     window.show()
 

@@ -358,6 +358,10 @@ class _Worker(QThread):
         return self._photometry
 
     def _build(self, request) -> DetectionPhotometry:
+        cancel = lambda: self._check_cancel(request.request_id)  # noqa: E731
+        prefetched = loader.prefetched.take(request.manifest_path, request.settings, cancel)
+        if prefetched is not None:   # built ahead by the survey view
+            return prefetched
         progress = self._progress_callback(request.request_id)
         if BUILD_IN_CHILD_PROCESS and loader.available():
             return loader.build_in_child(request.manifest_path, request.settings, progress,

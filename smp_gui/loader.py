@@ -177,3 +177,100 @@ def _receive_object(receiver, payload, external: Sequence = ()):
         receiver.recv_bytes_into(buffer)
         buffers.append(buffer)
     return _Unpickler(io.BytesIO(data), external, buffers=buffers).load()
+
+
+# -- prefetching ------------------------------------------------------------------------
+
+class _PrefetchCancelled(Exception):
+    """Raised through a prefetch build's cancel check when the cache drops it."""
+
+
+class BuildCache:
+    """Detections built ahead of time (the survey view prefetches the neighbours of the
+    detection shown), keyed by (resolved manifest path, settings).
+
+    `prefetch` queues a build in a child process (one at a time, on a background thread);
+    `take` hands a finished or running build to the window's worker, which waits for it
+    instead of starting a second build of the same detection.  At most ``max_items``
+    builds are kept; the oldest is dropped (and cancelled if still running)."""
+
+    def __init__(self, max_items: int = 3):
+        import threading
+        from collections import OrderedDict
+        self.max_items = max_items
+        self._lock = threading.Lock()
+        self._futures: "OrderedDict[tuple, object]" = OrderedDict()
+        self._cancelled: set[tuple] = set()
+        self._executor = None
+        self.builds_started = 0
+
+    @staticmethod
+    def key(manifest_path, settings: FitSettings) -> tuple:
+        from pathlib import Path
+        return (str(Path(manifest_path).resolve()), settings)
+
+    def prefetch(self, manifest_path, settings: FitSettings) -> None:
+        """Start building ``manifest_path`` with ``settings`` unless cached or queued."""
+        from concurrent.futures import ThreadPoolExecutor
+        key = self.key(manifest_path, settings)
+        with self._lock:
+            if key in self._futures:
+                self._futures.move_to_end(key)
+                return
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(1, thread_name_prefix="smp-prefetch")
+            self._cancelled.discard(key)
+            self._futures[key] = self._executor.submit(self._build, key)
+            self.builds_started += 1
+            while len(self._futures) > self.max_items:
+                old, future = self._futures.popitem(last=False)
+                self._cancelled.add(old)
+                future.cancel()
+
+    def _build(self, key: tuple) -> DetectionPhotometry:
+        def check_cancel():
+            if key in self._cancelled:
+                raise _PrefetchCancelled
+        check_cancel()
+        if available():
+            return build_in_child(key[0], key[1], lambda *_: None, check_cancel)
+        return build_here(key[0], key[1], lambda *_: None)
+
+    def take(self, manifest_path, settings: FitSettings,
+             check_cancel: Callable[[], None]) -> DetectionPhotometry | None:
+        """The prefetched build of this detection (waiting for it if it is running), or
+        None when there is none or it failed (the caller then builds it itself, and
+        reports the error).  ``check_cancel()`` is called every 50 ms while waiting."""
+        import concurrent.futures
+        key = self.key(manifest_path, settings)
+        with self._lock:
+            future = self._futures.get(key)
+        if future is None or future.cancelled():
+            return None
+        while True:
+            try:
+                return future.result(timeout=_POLL_S)
+            except concurrent.futures.TimeoutError:
+                check_cancel()
+            except Exception:   # noqa: BLE001 - the caller's own build reports it
+                with self._lock:
+                    self._futures.pop(key, None)
+                return None
+
+    def is_ready(self, manifest_path, settings: FitSettings) -> bool:
+        with self._lock:
+            future = self._futures.get(self.key(manifest_path, settings))
+        return future is not None and future.done() and not future.cancelled() \
+            and future.exception() is None
+
+    def clear(self) -> None:
+        """Drop every build (running ones are cancelled)."""
+        with self._lock:
+            for key, future in self._futures.items():
+                self._cancelled.add(key)
+                future.cancel()
+            self._futures.clear()
+
+
+#: The window's prefetched builds (filled by the survey view, read by the worker).
+prefetched = BuildCache()

@@ -137,3 +137,34 @@ def _stamp_times(truth, mjd: float, rng: np.random.Generator, flagged: bool) -> 
                 hdus["MSK"].data[:] = MASK_ALL_BAD
     atomic_write(path, lambda tmp: tmp.write_bytes(tomli_w.dumps(doc).encode()),
                  overwrite=True)
+
+
+# -- the app's survey demo ------------------------------------------------------------------
+
+SURVEY_DEMO_VERSION = "survey-demo-v1"
+SURVEY_DEMO_BATCH = dict(binary_search_if=25.0)   # `smp batch ... --binary-search-if 25`
+
+
+def survey_demo_batch_path(progress=None, workers: int | None = None) -> Path:
+    """The batch output of the simulated survey in the user cache
+    (`smp_model.demo.cache_dir`), simulated and fitted on first use (a few minutes:
+    `smp batch` with ``--binary-search-if 25`` on a local cluster).  ``progress(text)``
+    reports the steps."""
+    from .batch import BatchOptions, open_client, read_batch_list, run_batch
+    from .demo import cache_dir
+    folder = cache_dir() / SURVEY_DEMO_VERSION
+    out = folder / "fluxes.ecsv"
+    if out.is_file():
+        return out
+    say = progress or (lambda text: None)
+    listing = folder / "detections.ecsv"
+    if not listing.is_file():
+        say("simulating the survey (44 detections)")
+        simulate_survey(folder, overwrite=True,
+                        progress=lambda done, total: say(f"simulated {done}/{total}"))
+    say("fitting the survey with smp batch (a few minutes, once)")
+    run_batch(read_batch_list(listing), out, BatchOptions(**SURVEY_DEMO_BATCH),
+              client_factory=lambda: open_client(workers=workers), list_path=listing,
+              on_outcome=lambda outcome, report: say(
+                  f"fitted {report.finished}/{report.total}"))
+    return out
