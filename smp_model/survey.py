@@ -703,6 +703,10 @@ class ReviewSidecar:
         if "key" not in table.colnames:
             raise SurveyError("not a review sidecar (no 'key' column)", self.path)
         self.entries = {}
+        for name in table.colnames:   # ECSV reads empty text back as masked
+            if hasattr(table[name], "mask"):
+                table[name] = table[name].filled("" if table[name].dtype.kind in "US"
+                                                 else math.nan)
         for row in table:
             reviewed = {}
             for name in REVIEWED_FLOAT_COLUMNS:

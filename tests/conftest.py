@@ -34,3 +34,11 @@ def des_sample() -> Path:
             pytest.skip(message)
         pytest.fail(message, pytrace=False)
     return path.resolve()
+
+
+@pytest.fixture(scope="session")
+def tiny_survey(tmp_path_factory):
+    """(folder, batch output, truth): a 9-detection simulated survey fitted by the real
+    batch (tests/survey_helpers.py); ~40 s, once per session."""
+    from survey_helpers import make_tiny_survey
+    return make_tiny_survey(tmp_path_factory.mktemp("survey"))
