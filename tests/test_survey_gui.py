@@ -1,0 +1,309 @@
+"""The survey view driven as a user would (pytest-qt): open a batch output through the
+File menu, filter by typing, sort by clicking headers, mark with the keyboard, click plot
+points, open detections in the inspector with Enter and step with N, export through the
+menu; every number compared with the batch output or the sidecar on disk."""
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pyqtgraph as pg
+import pytest
+from astropy.table import Table
+from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
+from PyQt6.QtGui import QMouseEvent
+from PyQt6.QtWidgets import QApplication, QFileDialog, QInputDialog
+
+from smp_gui import loader
+from smp_gui.survey import SurveyWindow
+from smp_model.survey import Survey
+
+pytestmark = pytest.mark.gui
+pg.setConfigOption("mouseRateLimit", -1)
+FIT_TIMEOUT_MS = 90_000
+
+
+@pytest.fixture
+def batch(tiny_survey, tmp_path):
+    """A private copy of the tiny survey's batch output (marks write a sidecar next to
+    it); the input paths in it are absolute, so the copy opens the same detections."""
+    _, out, truth = tiny_survey
+    copy = tmp_path / "fluxes.ecsv"
+    shutil.copy(out, copy)
+    return copy, truth
+
+
+@pytest.fixture
+def window(qapp, tmp_path):
+    store = QSettings(str(tmp_path / "smp.ini"), QSettings.Format.IniFormat)
+    w = SurveyWindow(store)
+    w.show()
+    yield w
+    w.shutdown()
+    w.close()
+    w.deleteLater()
+
+
+def open_by_menu(qtbot, window, path, monkeypatch):
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        staticmethod(lambda *a, **k: (str(path), "")))
+    with qtbot.waitSignal(window.surveyOpened, timeout=10_000):
+        menu_action(window, "&File", "&Open batch…").trigger()
+
+
+def menu_action(window, menu_title: str, text: str):
+    for action in window.menuBar().actions():
+        if action.text() == menu_title:
+            for item in action.menu().actions():
+                if item.text().split("\t")[0] == text:
+                    return item
+    raise AssertionError(f"no menu item {menu_title} > {text}")
+
+
+def table_keys(window) -> list[str]:
+    return [window.model.key_at(r) for r in range(window.model.rowCount())]
+
+
+def type_filter(qtbot, window, text: str):
+    window.filter_edit.clear()
+    qtbot.keyClicks(window.filter_edit, text)
+    qtbot.keyClick(window.filter_edit, Qt.Key.Key_Return)
+
+
+def click_header(qtbot, window, column: str):
+    header = window.table.horizontalHeader()
+    section = window.model.columns.index(column)
+    window.table.scrollTo(window.model.index(0, section))
+    x = header.sectionViewportPosition(section) + header.sectionSize(section) // 2
+    qtbot.mouseClick(header.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(x, 5))
+
+
+def text(column) -> list[str]:
+    """A text column as read back (ECSV reads empty text as masked)."""
+    return np.ma.filled(np.ma.asarray(column), "").astype(str).tolist()
+
+
+def press(qtbot, widget, key):
+    qtbot.keyClick(widget, key)
+    qtbot.wait(10)
+
+
+def test_open_filter_sort(qtbot, window, batch, monkeypatch):
+    path, truth = batch
+    open_by_menu(qtbot, window, path, monkeypatch)
+    survey = Survey.open(path)
+    assert window.model.rowCount() == 9 == len(truth)
+    assert window.count_label.text() == "9 of 9 detections"
+    assert window.tabs.tabText(1) == "Failures (0)"
+    # the binary under a delta chi2 filter, the flagged exposure under a flags filter
+    type_filter(qtbot, window, "binary_delta_chi2 > 25")
+    binaries = table_keys(window)
+    assert binaries and all(k.startswith("binary_") for k in binaries)
+    assert window.count_label.text() == f"{len(binaries)} of 9 detections"
+    type_filter(qtbot, window, "flags & 8 != 0")
+    assert table_keys(window) == list(truth["key"][truth["flagged_exposure"]])
+    # a bad expression is explained and changes nothing
+    type_filter(qtbot, window, "chi2_dof >")
+    assert "expected a column" in window.filter_error.text()
+    assert window.model.rowCount() == 1
+    type_filter(qtbot, window, 'name == "rotator" or name == "flagged"')
+    assert window.filter_error.text() == "" and window.model.rowCount() == 7
+    # header clicks sort (ascending, then descending) within the filter
+    click_header(qtbot, window, "mag")
+    mags = [survey.columns["mag"][survey.index_of(k)] for k in table_keys(window)]
+    assert mags == sorted(mags)
+    click_header(qtbot, window, "mag")
+    mags = [survey.columns["mag"][survey.index_of(k)] for k in table_keys(window)]
+    assert mags == sorted(mags, reverse=True)
+    # the plots show the filtered rows
+    assert len(window.plots.scatter.data) == 7
+    menu_action(window, "&View", "&Clear filter").trigger()
+    assert window.model.rowCount() == 9
+
+
+def test_marks_notes_and_export_by_keyboard_and_menu(qtbot, window, batch, monkeypatch,
+                                                     tmp_path):
+    path, _ = batch
+    before = (path.read_bytes(), path.stat().st_mtime_ns)
+    open_by_menu(qtbot, window, path, monkeypatch)
+    window.table.setFocus()
+    window.table.selectRow(0)
+    keys = table_keys(window)
+    press(qtbot, window.table, Qt.Key.Key_G)
+    press(qtbot, window.table, Qt.Key.Key_N)
+    assert window.current_key() == keys[1]
+    press(qtbot, window.table, Qt.Key.Key_B)
+    press(qtbot, window.table, Qt.Key.Key_N)
+    press(qtbot, window.table, Qt.Key.Key_C)
+    press(qtbot, window.table, Qt.Key.Key_P)
+    assert window.current_key() == keys[1]
+    monkeypatch.setattr(QInputDialog, "getText",
+                        staticmethod(lambda *a, **k: ("faint wing of a star", True)))
+    press(qtbot, window.table, Qt.Key.Key_E)
+    press(qtbot, window.table, Qt.Key.Key_N)
+    press(qtbot, window.table, Qt.Key.Key_U)     # clears the binary candidate
+    sidecar = Table.read(path.with_name("fluxes.review.ecsv"))
+    marks = dict(zip(sidecar["key"], text(sidecar["mark"])))
+    assert marks == {keys[0]: "good", keys[1]: "bad"}
+    notes = dict(zip(sidecar["key"], text(sidecar["note"])))
+    assert notes[keys[1]] == "faint wing of a star"
+    assert (path.read_bytes(), path.stat().st_mtime_ns) == before
+    # the marks are in the table (and filterable)
+    type_filter(qtbot, window, 'mark == "bad"')
+    assert table_keys(window) == [keys[1]]
+    # export through the menu: the batch rows with the marks joined
+    out = tmp_path / "curated.fits"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(out), "")))
+    menu_action(window, "&File", "&Export curated table…").trigger()
+    curated = Table.read(out)
+    batch_rows = Table.read(path)
+    assert len(curated) == len(batch_rows)
+    got = dict(zip(np.asarray(curated["key"]).astype(str),
+                   np.asarray(curated["mark"]).astype(str)))
+    assert got[keys[0]] == "good" and got[keys[1]] == "bad" and got[keys[2]] == ""
+    assert np.asarray(curated["flux"]) == pytest.approx(np.asarray(batch_rows["flux"]))
+
+
+def _click_plot_point(qtbot, plot_widget, x: float, y: float):
+    view_box = plot_widget.getPlotItem().getViewBox()
+    scene_pos = view_box.mapViewToScene(QPointF(x, y))
+    pos = plot_widget.mapFromScene(scene_pos)
+    viewport = plot_widget.viewport()
+    for kind, buttons in ((QEvent.Type.MouseMove, Qt.MouseButton.NoButton),
+                          (QEvent.Type.MouseButtonPress, Qt.MouseButton.LeftButton),
+                          (QEvent.Type.MouseButtonRelease, Qt.MouseButton.NoButton)):
+        button = Qt.MouseButton.NoButton if kind == QEvent.Type.MouseMove \
+            else Qt.MouseButton.LeftButton
+        event = QMouseEvent(kind, QPointF(pos), QPointF(viewport.mapToGlobal(pos)), button,
+                            buttons, Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(viewport, event)
+        qtbot.wait(15)
+
+
+def test_plots_and_table_select_each_other(qtbot, window, batch, monkeypatch):
+    path, truth = batch
+    open_by_menu(qtbot, window, path, monkeypatch)
+    survey = window.survey
+    plots = window.plots
+    # a row selects its object's light curve (MJD and magnitude of the batch)
+    rotator = [k for k in table_keys(window) if k.startswith("rotator_")]
+    window.select_key(rotator[2])
+    assert plots.object_combo.currentText() == "rotator"
+    points = np.concatenate([item.getData()[1] for item in plots.lc_items])
+    assert sorted(points) == pytest.approx(sorted(
+        survey.columns["mag"][survey.columns["name"] == "rotator"]))
+    i = survey.index_of(rotator[2])
+    hx, hy = plots.lc_highlight.getData()
+    assert (hx.tolist(), hy.tolist()) == ([survey.columns["mjd"][i]], [survey.columns["mag"][i]])
+    # folding at the period puts MJDs on a phase axis in [0, 1)
+    plots.fold.setChecked(True)
+    plots.period.setValue(7.3)
+    x = np.concatenate([item.getData()[0] for item in plots.lc_items])
+    assert x.min() >= 0 and x.max() < 1
+    # clicking a point of the scatter selects its row
+    plots.setCurrentIndex(2)
+    plots.x_combo.setCurrentText("mjd")
+    plots.y_combo.setCurrentText("mag")
+    plots.scatter_plot.getPlotItem().getViewBox().autoRange()
+    qtbot.wait(50)
+    target = survey.index_of(rotator[4])
+    _click_plot_point(qtbot, plots.scatter_plot, survey.columns["mjd"][target],
+                      survey.columns["mag"][target])
+    qtbot.waitUntil(lambda: window.current_key() == rotator[4], timeout=3000)
+    sx, sy = plots.scatter_highlight.getData()
+    assert survey.columns["mjd"][target] in sx.tolist()
+    # a multi-row selection is outlined in the scatter
+    window.table.selectRow(0)
+    window.table.selectionModel().select(
+        window.model.index(1, 0), window.table.selectionModel().SelectionFlag.Select
+        | window.table.selectionModel().SelectionFlag.Rows)
+    sx, _ = plots.scatter_highlight.getData()
+    assert len(set(sx.tolist())) == 2
+
+
+def wait_shown(qtbot, inspector, manifest):
+    qtbot.waitUntil(lambda: inspector.result is not None
+                    and str(inspector.result.request.manifest_path) == str(manifest)
+                    and not inspector.controller.busy, timeout=FIT_TIMEOUT_MS)
+    qtbot.wait(50)
+
+
+def test_enter_opens_the_inspector_and_n_steps_it(qtbot, window, batch, monkeypatch):
+    path, _ = batch
+    open_by_menu(qtbot, window, path, monkeypatch)
+    survey = window.survey
+    # browse the binaries: the filtered, sorted list
+    type_filter(qtbot, window, 'name == "binary" or name == "flagged"')
+    click_header(qtbot, window, "mjd")
+    keys = table_keys(window)
+    window.table.setFocus()
+    window.table.selectRow(0)
+    press(qtbot, window.table, Qt.Key.Key_Return)
+    inspector = window.inspector
+    assert inspector is not None and inspector.isVisible()
+    spec = survey.open_spec(keys[0])
+    wait_shown(qtbot, inspector, spec.manifest)
+    _assert_shows_batch_fit(inspector, survey, keys[0])
+    # N pressed in the inspector steps to the next detection of the table; the
+    # neighbour was being built meanwhile
+    qtbot.waitUntil(lambda: loader.prefetched.is_ready(
+        survey.open_spec(keys[1]).manifest, survey.settings), timeout=FIT_TIMEOUT_MS)
+    inspector.activateWindow()
+    t0 = time.perf_counter()
+    press(qtbot, inspector, Qt.Key.Key_N)
+    wait_shown(qtbot, inspector, survey.open_spec(keys[1]).manifest)
+    step_seconds = time.perf_counter() - t0
+    assert window.current_key() == keys[1]
+    _assert_shows_batch_fit(inspector, survey, keys[1])
+    assert step_seconds < 2.0, step_seconds    # prefetched (cold builds take 1-3 s)
+    # a refit saved as the reviewed result (Ctrl+R), with its request
+    press(qtbot, inspector, Qt.Key.Key_B)
+    qtbot.keyClick(inspector, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
+    sidecar = Table.read(path.with_name("fluxes.review.ecsv"))
+    row = sidecar[sidecar["key"] == keys[1]][0]
+    assert row["mark"] == "bad"
+    assert row["reviewed_flux"] == pytest.approx(inspector.result.fit.flux)
+    assert '"grid_size": 20' in row["reviewed_request"]
+
+
+def _assert_shows_batch_fit(inspector, survey, key):
+    rows = survey.source_rows(key)
+    fit = inspector.result.fit
+    assert fit.kind == rows["fit_kind"][0]
+    assert inspector.settings == survey.settings
+    assert [s.flux for s in fit.sources] == pytest.approx(list(rows["flux"]), rel=1e-6)
+    assert fit.chi2 == pytest.approx(rows["chi2"][0], rel=1e-6)
+
+
+def test_cli_screenshot_and_export_table(batch, tmp_path):
+    """``smp-gui OUT --select KEY --export-table T`` writes the batch's rows of KEY (a
+    single fit at fixed positions: every shared column equal)."""
+    path, truth = batch
+    key = str(truth["key"][truth["flagged_exposure"]][0])
+    shot = tmp_path / "survey.png"
+    table = tmp_path / "one.ecsv"
+    run = subprocess.run([sys.executable, "-m", "smp_gui.app", str(path), "--filter",
+                          "flags & 8 != 0", "--select", key, "--export-table",
+                          str(table), "--screenshot", str(shot)],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert shot.stat().st_size > 10_000
+    exported, rows = Table.read(table), Table.read(path)
+    rows = rows[rows["key"] == key]
+    shared = [c for c in exported.colnames if c in rows.colnames]
+    assert len(shared) >= 30 and len(exported) == len(rows) == 1
+    for name in shared:
+        a, b = np.asarray(exported[name]), np.asarray(rows[name])
+        if a.dtype.kind == "f":
+            assert a == pytest.approx(b, rel=1e-9, nan_ok=True), name
+        else:
+            assert a.tolist() == b.tolist(), name
+    bad = subprocess.run([sys.executable, "-m", "smp_gui.app", str(path), "--select",
+                          "nope", "--export-table", str(table)],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "no detection 'nope'" in bad.stderr
