@@ -120,7 +120,12 @@ def test_open_filter_sort(qtbot, window, batch, monkeypatch):
     mags = [survey.columns["mag"][survey.index_of(k)] for k in table_keys(window)]
     assert mags == sorted(mags, reverse=True)
     # the plots show the filtered rows
+    window.plots.tabBar().setCurrentIndex(2)
     assert len(window.plots.scatter.data) == 7
+    window.plots.tabBar().setCurrentIndex(1)
+    counts = [i for i in window.plots.hist_plots["chi2_dof"].items
+              if isinstance(i, pg.PlotCurveItem)][0].getData()[1]
+    assert counts.sum() == 7
     menu_action(window, "&View", "&Clear filter").trigger()
     assert window.model.rowCount() == 9
 

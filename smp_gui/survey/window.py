@@ -185,12 +185,11 @@ class SurveyWindow(QMainWindow):
         self.table.selectionModel().selectionChanged.connect(
             lambda *_: self._update_plot_selection())
         self.model.orderChanged.connect(self._on_order_changed)
-        if self.plots is not None:
-            self.plots.setParent(None)
-            self.plots.deleteLater()
-        self.plots = SurveyPlots(survey)
+        old, self.plots = self.plots, SurveyPlots(survey)
         self.plots.pointClicked.connect(self.select_index)
         self.splitter.replaceWidget(1, self.plots)
+        if old is not None:
+            old.deleteLater()
         self.placeholder.hide()
         self.splitter.setSizes([850, 650])
         self._fill_failures()
