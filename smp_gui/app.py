@@ -46,6 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     survey.add_argument("--select", metavar="KEY",
                         help="select detection KEY (and, with --export-table, open it)")
     survey.add_argument("--filter", metavar="EXPR", help="filter the survey table")
+    survey.add_argument("--fold", type=float, metavar="HOURS",
+                        help="fold the light curve at this period (hours)")
     survey.add_argument("--export-table", metavar="PATH",
                         help="with --select: open that detection in the inspector with the "
                         "batch's settings, write its flux table to PATH and exit")

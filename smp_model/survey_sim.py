@@ -1,5 +1,5 @@
 """A small simulated survey to try the survey view on: a few moving objects, each detected
-10-20 times over four years, written with the detection simulator (`smp_model.simulate`).
+8-24 times over four years, written with the detection simulator (`smp_model.simulate`).
 
 `simulate_survey(outdir)` writes::
 
@@ -17,7 +17,8 @@ The objects (`SURVEY_OBJECTS`):
   all bad), which the fit drops: the survey flags it (`smp_model.survey.FLAG_EXPOSURE_DROPPED`);
 * ``steady``: constant brightness.
 
-Each detection is observed in band r or i (i 0.3 mag brighter), at an MJD drawn over
+Each detection is observed in band r or i (i 0.3 mag brighter; the rotator in r only, so
+that its folded light curve reads at a glance), at an MJD drawn over
 2013-2017; every exposure of a manifest carries an ``mjd`` key (the detection exposure
 the detection's MJD), and every stamp the ``MJD-OBS`` card.  Magnitudes are on zeropoint
 30 (``mag = 30 - 2.5 log10 flux``); deterministic in ``seed``.
@@ -54,6 +55,7 @@ class SurveyObject:
     amplitude_mag: float = 0.0
     binary: bool = False
     flagged_detection: int | None = None   # index of the detection with a masked exposure
+    bands: tuple[str, ...] = ("r", "i")
 
     def mag(self, band: str, mjd: float, t0: float = MJD_RANGE[0]) -> float:
         mag = self.mag0 + BAND_OFFSET_MAG[band]
@@ -64,7 +66,7 @@ class SurveyObject:
 
 
 SURVEY_OBJECTS = (
-    SurveyObject("rotator", 16, 20.9, period_hours=7.3, amplitude_mag=0.6),
+    SurveyObject("rotator", 24, 20.9, period_hours=7.3, amplitude_mag=0.6, bands=("r",)),
     SurveyObject("binary", 10, 21.0, binary=True),
     SurveyObject("flagged", 10, 21.2, flagged_detection=4),
     SurveyObject("steady", 8, 21.4),
@@ -85,7 +87,7 @@ def simulate_survey(outdir: str | os.PathLike, *, seed: int = 0, overwrite: bool
     rows, manifests, done = [], [], 0
     for number, obj in enumerate(objects):
         mjds = np.sort(rng.uniform(*MJD_RANGE, obj.n_detections))
-        bands = rng.choice(list(BAND_OFFSET_MAG), obj.n_detections)
+        bands = rng.choice(list(obj.bands), obj.n_detections)
         for k, (mjd, band) in enumerate(zip(mjds, bands)):
             mag = obj.mag(str(band), float(mjd))
             flux = 10 ** (-0.4 * (mag - 30.0))
@@ -141,7 +143,7 @@ def _stamp_times(truth, mjd: float, rng: np.random.Generator, flagged: bool) -> 
 
 # -- the app's survey demo ------------------------------------------------------------------
 
-SURVEY_DEMO_VERSION = "survey-demo-v1"
+SURVEY_DEMO_VERSION = "survey-demo-v2"
 SURVEY_DEMO_BATCH = dict(binary_search_if=25.0)   # `smp batch ... --binary-search-if 25`
 
 
@@ -159,7 +161,8 @@ def survey_demo_batch_path(progress=None, workers: int | None = None) -> Path:
     say = progress or (lambda text: None)
     listing = folder / "detections.ecsv"
     if not listing.is_file():
-        say("simulating the survey (44 detections)")
+        say(f"simulating the survey ({sum(o.n_detections for o in SURVEY_OBJECTS)} "
+            "detections)")
         simulate_survey(folder, overwrite=True,
                         progress=lambda done, total: say(f"simulated {done}/{total}"))
     say("fitting the survey with smp batch (a few minutes, once)")

@@ -38,7 +38,7 @@ def des_sample() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_survey(tmp_path_factory):
-    """(folder, batch output, truth): a 9-detection simulated survey fitted by the real
+    """(folder, batch output, truth): a 10-detection simulated survey fitted by the real
     batch (tests/survey_helpers.py); ~40 s, once per session."""
     from survey_helpers import make_tiny_survey
     return make_tiny_survey(tmp_path_factory.mktemp("survey"))

@@ -7,7 +7,8 @@ from pathlib import Path
 from smp_model.batch import BatchOptions, read_batch_list, run_batch
 from smp_model.survey_sim import SurveyObject, simulate_survey
 
-TINY = (SurveyObject("rotator", 5, 20.6, period_hours=7.3, amplitude_mag=0.6),
+TINY = (SurveyObject("rotator", 6, 20.6, period_hours=7.3, amplitude_mag=0.6,
+                     bands=("r",)),
         SurveyObject("binary", 2, 20.8, binary=True),
         SurveyObject("flagged", 2, 21.0, flagged_detection=1))
 
@@ -22,7 +23,7 @@ def threads_client():
 
 
 def make_tiny_survey(folder: Path):
-    """(folder, batch output, truth table): 9 detections, `smp batch --binary-search-if
+    """(folder, batch output, truth table): 10 detections, `smp batch --binary-search-if
     25` with default settings."""
     truth = simulate_survey(folder, seed=3, objects=TINY, n_exposures=4)
     out = folder / "fluxes.ecsv"

@@ -96,14 +96,14 @@ def test_open_filter_sort(qtbot, window, batch, monkeypatch):
     path, truth = batch
     open_by_menu(qtbot, window, path, monkeypatch)
     survey = Survey.open(path)
-    assert window.model.rowCount() == 9 == len(truth)
-    assert window.count_label.text() == "9 of 9 detections"
+    assert window.model.rowCount() == 10 == len(truth)
+    assert window.count_label.text() == "10 of 10 detections"
     assert window.tabs.tabText(1) == "Failures (0)"
     # the binary under a delta chi2 filter, the flagged exposure under a flags filter
     type_filter(qtbot, window, "binary_delta_chi2 > 25")
     binaries = table_keys(window)
     assert binaries and all(k.startswith("binary_") for k in binaries)
-    assert window.count_label.text() == f"{len(binaries)} of 9 detections"
+    assert window.count_label.text() == f"{len(binaries)} of 10 detections"
     type_filter(qtbot, window, "flags & 8 != 0")
     assert table_keys(window) == list(truth["key"][truth["flagged_exposure"]])
     # a bad expression is explained and changes nothing
@@ -111,7 +111,7 @@ def test_open_filter_sort(qtbot, window, batch, monkeypatch):
     assert "expected a column" in window.filter_error.text()
     assert window.model.rowCount() == 1
     type_filter(qtbot, window, 'name == "rotator" or name == "flagged"')
-    assert window.filter_error.text() == "" and window.model.rowCount() == 7
+    assert window.filter_error.text() == "" and window.model.rowCount() == 8
     # header clicks sort (ascending, then descending) within the filter
     click_header(qtbot, window, "mag")
     mags = [survey.columns["mag"][survey.index_of(k)] for k in table_keys(window)]
@@ -121,13 +121,13 @@ def test_open_filter_sort(qtbot, window, batch, monkeypatch):
     assert mags == sorted(mags, reverse=True)
     # the plots show the filtered rows
     window.plots.tabBar().setCurrentIndex(2)
-    assert len(window.plots.scatter.data) == 7
+    assert len(window.plots.scatter.data) == 8
     window.plots.tabBar().setCurrentIndex(1)
     counts = [i for i in window.plots.hist_plots["chi2_dof"].items
               if isinstance(i, pg.PlotCurveItem)][0].getData()[1]
-    assert counts.sum() == 7
+    assert counts.sum() == 8
     menu_action(window, "&View", "&Clear filter").trigger()
-    assert window.model.rowCount() == 9
+    assert window.model.rowCount() == 10
 
 
 def test_marks_notes_and_export_by_keyboard_and_menu(qtbot, window, batch, monkeypatch,

@@ -16,6 +16,7 @@ from astropy.table import Table
 
 from smp_model.scene import FitSettings
 from smp_model.survey import (FLAG_EXPOSURE_DROPPED, FilterError, ReviewSidecar, Survey,
+                              fit_rotation, fold,
                               compile_filter, decode_flags, detection_mjd, read_table,
                               sort_indices)
 
@@ -306,7 +307,7 @@ def test_detection_mjd_from_manifest_key_then_stamp(tmp_path):
 
 def test_simulated_survey_files(tiny_survey):
     folder, _, truth = tiny_survey
-    assert len(truth) == 9 and sorted(set(truth["name"])) == ["binary", "flagged", "rotator"]
+    assert len(truth) == 10 and sorted(set(truth["name"])) == ["binary", "flagged", "rotator"]
     listing = Table.read(folder / "detections.ecsv")
     manifest = folder / listing["manifest"][0]
     doc = tomllib.loads(manifest.read_text())
@@ -327,7 +328,7 @@ def test_simulated_survey_files(tiny_survey):
 def test_simulated_survey_found_by_the_filters(tiny_survey):
     folder, out, truth = tiny_survey
     survey = Survey.open(out)
-    assert len(survey) == 9 and survey.notes == []
+    assert len(survey) == 10 and survey.notes == []
     names = survey.columns["name"]
     # the flagged exposure is dropped by the fit and flagged by the survey
     flagged = survey.select("flags & 8 != 0")
@@ -347,4 +348,22 @@ def test_simulated_survey_found_by_the_filters(tiny_survey):
     pulls = (fitted - np.asarray(truth["mag"][rot])) / np.hypot(errors, 0.01)
     assert np.all(np.abs(pulls) < 5), pulls
     curve = survey.light_curve("rotator")
-    assert sum(len(d["mjd"]) for d in curve.values()) == 5
+    assert sum(len(d["mjd"]) for d in curve.values()) == 6
+    # folded at the injected period, a sinusoid recovers the injected amplitude
+    rotation = fit_rotation(curve["r"]["mjd"], curve["r"]["mag"], curve["r"]["mag_err"], 7.3)
+    assert rotation.amplitude_mag == pytest.approx(0.6, abs=max(0.05,
+                                                               3 * rotation.amplitude_err))
+    assert rotation.mean_mag == pytest.approx(20.6, abs=0.05)
+
+
+def test_fit_rotation_recovers_an_exact_sinusoid():
+    rng = np.random.default_rng(2)
+    mjd = np.sort(rng.uniform(56500, 58000, 12))
+    phase = fold(mjd, 9.0)
+    mag = 21.0 + 0.2 * np.cos(2 * np.pi * (phase - 0.3))
+    fit = fit_rotation(mjd, mag, np.full(12, 0.01), 9.0)
+    assert (fit.mean_mag, fit.amplitude_mag, fit.phase_max_faint) == \
+        pytest.approx((21.0, 0.4, 0.3), abs=1e-9)
+    assert fit.chi2 == pytest.approx(0.0, abs=1e-12) and fit.n == 12
+    assert fit.model(phase) == pytest.approx(mag)
+    assert fit_rotation(mjd[:3], mag[:3], np.full(3, 0.01), 9.0) is None

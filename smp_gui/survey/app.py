@@ -41,6 +41,9 @@ def survey_main(args, app) -> int:
         _say(f"error: {window.filter_error.text()}")
         window.shutdown()
         return 2
+    if args.fold:
+        window.plots.period.setValue(args.fold)
+        window.plots.fold.setChecked(True)
     if args.select:
         try:
             selected = window.select_key(args.select)

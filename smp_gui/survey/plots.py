@@ -15,7 +15,7 @@ from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel,
                              QTabWidget, QVBoxLayout, QWidget)
 
-from smp_model.survey import Survey
+from smp_model.survey import Survey, fit_rotation, fold
 
 BAND_COLOURS = {"g": (40, 160, 60), "r": (210, 50, 40), "i": (230, 140, 20),
                 "z": (140, 60, 170), "Y": (120, 80, 40)}
@@ -152,7 +152,7 @@ class SurveyPlots(QTabWidget):
 
     def _x_of(self, mjd: np.ndarray) -> np.ndarray:
         if self.fold.isChecked():
-            return np.mod(mjd * 24.0 / self.period.value(), 1.0)
+            return fold(mjd, self.period.value())
         return mjd
 
     def update_light_curve(self):
@@ -161,7 +161,7 @@ class SurveyPlots(QTabWidget):
         self.lc_items = []
         self.lc_highlight = pg.ScatterPlotItem(size=13, pen=HIGHLIGHT, brush=None)
         data = self.light_curve_data()
-        n = 0
+        n, fits = 0, []
         for band, d in data.items():
             x = self._x_of(d["mjd"])
             colour = _band_colour(band)
@@ -175,12 +175,24 @@ class SurveyPlots(QTabWidget):
             plot.addItem(points)
             self.lc_items.append(points)
             n += len(x)
+            rotation = fit_rotation(d["mjd"], d["mag"], d["mag_err"], self.period.value()) \
+                if self.fold.isChecked() else None
+            if rotation is not None:
+                phase = np.linspace(0.0, 1.0, 200)
+                plot.addItem(pg.PlotCurveItem(phase, rotation.model(phase), pen=pg.mkPen(
+                    colour, width=2, style=pg.QtCore.Qt.PenStyle.DashLine)))
+                fits.append(f"{band}: amplitude {rotation.amplitude_mag:.2f} ± "
+                            f"{rotation.amplitude_err:.2f} mag, χ² {rotation.chi2:.1f}/"
+                            f"{rotation.n - 3}")
         plot.addItem(self.lc_highlight)
         plot.setLabel("bottom", f"phase (period {self.period.value():g} h)"
                       if self.fold.isChecked() else "MJD")
         name = self.object_combo.currentText()
-        self.lc_info.setText(f"{name}: {n} detections with MJD and magnitude"
-                             if n else f"{name}: no detection with an MJD and a magnitude")
+        text = (f"{name}: {n} detections with MJD and magnitude" if n
+                else f"{name}: no detection with an MJD and a magnitude")
+        if fits:
+            text += "; sinusoid at this period, " + "; ".join(fits)
+        self.lc_info.setText(text)
         self._highlight_light_curve()
 
     def _highlight_light_curve(self):

@@ -15,7 +15,7 @@ def register(sub) -> None:
     p.add_argument("outdir", nargs="?",
                    help="output folder (must be empty or new unless --overwrite)")
     p.add_argument("--survey", metavar="DIR",
-                   help="instead, write a small simulated survey (4 objects, 44 detections "
+                   help="instead, write a small simulated survey (4 objects, 52 detections "
                         "over four years: a rotational light curve, a binary, a flagged "
                         "exposure) and its batch list DIR/detections.ecsv")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
