@@ -103,6 +103,7 @@ class MainWindow(QMainWindow):
         self.chi2map_result = None
         self.selected_index: int | None = None
         self.error_dialog: QMessageBox | None = None
+        self.survey_window = None   # a batch output opened here (`open_survey`)
         self.fits_displayed = 0
         self._displayed_path: Path | None = None
         self._drag_base: tuple[float, ...] | None = None
@@ -283,7 +284,21 @@ class MainWindow(QMainWindow):
         path = Path(path)
         if path.name.endswith(".json"):
             return self.open_session(path)
+        if path.suffix.lower() in (".ecsv", ".fits", ".csv"):   # a `smp batch` output
+            return self.open_survey(path)
         return self.open_detection(path)
+
+    def open_survey(self, path: str | Path) -> bool:
+        """Show a `smp batch` output in a survey window that browses in this window."""
+        from .survey import SurveyWindow
+        survey = SurveyWindow(self.store, inspector=self)
+        if not survey.open_survey(path):
+            self.error_dialog = survey.error_dialog
+            self.errorShown.emit(survey.error_dialog)
+            return False
+        survey.show()
+        self.survey_window = survey
+        return True
 
     def open_detection(self, path: str | Path, settings: FitSettings | None = None,
                        mode: str | None = None, offsets=None,
@@ -372,6 +387,7 @@ class MainWindow(QMainWindow):
         path, _ = QFileDialog.getOpenFileName(
             self, "Open detection or session", str(self._last_dir()),
             f"Detections and sessions (*.toml *.json);;Detection manifests (*.toml);;"
+            f"Batch outputs: survey view (*.ecsv *.fits *.csv);;"
             f"Sessions (*{SESSION_SUFFIX} *.json);;All files (*)")
         if path:
             self.open_path(path)

@@ -312,3 +312,45 @@ def test_cli_screenshot_and_export_table(batch, tmp_path):
                           "nope", "--export-table", str(table)],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "no detection 'nope'" in bad.stderr
+
+
+def _drop(window, path):
+    from PyQt6.QtCore import QMimeData, QUrl
+    from PyQt6.QtGui import QDragEnterEvent, QDropEvent
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    where = QPointF(window.width() / 2, window.height() / 2)
+    enter = QDragEnterEvent(where.toPoint(), Qt.DropAction.CopyAction, mime,
+                            Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(window, enter)
+    assert enter.isAccepted()
+    QApplication.sendEvent(window, QDropEvent(where, Qt.DropAction.CopyAction, mime,
+                                              Qt.MouseButton.LeftButton,
+                                              Qt.KeyboardModifier.NoModifier))
+
+
+def test_drop_a_batch_output_on_either_window(qtbot, window, batch, tmp_path):
+    path, truth = batch
+    with qtbot.waitSignal(window.surveyOpened, timeout=10_000):
+        _drop(window, path)
+    assert window.model.rowCount() == len(truth)
+    # on the inspector: a survey window opens and browses in that inspector
+    from smp_gui.main_window import MainWindow
+    store = QSettings(str(tmp_path / "inspector.ini"), QSettings.Format.IniFormat)
+    inspector = MainWindow(store)
+    inspector.show()
+    try:
+        _drop(inspector, path)
+        survey = inspector.survey_window
+        assert survey is not None and survey.isVisible()
+        assert survey.model.rowCount() == len(truth) and survey.inspector is inspector
+        # a file that is not a batch output: an error, no survey window
+        bad = tmp_path / "other.ecsv"
+        Table({"a": [1]}).write(bad)
+        assert not inspector.open_path(bad)
+        assert "no 'key' column" in inspector.error_dialog.text()
+        survey.close()
+        assert inspector.controller.worker_thread.isRunning()   # not the survey's to stop
+    finally:
+        inspector.shutdown()
+        inspector.close()

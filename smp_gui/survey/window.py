@@ -44,7 +44,9 @@ class SurveyWindow(QMainWindow):
     inspectorOpened = pyqtSignal(str)
     marked = pyqtSignal(str, str)
 
-    def __init__(self, settings_store: QSettings | None = None):
+    def __init__(self, settings_store: QSettings | None = None, inspector=None):
+        """``inspector``: the five-panel window to browse in (default: one made on first
+        use, and closed with this window)."""
         super().__init__()
         self.setWindowTitle("SMP Inspector — survey")
         self.setAcceptDrops(True)
@@ -52,7 +54,8 @@ class SurveyWindow(QMainWindow):
         self.survey: Survey | None = None
         self.model: SurveyTableModel | None = None
         self.plots: SurveyPlots | None = None
-        self.inspector = None   # the five-panel MainWindow, made on first use
+        self.inspector = inspector   # the five-panel MainWindow
+        self._owns_inspector = inspector is None
         self.error_dialog: QMessageBox | None = None
         self._build_widgets()
         self._build_menus()
@@ -162,12 +165,14 @@ class SurveyWindow(QMainWindow):
             self.open_survey(path)
 
     def dragEnterEvent(self, event):
-        if event.mimeData().hasUrls():
+        urls = event.mimeData().urls()
+        if urls and urls[0].isLocalFile():
             event.acceptProposedAction()
 
     def dropEvent(self, event):
         urls = event.mimeData().urls()
-        if urls:
+        if urls and urls[0].isLocalFile():
+            event.acceptProposedAction()
             self.open_survey(urls[0].toLocalFile())
 
     def open_survey(self, path: str | Path) -> bool:
@@ -309,7 +314,11 @@ class SurveyWindow(QMainWindow):
     # -- browsing in the inspector ------------------------------------------------------
 
     def ensure_inspector(self):
+        if self.inspector is not None and not \
+                self.inspector.controller.worker_thread.isRunning():
+            self.inspector = None   # closed by the user: its worker is gone
         if self.inspector is None:
+            self._owns_inspector = True
             from ..main_window import MainWindow
             self.inspector = MainWindow(self.store)
         return self.inspector
@@ -485,6 +494,6 @@ class SurveyWindow(QMainWindow):
 
     def shutdown(self):
         loader.prefetched.clear()
-        if self.inspector is not None:
+        if self.inspector is not None and self._owns_inspector:
             self.inspector.shutdown()
             self.inspector.close()
