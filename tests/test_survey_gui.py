@@ -354,3 +354,36 @@ def test_drop_a_batch_output_on_either_window(qtbot, window, batch, tmp_path):
     finally:
         inspector.shutdown()
         inspector.close()
+
+
+@pytest.mark.slow
+def test_des_sample_batch_screenshot_and_export(des_sample, tmp_path):
+    """The issue's check on the real sample: `smp batch` of the three detections, then
+    `smp-gui fluxes.ecsv --screenshot` and `--select KEY --export-table` (= batch rows)."""
+    from smp_model.batch import read_batch_list, run_batch
+    from survey_helpers import threads_client
+    listing = tmp_path / "detections.ecsv"
+    Table({"manifest": [str(des_sample / n / "detection.toml")
+                        for n in ("eris", "2014vv39", "2014lq28")]}).write(listing)
+    out = tmp_path / "fluxes.ecsv"
+    run_batch(read_batch_list(listing), out, client_factory=threads_client,
+              list_path=listing)
+    shot = tmp_path / "sample.png"
+    assert subprocess.run([sys.executable, "-m", "smp_gui.app", str(out), "--screenshot",
+                           str(shot)], timeout=300).returncode == 0
+    assert shot.stat().st_size > 10_000
+    rows = Table.read(out)
+    for key in rows["key"]:
+        table = tmp_path / f"{key}.ecsv"
+        assert subprocess.run([sys.executable, "-m", "smp_gui.app", str(out), "--select",
+                               key, "--export-table", str(table)],
+                              timeout=300).returncode == 0
+        exported, mine = Table.read(table), rows[rows["key"] == key]
+        shared = [c for c in exported.colnames if c in mine.colnames]
+        assert len(shared) >= 30
+        for name in shared:
+            a, b = np.asarray(exported[name]), np.asarray(mine[name])
+            if a.dtype.kind == "f":
+                assert a == pytest.approx(b, rel=1e-9, nan_ok=True), (key, name)
+            else:
+                assert a.tolist() == b.tolist(), (key, name)

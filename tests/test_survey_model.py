@@ -15,6 +15,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from smp_model.scene import FitSettings
+from smp_model.survey_sim import SurveyObject
 from smp_model.survey import (FLAG_EXPOSURE_DROPPED, FilterError, ReviewSidecar, Survey,
                               fit_rotation, fold,
                               compile_filter, decode_flags, detection_mjd, read_table,
@@ -367,3 +368,21 @@ def test_fit_rotation_recovers_an_exact_sinusoid():
     assert fit.chi2 == pytest.approx(0.0, abs=1e-12) and fit.n == 12
     assert fit.model(phase) == pytest.approx(mag)
     assert fit_rotation(mjd[:3], mag[:3], np.full(3, 0.01), 9.0) is None
+
+
+def test_smp_simulate_survey_command(tmp_path, monkeypatch, capsys):
+    """`smp simulate --survey DIR` writes the survey and prints its batch list."""
+    import smp_model.survey_sim as survey_sim
+    from smp_model.cli import main
+    real = survey_sim.simulate_survey
+    small = (SurveyObject("steady", 2, 21.0),)
+    monkeypatch.setattr(survey_sim, "simulate_survey",
+                        lambda *a, **k: real(*a, objects=small, **k))
+    assert main(["simulate", "--survey", str(tmp_path / "s")]) == 0
+    listing = Path(capsys.readouterr().out.strip())
+    assert listing == tmp_path / "s" / "detections.ecsv"
+    assert len(Table.read(listing)) == 2
+    assert main(["simulate", "--survey", str(tmp_path / "s")]) == 2   # not empty: refused
+    assert "not empty" in capsys.readouterr().err
+    assert main(["simulate"]) == 2
+    assert "needs OUTDIR" in capsys.readouterr().err
