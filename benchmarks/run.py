@@ -317,6 +317,19 @@ def main(argv=None) -> int:
             statuses.append("FAIL")
     else:
         print("\nGUI benchmarks: benchmarks/bench_gui.py not present; skipped.")
+    survey = Path(__file__).resolve().parent / "bench_survey.py"
+    if survey.is_file():
+        print("\nSurvey view benchmarks (benchmarks/bench_survey.py):", flush=True)
+        env = dict(os.environ, QT_QPA_PLATFORM=os.environ.get("QT_QPA_PLATFORM", "offscreen"))
+        try:
+            proc = subprocess.run([sys.executable, str(survey)], cwd=ROOT, env=env,
+                                  timeout=600)
+            if proc.returncode != 0:
+                print(f"bench: bench_survey.py exited with status {proc.returncode}")
+                statuses.append("FAIL")
+        except subprocess.TimeoutExpired:
+            print("bench: bench_survey.py did not finish within 600 s")
+            statuses.append("FAIL")
     return 1 if "FAIL" in statuses else 0
 
 

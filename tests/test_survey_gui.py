@@ -94,11 +94,18 @@ def press(qtbot, widget, key):
 
 def test_open_filter_sort(qtbot, window, batch, monkeypatch):
     path, truth = batch
+    Table(rows=[("lost_1_1", 11, "/gone/detection.toml", "ManifestError",
+                 "/gone/detection.toml: manifest not found")],
+          names=("key", "row", "input", "error_type", "message")).write(
+        path.with_name("fluxes.failures.ecsv"))
     open_by_menu(qtbot, window, path, monkeypatch)
     survey = Survey.open(path)
+    assert window.tabs.tabText(1) == "Failures (1)"
+    assert [window.failures.item(0, c).text() for c in range(4)] == [
+        "lost_1_1", "/gone/detection.toml", "ManifestError",
+        "/gone/detection.toml: manifest not found"]
     assert window.model.rowCount() == 10 == len(truth)
     assert window.count_label.text() == "10 of 10 detections"
-    assert window.tabs.tabText(1) == "Failures (0)"
     # the binary under a delta chi2 filter, the flagged exposure under a flags filter
     type_filter(qtbot, window, "binary_delta_chi2 > 25")
     binaries = table_keys(window)
