@@ -21,7 +21,7 @@ from PyQt6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMes
 
 from smp_model.errors import ManifestError, SMPError
 from smp_model.manifest import DetectionManifest
-from smp_model.psf import PSF_FILES_RUN_CODE
+from smp_model.errors import PSF_FILES_RUN_CODE
 from smp_model.panels import five_panels
 from smp_model.scene import FitSettings
 
@@ -211,6 +211,7 @@ class MainWindow(QMainWindow):
                      lambda: self.export_figure(exposures="all"))
         self._action(export, "Flux table…", lambda: self.export_table())
         self._action(export, "Model/residual FITS…", lambda: self.export_fits())
+        self._action(export, "DS9 region file…", lambda: self.export_regions())
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
@@ -743,11 +744,19 @@ class MainWindow(QMainWindow):
                             path, "Tables (*.ecsv *.fits *.csv)")
 
     def export_fits(self, path=None) -> Path | None:
-        """Image, model, residual and target cubes plus tables as one FITS file."""
+        """Per-exposure image, model, residual, target, weight and mask HDUs with a WCS
+        each, plus tables, as one FITS file."""
         from smp_model.results import write_fits
         return self._export("model/residual FITS",
                             lambda fit, p, ow: write_fits(fit, p, overwrite=ow),
                             path, "FITS (*.fits)")
+
+    def export_regions(self, path=None) -> Path | None:
+        """DS9 region file (fk5) of the fitted sources and the grid outline."""
+        from smp_model.results import write_regions
+        return self._export("region file",
+                            lambda fit, p, ow: write_regions(fit, p, overwrite=ow),
+                            path, "DS9 regions (*.reg)")
 
     # -- sessions -----------------------------------------------------------------------
 
