@@ -286,9 +286,6 @@ def fit_detection(item: BatchItem, options: BatchOptions) -> dict:
     used, dropped = table.meta["exposures_used"], table.meta["exposures_dropped"]
     table["n_exposures"] = len(used)
     table["n_dropped"] = len(dropped)
-    if "mjd" not in table.colnames:   # the detection exposure's MJD when the data say it
-        from .survey import detection_mjd
-        table["mjd"] = detection_mjd(item.input) if item.manifest else math.nan
     if options.binary_search_if is not None:
         table["binary_delta_chi2"] = delta
     table.meta["batch"] = {"key": item.key, "input": item.input, "row": item.row,

@@ -10,7 +10,8 @@ sorts in milliseconds.  No Qt here: the survey window (`smp_gui.survey`) shows t
 
 Filters are a small safe language (`compile_filter`; nothing is evaluated as Python):
 comparisons of columns with numbers, quoted strings or other columns, joined by ``and``,
-``or``, ``not`` and parentheses, e.g. ``chi2_dof > 1.5 and flags & 8 != 0``.
+``or``, ``not`` and parentheses, e.g. ``chi2_dof > 1.5 and flags & exposure_dropped != 0``
+(flag names stand for their bits, `FLAG_NAMES`).
 
 Review marks (good / bad / binary candidate, a note, and optionally a refit saved from the
 inspector) live in the sidecar ``<out stem>.review.ecsv`` next to the batch output
@@ -38,18 +39,19 @@ from astropy.table import Table
 
 from .errors import SMPError
 from .io_utils import TABLE_FORMATS, atomic_write
-from .results import (FLAG_NONPOSITIVE_FLUX, FLAG_POSITION_ERR_UNDEFINED,
-                      FLAG_POSITION_FIXED)
+from .record import FLAGS
 from .scene import FitSettings
 
 REVIEW_SUFFIX = ".review.ecsv"
 FAILURES_SUFFIX = ".failures.ecsv"   # as `smp_model.batch.FAILURES_SUFFIX`
 MARKS = ("good", "bad", "binary")     # "binary": binary candidate
-#: Set by the survey (not by a fit) when the detection lost exposures (no usable pixel).
-FLAG_EXPOSURE_DROPPED = 8
-FLAG_NAMES = {FLAG_NONPOSITIVE_FLUX: "flux<=0", FLAG_POSITION_FIXED: "position fixed",
-              FLAG_POSITION_ERR_UNDEFINED: "position error undefined",
-              FLAG_EXPOSURE_DROPPED: "exposure dropped"}
+#: Set by the survey (not by a fit) when the detection lost exposures (no usable pixel);
+#: a bit well above the fit's flags (`smp_model.record.FLAGS`), which may grow.
+FLAG_EXPOSURE_DROPPED = 256
+#: Bit -> name of every flag the survey shows: the fit's registry plus the survey's own.
+#: Filters may use the names: ``flags & exposure_dropped != 0``.
+FLAG_NAMES = {**{f.bit: f.name for f in FLAGS}, FLAG_EXPOSURE_DROPPED: "exposure_dropped"}
+assert FLAG_EXPOSURE_DROPPED not in {f.bit for f in FLAGS}
 #: Columns shown first, in this order (the others follow as in the batch).
 DISPLAY_COLUMNS = ("key", "name", "band", "mjd", "fit_kind", "flux", "flux_err", "mag",
                    "mag_err", "chi2_dof", "binary_delta_chi2", "flags", "flags_text",
@@ -551,6 +553,7 @@ _TOKEN = re.compile(r"""\s*(?:
 _COMPARE = {"==": np.equal, "!=": np.not_equal, "<": np.less, "<=": np.less_equal,
             ">": np.greater, ">=": np.greater_equal}
 _KEYWORDS = ("and", "or", "not")
+_FLAG_BITS = {name: bit for bit, name in FLAG_NAMES.items()}
 
 
 def _tokens(text: str) -> list[tuple[str, str]]:
@@ -635,7 +638,7 @@ class _Parser:
             mask = self.atom()
             a, b = _numeric(value), _numeric(mask)
             if a is None or b is None:
-                raise FilterError("'&' needs integer operands (e.g. flags & 8)")
+                raise FilterError("'&' needs integer operands (e.g. flags & 4)")
             return ("value", np.bitwise_and(np.asarray(a).astype(np.int64),
                                             np.asarray(b).astype(np.int64)),
                     f"{value[2]} & {mask[2]}")
@@ -653,9 +656,12 @@ class _Parser:
                 lower = {c.lower(): c for c in self.columns}
                 if text.lower() in lower:
                     column = self.columns[lower[text.lower()]]
+                elif text.lower() in _FLAG_BITS:
+                    return ("value", float(_FLAG_BITS[text.lower()]), text)
                 else:
-                    raise FilterError(f"no column {text!r}; columns: "
-                                      f"{', '.join(sorted(self.columns))}")
+                    raise FilterError(f"no column or flag {text!r}; columns: "
+                                      f"{', '.join(sorted(self.columns))}; flags: "
+                                      f"{', '.join(_FLAG_BITS)}")
             return ("column", column, text)
         raise FilterError("expected a column, number or quoted string"
                           + (f", got {text!r}" if text else " at the end"))
@@ -692,7 +698,8 @@ def compile_filter(expression: str, columns: dict[str, np.ndarray]) -> np.ndarra
     """Boolean mask (one per detection) of the rows matching ``expression``.
 
     Grammar: comparisons ``A op B`` (op: ``== != < <= > >=``; A, B: a column name, a
-    number, ``nan``/``inf``, or a quoted string; ``A & N`` tests bits), joined by ``and``,
+    number, ``nan``/``inf``, a flag name (its bit, `FLAG_NAMES`) or a quoted string;
+    ``A & N`` tests bits), joined by ``and``,
     ``or``, ``not`` and parentheses.  Comparisons with NaN are false.  Text compares
     with ``==``/``!=`` only.  Raises `FilterError` with a message for the user.  Nothing
     in the expression is run as code."""

@@ -111,7 +111,7 @@ def test_open_filter_sort(qtbot, window, batch, monkeypatch):
     binaries = table_keys(window)
     assert binaries and all(k.startswith("binary_") for k in binaries)
     assert window.count_label.text() == f"{len(binaries)} of 10 detections"
-    type_filter(qtbot, window, "flags & 8 != 0")
+    type_filter(qtbot, window, "flags & exposure_dropped != 0")
     assert table_keys(window) == list(truth["key"][truth["flagged_exposure"]])
     # a bad expression is explained and changes nothing
     type_filter(qtbot, window, "chi2_dof >")
@@ -300,7 +300,7 @@ def test_cli_screenshot_and_export_table(batch, tmp_path):
     shot = tmp_path / "survey.png"
     table = tmp_path / "one.ecsv"
     run = subprocess.run([sys.executable, "-m", "smp_gui.app", str(path), "--filter",
-                          "flags & 8 != 0", "--select", key, "--export-table",
+                          "flags & 256 != 0", "--select", key, "--export-table",
                           str(table), "--screenshot", str(shot)],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr

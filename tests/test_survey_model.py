@@ -28,7 +28,7 @@ NAN = math.nan
 def columns():
     return {"name": np.array(["a", "b", "a", "c", ""]),
             "chi2_dof": np.array([1.0, 2.5, NAN, 1.6, 0.9]),
-            "flags": np.array([0, 2, 10, 8, 1]),
+            "flags": np.array([0, 2, 2 | 256, 8 | 256, 1]),   # 256: exposure_dropped
             "binary_delta_chi2": np.array([NAN, 30.0, 5.0, NAN, 100.0])}
 
 
@@ -40,13 +40,15 @@ def columns():
     ("chi2_dof <= 1", [0, 4]),                       # NaN compares false
     ("not chi2_dof <= 1", [1, 2, 3]),
     ("flags != 0", [1, 2, 3, 4]),
-    ("flags & 8 != 0", [2, 3]),
+    ("flags & 8 != 0", [3]),
+    ("flags & unresolved != 0", [3]),
+    ("flags & exposure_dropped != 0", [2, 3]),
     ("binary_delta_chi2 > 25", [1, 4]),
     ('name == "a"', [0, 2]),
     ("name != 'a' and name != ''", [1, 3]),
     ("chi2_dof > 2 or flags == 1", [1, 4]),
     ("(chi2_dof > 2 or flags == 1) and binary_delta_chi2 > 50", [4]),
-    ("flags & 8 != 0 and not (name == 'c')", [2]),
+    ("flags & exposure_dropped != 0 and not (name == 'c')", [2]),
     ("chi2_dof > flags", [0, 1]),                    # column against column
     ("CHI2_DOF > 2", [1]),                           # column names are case-insensitive
     ("chi2_dof == nan", []),
@@ -58,7 +60,7 @@ def test_filter_selects(columns, expression, expected):
 
 
 @pytest.mark.parametrize("expression, message", [
-    ("chi2 > 1", "no column 'chi2'"),
+    ("chi2 > 1", "no column or flag 'chi2'"),
     ("chi2_dof >", "expected a column"),
     ("chi2_dof 1.5", "expected a comparison"),
     ("(chi2_dof > 1", "missing ')'"),
@@ -66,7 +68,7 @@ def test_filter_selects(columns, expression, expected):
     ("name == 1", "compares text with a number"),
     ("chi2_dof > 1 chi2_dof", "unexpected"),
     ("__import__('os').system('touch /tmp/x') == 0", "cannot read"),
-    ("__import__ == 0", "no column '__import__'"),
+    ("__import__ == 0", "no column or flag '__import__'"),
     ("chi2_dof > 1; import os", "cannot read"),
     ("name & 1 == 0", "integer operands"),
 ])
@@ -87,8 +89,9 @@ def test_sort_nan_last_both_ways_and_stable(columns):
 
 def test_decode_flags():
     assert decode_flags(0) == ""
-    assert decode_flags(2 | FLAG_EXPOSURE_DROPPED) == "position fixed, exposure dropped"
-    assert decode_flags(64) == "bits 64"
+    assert decode_flags(2 | FLAG_EXPOSURE_DROPPED) == "position_fixed, exposure_dropped"
+    assert decode_flags(8) == "unresolved"
+    assert decode_flags(64 | 1) == "nonpositive_flux, bits 64"
 
 
 # -- a batch output written like `smp batch` writes it ---------------------------------------
@@ -136,11 +139,11 @@ def test_survey_one_row_per_detection(batch_out):
     assert c["component"][1] == "primary" and c["n_sources"][1] == 2
     assert c["chi2_dof"][2] == pytest.approx(920 / 880)
     assert c["flags"][3] == 2 | FLAG_EXPOSURE_DROPPED
-    assert c["flags_text"][3] == "position fixed, exposure dropped"
+    assert c["flags_text"][3] == "position_fixed, exposure_dropped"
     assert survey.settings == FitSettings(grid_size=12)
     assert survey.notes == []
     assert survey.select("binary_delta_chi2 > 25").tolist() == [1]
-    assert survey.select("flags & 8 != 0").tolist() == [3]
+    assert survey.select("flags & exposure_dropped != 0").tolist() == [3]
     assert survey.select('name == "obj0"', "mjd", descending=True).tolist() == [4, 2, 0]
     binary = survey.open_spec("obj1_1001_5")
     # published order (dx1, dx2, dy1, dy2) from the batch rows
@@ -332,7 +335,7 @@ def test_simulated_survey_found_by_the_filters(tiny_survey):
     assert len(survey) == 10 and survey.notes == []
     names = survey.columns["name"]
     # the flagged exposure is dropped by the fit and flagged by the survey
-    flagged = survey.select("flags & 8 != 0")
+    flagged = survey.select("flags & exposure_dropped != 0")
     assert survey.keys[flagged].tolist() == truth["key"][truth["flagged_exposure"]].tolist()
     assert survey.columns["n_dropped"][flagged].tolist() == [1]
     # the binary is kept as a binary (delta chi2 > 25) and nothing else is

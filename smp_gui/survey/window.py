@@ -31,7 +31,7 @@ from .plots import SurveyPlots
 from .table_model import SurveyTableModel
 
 PREFETCH_NEIGHBOURS = 1   # detections built ahead on each side of the current one
-FILTER_EXAMPLES = ("chi2_dof > 1.5", "flags != 0", "flags & 8 != 0",
+FILTER_EXAMPLES = ("chi2_dof > 1.5", "flags & exposure_dropped != 0", "flags != 0",
                    "binary_delta_chi2 > 25", 'name == "rotator"', 'mark == "bad"')
 
 
