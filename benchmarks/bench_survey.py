@@ -31,7 +31,8 @@ sys.path.insert(0, str(ROOT))
 
 OPEN_TARGET_S, FILTER_TARGET_S, STEP_TARGET_S = 1.0, 0.1, 0.3
 FILTERS = ("chi2_dof > 1.5", "flags != 0", "binary_delta_chi2 > 25",
-           'name == "obj0042"', "chi2_dof > 1.2 and (band == \"r\" or flags & exposure_dropped != 0)")
+           'name == "obj0042"',
+           'chi2_dof > 1.2 and (band == "r" or flags & exposure_dropped != 0)')
 
 
 def synthetic_batch(path: Path, n: int, seed: int = 0) -> None:

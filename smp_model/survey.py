@@ -29,7 +29,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,16 +116,19 @@ def _read_ecsv_fast(path: Path) -> Table:
     header = get_header_from_yaml(header_lines)
     datatypes = {c["name"]: c.get("datatype", "string") for c in header["datatype"]}
     if any(c.get("subtype") for c in header["datatype"]):
-        return Table.read(path, format="ascii.ecsv")   # multidimensional cells: slow path
+        return _plain(Table.read(path, format="ascii.ecsv"))   # multidimensional cells
     data = ascii.read(path, format="fast_basic", delimiter=" ", comment="#", quotechar='"',
                       guess=False, fast_reader=True)
+    if any(datatypes.get(name, "string") == "string" and data[name].dtype.kind != "U"
+           for name in data.colnames):
+        # text that reads as numbers ("007"): only the ECSV reader keeps it as written
+        return _plain(Table.read(path, format="ascii.ecsv"))
     table = Table(meta=dict(header.get("meta") or {}))
     table.meta.pop("__serialized_columns__", None)
     for name in data.colnames:
         kind = datatypes.get(name, "string")
         column = np.asarray(data[name])
         if kind == "string":
-            column = column.astype(str) if column.dtype.kind != "U" else column
             if hasattr(data[name], "mask"):
                 column = np.where(np.ma.getmaskarray(data[name]), "", column)
         elif kind == "bool":
@@ -134,6 +137,15 @@ def _read_ecsv_fast(path: Path) -> Table:
             column = np.ma.filled(data[name].astype(kind), _fill(kind))
         table[name] = column
     return table
+
+
+def _plain(table: Table) -> Table:
+    """Plain columns (Quantity columns of a QTable-like read lose their units)."""
+    out = Table(meta=dict(table.meta))
+    out.meta.pop("__serialized_columns__", None)
+    for name in table.colnames:
+        out[name] = np.asarray(getattr(table[name], "value", table[name]))
+    return out
 
 
 def _bools(column) -> np.ndarray:
@@ -854,6 +866,3 @@ class ReviewSidecar:
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
-
-def keys_in_order(survey: Survey, indices: Sequence[int]) -> list[str]:
-    return [str(survey.columns["key"][i]) for i in indices]

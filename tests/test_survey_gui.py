@@ -4,7 +4,6 @@ points, open detections in the inspector with Enter and step with N, export thro
 menu; every number compared with the batch output or the sidecar on disk."""
 from __future__ import annotations
 
-import math
 import shutil
 import subprocess
 import sys

@@ -105,7 +105,8 @@ def batch_table(n: int = 6, with_new_columns: bool = True) -> Table:
         for comp in (("primary", "secondary") if kind == "binary" else ("target",)):
             flux = float(rng.uniform(500, 5000))
             rows.append({"key": f"obj{d % 2}_{1000 + d}_5", "input": f"/data/{d}/detection.toml",
-                         "name": f"obj{d % 2}", "expnum": 1000 + d, "ccdnum": 5, "band": "ri"[d % 2],
+                         "name": f"obj{d % 2}", "expnum": 1000 + d, "ccdnum": 5,
+                         "band": "ri"[d % 2],
                          "fit_kind": kind, "component": comp, "flux": flux, "flux_err": 30.0,
                          "mag": 30 - 2.5 * math.log10(flux), "mag_err": 0.02,
                          "dx": 0.1 * d + (1 if comp == "secondary" else 0),
@@ -389,3 +390,13 @@ def test_smp_simulate_survey_command(tmp_path, monkeypatch, capsys):
     assert "not empty" in capsys.readouterr().err
     assert main(["simulate"]) == 2
     assert "needs OUTDIR" in capsys.readouterr().err
+
+
+def test_text_that_reads_as_numbers_stays_text(tmp_path):
+    table = batch_table()
+    table["name"] = ["007"] * len(table)
+    out = tmp_path / "fluxes.ecsv"
+    table.write(out)
+    survey = Survey.open(out)
+    assert set(survey.columns["name"]) == {"007"}
+    assert survey.select('name == "007"').tolist() == list(range(6))
