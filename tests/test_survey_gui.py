@@ -180,6 +180,19 @@ def test_marks_notes_and_export_by_keyboard_and_menu(qtbot, window, batch, monke
     assert np.asarray(curated["flux"]) == pytest.approx(np.asarray(batch_rows["flux"]))
 
 
+def double_click(widget, pos: QPoint):
+    """What a double click delivers: press, release, double-click, release.
+    (qtbot.mouseDClick after earlier simulated clicks is not always taken as one.)"""
+    left, none = Qt.MouseButton.LeftButton, Qt.MouseButton.NoButton
+    for kind, buttons in ((QEvent.Type.MouseButtonPress, left),
+                          (QEvent.Type.MouseButtonRelease, none),
+                          (QEvent.Type.MouseButtonDblClick, left),
+                          (QEvent.Type.MouseButtonRelease, none)):
+        QApplication.sendEvent(widget, QMouseEvent(
+            kind, QPointF(pos), QPointF(widget.mapToGlobal(pos)), left, buttons,
+            Qt.KeyboardModifier.NoModifier))
+
+
 def _click_plot_point(qtbot, plot_widget, x: float, y: float):
     view_box = plot_widget.getPlotItem().getViewBox()
     scene_pos = view_box.mapViewToScene(QPointF(x, y))
@@ -280,6 +293,12 @@ def test_enter_opens_the_inspector_and_n_steps_it(qtbot, window, batch, monkeypa
     assert row["mark"] == "bad"
     assert row["reviewed_flux"] == pytest.approx(inspector.result.fit.flux)
     assert '"grid_size": 20' in row["reviewed_request"]
+    # a double click on a row opens that detection too
+    rect = window.table.visualRect(window.model.index(2, 0))
+    double_click(window.table.viewport(), rect.center())
+    wait_shown(qtbot, inspector, survey.open_spec(keys[2]).manifest)
+    assert window.current_key() == keys[2]
+    _assert_shows_batch_fit(inspector, survey, keys[2])
 
 
 def _assert_shows_batch_fit(inspector, survey, key):
