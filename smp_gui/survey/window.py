@@ -347,7 +347,10 @@ class SurveyWindow(QMainWindow):
         self.inspectorOpened.emit(key)
         return True
 
-    def prefetch_neighbours(self, count: int = PREFETCH_NEIGHBOURS):
+    def prefetch_neighbours(self, count: int | None = None):
+        """Build the ``count`` (default `PREFETCH_NEIGHBOURS`) detections before and after
+        the current row ahead, in child processes."""
+        count = PREFETCH_NEIGHBOURS if count is None else count
         row = self.table.currentIndex().row()
         if row < 0:
             return
