@@ -259,7 +259,8 @@ def fit_detection(item: BatchItem, options: BatchOptions) -> dict:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            manifest = item.manifest or manifest_from_folder(**item.folder)
+            manifest = item.manifest or manifest_from_folder(**item.folder,
+                                                             settings=options.settings)
             phot = DetectionPhotometry(manifest, options.settings)
             fit = phot.optimize_single() if options.optimize_position else phot.fit_single()
             delta = math.nan
@@ -442,8 +443,8 @@ def run_batch(items: Sequence[BatchItem], out: str | os.PathLike,
     """
     paths = BatchPaths(Path(out))
     table_format(paths.out)   # unknown extension: ValueError before any work
-    _check_outputs(paths, options, force)
-    items = _unique(items)
+    _check_outputs(paths, options, force, list_path)
+    items = distinct_keys(items)
     report = BatchReport(total=len(items), paths=paths)
 
     def record(outcome: DetectionOutcome) -> None:
@@ -461,6 +462,22 @@ def run_batch(items: Sequence[BatchItem], out: str | os.PathLike,
         else:
             pending.append(item)
     report.to_compute = len(pending)
+    if pending:
+        # The work directory marks the outputs as this batch's: made only once the
+        # cluster is reached, so an unreachable scheduler leaves nothing behind.
+        with client_factory() as client:
+            _prepare_work_dir(paths, options)
+            _compute(client, pending, options, paths, report, record, on_start)
+    else:
+        _prepare_work_dir(paths, options)
+        if on_start:
+            on_start(report)
+    report.compute_finished = time.perf_counter()
+    _write_results(items, report, options, list_path)
+    return report
+
+
+def _prepare_work_dir(paths: BatchPaths, options: BatchOptions) -> None:
     paths.work_dir.mkdir(parents=True, exist_ok=True)
     # A run killed while writing (no chance to clean up) can leave the hidden temporary
     # file of `atomic_output` behind; the result itself was never renamed into place.
@@ -469,23 +486,33 @@ def run_batch(items: Sequence[BatchItem], out: str | os.PathLike,
     atomic_write(paths.options_file,
                  lambda tmp: tmp.write_text(json.dumps(options.as_meta(), indent=2) + "\n"),
                  overwrite=True)
-    if pending:
-        with client_factory() as client:
-            _compute(client, pending, options, paths, report, record, on_start)
-    elif on_start:
-        on_start(report)
-    report.compute_finished = time.perf_counter()
-    _write_results(items, report, options, list_path)
-    return report
 
 
-def _check_outputs(paths: BatchPaths, options: BatchOptions, force: bool) -> None:
-    """Refuse to replace a foreign ``out`` or to mix settings in one work directory
-    (with ``force``: forget every result made with other settings)."""
-    if not force and paths.out.exists() and not paths.work_dir.is_dir():
-        raise OutputExistsError(f"exists and has no batch work directory "
-                                f"({paths.work_dir.name}); not overwritten (use --force)",
-                                paths.out)
+def _check_outputs(paths: BatchPaths, options: BatchOptions, force: bool,
+                   list_path: str | os.PathLike | None = None) -> None:
+    """Refuse, before any work, to write where the batch does not own the path: the list
+    itself (never, even with ``force``), or an existing ``out`` or failures file without
+    the batch's work directory (unless ``force``).  Refuse to mix settings in one work
+    directory (with ``force``: forget every result made with other settings)."""
+    outputs = {"--out": paths.out, "failures file": paths.failures,
+               "work directory": paths.work_dir}
+    if list_path is not None:
+        listed = Path(list_path).resolve()
+        for what, path in outputs.items():
+            if path.resolve() == listed:
+                raise OutputExistsError(f"is the batch list itself and would be the batch's "
+                                        f"{what}; choose another --out", path)
+    if paths.work_dir.exists() and not paths.work_dir.is_dir():
+        raise OutputExistsError("exists and is not a batch work directory; not replaced "
+                                "(choose another --out)", paths.work_dir)
+    owned = paths.work_dir.is_dir()
+    for path in (paths.out, paths.failures):
+        if not force and not owned and (path.exists() or path.is_symlink()):
+            raise OutputExistsError(f"exists and has no batch work directory "
+                                    f"({paths.work_dir.name}); not overwritten (use --force "
+                                    "or another --out)", path)
+        if path.is_dir():
+            raise OutputExistsError("is a directory; not replaced", path)
     if not paths.options_file.is_file():
         return
     try:
@@ -521,18 +548,43 @@ def _difference(previous, current) -> str:
                      for k, v in flat_cur.items() if flat_prev.get(k) != v) or "other keys"
 
 
-def _unique(items: Sequence[BatchItem]) -> list[BatchItem]:
-    """Drop repeated detections (same key) with a warning: one work file per key."""
-    seen: dict[str, int] = {}
-    unique = []
+def distinct_keys(items: Sequence[BatchItem]) -> list[BatchItem]:
+    """Every row of the list gets its own key, so that no detection is lost.
+
+    Rows whose keys collide but that describe different detections (``eris x`` and
+    ``eris_x`` at different RA) all get ``<key>-<hash>``, a short hash of what the row
+    says (stable across re-runs and list orders).  A row that repeats an earlier row
+    exactly becomes a failure that names the row it repeats (it is fitted once)."""
+    groups: dict[str, list[BatchItem]] = {}
     for item in items:
-        if item.key in seen:
-            warnings.warn(f"row {item.row} repeats detection {item.key} of row "
-                          f"{seen[item.key]}; fitted once", stacklevel=3)
+        groups.setdefault(item.key, []).append(item)
+    out = []
+    for item in items:
+        group = groups[item.key]
+        if len(group) == 1 or item.error:
+            out.append(item)
             continue
-        seen[item.key] = item.row
-        unique.append(item)
-    return unique
+        fingerprint = _fingerprint(item)
+        first = next(other for other in group if _fingerprint(other) == fingerprint)
+        key = item.key
+        if len({_fingerprint(other) for other in group}) > 1:
+            key = f"{item.key}-{fingerprint[:8]}"
+        if first is not item:
+            out.append(dataclasses.replace(
+                item, key=f"{key}-row{item.row}", manifest=None, folder=None,
+                error=("DuplicateRow", f"row {item.row} repeats row {first.row} "
+                       f"({item.input}); fitted once, as row {first.row}")))
+        else:
+            out.append(dataclasses.replace(item, key=key))
+    return out
+
+
+def _fingerprint(item: BatchItem) -> str:
+    """Hash of what a list row says (its manifest, or its folder fields)."""
+    import hashlib
+    what = (str(item.manifest.path) if item.manifest is not None
+            else json.dumps(item.folder, sort_keys=True, default=str))
+    return hashlib.sha256(what.encode()).hexdigest()
 
 
 def _compute(client, pending: list[BatchItem], options: BatchOptions, paths: BatchPaths,
@@ -654,9 +706,10 @@ def _write_results(items: Sequence[BatchItem], report: BatchReport, options: Bat
         write_table(failures, paths.failures, overwrite=True)
     else:
         paths.failures.unlink(missing_ok=True)   # left by an earlier run of this batch
-    if not tables:
-        return
-    merged = vstack(tables, metadata_conflicts="silent")
+    # Written even without a result, so that it never keeps rows of an earlier run that
+    # the failures file now contradicts.
+    merged = (vstack(tables, metadata_conflicts="silent") if tables
+              else QTable(names=("key", "input"), dtype=(str, str)))
     merged.meta = {
         "software": f"smp-inspector {__version__}",
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
