@@ -54,7 +54,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:   # a usage error (one line, see OneLineParser) or --help
+        return exc.code if isinstance(exc.code, int) else EXIT_USER_ERROR
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="smp: %(message)s", stream=sys.stderr)
     warnings.showwarning = _warning_to_stderr

@@ -179,7 +179,8 @@ def test_unreadable_rows_fail_without_a_cluster(tmp_path, capsys):
     failures = Table.read(BatchPaths(out).failures)
     assert failures["error_type"][0] == "ManifestError"
     assert str(tmp_path / "missing.toml") in failures["message"][0]
-    assert not out.exists()   # no result to write
+    # Written even without a result (0 rows), so it never outlives an earlier run.
+    assert len(Table.read(out)) == 0
 
 
 def test_read_batch_list_mixed_rows(tmp_path):
@@ -315,7 +316,9 @@ def test_batch_bad_gain_exits_2(tmp_path, capsys):
     Table({"manifest": ["missing.toml"]}).write(listing)
     assert main(["batch", str(listing), "--out", str(tmp_path / "o.ecsv"),
                  "--gain", "0"]) == 2
-    assert "gain must be a positive number" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--gain: expected a finite number > 0, got '0'" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_killed_batch_keeps_finished_results(des_sample, tmp_path, reference_fluxes):
