@@ -1206,3 +1206,15 @@ def test_failed_write_names_the_requested_file(tmp_path):
         atomic_write(target, lambda tmp: tmp.unlink())
     assert str(target) in str(info.value) and ".flux." not in str(info.value)
     assert listing(tmp_path) == []
+
+
+def test_readme_states_the_trust_boundaries(repo_root):
+    """Finding 8 (non-GUI part): the README's trust section covers every input that can
+    run code and the unauthenticated Dask scheduler, with the TLS settings to use."""
+    readme = (repo_root / "README.md").read_text()
+    section = readme[readme.index("## Trust boundaries"):]
+    section = section[:section.index("\n## ", 1)]
+    for words in ("PSF files run code", "Manifests", "GUI sessions", "Batch lists",
+                  "--tls-ca-file", "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION",
+                  "tls://"):
+        assert words in section, words
