@@ -496,6 +496,11 @@ def test_too_large_detection_is_a_recorded_failure_on_the_worker(des_sample, tmp
     """Finding 4 on a worker: refused from the manifest (no PSF read) and recorded."""
     from smp_model.batch import BatchOptions, fit_detection
     manifest = DetectionManifest.read(des_sample / "eris" / "detection.toml")
+    # The other exposures' PSF files do not exist: refused before any of them is opened.
+    manifest = manifest.with_exposures(tuple(
+        e if e is manifest.detection_exposure
+        else dataclasses.replace(e, psf=tmp_path / f"no_psf_{e.expnum}.fits")
+        for e in manifest.exposures))
     item = BatchItem(1, "eris", "eris", manifest=manifest)
     settings = dataclasses.replace(FitSettings(), memory_limit_bytes=10 * 1024 ** 2)
     t0 = time.perf_counter()
