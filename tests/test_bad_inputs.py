@@ -614,6 +614,17 @@ def _(tmp, sample, mp):
     return zeropoint_table_input(tmp, sample, edit, ".csv", "row 1", "'expnum'", "'first'")
 
 
+@entry("zeropoint-table-fractional-ccdnum")
+def _(tmp, sample, mp):
+    """Killed a surviving mutant of the integer check (issue 13 mutation check)."""
+    def edit(table):
+        table["ccdnum"] = table["ccdnum"].astype(float)
+        table["ccdnum"][3] += 0.5
+        return table
+    return zeropoint_table_input(tmp, sample, edit, ".ecsv", "row 4", "'ccdnum'",
+                                 "must be an integer")
+
+
 @entry("zeropoint-table-conflicting-duplicate")
 def _(tmp, sample, mp):
     """Two rows for one exposure with different zeropoints: the last row used to win."""
