@@ -188,7 +188,45 @@ def _folder_item(number: int, base: Path, cells: dict, list_path: Path) -> Batch
                                 f"{list_path}: row {number}: {_one_line(exc)}"))
     key = detection_key(folder["name"], folder["expnum"], folder["ccdnum"])
     label = f"{folder['stamps']} [{folder['name']} {folder['expnum']} {folder['ccdnum']}]"
+    problem = _folder_problem(cells, folder)
+    if problem:
+        return BatchItem(number, key, label,
+                         error=("ManifestError", f"{list_path}: row {number}: {problem}"))
     return BatchItem(number, key, label, folder=folder)
+
+
+def _folder_problem(cells: dict, folder: dict) -> str | None:
+    """What is wrong with the values of a folder row (checked on the client, before any
+    work), or None."""
+    from .folder import ORIGIN_RULES
+    for column in ("expnum", "ccdnum"):
+        value = cells[column]
+        if isinstance(value, bool) or float(value) != int(float(value)):
+            return f"'{column}' must be an integer, got {value!r}"
+    if not 0 <= folder["ra"] <= 360:
+        return f"'ra' must be in [0, 360] degrees, got {folder['ra']!r}"
+    if not -90 <= folder["dec"] <= 90:
+        return f"'dec' must be in [-90, 90] degrees, got {folder['dec']!r}"
+    if not math.isfinite(folder.get("color_gi", 0.0)):
+        return f"'color_gi' must be a finite number, got {folder['color_gi']!r}"
+    rule = folder.get("origin_rule", "des")
+    if rule not in ORIGIN_RULES:
+        return f"'origin_rule' must be {' or '.join(ORIGIN_RULES)}, got {rule!r}"
+    return None
+
+
+def psf_sources_outside(items: Sequence[BatchItem], folder: str | os.PathLike) -> list[Path]:
+    """PSF files (manifest rows) and PSF folders (folder rows) of ``items`` that lie
+    outside ``folder`` (the list's folder): reading a Piff file runs code stored in it,
+    so a batch of someone else's list should say what it will read."""
+    from .manifest import _outside
+    paths: list[Path] = []
+    for item in items:
+        if item.manifest is not None:
+            paths += [e.psf for e in item.manifest.exposures]
+        elif item.folder is not None:
+            paths.append(item.folder["psfs"])
+    return _outside(paths, folder)
 
 
 # -- one detection (runs on a worker) ---------------------------------------------------

@@ -157,6 +157,13 @@ class DetectionManifest:
         atomic_write_bytes(path, text.encode(), overwrite=overwrite)
         return path
 
+    def psf_files_outside(self, folder: str | os.PathLike) -> list[Path]:
+        """The PSF files of this detection that are not inside ``folder`` (e.g. the folder
+        of a session or batch list that names this manifest).  Reading a Piff file runs
+        code stored in it, so a caller that opens someone else's list should say which
+        files will be read."""
+        return _outside([e.psf for e in self.exposures], folder)
+
     def with_exposures(self, exposures: tuple[ExposureEntry, ...]) -> "DetectionManifest":
         return replace(self, exposures=tuple(exposures))
 
@@ -243,6 +250,17 @@ def zeropoint_problem(value: float) -> str | None:
         return (f"must be a zeropoint in [{low:g}, {high:g}] mag, got {value!r} "
                 "(a flux scale or another unit?)")
     return None
+
+
+def _outside(paths, folder: str | os.PathLike) -> list[Path]:
+    """``paths`` (in order, without repeats) that do not lie inside ``folder``."""
+    root = Path(os.path.realpath(folder))
+    out = []
+    for path in dict.fromkeys(Path(p) for p in paths):
+        real = Path(os.path.realpath(path))
+        if real != root and root not in real.parents:
+            out.append(path)
+    return out
 
 
 def _resolve(base: Path, relative: str) -> Path:

@@ -508,3 +508,70 @@ def test_too_large_detection_is_a_recorded_failure_on_the_worker(des_sample, tmp
     assert time.perf_counter() - t0 < 2.0
     assert result["ok"] is False and result["error_type"] == "ResourceLimitError"
     assert "needs about" in result["message"]
+
+
+def test_list_reading_psf_files_elsewhere_says_so(des_sample, tmp_path, capsys):
+    """Finding 8 (batch part): a list that makes the batch read PSF files (code) from
+    outside its own folder says so in one warning line, before any work."""
+    from smp_model.batch import psf_sources_outside
+    listing = tmp_path / "list.ecsv"
+    Table({"manifest": [str(des_sample / n / "detection.toml") for n in SAMPLE]}).write(listing)
+    items = read_batch_list(listing)
+    outside = psf_sources_outside(items, tmp_path)
+    assert len(outside) == sum(len(i.manifest.exposures) for i in items)
+    assert all(des_sample / "psfs" in p.parents for p in outside)
+    assert psf_sources_outside(items, des_sample) == []
+
+    out = tmp_path / "fluxes.ecsv"
+    out.write_text("precious")   # refused after the warning: nothing is fitted
+    assert main(["batch", str(listing), "--out", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("smp: warning: ") and str(des_sample / "psfs") in lines[0]
+    assert f"{len(outside)} PSF file(s)" in lines[0] and "runs code" in lines[0]
+    assert lines[1].startswith("smp: error: ")
+
+
+def test_manifest_psf_files_outside(des_sample):
+    manifest = DetectionManifest.read(des_sample / "eris" / "detection.toml")
+    assert manifest.psf_files_outside(des_sample / "eris") == [e.psf for e in manifest.exposures]
+    assert manifest.psf_files_outside(des_sample) == []
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"expnum": 234928.5}, "'expnum' must be an integer"),
+    ({"ra": math.inf}, "'ra' must be in [0, 360]"),
+    ({"dec": 91.0}, "'dec' must be in [-90, 90]"),
+    ({"color_gi": math.inf}, "'color_gi' must be a finite number"),
+    ({"origin_rule": "middle"}, "'origin_rule' must be des or piff"),
+])
+def test_bad_folder_row_values_fail_that_row(change, message, tmp_path):
+    listing = tmp_path / "list.ecsv"
+    row = {"stamps": "s", "psfs": "p", "zeropoints": "z.ecsv", "name": "x", "ra": 1.0,
+           "dec": 2.0, "band": "r", "expnum": 5.0, "ccdnum": 7, "color_gi": 0.6,
+           "origin_rule": "des"}
+    Table([row, {**row, **change}]).write(listing)
+    good, bad = read_batch_list(listing)
+    assert good.error is None
+    assert bad.error[0] == "ManifestError"
+    assert f"{listing}: row 2: {message}" in bad.error[1]
+
+
+def test_too_large_folder_row_is_refused_before_reading_psfs(des_sample, monkeypatch):
+    """The folder form on a worker: refused from the stamps found (kills a surviving
+    mutant that dropped the settings from the worker's folder call)."""
+    import smp_model.folder
+    from smp_model.batch import BatchOptions, fit_detection
+
+    def no_psf(*args):
+        raise RuntimeError("a PSF file was read")
+    monkeypatch.setattr(smp_model.folder, "load_psf", no_psf)
+    folder = {"stamps": des_sample / "eris" / "stamps", "psfs": des_sample / "psfs",
+              "zeropoints": des_sample / "zeropoints.ecsv", "name": "eris",
+              "ra": 25.62472153, "dec": -3.41797168, "band": "Y", "expnum": 234928,
+              "ccdnum": 20}
+    item = BatchItem(1, "eris_234928_20", "eris", folder=folder)
+    settings = dataclasses.replace(FitSettings(), memory_limit_bytes=10 * 1024 ** 2)
+    result = fit_detection(item, BatchOptions(settings))
+    assert result["ok"] is False and result["error_type"] == "ResourceLimitError", result
+    assert str(des_sample / "eris" / "stamps") in result["message"]

@@ -9,6 +9,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 
 from ..cli import add_model_arguments, add_shot_noise_arguments, number, settings_from_args
 
@@ -69,12 +70,30 @@ def run(args) -> int:
                            shot_noise=args.shot_noise or args.gain is not None,
                            gain=args.gain, shot_noise_iterations=args.shot_noise_iterations)
     items = read_batch_list(args.list)
+    _say_what_runs_code(items, args.list)
     progress = BatchProgress(quiet=args.quiet)
     report = run_batch(items, args.out, options, force=args.force, list_path=args.list,
                        client_factory=lambda: open_client(args.scheduler, args.workers),
                        on_start=progress.start, on_outcome=progress.update)
     progress.finish(report)
     return 1 if report.failed else 0
+
+
+def _say_what_runs_code(items, list_path) -> None:
+    """One warning line when the list makes the batch read PSF files (which run code
+    stored in them) from outside the list's own folder."""
+    from pathlib import Path
+
+    from ..batch import psf_sources_outside
+    outside = psf_sources_outside(items, Path(list_path).absolute().parent)
+    if outside:
+        folders = sorted({str(p if p.suffix == "" else p.parent) for p in outside})
+        shown = ", ".join(folders[:3]) + (f" and {len(folders) - 3} more" if len(folders) > 3
+                                          else "")
+        warnings.warn(f"{list_path} makes the batch read {len(outside)} PSF file(s)/folder(s) "
+                      f"outside its folder, in {shown}; reading a PSF file runs code stored "
+                      "in it: use only lists and data you trust (README: Trust boundaries)",
+                      stacklevel=2)
 
 
 def _quiet_dask_logging() -> None:
