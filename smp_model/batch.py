@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 from astropy.table import QTable, Table, vstack
 
-from .errors import FitError, SMPError
+from .errors import FitError, SMPError, is_numpy_warning
 from .io_utils import TABLE_FORMATS, OutputExistsError, atomic_write
 from .manifest import DetectionManifest
 from .results import table_format
@@ -343,7 +343,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _warning_lines(caught) -> list[str]:
-    return [" ".join(str(w.message).split()) for w in caught]
+    return [" ".join(str(w.message).split()) for w in caught
+            if not (issubclass(w.category, RuntimeWarning) and is_numpy_warning(str(w.message)))]
 
 
 # -- the batch (runs on the client) -----------------------------------------------------

@@ -16,7 +16,7 @@ import os
 import sys
 import warnings
 
-from .errors import SMPError
+from .errors import SMPError, is_numpy_warning
 from .limits import MAX_GRID_STEP_ARCSEC
 
 COMMANDS = ("fit", "simulate", "validate", "batch")
@@ -87,22 +87,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _warning_to_stderr(message, category, filename, lineno, file=None, line=None):
-    if issubclass(category, RuntimeWarning) and _is_numpy_warning(str(message)):
+    if issubclass(category, RuntimeWarning) and is_numpy_warning(str(message)):
         # numpy's floating-point warnings ("overflow encountered in multiply") say nothing
         # a user can act on; the input checks name the file and value instead.
         logging.getLogger("smp").debug("numpy: %s (%s:%s)", message, filename, lineno)
         return
     print(f"smp: warning: {' '.join(str(message).split())}", file=sys.stderr)
-
-
-_NUMPY_WARNINGS = ("encountered in", "Mean of empty slice", "Degrees of freedom <= 0",
-                   "invalid value", "divide by zero", "overflow", "underflow")
-
-
-def _is_numpy_warning(message: str) -> bool:
-    """Whether a RuntimeWarning is one of numpy's floating-point or empty-reduction
-    warnings: numpy attributes them to the calling line, so only the text tells."""
-    return any(text in message for text in _NUMPY_WARNINGS)
 
 
 def _silence_stdout() -> None:

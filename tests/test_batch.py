@@ -575,3 +575,13 @@ def test_too_large_folder_row_is_refused_before_reading_psfs(des_sample, monkeyp
     result = fit_detection(item, BatchOptions(settings))
     assert result["ok"] is False and result["error_type"] == "ResourceLimitError", result
     assert str(des_sample / "eris" / "stamps") in result["message"]
+
+
+def test_numpy_warnings_are_not_recorded():
+    from smp_model.batch import _warning_lines
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with np.errstate(all="warn"):
+            np.array([1e300]) * 1e300
+        warnings.warn("exposure 1 (CCD 2) dropped: no usable pixel")
+    assert _warning_lines(caught) == ["exposure 1 (CCD 2) dropped: no usable pixel"]
