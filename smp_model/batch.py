@@ -18,7 +18,12 @@ results back one detection at a time:
   ``input``), the settings and the software version in ``meta``.
 
 Detection key: ``<name>_<expnum>_<ccdnum>`` of the detection exposure, with characters
-other than letters, digits, ``. _ + -`` replaced by ``_``.
+other than letters, digits, ``. _ + -`` replaced by ``_``; rows whose keys collide get
+distinct keys (`distinct_keys`), so every row ends in the table or the failures.
+
+The batch writes only where it owns the path (`_check_outputs`): never over the list
+itself, and over an existing table or failures file only when the work directory exists
+(or with ``force``).  Both outputs are rewritten by every run.
 """
 from __future__ import annotations
 

@@ -44,7 +44,12 @@ ORIGIN_RULES: dict[str, OriginRule] = {
 
 
 def read_zeropoints(path: str | os.PathLike) -> dict[tuple[int, int], tuple[float, str | None]]:
-    """``{(expnum, ccdnum): (zeropoint, band or None)}`` from an ECSV/CSV/FITS table."""
+    """``{(expnum, ccdnum): (zeropoint, band or None)}`` from an ECSV/CSV/FITS table.
+
+    Every cell is checked (`ZeropointError` naming the file, row and exposure): blank or
+    non-numeric cells, non-integer exposure/CCD numbers, implausible zeropoints
+    (`smp_model.manifest.zeropoint_problem`), and two rows for one exposure that disagree
+    (identical repeats are accepted)."""
     path = Path(path)
     if not path.is_file():
         raise ZeropointError("zeropoint table not found", path)
