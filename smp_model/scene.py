@@ -38,6 +38,11 @@ DEFAULT_MEMORY_LIMIT = 4 * 1024 ** 3
 
 Progress = Callable[[float, str], None]
 
+PSF_NORMALIZATIONS = ("model", "unit-sum")
+# Per convention (by `Convention.name`): legacy reproduces the published code, which
+# uses Piff's draws as they are.
+DEFAULT_PSF_NORMALIZATION = {"exact": "model", "legacy": "model"}
+
 
 @functools.lru_cache(maxsize=1)
 def _blas_controller() -> ThreadpoolController:
@@ -67,6 +72,11 @@ class FitSettings:
     fit_sky : one free constant sky level per exposure.
     convention : ``"exact"`` or ``"legacy"`` (see `smp_model.conventions`).
     oversampling : PSF samples per pixel for the spline renderer.
+    psf_normalization : ``"model"`` uses the PSF model's stamps as drawn (Piff's draw; the
+        published code); ``"unit-sum"`` divides every rendered stamp (target and grid) by
+        the source's sum over all pixels (`OversampledPSF.pixel_sums`), so that a flux is
+        the source's total counts at every sub-pixel position.  Default (None): the
+        convention's, `DEFAULT_PSF_NORMALIZATION`; the resolved value is stored.
     """
 
     grid_size: int = 20
@@ -74,10 +84,17 @@ class FitSettings:
     fit_sky: bool = True
     convention: str = "exact"
     oversampling: int = DEFAULT_OVERSAMPLING
+    psf_normalization: str | None = None
     memory_limit_bytes: int = field(default=DEFAULT_MEMORY_LIMIT, compare=False)
 
     def __post_init__(self):
         get_convention(self.convention)
+        if self.psf_normalization is None:
+            object.__setattr__(self, "psf_normalization",
+                               DEFAULT_PSF_NORMALIZATION[get_convention(self.convention).name])
+        if self.psf_normalization not in PSF_NORMALIZATIONS:
+            raise ValueError(f"unknown PSF normalization {self.psf_normalization!r}; choose "
+                             f"one of {', '.join(PSF_NORMALIZATIONS)}")
         if self.grid_size < 1:
             raise ValueError(f"grid size must be >= 1, got {self.grid_size}")
         if not self.grid_step_arcsec > 0:
@@ -201,7 +218,8 @@ class SceneModel:
         far_y = np.max(np.abs(np.r_[gy, ex.target_xy[1]][:, None]
                               - (origin[1] + np.array([0, ny - 1]))[None, :]))
         renderer = OversampledPSF(ex.psf.pixel_profile(*ex.target_xy),
-                                  max(far_x, far_y) + 2, self.settings.oversampling)
+                                  max(far_x, far_y) + 2, self.settings.oversampling,
+                                  unit_sum=self.settings.psf_normalization == "unit-sum")
         self.renderers.append(renderer)
         self.sampling_origins.append(origin)
         self.grid_xy.append((gx, gy))
