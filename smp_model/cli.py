@@ -92,10 +92,12 @@ def add_model_arguments(parser) -> None:
     m.add_argument("--step", type=float, default=0.35, metavar="ARCSEC",
                    help="grid step, arcsec (0.35)")
     m.add_argument("--no-sky", action="store_true", help="no per-exposure sky level")
-    m.add_argument("--psf-normalization", choices=("model", "unit-sum"), default=None,
-                   help="model: PSF stamps as the PSF model draws them (published); unit-sum: "
-                        "each source's pixel sum made independent of its sub-pixel position "
-                        "(default: the convention's, see README 'PSF phase')")
+    m.add_argument("--psf-normalization", choices=("model", "unit-sum", "psf-weighted"),
+                   default=None,
+                   help="model: PSF stamps as the PSF model draws them (published); unit-sum "
+                        "/ psf-weighted: each source's pixel sum / sum of squares made "
+                        "independent of its sub-pixel position (default: the convention's; "
+                        "README 'PSF phase')")
     return m
 
 

@@ -43,6 +43,7 @@ _SPLINE_ORDER = 3
 DEFAULT_OVERSAMPLING = 6    # PSF samples per CCD pixel
 _CHUNK_POINTS = 40_000      # points per spline evaluation (~5 ms each)
 _SUPPORT_THRESHOLD = 1e-7   # relative to the peak: beyond it the profile counts as zero
+PSF_NORMALIZATIONS = ("model", "unit-sum", "psf-weighted")   # see `OversampledPSF`
 
 
 class PSFModel(ABC):
@@ -228,18 +229,25 @@ class OversampledPSF:
     oversampling : int
         Samples per CCD pixel (`DEFAULT_OVERSAMPLING` keeps errors ~1e-4 of the peak for
         DES PSFs; the error falls as the 4th power of it).
-    unit_sum : bool
-        Divide every rendered stamp by its source's `phase_factors`: the source's total over
-        all CCD pixels is then the same at every sub-pixel position, the profile's integral
-        (the phase average of the sum; 1 to 5e-6 for Piff's unit-flux DES models), as for a
-        true pixel-integrated PSF.  Piff's DES models sum to 1 +- 0.55 % depending on the
-        sub-pixel position, which moves fluxes by up to +-5.5 mmag (README, "PSF phase").
+    normalization : str
+        ``"model"``: the profile's values as they are.  ``"unit-sum"``: every stamp is
+        divided by its source's `phase_factors`, so that its sum over all CCD pixels is the
+        same at every sub-pixel position (the profile's integral, 1 to 5e-6 for Piff's DES
+        models), as for a true pixel-integrated PSF.  ``"psf-weighted"``: the stamps are
+        scaled so that their sum of squares is the same at every sub-pixel position, which
+        makes a sky-limited PSF-fit flux (sum of P * data / sum of P**2) independent of the
+        position to first order in the model's deviation from a true pixel-integrated PSF.
+        Piff's DES models sum to 1 +- 0.55 % depending on the sub-pixel position, which
+        moves fluxes by several mmag (README, "PSF phase").
     """
 
     def __init__(self, profile: galsim.GSObject, max_offset: float,
-                 oversampling: int = DEFAULT_OVERSAMPLING, unit_sum: bool = False):
+                 oversampling: int = DEFAULT_OVERSAMPLING, normalization: str = "model"):
+        if normalization not in PSF_NORMALIZATIONS:
+            raise ValueError(f"unknown PSF normalization {normalization!r}; choose one of "
+                             f"{', '.join(PSF_NORMALIZATIONS)}")
+        self.normalization = normalization
         self.oversampling = int(oversampling)
-        self.unit_sum = bool(unit_sum)
         radius = _support_radius(profile, max_offset)
         n = 2 * radius * self.oversampling + 1
         fine = galsim.ImageD(n, n, scale=1.0 / self.oversampling)
@@ -259,6 +267,12 @@ class OversampledPSF:
         # The phase average of the lattice sum: the spline's integral (its B-splines each
         # integrate to one fine pixel).
         self.mean_pixel_sum = float(self._folded.sum()) / self.oversampling ** 2
+        # Sums of squares over the pixel lattice at the ov x ov phases of the fine grid
+        # (exact there: the spline passes through the samples), interpolated between them
+        # by a periodic cubic spline (the sums vary smoothly: ~1e-2 of their modulation).
+        squares = _fold(samples ** 2, self.oversampling)
+        self.mean_square_sum = float(squares.mean())
+        self._squares = ndimage.spline_filter(squares, order=_SPLINE_ORDER, mode="grid-wrap")
 
     def pixel_sums(self, centers_x: np.ndarray, centers_y: np.ndarray) -> np.ndarray:
         """Sum over every CCD pixel (the infinite pixel lattice) of the rendered unit-flux
@@ -273,18 +287,32 @@ class OversampledPSF:
         changes them by ~ ``10 |A - I|`` of themselves for DES-sized PSFs (measured: a
         +-1 % modulation leaves +-1.5e-4 at ``|A - I| ~ 1e-3``, the size of the legacy
         convention's distortions on the DES sample)."""
-        ov = self.oversampling
-        cx = np.atleast_1d(np.asarray(centers_x, float))
-        cy = np.atleast_1d(np.asarray(centers_y, float))
-        fx = np.mod(self._centre - cx * ov, ov)
-        fy = np.mod(self._centre - cy * ov, ov)
+        fx, fy = self._phase_coordinates(centers_x, centers_y, self._centre)
         return ndimage.map_coordinates(self._folded, [fy, fx], order=_SPLINE_ORDER,
                                        mode="grid-wrap", prefilter=False)
 
+    def square_sums(self, centers_x: np.ndarray, centers_y: np.ndarray) -> np.ndarray:
+        """Sum over every CCD pixel of the squared unit-flux source at each CCD centre (K,)
+        (exact at phases that are multiples of 1/`oversampling`, interpolated between)."""
+        fx, fy = self._phase_coordinates(centers_x, centers_y, self._centre - _SPLINE_ORDER)
+        return ndimage.map_coordinates(self._squares, [fy, fx], order=_SPLINE_ORDER,
+                                       mode="grid-wrap", prefilter=False)
+
+    def _phase_coordinates(self, centers_x, centers_y, centre: float):
+        ov = self.oversampling
+        cx = np.atleast_1d(np.asarray(centers_x, float))
+        cy = np.atleast_1d(np.asarray(centers_y, float))
+        return np.mod(centre - cx * ov, ov), np.mod(centre - cy * ov, ov)
+
     def phase_factors(self, centers_x: np.ndarray, centers_y: np.ndarray) -> np.ndarray:
-        """`pixel_sums` relative to their phase average (K,): the factor by which a source
-        at each centre is brighter, summed over pixels, than the profile's flux."""
-        return self.pixel_sums(centers_x, centers_y) / self.mean_pixel_sum
+        """Factors (K,) by which `normalization` divides the stamps of sources at these CCD
+        centres: `pixel_sums` relative to their phase average (``"unit-sum"``), the square
+        root of `square_sums` relative to theirs (``"psf-weighted"``), or ones."""
+        if self.normalization == "unit-sum":
+            return self.pixel_sums(centers_x, centers_y) / self.mean_pixel_sum
+        if self.normalization == "psf-weighted":
+            return np.sqrt(self.square_sums(centers_x, centers_y) / self.mean_square_sum)
+        return np.ones(np.broadcast(np.atleast_1d(centers_x), np.atleast_1d(centers_y)).size)
 
     def render(self, centers_x: np.ndarray, centers_y: np.ndarray, origin: tuple[int, int],
                shape: tuple[int, int], distortions: np.ndarray | None = None) -> np.ndarray:
@@ -321,7 +349,7 @@ class OversampledPSF:
             for k in range(0, fx.size, _CHUNK_POINTS)] or [np.zeros(0)])
         if distortions is not None:
             values *= np.linalg.det(distortions)[:, None, None]
-        if self.unit_sum:
+        if self.normalization != "model":
             values /= self.phase_factors(centers_x, centers_y)[:, None, None]
         return values
 

@@ -33,7 +33,7 @@ import math
 import os
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import galsim
@@ -41,7 +41,7 @@ import numpy as np
 
 from .exposures import load_exposures
 from .manifest import DetectionManifest
-from .psf import OversampledPSF, PiffPSF
+from .psf import OversampledPSF, PiffPSF, PSFModel
 from .scene import PSF_NORMALIZATIONS, FitSettings, SceneModel
 from .simulate import CCD_NX, CCD_NY, GSPARAMS, SimulatedField, SimulationConfig, build_field
 
@@ -49,7 +49,9 @@ Progress = Callable[[float, str], None]
 
 # 2014lq28's detection exposure (r band): the DES model whose pixel sum varies most.
 SAMPLE_PIFF_FILE = Path("psfs") / "696265" / "696265_32_piff.fits"
-CONTROL = "true PSF"          # the row fitted with the true (simulated) PSF
+CONTROL = "true PSF"          # the rows fitted with the true (simulated) PSF
+SAMPLED = "DES-like grid"     # `SampledPixelGridPSF`
+FITTED = "Piff fit"           # `fit_piff`
 _STAR_MARGIN_PX = 30          # Piff stars kept this far from the CCD edges
 
 
@@ -60,7 +62,9 @@ class PiffSetup:
     ``scale`` arcsec and ``size`` samples of the `PixelGrid`, its ``interp`` (galsim
     interpolant, as Piff stores it), the ``order`` of the polynomial over the CCD
     (`BasisPolynomial` in u, v), the outlier rejection (`ChisqOutliers` ``prob``,
-    ``max_remove``), the iteration settings and the side of the star stamps (pixels).
+    ``max_remove``), the iteration settings, the side of the star stamps (pixels) and the
+    S/N above which Piff scales a star's weights down (``max_snr_weight``; the stars of
+    the DES files all have S/N <= 100).
     """
 
     scale: float = 0.30
@@ -73,6 +77,7 @@ class PiffSetup:
     min_iter: int = 2
     max_iter: int = 30
     stamp_size: int = 40
+    max_snr_weight: float = 100.0
     source: str = "built-in (the values of the DES sample's Piff files)"
 
     @classmethod
@@ -91,7 +96,14 @@ class PiffSetup:
                    outlier_max_remove=float(outliers["max_remove"]),
                    chisq_thresh=float(piff_psf.chisq_thresh),
                    min_iter=int(piff_psf.min_iter), max_iter=int(piff_psf.max_iter),
-                   stamp_size=int(bounds.xmax - bounds.xmin + 1), source=str(path))
+                   stamp_size=int(bounds.xmax - bounds.xmin + 1),
+                   max_snr_weight=float(max(s.data.properties["snr"] for s in piff_psf.stars)),
+                   source=str(path))
+
+    def interpolant(self) -> galsim.Interpolant:
+        """The model's galsim interpolant, as Piff makes it from ``interp``."""
+        import piff
+        return piff.PixelGrid(self.scale, self.size, interp=self.interp).interp
 
     def new_psf(self):
         """An unfitted Piff PSF of this setup."""
@@ -104,13 +116,44 @@ class PiffSetup:
             chisq_thresh=self.chisq_thresh, min_iter=self.min_iter, max_iter=self.max_iter)
 
 
+class SampledPixelGridPSF(PSFModel):
+    """Piff's `PixelGrid` form (``setup.size`` x ``setup.size`` samples every
+    ``setup.scale`` arcsec, interpolated with ``setup.interp``, unit flux) whose samples are
+    the values of the true pixel-integrated PSF, in sky coordinates (u, v) as Piff's.
+
+    The DES sample's Piff models behave like this: their pixel sums vary with the sub-pixel
+    position by +-0.54 % at FWHM 0.8 arcsec, 0.45 % at 0.95 and 0.20 % at 1.45, and this
+    model's by 0.56, 0.44 and 0.18 % (README, "PSF phase"); Piff 1.7's own fit to stars of
+    a known PSF does not show it (its pixel sums are flat to 2e-5).
+    """
+
+    def __init__(self, profile: galsim.GSObject, wcs: galsim.BaseWCS, setup: PiffSetup):
+        self.profile = profile
+        self.setup = setup
+        self._wcs = wcs
+
+    @property
+    def wcs(self) -> galsim.BaseWCS:
+        return self._wcs
+
+    def pixel_profile(self, x: float, y: float) -> galsim.GSObject:
+        jac = self._wcs.local(galsim.PositionD(x, y))
+        sky = galsim.Convolve(self.profile, jac.toWorld(galsim.Pixel(1.0)), gsparams=GSPARAMS)
+        n, scale = self.setup.size, self.setup.scale
+        samples = sky.drawImage(nx=n, ny=n, scale=scale, method="no_pixel")
+        model = galsim.InterpolatedImage(samples, x_interpolant=self.setup.interpolant(),
+                                         normalization="flux").withFlux(1.0)
+        return jac.profileToImage(model)
+
+
 def fit_piff(profile: galsim.GSObject, wcs: galsim.BaseWCS, setup: PiffSetup,
              rng: np.random.Generator, n_stars: int = 60, sky_sigma: float = 40.0,
              snr_range: tuple[float, float] = (50.0, 1000.0)) -> PiffPSF:
     """A Piff model fitted to ``n_stars`` stars drawn from ``profile`` (arcsec, unit flux,
     without the pixel) through ``wcs`` (1-indexed CCD pixels -> sky) at uniformly random CCD
     positions, with Gaussian sky noise ``sky_sigma`` (counts per pixel) and peak-optimal
-    S/N log-uniform in ``snr_range``."""
+    S/N log-uniform in ``snr_range``; as Piff's star selection does, the weights of stars
+    with S/N above ``setup.max_snr_weight`` are scaled down to that S/N."""
     import piff
     centre = galsim.PositionD((CCD_NX + 1) / 2, (CCD_NY + 1) / 2)
     pointing = wcs.toWorld(centre)
@@ -125,12 +168,19 @@ def fit_piff(profile: galsim.GSObject, wcs: galsim.BaseWCS, setup: PiffSetup,
         y = rng.uniform(_STAR_MARGIN_PX, CCD_NY + 1 - _STAR_MARGIN_PX)
         snr = math.exp(rng.uniform(*np.log(snr_range)))
         flux = snr * sky_sigma * math.sqrt(n_eff)
-        stamp = galsim.ImageD(setup.stamp_size, setup.stamp_size, wcs=wcs)
-        stamp.setCenter(round(x), round(y))
+        # Bounds given at creation: moving an image afterwards (setCenter) moves its WCS
+        # with it, and Piff would place every star at the first stamp's sky position.
+        x0 = round(x) - setup.stamp_size // 2
+        y0 = round(y) - setup.stamp_size // 2
+        stamp = galsim.ImageD(galsim.BoundsI(x0, x0 + setup.stamp_size - 1,
+                                             y0, y0 + setup.stamp_size - 1), wcs=wcs)
         (profile.withGSParams(GSPARAMS) * flux).drawImage(
             stamp, center=galsim.PositionD(x, y), method="auto")
         stamp.array[:] += rng.normal(0.0, sky_sigma, stamp.array.shape)
         weight = galsim.ImageD(stamp.bounds, init_value=sky_sigma ** -2, wcs=wcs)
+        raw_snr = piff.util.calculateSNR(stamp, weight)
+        if raw_snr > setup.max_snr_weight:
+            weight *= (setup.max_snr_weight / raw_snr) ** 2
         data = piff.StarData(stamp, galsim.PositionD(x, y), weight=weight, pointing=pointing,
                              properties={"chipnum": 0})
         stars.append(piff.Star(data, None))
@@ -160,12 +210,14 @@ class PhaseStudyConfig:
     n_piff_stars: int = 60
     fwhm_range_arcsec: tuple[float, float] = (0.9, 1.3)
     galaxy: bool = True
+    piff_fit: bool = True
     band: str = "r"
 
     def simulation(self) -> SimulationConfig:
         return SimulationConfig(seed=self.seed, n_exposures=self.n_exposures,
                                 fwhm_range_arcsec=self.fwhm_range_arcsec,
-                                galaxy=self.galaxy, band=self.band, noise=False)
+                                galaxy=self.galaxy, band=self.band, noise=False,
+                                aligned_axes=True)
 
     @property
     def phases(self) -> np.ndarray:
@@ -184,7 +236,6 @@ class PhaseResult:
     amplitudes minus that of the true static scene, averaged over the phases.
     """
 
-    name: str
     bias_mmag: np.ndarray
     pulls: np.ndarray
     sky_bias: np.ndarray
@@ -227,15 +278,19 @@ class PhaseStudy:
     config: PhaseStudyConfig
     setup: PiffSetup
     results: dict[str, PhaseResult]
-    piff_pixel_sum_range: tuple[float, float]
+    pixel_sum_range: dict[str, tuple[float, float]]
     target_flux: float
-    fwhm_arcsec: tuple[float, ...] = field(default=())
+    fwhm_arcsec: tuple[float, ...]
+    detection_index: int
 
     def summary(self) -> dict:
         return {"piff_setup": dataclasses.asdict(self.setup),
                 "config": dataclasses.asdict(self.config),
-                "detection_piff_pixel_sum": list(self.piff_pixel_sum_range),
+                "detection_pixel_sum_range": {k: list(v)
+                                              for k, v in self.pixel_sum_range.items()},
                 "fwhm_arcsec": list(self.fwhm_arcsec),
+                "detection_index": self.detection_index,
+                "target_flux_zp30": self.target_flux,
                 "results": {name: r.summary() for name, r in self.results.items()}}
 
 
@@ -263,40 +318,48 @@ def run_phase_study(config: PhaseStudyConfig = PhaseStudyConfig(),
     exposures, dropped = load_exposures(manifest)
     if dropped:
         raise RuntimeError("a simulated exposure was dropped; cannot pair images")
-    rng = np.random.default_rng([config.seed, 17])
-    fitted = []
-    for m, (ex, sim_ex) in enumerate(zip(exposures, sim.exposures)):
-        if progress:
-            progress(m / len(exposures), f"fitting a Piff model to exposure {m + 1}/"
-                                         f"{len(exposures)}")
-        piff_psf = fit_piff(sim_ex.psf_profile, sim_ex.wcs, setup, rng,
-                            n_stars=config.n_piff_stars, sky_sigma=sim_ex.truth.sky_sigma)
-        fitted.append(dataclasses.replace(ex, psf=piff_psf))
+    models = {CONTROL: exposures,
+              SAMPLED: [dataclasses.replace(ex, psf=SampledPixelGridPSF(
+                  sim_ex.psf_profile, sim_ex.wcs, setup))
+                        for ex, sim_ex in zip(exposures, sim.exposures)]}
+    if config.piff_fit:
+        rng = np.random.default_rng([config.seed, 17])
+        fitted = []
+        for m, (ex, sim_ex) in enumerate(zip(exposures, sim.exposures)):
+            if progress:
+                progress(m / len(exposures), f"fitting a Piff model to exposure {m + 1}/"
+                                             f"{len(exposures)}")
+            fitted.append(dataclasses.replace(ex, psf=fit_piff(
+                sim_ex.psf_profile, sim_ex.wcs, setup, rng, n_stars=config.n_piff_stars,
+                sky_sigma=sim_ex.truth.sky_sigma)))
+        models[FITTED] = fitted
     det = sim.detection_index
-    runs = {CONTROL: (exposures, FitSettings(psf_normalization="model"))}
-    for name in options:
-        runs[f"Piff, {name}"] = (fitted, FitSettings(psf_normalization=name))
-    results, flux = {}, None
-    for k, (name, (exs, settings)) in enumerate(runs.items()):
-        if progress:
-            progress(k / len(runs), f"fitting injections: {name}")
-        scene = SceneModel(exs, det, manifest.ra, manifest.dec, settings)
-        if flux is None:   # one flux for all: S/N config.snr with the true PSF
-            flux = config.snr * math.sqrt(scene.solve([(0.0, 0.0)]).target_covariance[0, 0])
-        # the same noise for every option: their differences are not noise
-        results[name] = _inject(scene, sim, config, flux,
-                                np.random.default_rng([config.seed, 3]), name)
-    renderer = OversampledPSF(fitted[det].psf.pixel_profile(*fitted[det].target_xy), 20)
     grid = np.meshgrid(config.phases, config.phases)
-    sums = renderer.pixel_sums(grid[0].ravel(), grid[1].ravel())
+    results, sums, flux = {}, {}, None
+    for k, (kind, exs) in enumerate(models.items()):
+        renderer = OversampledPSF(exs[det].psf.pixel_profile(*exs[det].target_xy), 20)
+        sums[kind] = renderer.pixel_sums(grid[0].ravel(), grid[1].ravel())
+        for name in options:
+            if progress:
+                progress(k / len(models), f"fitting injections: {kind}, {name}")
+            scene = SceneModel(exs, det, manifest.ra, manifest.dec,
+                               FitSettings(psf_normalization=name))
+            if flux is None:   # one flux for all: S/N config.snr with the true PSF
+                flux = config.snr * math.sqrt(
+                    scene.solve([(0.0, 0.0)]).target_covariance[0, 0])
+            # the same noise for every row: their differences are not noise
+            results[f"{kind}, {name}"] = _inject(scene, sim, config, flux,
+                                                 np.random.default_rng([config.seed, 3]))
     return PhaseStudy(config=config, setup=setup, results=results,
-                      piff_pixel_sum_range=(float(sums.min()), float(sums.max())),
+                      pixel_sum_range={k: (float(v.min()), float(v.max()))
+                                       for k, v in sums.items()},
                       target_flux=flux,
-                      fwhm_arcsec=tuple(ex.truth.fwhm_arcsec for ex in sim.exposures))
+                      fwhm_arcsec=tuple(ex.truth.fwhm_arcsec for ex in sim.exposures),
+                      detection_index=det)
 
 
 def _inject(scene: SceneModel, sim: SimulatedField, config: PhaseStudyConfig, flux: float,
-            rng: np.random.Generator, name: str) -> PhaseResult:
+            rng: np.random.Generator) -> PhaseResult:
     """Sources of ``flux`` (ZP30) at every phase cell of the detection exposure, fitted at
     their true positions: noiseless once (the bias), noisy ``config.n_noise`` times."""
     det = sim.detection
@@ -324,14 +387,13 @@ def _inject(scene: SceneModel, sim: SimulatedField, config: PhaseStudyConfig, fl
                 noisy = sim.realise(rng, sources)
                 fit = scene.with_data([s * c for s, c in zip(noisy, scales)]).solve(offset)
                 pulls.append((fit.target[0] - flux) / error)
-    return PhaseResult(name=name, bias_mmag=bias, pulls=np.array(pulls),
+    return PhaseResult(bias_mmag=bias, pulls=np.array(pulls),
                        sky_bias=np.mean(sky, axis=0), grid_flux_mmag=float(np.mean(grid)))
 
 
 def format_study(study: PhaseStudy) -> str:
     """The study as the text the benchmark prints."""
     c = study.config
-    lo, hi = study.piff_pixel_sum_range
     lines = [
         f"PSF phase study: {c.n_exposures} exposures (FWHM "
         + ", ".join(f"{f:.2f}" for f in study.fwhm_arcsec) + " arcsec), "
@@ -339,16 +401,16 @@ def format_study(study: PhaseStudy) -> str:
         f"Piff setup from {study.setup.source}: PixelGrid {study.setup.scale:g} arcsec x "
         f"{study.setup.size}, {study.setup.interp}, BasisPolynomial order {study.setup.order}, "
         f"{c.n_piff_stars} stars of {study.setup.stamp_size} px per exposure",
-        f"fitted Piff model of the detection exposure: pixel sum {lo:.5f} - {hi:.5f} over "
-        "the phases",
+        "pixel sum of the detection exposure's PSF over the phases: " + "; ".join(
+            f"{k} {lo:.5f} - {hi:.5f}" for k, (lo, hi) in study.pixel_sum_range.items()),
         "",
-        f"{'PSF used by SMP':<20} {'max|dm|':>8} {'mean dm':>8} {'phase':>7} {'pull':>6} "
+        f"{'PSF used by SMP, normalisation':<32} {'max|dm|':>8} {'mean dm':>8} {'phase':>7} {'pull':>6} "
         f"{'pull':>5} {'max|sky|':>9} {'grid':>7}",
-        f"{'':<20} {'mmag':>8} {'mmag':>8} {'mmag':>7} {'mean':>6} {'std':>5} "
+        f"{'':<32} {'mmag':>8} {'mmag':>8} {'mmag':>7} {'mean':>6} {'std':>5} "
         f"{'sigma':>9} {'mmag':>7}"]
     for name, r in study.results.items():
         s = r.summary()
-        lines.append(f"{name:<20} {s['max_abs_bias_mmag']:8.2f} {s['mean_bias_mmag']:8.2f} "
+        lines.append(f"{name:<32} {s['max_abs_bias_mmag']:8.2f} {s['mean_bias_mmag']:8.2f} "
                      f"{s['phase_amplitude_mmag']:7.2f} {s['pull_mean']:6.3f} "
                      f"{s['pull_std']:5.3f} {s['max_abs_sky_bias_sigma']:9.4f} "
                      f"{s['grid_flux_mmag']:7.2f}")
@@ -361,22 +423,31 @@ def format_study(study: PhaseStudy) -> str:
 
 
 def phase_figure(study: PhaseStudy):
-    """Bias against phase along x and y (mean over the other axis, band = its range)."""
+    """Phase-dependent flux bias against the phase along x, one panel per PSF model, one
+    line per normalisation (mean over the y phases, band: their range); each line is
+    offset by its phase average, given in the legend."""
     from matplotlib.figure import Figure
-    fig = Figure(figsize=(9, 3.6), layout="constrained")
-    axes = fig.subplots(1, 2, sharey=True)
+    kinds = list(dict.fromkeys(name.split(", ")[0] for name in study.results))
+    fig = Figure(figsize=(4 * len(kinds), 3.8), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(kinds), sharey=True))
     phases = study.config.phases
-    for name, r in study.results.items():
-        for ax, values in zip(axes, (r.bias_mmag, r.bias_mmag.T)):   # x: mean over rows
-            line, = ax.plot(phases, values.mean(axis=0), marker="o", label=name)
+    for ax, kind in zip(axes, kinds):
+        for name, r in study.results.items():
+            if not name.startswith(kind + ", "):
+                continue
+            values = r.bias_mmag - r.mean_bias_mmag
+            line, = ax.plot(phases, values.mean(axis=0), marker="o",
+                            label=f"{name.split(', ')[1]} (mean {r.mean_bias_mmag:+.1f}, "
+                                  f"max |dev| {r.phase_amplitude_mmag:.2f})")
             ax.fill_between(phases, values.min(axis=0), values.max(axis=0),
                             color=line.get_color(), alpha=0.2, lw=0)
-    for ax, axis in zip(axes, "xy"):
         ax.axhline(0.0, color="k", lw=0.5)
-        ax.set_xlabel(f"sub-pixel phase {axis} (pixels)")
+        ax.set_title(f"{kind} (pixel sum {study.pixel_sum_range[kind][0]:.4f}-"
+                     f"{study.pixel_sum_range[kind][1]:.4f})", fontsize=9)
+        ax.set_xlabel("sub-pixel phase x (pixels); band: range over phase y")
         ax.grid(alpha=0.3)
-    axes[0].set_ylabel("m_fit - m_true (mmag)")
-    axes[0].legend(fontsize=8)
-    fig.suptitle("SMP flux bias against the target's sub-pixel position "
-                 "(true PSF vs fitted Piff model)", fontsize=10)
+        ax.legend(fontsize=7, title="normalisation (mmag)", title_fontsize=7)
+    axes[0].set_ylabel("m_fit - m_true - phase mean (mmag)")
+    fig.suptitle("SMP flux bias against the target's sub-pixel position: sources drawn from "
+                 "the true PSF, fitted with each PSF model", fontsize=10)
     return fig

@@ -27,7 +27,7 @@ from threadpoolctl import ThreadpoolController
 from .conventions import Convention, get_convention
 from .errors import FitError, ResourceLimitError
 from .exposures import LoadedExposure
-from .psf import DEFAULT_OVERSAMPLING, OversampledPSF
+from .psf import DEFAULT_OVERSAMPLING, PSF_NORMALIZATIONS, OversampledPSF
 from .wcs import local_jacobians, sky_from_tangent
 
 # Above this condition number of the Jacobi-scaled normal matrix the errors are not
@@ -38,7 +38,6 @@ DEFAULT_MEMORY_LIMIT = 4 * 1024 ** 3
 
 Progress = Callable[[float, str], None]
 
-PSF_NORMALIZATIONS = ("model", "unit-sum")
 # Per convention (by `Convention.name`): legacy reproduces the published code, which
 # uses Piff's draws as they are.
 DEFAULT_PSF_NORMALIZATION = {"exact": "model", "legacy": "model"}
@@ -73,9 +72,9 @@ class FitSettings:
     convention : ``"exact"`` or ``"legacy"`` (see `smp_model.conventions`).
     oversampling : PSF samples per pixel for the spline renderer.
     psf_normalization : ``"model"`` uses the PSF model's stamps as drawn (Piff's draw; the
-        published code); ``"unit-sum"`` divides every rendered stamp (target and grid) by
-        the source's sum over all pixels (`OversampledPSF.pixel_sums`), so that a flux is
-        the source's total counts at every sub-pixel position.  Default (None): the
+        published code); ``"unit-sum"`` and ``"psf-weighted"`` rescale every rendered
+        stamp (target and grid) so that its pixel sum, or its sum of squares, does not
+        depend on the source's sub-pixel position (`OversampledPSF`).  Default (None): the
         convention's, `DEFAULT_PSF_NORMALIZATION`; the resolved value is stored.
     """
 
@@ -219,7 +218,7 @@ class SceneModel:
                               - (origin[1] + np.array([0, ny - 1]))[None, :]))
         renderer = OversampledPSF(ex.psf.pixel_profile(*ex.target_xy),
                                   max(far_x, far_y) + 2, self.settings.oversampling,
-                                  unit_sum=self.settings.psf_normalization == "unit-sum")
+                                  normalization=self.settings.psf_normalization)
         self.renderers.append(renderer)
         self.sampling_origins.append(origin)
         self.grid_xy.append((gx, gy))

@@ -65,15 +65,17 @@ def test_pixel_sums_follow_the_analytic_lattice_sum():
 def test_unit_sum_makes_the_sum_independent_of_the_phase():
     profile = galsim.Gaussian(sigma=0.45)
     model = OversampledPSF(profile, 20, 6)
-    unit = OversampledPSF(profile, 20, 6, unit_sum=True)
+    unit = OversampledPSF(profile, 20, 6, normalization="unit-sum")
     cx, cy = CENTRES
     sums = brute_force_sums(unit, cx, cy)
     np.testing.assert_allclose(sums, model.mean_pixel_sum, rtol=0, atol=1e-12)
     # ... by rescaling each stamp as a whole: the shape is the model's
     origin, shape = (1220, 1990), (30, 30)
-    expected = (model.render(cx[4:5], cy[4:5], origin, shape)
-                / model.phase_factors(cx[4], cy[4])[0])
-    assert abs(model.phase_factors(cx[4], cy[4])[0] - 1) > 1e-3
+    factor = unit.phase_factors(cx[4], cy[4])[0]
+    assert factor == pytest.approx(model.pixel_sums(cx[4], cy[4])[0] / model.mean_pixel_sum)
+    assert abs(factor - 1) > 1e-3
+    np.testing.assert_allclose(model.phase_factors(cx, cy), 1.0, rtol=0, atol=0)
+    expected = model.render(cx[4:5], cy[4:5], origin, shape) / factor
     np.testing.assert_allclose(unit.render(cx[4:5], cy[4:5], origin, shape), expected,
                                rtol=1e-12, atol=0)
 
@@ -82,7 +84,7 @@ def test_a_pixel_integrated_profile_is_left_unchanged():
     # A pixel-integrated profile sums to its flux at every phase: unit-sum changes nothing.
     profile = galsim.Convolve(galsim.Gaussian(sigma=1.0), galsim.Pixel(1.0))
     model = OversampledPSF(profile, 20, 6)
-    unit = OversampledPSF(profile, 20, 6, unit_sum=True)
+    unit = OversampledPSF(profile, 20, 6, normalization="unit-sum")
     cx, cy = CENTRES
     np.testing.assert_allclose(model.pixel_sums(cx, cy), 1.0, rtol=0, atol=1e-5)
     origin, shape = (-15, -15), (31, 31)
@@ -97,7 +99,7 @@ def test_distorted_sources_keep_most_of_the_correction():
     # exact for them, but removes >= 95 % of a +-1 % modulation (documented limit).
     profile = galsim.Gaussian(sigma=0.55)
     model = OversampledPSF(profile, 20, 6)
-    unit = OversampledPSF(profile, 20, 6, unit_sum=True)
+    unit = OversampledPSF(profile, 20, 6, normalization="unit-sum")
     cx, cy = CENTRES
     distortions = np.eye(2)[None] + RNG.normal(0.0, 1e-3, (cx.size, 2, 2))
     before = np.abs(brute_force_sums(model, cx, cy, distortions) - 1.0).max()
@@ -116,7 +118,7 @@ def test_settings_resolve_the_default_per_convention():
         FitSettings(psf_normalization="peak")
 
 
-@pytest.mark.parametrize("value", ["model", "unit-sum"])
+@pytest.mark.parametrize("value", ["model", "unit-sum", "psf-weighted"])
 def test_the_option_round_trips_through_meta_and_the_cli(value):
     settings = FitSettings(convention="legacy", psf_normalization=value, grid_size=12)
     meta = settings.as_meta()
@@ -137,8 +139,8 @@ def test_the_scene_renders_target_and_grid_with_the_option(tmp_path):
     model = DetectionPhotometry(truth.manifest_path, FitSettings(psf_normalization="model"))
     unit = DetectionPhotometry(truth.manifest_path, FitSettings(psf_normalization="unit-sum"))
     scene_m, scene_u = model.scene, unit.scene
-    assert all(r.unit_sum for r in scene_u.renderers)
-    assert not any(r.unit_sum for r in scene_m.renderers)
+    assert all(r.normalization == "unit-sum" for r in scene_u.renderers)
+    assert all(r.normalization == "model" for r in scene_m.renderers)
     offsets = np.array([[0.3, -0.2]])
     m = scene_u.detection_index
     centre = scene_u.target_centers(offsets)[0]
@@ -154,3 +156,53 @@ def test_the_scene_renders_target_and_grid_with_the_option(tmp_path):
     f_m = model.fit_single((0.0, 0.0)).sources[0].flux
     f_u = unit.fit_single((0.0, 0.0)).sources[0].flux
     assert abs(2.5 * math.log10(f_u / f_m)) < 1e-4
+
+
+# -- psf-weighted ------------------------------------------------------------------------
+
+def brute_force_square_sums(renderer: OversampledPSF, cx, cy) -> np.ndarray:
+    half = renderer.radius + 3
+    return np.array([(renderer.render([x], [y], (round(x) - half, round(y) - half),
+                                      (2 * half + 1, 2 * half + 1)) ** 2).sum()
+                     for x, y in zip(cx, cy)])
+
+
+def test_square_sums_are_exact_on_the_fine_grid_and_close_between():
+    renderer = OversampledPSF(galsim.Gaussian(sigma=0.5), 20, 6)
+    nodes = np.arange(6) / 6.0 + 17.0            # phases on the fine grid
+    np.testing.assert_allclose(renderer.square_sums(nodes, nodes[::-1] - 40.0),
+                               brute_force_square_sums(renderer, nodes, nodes[::-1] - 40.0),
+                               rtol=1e-12)
+    cx, cy = CENTRES
+    truth = brute_force_square_sums(renderer, cx, cy)
+    modulation = np.ptp(truth)
+    assert modulation > 0.05 * truth.mean()
+    assert np.abs(renderer.square_sums(cx, cy) - truth).max() < 0.02 * modulation
+
+
+def test_psf_weighted_makes_the_sum_of_squares_independent_of_the_phase():
+    profile = galsim.Gaussian(sigma=0.5)
+    model = OversampledPSF(profile, 20, 6)
+    weighted = OversampledPSF(profile, 20, 6, normalization="psf-weighted")
+    cx, cy = CENTRES
+    before = brute_force_square_sums(model, cx, cy)
+    after = brute_force_square_sums(weighted, cx, cy)
+    assert np.ptp(before) > 0.05 * before.mean()
+    assert np.ptp(after) < 0.02 * np.ptp(before)
+    np.testing.assert_allclose(after.mean(), model.mean_square_sum, rtol=0.01)
+
+
+def test_psf_weighted_leaves_a_smooth_pixel_integrated_profile_unchanged():
+    profile = galsim.Convolve(galsim.Gaussian(sigma=1.2), galsim.Pixel(1.0))
+    model = OversampledPSF(profile, 20, 6)
+    weighted = OversampledPSF(profile, 20, 6, normalization="psf-weighted")
+    cx, cy = CENTRES
+    np.testing.assert_allclose(weighted.phase_factors(cx, cy), 1.0, rtol=0, atol=1e-5)
+    origin, shape = (-15, -15), (31, 31)
+    a = model.render(cx[:4], cy[:4], origin, shape)
+    assert np.abs(weighted.render(cx[:4], cy[:4], origin, shape) - a).max() < 1e-5 * a.max()
+
+
+def test_an_unknown_normalization_is_refused():
+    with pytest.raises(ValueError, match="PSF normalization"):
+        OversampledPSF(galsim.Gaussian(sigma=1.0), 10, normalization="peak")
