@@ -7,16 +7,19 @@ position; Piff's DES `PixelGrid` models (0.30 arcsec samples, Lanczos(3), coarse
 Injection tests that draw their sources with the same Piff model cannot see what that does
 to fluxes, so this experiment uses a truth that is not the model:
 
-1. a simulated field (`smp_model.simulate.build_field`: DES-like WCS, noise, a galaxy and
-   stars, Kolmogorov/Moffat PSFs of FWHM 0.9-1.3 arcsec convolved with the pixel);
+1. a simulated field (`smp_model.simulate.build_field`: DES-like WCS with the CCD axes
+   along the sky's as on DECam, noise, a galaxy and stars, Kolmogorov/Moffat PSFs of FWHM
+   0.9-1.3 arcsec convolved with the pixel);
 2. per exposure, a Piff model fitted the way DES fitted theirs (`PiffSetup`: the model, its
-   interpolation over the CCD, outlier rejection and star stamp size read from a DES Piff
-   file of the sample) to stars drawn exactly (galsim) from that exposure's true PSF at
-   random CCD positions, with sky noise;
+   interpolation over the CCD, outlier rejection, S/N cap and star stamp size read from a
+   DES Piff file of the sample) to stars drawn exactly (galsim) from that exposure's true
+   PSF at random CCD positions, with sky noise (`fit_piff`); and, to separate the model
+   form from the fit, the same `PixelGrid` form holding the true PSF's own samples
+   (`SampledPixelGridPSF`);
 3. point sources drawn from the true PSF at sub-pixel phases spanning a pixel in the
-   detection exposure, fitted by SMP with the fitted Piff models, once per
-   ``psf_normalization``; the true PSF itself (the simulator's pixelised PSF) is fitted too,
-   as a control of the experiment's own floor.
+   detection exposure, fitted by SMP with each model, once per ``psf_normalization``; the
+   true PSF itself (the simulator's pixelised PSF) is fitted too, as a control of the
+   experiment's own floor.
 
 Fluxes are linear in the data, so the bias at each phase is measured exactly on noiseless
 images; the pulls come from noisy realisations.  Phases are ``x - round(x)`` of the source's
@@ -121,10 +124,12 @@ class SampledPixelGridPSF(PSFModel):
     ``setup.scale`` arcsec, interpolated with ``setup.interp``, unit flux) whose samples are
     the values of the true pixel-integrated PSF, in sky coordinates (u, v) as Piff's.
 
-    The DES sample's Piff models behave like this: their pixel sums vary with the sub-pixel
-    position by +-0.54 % at FWHM 0.8 arcsec, 0.45 % at 0.95 and 0.20 % at 1.45, and this
-    model's by 0.56, 0.44 and 0.18 % (README, "PSF phase"); Piff 1.7's own fit to stars of
-    a known PSF does not show it (its pixel sums are flat to 2e-5).
+    It isolates the model form from the fit: the DES sample's Piff models' pixel sums vary
+    with the sub-pixel position by +-0.54 % at FWHM 0.8 arcsec, 0.45 % at 0.95 and 0.20 %
+    at 1.45, this model's (Kolmogorov, CCD axes along u, v) by 0.56, 0.44 and 0.18 %, and
+    a Piff fit's (`fit_piff`) as much as this model's at the same PSF (README, "PSF
+    phase").  With CCD axes at 45 degrees to (u, v) neither varies (the grid's aliases then
+    miss the pixel frequencies).
     """
 
     def __init__(self, profile: galsim.GSObject, wcs: galsim.BaseWCS, setup: PiffSetup):

@@ -38,9 +38,11 @@ DEFAULT_MEMORY_LIMIT = 4 * 1024 ** 3
 
 Progress = Callable[[float, str], None]
 
-# Per convention (by `Convention.name`): legacy reproduces the published code, which
-# uses Piff's draws as they are.
-DEFAULT_PSF_NORMALIZATION = {"exact": "model", "legacy": "model"}
+# Per convention (by `Convention.name`).  Legacy reproduces the published code, which uses
+# Piff's draws as they are.  Exact: on Piff models fitted to a known PSF, psf-weighted
+# halves the flux bias that depends on the source's sub-pixel position and adds none on an
+# ideal PSF (README, "PSF phase"; benchmarks/psf_phase.py).
+DEFAULT_PSF_NORMALIZATION = {"exact": "psf-weighted", "legacy": "model"}
 
 
 @functools.lru_cache(maxsize=1)

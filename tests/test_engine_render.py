@@ -116,7 +116,7 @@ def replace_with_piff_draws(scene, target_offsets, legacy: bool):
 @pytest.mark.parametrize("convention", ["exact", pytest.param("legacy", marks=pytest.mark.slow)])
 def test_eris_fluxes_match_a_solve_from_plain_piff_draws(des_sample, convention):
     phot = DetectionPhotometry(des_sample / "eris" / "detection.toml",
-                               FitSettings(convention=convention))
+                               FitSettings(convention=convention, psf_normalization="model"))
     offsets = [phot.default_offset]
     fast = phot.scene.solve(offsets)
     fast_flux, fast_err = fast.target[0], np.sqrt(fast.target_covariance[0, 0])
