@@ -206,3 +206,12 @@ def test_psf_weighted_leaves_a_smooth_pixel_integrated_profile_unchanged():
 def test_an_unknown_normalization_is_refused():
     with pytest.raises(ValueError, match="PSF normalization"):
         OversampledPSF(galsim.Gaussian(sigma=1.0), 10, normalization="peak")
+
+
+def test_psf_weighted_rescales_an_undersampled_pixel_integrated_profile_slightly():
+    # Its limit (documented in OversampledPSF): the sum of squares of a true
+    # pixel-integrated PSF varies with the phase when the PSF is undersampled.
+    profile = galsim.Convolve(galsim.Gaussian(sigma=0.9), galsim.Pixel(1.0))
+    factors = OversampledPSF(profile, 20, 6, normalization="psf-weighted").phase_factors(
+        *CENTRES)
+    assert 5e-5 < np.abs(factors - 1.0).max() < 5e-4
