@@ -72,7 +72,8 @@ class PiffSetup:
 
     scale: float = 0.30
     size: int = 17
-    interp: str = "galsim.Lanczos(3, True)"
+    interp: str = ("galsim.Lanczos(3, True, gsparams=galsim.GSParams(128,8192,0.005,5.0,"
+                   "0.001,0.0001,1e-05,1,0.0001,1e-06,1e-06,1e-08,1e-05))")
     order: int = 3
     outlier_prob: float = 3.083451580056004e-08
     outlier_max_remove: float = 0.01
