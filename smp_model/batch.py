@@ -566,6 +566,9 @@ def _check_outputs(paths: BatchPaths, options: BatchOptions, force: bool,
         # work directories from before an option existed were made with its default
         defaults = json.loads(json.dumps(BatchOptions().as_meta()))
         previous = {**{k: v for k, v in defaults.items() if k != "settings"}, **previous}
+        if isinstance(previous.get("settings"), dict):
+            # every result from before the option was made with the model's own stamps
+            previous["settings"] = {"psf_normalization": "model", **previous["settings"]}
     if previous == current:
         return
     if not force:

@@ -155,6 +155,12 @@ def add_model_arguments(parser) -> None:
     m.add_argument("--step", type=number(0, MAX_GRID_STEP_ARCSEC, low_open=True),
                    default=0.35, metavar="ARCSEC", help="grid step, arcsec (0.35)")
     m.add_argument("--no-sky", action="store_true", help="no per-exposure sky level")
+    m.add_argument("--psf-normalization", choices=("model", "unit-sum", "psf-weighted"),
+                   default=None,
+                   help="model: PSF stamps as the PSF model draws them (published); unit-sum "
+                        "/ psf-weighted: each source's pixel sum / sum of squares made "
+                        "independent of its sub-pixel position (default: the convention's; "
+                        "README 'PSF phase')")
     return m
 
 
@@ -172,7 +178,8 @@ def settings_from_args(args):
     """`FitSettings` from the options of `add_model_arguments`."""
     from .scene import FitSettings
     return FitSettings(grid_size=args.grid, grid_step_arcsec=args.step,
-                       fit_sky=not args.no_sky, convention=args.convention)
+                       fit_sky=not args.no_sky, convention=args.convention,
+                       psf_normalization=args.psf_normalization)
 
 
 class Progress:

@@ -29,7 +29,7 @@ from .conventions import Convention, get_convention
 from .errors import FitError, ResourceLimitError
 from .exposures import LoadedExposure
 from .limits import MAX_GRID_STEP_ARCSEC, MAX_REDUCED_CHI2, memory_refusal
-from .psf import DEFAULT_OVERSAMPLING, OversampledPSF
+from .psf import DEFAULT_OVERSAMPLING, PSF_NORMALIZATIONS, OversampledPSF
 from .wcs import local_jacobians, sky_from_tangent
 
 # Above this condition number of the Jacobi-scaled normal matrix the errors are not
@@ -39,6 +39,12 @@ MAX_CONDITION = 1e12
 DEFAULT_MEMORY_LIMIT = 4 * 1024 ** 3
 
 Progress = Callable[[float, str], None]
+
+# Per convention (by `Convention.name`).  Legacy reproduces the published code, which uses
+# Piff's draws as they are.  Exact: on Piff models fitted to a known PSF, psf-weighted
+# halves the flux bias that depends on the source's sub-pixel position and adds none on an
+# ideal PSF (README, "PSF phase"; benchmarks/psf_phase.py).
+DEFAULT_PSF_NORMALIZATION = {"exact": "psf-weighted", "legacy": "model"}
 
 
 @functools.lru_cache(maxsize=1)
@@ -69,6 +75,11 @@ class FitSettings:
     fit_sky : one free constant sky level per exposure.
     convention : ``"exact"`` or ``"legacy"`` (see `smp_model.conventions`).
     oversampling : PSF samples per pixel for the spline renderer.
+    psf_normalization : ``"model"`` uses the PSF model's stamps as drawn (Piff's draw; the
+        published code); ``"unit-sum"`` and ``"psf-weighted"`` rescale every rendered
+        stamp (target and grid) so that its pixel sum, or its sum of squares, does not
+        depend on the source's sub-pixel position (`OversampledPSF`).  Default (None): the
+        convention's, `DEFAULT_PSF_NORMALIZATION`; the resolved value is stored.
     """
 
     grid_size: int = 20
@@ -76,10 +87,17 @@ class FitSettings:
     fit_sky: bool = True
     convention: str = "exact"
     oversampling: int = DEFAULT_OVERSAMPLING
+    psf_normalization: str | None = None
     memory_limit_bytes: int = field(default=DEFAULT_MEMORY_LIMIT, compare=False)
 
     def __post_init__(self):
         get_convention(self.convention)
+        if self.psf_normalization is None:
+            object.__setattr__(self, "psf_normalization",
+                               DEFAULT_PSF_NORMALIZATION[get_convention(self.convention).name])
+        if self.psf_normalization not in PSF_NORMALIZATIONS:
+            raise ValueError(f"unknown PSF normalization {self.psf_normalization!r}; choose "
+                             f"one of {', '.join(PSF_NORMALIZATIONS)}")
         if isinstance(self.grid_size, bool) or not isinstance(self.grid_size, numbers.Integral) \
                 or self.grid_size < 1:
             raise ValueError(f"grid size must be an integer >= 1, got {self.grid_size!r}")
@@ -198,7 +216,8 @@ class SceneModel:
         far_y = np.max(np.abs(np.r_[gy, ex.target_xy[1]][:, None]
                               - (origin[1] + np.array([0, ny - 1]))[None, :]))
         renderer = OversampledPSF(ex.psf.pixel_profile(*ex.target_xy),
-                                  max(far_x, far_y) + 2, self.settings.oversampling)
+                                  max(far_x, far_y) + 2, self.settings.oversampling,
+                                  normalization=self.settings.psf_normalization)
         self.renderers.append(renderer)
         self.sampling_origins.append(origin)
         self.grid_xy.append((gx, gy))

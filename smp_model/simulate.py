@@ -99,6 +99,8 @@ class SimulationConfig:
     target_offset_px : (dx, dy) detection-exposure pixels by which the target (both
         sources of a binary) is displaced from the manifest (ra, dec); the truth offsets
         include it.  Default (0, 0): the manifest position is the target's.
+    aligned_axes : CCD axes along the sky's (the random rotation rounded to a multiple of
+        90 degrees), as on DECam, instead of at any angle.
     """
 
     seed: int = 0
@@ -119,6 +121,7 @@ class SimulationConfig:
     shot_noise_gain: float | None = None
     noise: bool = True
     target_offset_px: tuple[float, float] = (0.0, 0.0)
+    aligned_axes: bool = False
 
     def __post_init__(self):
         if self.n_exposures < 2:
@@ -555,6 +558,8 @@ def _exposure(config: SimulationConfig, rng: np.random.Generator, expnum: int, r
     psf_kind = str(rng.choice(["kolmogorov", "moffat"]))
     g1, g2 = (float(g) for g in rng.normal(0.0, 0.03, 2).clip(-0.08, 0.08))
     rotation = float(rng.uniform(0.0, 360.0))
+    if config.aligned_axes:
+        rotation = 90.0 * round(rotation / 90.0) % 360.0
     target_xy = (float(rng.uniform(CCD_MARGIN_PX, CCD_NX + 1 - CCD_MARGIN_PX)),
                  float(rng.uniform(CCD_MARGIN_PX, CCD_NY + 1 - CCD_MARGIN_PX)))
     header = tan_sip_header(rng, rotation, target_xy, ra, dec)
