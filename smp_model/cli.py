@@ -156,11 +156,10 @@ def add_model_arguments(parser) -> None:
                    default=0.35, metavar="ARCSEC", help="grid step, arcsec (0.35)")
     m.add_argument("--no-sky", action="store_true", help="no per-exposure sky level")
     m.add_argument("--psf-normalization", choices=("model", "unit-sum", "psf-weighted"),
-                   default=None,
-                   help="model: PSF stamps as the PSF model draws them (published); unit-sum "
-                        "/ psf-weighted: each source's pixel sum / sum of squares made "
-                        "independent of its sub-pixel position (default: the convention's; "
-                        "README 'PSF phase')")
+                   default="model",
+                   help="model (default): PSF stamps as the PSF model draws them (published); "
+                        "unit-sum / psf-weighted: each source's pixel sum / sum of squares "
+                        "made independent of its sub-pixel position (README 'PSF phase')")
     return m
 
 

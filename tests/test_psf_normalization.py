@@ -110,8 +110,8 @@ def test_distorted_sources_keep_most_of_the_correction():
 
 # -- the option -------------------------------------------------------------------------
 
-def test_settings_resolve_the_default_per_convention():
-    assert FitSettings().psf_normalization == DEFAULT_PSF_NORMALIZATION["exact"]
+def test_settings_default_to_the_models_own_stamps():
+    assert FitSettings().psf_normalization == DEFAULT_PSF_NORMALIZATION == "model"
     assert FitSettings(convention="legacy").psf_normalization == "model"
     assert FitSettings(psf_normalization="unit-sum").psf_normalization == "unit-sum"
     with pytest.raises(ValueError, match="PSF normalization"):
