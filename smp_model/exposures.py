@@ -28,7 +28,8 @@ class LoadedExposure:
 
     ``image`` and ``weight`` are on the common zeropoint 30 (counts and inverse variance);
     ``weight`` is 0 on unusable pixels.  ``target_xy`` is the 1-indexed CCD position of the
-    detection's (ra, dec) in this exposure.
+    detection's (ra, dec) in this exposure.  ``color_gi`` is the g-i colour every sky <->
+    pixel conversion and Jacobian of this exposure uses (colour-dependent WCSs).
     """
 
     entry: ExposureEntry
@@ -58,13 +59,13 @@ class LoadedExposure:
     @property
     def pixel_scale(self) -> float:
         """arcsec per pixel at the target (from the WCS)."""
-        return local_pixel_scale(self.psf.wcs, *self.target_xy)
+        return local_pixel_scale(self.psf.wcs, *self.target_xy, color=self.color_gi)
 
     def sky_to_pixel(self, ra, dec):
         return sky_to_pixel(self.psf.wcs, ra, dec, color=self.color_gi, guess=self.target_xy)
 
     def pixel_to_sky(self, x, y):
-        return pixel_to_sky(self.psf.wcs, x, y)
+        return pixel_to_sky(self.psf.wcs, x, y, color=self.color_gi)
 
     def stamp_to_ccd(self, i, j):
         """CCD (x, y) of stamp array indices (column i, row j)."""
@@ -75,9 +76,11 @@ def load_exposure(entry: ExposureEntry, manifest: DetectionManifest,
                   stamp: Stamp | None = None) -> LoadedExposure:
     """Stamp (read unless given), PSF and target position of one exposure."""
     stamp = read_stamp(entry.stamp) if stamp is None else stamp
-    psf = load_psf(entry.psf)
+    color = manifest.color_of(entry)
+    psf = load_psf(entry.psf, color=color)
     try:
-        x, y = manifest_target_xy(psf, manifest, guess=_stamp_centre(entry, stamp))
+        x, y = manifest_target_xy(psf, manifest, guess=_stamp_centre(entry, stamp),
+                                  color=color)
     except Exception as exc:   # WCS code from a file can fail in any way
         raise SMPError(f"cannot place (ra, dec) on {entry.label} with the PSF file's WCS "
                        f"({exc})", entry.psf) from None
@@ -87,15 +90,17 @@ def load_exposure(entry: ExposureEntry, manifest: DetectionManifest,
         warnings.warn(f"{entry.stamp}: {n_nan} unmasked non-finite SCI pixel(s) treated as "
                       "masked", stacklevel=2)
     return LoadedExposure(entry=entry, stamp=stamp, psf=psf, image=image, weight=weight,
-                          target_xy=(float(x), float(y)), color_gi=manifest.color_gi)
+                          target_xy=(float(x), float(y)), color_gi=color)
 
 
 def manifest_target_xy(psf: PSFModel, manifest: DetectionManifest,
-                       guess: tuple[float, float] | None = None) -> tuple[float, float]:
-    """1-indexed CCD (x, y) of the detection's (ra, dec) through the PSF file's WCS;
-    ``guess`` (a nearby CCD position) only speeds up WCSs inverted by iteration."""
-    x, y = sky_to_pixel(psf.wcs, manifest.ra, manifest.dec, color=manifest.color_gi,
-                        guess=guess)
+                       guess: tuple[float, float] | None = None,
+                       color: float | None = None) -> tuple[float, float]:
+    """1-indexed CCD (x, y) of the detection's (ra, dec) through the PSF file's WCS, at g-i
+    colour ``color`` (default: the manifest's); ``guess`` (a nearby CCD position) only
+    speeds up WCSs inverted by iteration."""
+    color = manifest.color_gi if color is None else color
+    x, y = sky_to_pixel(psf.wcs, manifest.ra, manifest.dec, color=color, guess=guess)
     return float(x), float(y)
 
 

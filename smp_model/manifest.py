@@ -29,6 +29,8 @@ class ExposureEntry:
 
     ``zeropoint`` is in magnitudes (counts of 1 in SCI have magnitude ``zeropoint``).
     ``gain`` (electrons per SCI unit, optional) is used only by the shot-noise refit.
+    ``color_gi`` (optional) overrides the detection's g-i colour for this exposure's
+    colour-dependent WCS.
     """
 
     expnum: int
@@ -40,6 +42,7 @@ class ExposureEntry:
     stamp_origin: tuple[int, int]
     target_xy: tuple[float, float] | None = None
     gain: float | None = None
+    color_gi: float | None = None
 
     @property
     def label(self) -> str:
@@ -74,6 +77,11 @@ class DetectionManifest:
             raise ManifestError(
                 f"detection exposure {self.detection_expnum} (CCD {self.detection_ccdnum}) "
                 "is not among the [[exposures]]", self.path)
+
+    def color_of(self, entry: ExposureEntry) -> float:
+        """g-i colour for ``entry``'s WCS: its own ``color_gi`` if given, else the
+        detection's."""
+        return self.color_gi if entry.color_gi is None else entry.color_gi
 
     @property
     def detection_index(self) -> int:
@@ -134,6 +142,8 @@ class DetectionManifest:
                 d["target_xy"] = list(e.target_xy)
             if e.gain is not None:
                 d["gain"] = e.gain
+            if e.color_gi is not None:
+                d["color_gi"] = e.color_gi
             exposures.append(d)
         return dict(format=FORMAT, name=self.name, ra=self.ra, dec=self.dec, band=self.band,
                     color_gi=self.color_gi,
@@ -222,7 +232,8 @@ def _exposure_from_dict(entry: Any, base: Path, source: Path, n: int) -> Exposur
         zeropoint=get.float("zeropoint"),
         stamp=_resolve(base, get.str("stamp")), psf=_resolve(base, get.str("psf")),
         stamp_origin=get.pair("stamp_origin", int),
-        target_xy=get.pair("target_xy", float, None), gain=gain)
+        target_xy=get.pair("target_xy", float, None), gain=gain,
+        color_gi=get.float("color_gi", None) if "color_gi" in entry else None)
 
 
 def _resolve(base: Path, relative: str) -> Path:

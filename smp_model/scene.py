@@ -218,8 +218,8 @@ class SceneModel:
         if not self.convention.jacobian_at_each_centre:
             return None
         ex = self.exposures[m]
-        ref = local_jacobians(ex.psf.wcs, *ex.target_xy)[0]
-        return np.linalg.solve(ref, local_jacobians(ex.psf.wcs, cx, cy))
+        ref = local_jacobians(ex.psf.wcs, *ex.target_xy, color=ex.color_gi)[0]
+        return np.linalg.solve(ref, local_jacobians(ex.psf.wcs, cx, cy, color=ex.color_gi))
     def _factorise(self):
         normal = self._static_normal_matrix()
         diag = np.diag(normal).copy()

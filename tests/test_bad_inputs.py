@@ -499,9 +499,16 @@ def test_grid_too_large_is_refused_fast(des_sample):
 
 # -- a couple through a real process -----------------------------------------------------
 
+# ``smp`` in a child where pixmappy cannot be imported even if installed (./dev setup
+# installs the vendored one): the fake pixmappy Piff file must meet the missing import.
+_SMP_WITHOUT_PIXMAPPY = ("import sys; sys.modules['pixmappy'] = None; "
+                         "from smp_model.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
 def run_smp(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.run([sys.executable, "-m", "smp_model.cli", "fit", *args, "--quiet"],
+    return subprocess.run([sys.executable, "-c", _SMP_WITHOUT_PIXMAPPY, "fit", *args,
+                           "--quiet"],
                           capture_output=True, text=True, timeout=120, env=env,
                           cwd=Path(__file__).resolve().parent.parent)
 
