@@ -1,4 +1,5 @@
-"""``smp`` command line: ``smp fit``, ``smp simulate``, ``smp validate``, ``smp batch``.
+"""``smp`` command line: ``smp fit``, ``smp simulate``, ``smp validate``, ``smp batch``,
+``smp discover``, ``smp cutout``.
 
 Each subcommand lives in ``smp_model/commands/<name>.py`` and exposes
 ``register(subparsers)`` (adds its parser, with ``func`` set to a ``run(args) -> int``).
@@ -16,8 +17,10 @@ import warnings
 
 from .errors import SMPError
 
-COMMANDS = ("fit", "simulate", "validate", "batch")
+COMMANDS = ("fit", "simulate", "validate", "batch", "discover", "cutout")
 EXIT_USER_ERROR = 2
+# Optional packages (top-level module -> the pip extra that installs it).
+OPTIONAL_EXTRAS = {"matplotlib": "plot", "distributed": "batch", "dask": "batch"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,6 +62,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"smp: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except ModuleNotFoundError as exc:
+        extra = OPTIONAL_EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None or args.debug:
+            raise
+        print(f"smp: error: smp {args.command} needs {exc.name}, which is not installed: "
+              f"pip install 'smp-inspector[{extra}]'", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("smp: interrupted", file=sys.stderr)

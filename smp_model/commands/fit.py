@@ -122,13 +122,13 @@ def run(args) -> int:
 
 
 def write_outputs(fit, args) -> None:
-    from ..figures import save_figure
     from ..results import write_fits, write_table
     if args.table:
         write_table(fit, args.table, overwrite=args.overwrite)
     if args.fits:
         write_fits(fit, args.fits, overwrite=args.overwrite)
     if args.figure:
+        from ..figures import save_figure   # matplotlib: the [plot] extra
         save_figure(fit, args.figure, exposures=args.figure_exposures,
                     overwrite=args.overwrite)
 
