@@ -22,7 +22,7 @@ In that mode each exposure's WCS is the DECam layout's (`smp_model.decam`: the t
 its CCD, the pointing derived) instead of a random rotation with SIP distortion, and the
 exposure table also lists decoy pointings (target in a CCD gap, just beyond the focal
 plane's edge, or in another band).  The CCD images hold the stamps' pixels, unchanged, at
-their CCD position; elsewhere WGT = 0 (no data), so they compress to ~100 kB; cutting
+their CCD position; elsewhere WGT = 0 (no data), so they compress to ~0.6 MB; cutting
 them by the DES rule gives back the stamps exactly.
 
 so every reader (and the GUI) is exercised exactly as with the DES sample.

@@ -61,12 +61,15 @@ def sky_to_pixel(wcs: galsim.BaseWCS, ra, dec, color: float | None = None,
     started from the WCS's own inverse of the first position where it has one (galsim's
     ``radecToxy``) or else from ``guess`` (default: the image centre of a DECam CCD).
     Why not the WCS's inverse for all: pixmappy's (``toPix``) solves one position at a time
-    (1.4 s for a 400-source grid against 10 ms here) and stops at its map tolerance (up to
-    5e-4 px seen on DES files); this way the result is the exact inverse of the forward
-    map that places the sources, for every kind of WCS.
+    with a generic root finder (slow for a grid of sources) and stops at its map tolerance
+    (up to 5e-4 px seen on DES files); this way the result is the exact inverse of the
+    forward map that places the sources, for every kind of WCS.
     """
     ra = np.asarray(ra, float)
     dec = np.asarray(dec, float)
+    if ra.size == 0 or dec.size == 0:
+        empty = np.zeros(np.broadcast(ra, dec).shape)
+        return empty, empty.copy()
     try:
         first = wcs.radecToxy(float(ra.flat[0]), float(dec.flat[0]), units="deg",
                               color=color)

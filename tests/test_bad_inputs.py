@@ -379,6 +379,9 @@ def _(tmp, sample, mp):
 def _(tmp, sample, mp):
     path, psf = with_psf(tmp, sample, lambda e: pixmappy_piff(tmp, Path(e["psf"])))
     mp.setattr(sys, "meta_path", [BlockImports("pixmappy")] + sys.meta_path)
+    # a real pixmappy imported earlier in the session would be found in sys.modules
+    for name in [m for m in sys.modules if m.split(".")[0] == "pixmappy"]:
+        mp.delitem(sys.modules, name)
     return manifest_input(path, MissingDependencyError, str(psf), "pixmappy",
                           "not installed")
 
@@ -530,6 +533,8 @@ def test_pixmappy_piff_loads_when_pixmappy_is_importable(tmp_path, des_sample, m
     real = Path(sample_manifest(des_sample).detection_exposure.psf)
     path = pixmappy_piff(tmp_path, real)
     monkeypatch.setattr(sys, "meta_path", [BlockImports("pixmappy")] + sys.meta_path)
+    for name in [m for m in sys.modules if m.split(".")[0] == "pixmappy"]:
+        monkeypatch.delitem(sys.modules, name)   # a real pixmappy imported earlier
     with pytest.raises(MissingDependencyError, match="pixmappy") as info:
         load_psf(path)
     assert str(path) in info.value.one_line()
