@@ -157,26 +157,25 @@ def find_exposures(exposures: Table, ra: float, dec: float, band: str | None = N
     rows = []
     for row in exposures[keep]:
         expnum = int(row["expnum"])
-        candidates = decam.locate(ra, dec, float(row["ra"]), float(row["dec"]),
-                                  margin=WCS_CHECK_MARGIN_PX if psfs else 0.0)
-        if destnosim_ccds is not None:
-            ccd = destnosim_ccds.get(expnum)
-            candidates = [c for c in decam.locate(ra, dec, float(row["ra"]),
-                                                  float(row["dec"]), margin=np.inf)
-                          if c[0] == ccd]
+        pointing = float(row["ra"]), float(row["dec"])
+        if destnosim_ccds is not None:     # destnosim chose the CCD; the layout gives x, y
+            candidates = [c for c in decam.locate(ra, dec, *pointing, margin=np.inf)
+                          if c[0] == destnosim_ccds.get(expnum)]
+        else:                              # near an edge only a PSF file's WCS can tell
+            candidates = decam.locate(ra, dec, *pointing,
+                                      margin=WCS_CHECK_MARGIN_PX if psfs else 0.0)
         for ccdnum, x, y in candidates:
             psf_path = psf_file(psfs, expnum, ccdnum) if psfs else None
-            source = "layout"
             if psf_path is not None:
                 x, y = _psf_position(psf_path, ra, dec, color_gi, (x, y))
-                source = "psf"
-            elif destnosim_ccds is None and not decam.on_ccd(x, y):
-                continue     # only in the margin, and no WCS to settle it
-            if source == "psf" and not decam.on_ccd(x, y):
-                continue
-            rows.append(dict(expnum=expnum, ccdnum=ccdnum, band=str(row["band"]), x=x, y=y,
-                             mjd=float(row["mjd"]) if "mjd" in exposures.colnames else np.nan,
-                             wcs=source, psf=str(psf_path) if source == "psf" else ""))
+                inside = decam.on_ccd(x, y)
+            else:
+                inside = destnosim_ccds is not None or decam.on_ccd(x, y)
+            if inside:
+                rows.append(dict(
+                    expnum=expnum, ccdnum=ccdnum, band=str(row["band"]), x=x, y=y,
+                    mjd=float(row["mjd"]) if "mjd" in exposures.colnames else np.nan,
+                    wcs="psf" if psf_path else "layout", psf=str(psf_path or "")))
     return _found_table(rows, "mjd" in exposures.colnames)
 
 

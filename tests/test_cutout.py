@@ -115,3 +115,24 @@ def test_discover_cutout_fit_reproduces_the_simulation(survey, tmp_path):
     reference = DetectionPhotometry(shipped).fit_single()
     assert fit.flux == pytest.approx(reference.flux, rel=1e-9)
     assert abs(fit.flux - truth.sources[0].flux) < 3 * fit.flux_err
+
+
+def test_cli_missing_detection_image_is_one_line(survey, tmp_path):
+    out, truth = survey
+    found = tmp_path / "found.ecsv"
+    from astropy.table import Table
+    Table({"expnum": [truth.detection_expnum], "ccdnum": [truth.detection_ccdnum],
+           "band": ["r"]}).write(found)
+    result = subprocess.run([sys.executable, "-m", "smp_model.cli", "cutout", str(found),
+                             "--images", str(tmp_path / "nothing"), "--psfs",
+                             str(out / "psfs"), "--zeropoints", str(out / "zeropoints.ecsv"),
+                             "--stamps", str(tmp_path / "s"), "--write-manifest",
+                             str(tmp_path / "m.toml"), "--name", "x", "--ra", repr(truth.ra),
+                             "--dec", repr(truth.dec), "--band", "r", "--expnum",
+                             str(truth.detection_expnum), "--ccdnum",
+                             str(truth.detection_ccdnum)],
+                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no CCD image of the detection exposure" in lines[0]
+    assert not (tmp_path / "m.toml").exists()

@@ -199,3 +199,21 @@ def test_smp_discover_cli_writes_table_and_manifest(survey, tmp_path):
     again = subprocess.run([str(a) for a in run], capture_output=True, text=True,
                            timeout=120, cwd=REPO)
     assert again.returncode == 2 and "exists" in again.stderr
+
+
+@pytest.mark.parametrize("content, problem", [
+    (None, "exposure table not found"),
+    ("expnum,band\n1,r\n", "lacks column(s) ra, dec"),
+    ("\x00\x01garbage", "exposure table"),
+])
+def test_cli_bad_exposure_table_is_one_line(tmp_path, content, problem):
+    path = tmp_path / "exposures.csv"
+    if content is not None:
+        path.write_text(content)
+    result = subprocess.run([sys.executable, "-m", "smp_model.cli", "discover", "--exposures",
+                             str(path), "--ra", "10", "--dec", "0"],
+                            capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("smp: error: ")
+    assert str(path) in lines[0] and problem in lines[0]
