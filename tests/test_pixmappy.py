@@ -20,6 +20,15 @@ from smp_model.wcs import local_jacobians, local_pixel_scale, pixel_to_sky, sky_
 REPO = Path(__file__).resolve().parent.parent
 
 
+def real_pixmappy():
+    """The installed pixmappy (skip without it), not a throwaway stand-in that another
+    test module may have left in ``sys.modules``."""
+    module = sys.modules.get("pixmappy")
+    if module is not None and not hasattr(module, "PixelMapCollection"):
+        del sys.modules["pixmappy"]
+    return pytest.importorskip("pixmappy")
+
+
 @pytest.fixture(scope="module")
 def pixmappy_sample(des_sample) -> Path:
     path = des_sample.parent / "des-sample-pixmappy"
@@ -32,7 +41,7 @@ def pixmappy_sample(des_sample) -> Path:
 def fits_pair(pixmappy_sample, des_sample):
     """The same detection fitted from the original files (pixmappy WCS) and from the
     galsim-native sample."""
-    pytest.importorskip("pixmappy")
+    real_pixmappy()
     from smp_model import DetectionPhotometry
     original = DetectionPhotometry(pixmappy_sample / "2014lq28.toml")
     native = DetectionPhotometry(des_sample / "2014lq28" / "detection.toml")
@@ -90,7 +99,7 @@ def _vendored_pixmappy(des_sample) -> Path:
 def colour_map(des_sample, tmp_path_factory):
     """pixmappy's colour-dependent test map (``tests/input/complex_wcs.astro``, read from the
     vendored archive) and its reference table (x, y, colour, RA, Dec)."""
-    pixmappy = pytest.importorskip("pixmappy")
+    pixmappy = real_pixmappy()
     folder = tmp_path_factory.mktemp("pixmappy-test-map")
     with tarfile.open(_vendored_pixmappy(des_sample)) as archive:
         for name in ("complex_wcs.astro", "complex_wcs.results"):
@@ -161,7 +170,7 @@ def test_cli_without_pixmappy_says_how_to_install_it(pixmappy_sample):
 
 
 def test_per_exposure_colour_overrides_the_detection_colour(pixmappy_sample, tmp_path):
-    pytest.importorskip("pixmappy")
+    real_pixmappy()
     from dataclasses import replace
 
     from smp_model.exposures import load_exposure
