@@ -65,7 +65,8 @@ def headless(tmp_path_factory, des_sample):
     made = _run([sys.executable, "-m", "venv", venv], env=env)
     assert made.returncode == 0, made.stderr
     python = venv / "bin" / "python"
-    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check",
+    # --no-compile: no byte-compiling of thousands of dependency files the test never imports
+    pip = [python, "-m", "pip", "install", "-q", "--no-compile", "--disable-pip-version-check",
            "-c", REPO / "requirements.lock"]
     for attempt in range(2):   # one retry: a flaky index should not fail CI
         installed = _run(pip + [src, "pytest", "hypothesis"], timeout=PIP_TIMEOUT_S,
