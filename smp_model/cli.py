@@ -1,4 +1,5 @@
-"""``smp`` command line: ``smp fit``, ``smp simulate``, ``smp validate``, ``smp batch``.
+"""``smp`` command line: ``smp fit``, ``smp simulate``, ``smp validate``, ``smp batch``,
+``smp discover``, ``smp cutout``.
 
 Each subcommand lives in ``smp_model/commands/<name>.py`` and exposes
 ``register(subparsers)`` (adds its parser, with ``func`` set to a ``run(args) -> int``).
@@ -19,7 +20,7 @@ import warnings
 from .errors import SMPError, is_numpy_warning
 from .limits import MAX_GRID_STEP_ARCSEC
 
-COMMANDS = ("fit", "simulate", "validate", "batch")
+COMMANDS = ("fit", "simulate", "validate", "batch", "discover", "cutout")
 EXIT_USER_ERROR = 2
 EXIT_BROKEN_PIPE = 141   # what a shell reports for a process ended by SIGPIPE
 
@@ -32,6 +33,10 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str):
         self.exit(EXIT_USER_ERROR, f"smp: error: {self.prog}: {' '.join(message.split())} "
                                    f"(see {self.prog} --help)\n")
+
+
+# Optional packages (top-level module -> the pip extra that installs it).
+OPTIONAL_EXTRAS = {"matplotlib": "plot", "distributed": "batch", "dask": "batch"}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +85,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"smp: error: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except ModuleNotFoundError as exc:
+        extra = OPTIONAL_EXTRAS.get((exc.name or "").split(".")[0])
+        if extra is None or args.debug:
+            raise
+        print(f"smp: error: smp {args.command} needs {exc.name}, which is not installed: "
+              f"pip install 'smp-inspector[{extra}]'", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("smp: interrupted", file=sys.stderr)

@@ -30,7 +30,8 @@ class LoadedExposure:
 
     ``image`` and ``weight`` are on the common zeropoint 30 (counts and inverse variance);
     ``weight`` is 0 on unusable pixels.  ``target_xy`` is the 1-indexed CCD position of the
-    detection's (ra, dec) in this exposure.
+    detection's (ra, dec) in this exposure.  ``color_gi`` is the g-i colour every sky <->
+    pixel conversion and Jacobian of this exposure uses (colour-dependent WCSs).
     """
 
     entry: ExposureEntry
@@ -60,13 +61,13 @@ class LoadedExposure:
     @property
     def pixel_scale(self) -> float:
         """arcsec per pixel at the target (from the WCS)."""
-        return local_pixel_scale(self.psf.wcs, *self.target_xy)
+        return local_pixel_scale(self.psf.wcs, *self.target_xy, color=self.color_gi)
 
     def sky_to_pixel(self, ra, dec):
         return sky_to_pixel(self.psf.wcs, ra, dec, color=self.color_gi, guess=self.target_xy)
 
     def pixel_to_sky(self, x, y):
-        return pixel_to_sky(self.psf.wcs, x, y)
+        return pixel_to_sky(self.psf.wcs, x, y, color=self.color_gi)
 
     def stamp_to_ccd(self, i, j):
         """CCD (x, y) of stamp array indices (column i, row j)."""
@@ -78,21 +79,23 @@ def load_exposure(entry: ExposureEntry, manifest: DetectionManifest,
     """Stamp (read unless given), PSF and target position of one exposure."""
     stamp = read_stamp(entry.stamp) if stamp is None else stamp
     _check_pixel_values(entry, stamp)
-    psf = load_psf(entry.psf)
-    x, y = _place_target(entry, stamp, psf, manifest)
+    color = manifest.color_of(entry)
+    psf = load_psf(entry.psf, color=color)
+    x, y = _place_target(entry, stamp, psf, manifest, color)
     image, weight = stamp.calibrated(entry.zeropoint)
     n_nan = int((~np.isfinite(stamp.sci) & (stamp.msk == 0) & (stamp.wgt > 0)).sum())
     if n_nan:
         warnings.warn(f"{entry.stamp}: {n_nan} unmasked non-finite SCI pixel(s) treated as "
                       "masked", stacklevel=2)
     return LoadedExposure(entry=entry, stamp=stamp, psf=psf, image=image, weight=weight,
-                          target_xy=(float(x), float(y)), color_gi=manifest.color_gi)
+                          target_xy=(float(x), float(y)), color_gi=color)
 
 
 def _place_target(entry: ExposureEntry, stamp: Stamp, psf: PSFModel,
-                  manifest: DetectionManifest) -> tuple[float, float]:
-    """CCD position of the detection's (ra, dec) in this exposure; refuses a stamp_origin
-    that puts the stamp away from it (stamps are cut around the detection's position)."""
+                  manifest: DetectionManifest, color: float) -> tuple[float, float]:
+    """CCD position of the detection's (ra, dec) in this exposure at g-i colour ``color``;
+    refuses a stamp_origin that puts the stamp away from it (stamps are cut around the
+    detection's position)."""
     centre = _stamp_centre(entry, stamp)
     reach = max(stamp.shape)
 
@@ -100,14 +103,14 @@ def _place_target(entry: ExposureEntry, stamp: Stamp, psf: PSFModel,
         return xy is not None and math.hypot(xy[0] - centre[0], xy[1] - centre[1]) <= reach
 
     try:
-        xy = manifest_target_xy(psf, manifest, guess=centre)
+        xy = manifest_target_xy(psf, manifest, guess=centre, color=color)
     except Exception:   # noqa: BLE001 - retried below from the WCS's own start
         xy = None
     if not near(xy):
         # A far-off stamp_origin is a bad start for an iterated inverse (it may not
         # converge, or find a spurious root): place the target independently of it.
         try:
-            xy = manifest_target_xy(psf, manifest)
+            xy = manifest_target_xy(psf, manifest, color=color)
         except Exception as exc:   # WCS code from a file can fail in any way
             raise SMPError(f"cannot place (ra, dec) on {entry.label} with the PSF file's "
                            f"WCS ({exc})", entry.psf) from None
@@ -139,11 +142,13 @@ def _check_pixel_values(entry: ExposureEntry, stamp: Stamp) -> None:
 
 
 def manifest_target_xy(psf: PSFModel, manifest: DetectionManifest,
-                       guess: tuple[float, float] | None = None) -> tuple[float, float]:
-    """1-indexed CCD (x, y) of the detection's (ra, dec) through the PSF file's WCS;
-    ``guess`` (a nearby CCD position) only speeds up WCSs inverted by iteration."""
-    x, y = sky_to_pixel(psf.wcs, manifest.ra, manifest.dec, color=manifest.color_gi,
-                        guess=guess)
+                       guess: tuple[float, float] | None = None,
+                       color: float | None = None) -> tuple[float, float]:
+    """1-indexed CCD (x, y) of the detection's (ra, dec) through the PSF file's WCS, at g-i
+    colour ``color`` (default: the manifest's); ``guess`` (a nearby CCD position) only
+    speeds up WCSs inverted by iteration."""
+    color = manifest.color_gi if color is None else color
+    x, y = sky_to_pixel(psf.wcs, manifest.ra, manifest.dec, color=color, guess=guess)
     return float(x), float(y)
 
 

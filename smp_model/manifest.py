@@ -30,6 +30,8 @@ class ExposureEntry:
 
     ``zeropoint`` is in magnitudes (counts of 1 in SCI have magnitude ``zeropoint``).
     ``gain`` (electrons per SCI unit, optional) is used only by the shot-noise refit.
+    ``color_gi`` (optional) overrides the detection's g-i colour for this exposure's
+    colour-dependent WCS.
     ``mjd`` (optional): start of the exposure, MJD (UTC days), as DES's ``MJD-OBS``.
     """
 
@@ -43,6 +45,7 @@ class ExposureEntry:
     target_xy: tuple[float, float] | None = None
     gain: float | None = None
     mjd: float | None = None
+    color_gi: float | None = None
 
     @property
     def label(self) -> str:
@@ -77,6 +80,11 @@ class DetectionManifest:
             raise ManifestError(
                 f"detection exposure {self.detection_expnum} (CCD {self.detection_ccdnum}) "
                 "is not among the [[exposures]]", self.path)
+
+    def color_of(self, entry: ExposureEntry) -> float:
+        """g-i colour for ``entry``'s WCS: its own ``color_gi`` if given, else the
+        detection's."""
+        return self.color_gi if entry.color_gi is None else entry.color_gi
 
     @property
     def detection_index(self) -> int:
@@ -149,6 +157,8 @@ class DetectionManifest:
                 d["gain"] = e.gain
             if e.mjd is not None:
                 d["mjd"] = e.mjd
+            if e.color_gi is not None:
+                d["color_gi"] = e.color_gi
             exposures.append(d)
         return dict(format=FORMAT, name=self.name, ra=self.ra, dec=self.dec, band=self.band,
                     color_gi=self.color_gi,
@@ -249,7 +259,8 @@ def _exposure_from_dict(entry: Any, base: Path, source: Path, n: int) -> Exposur
         stamp=_resolve(base, get.str("stamp")), psf=_resolve(base, get.str("psf")),
         stamp_origin=get.pair("stamp_origin", int),
         target_xy=get.pair("target_xy", float, None), gain=gain,
-        mjd=get.float("mjd") if "mjd" in entry else None)
+        mjd=get.float("mjd") if "mjd" in entry else None,
+        color_gi=get.float("color_gi", None) if "color_gi" in entry else None)
 
 
 def zeropoint_problem(value: float) -> str | None:

@@ -41,9 +41,14 @@ PSF_NORMALIZATIONS = ("model", "unit-sum", "psf-weighted")   # see `OversampledP
 
 
 class PSFModel(ABC):
-    """A PSF that varies over a CCD, with the CCD's WCS (CCD pixels -> sky)."""
+    """A PSF that varies over a CCD, with the CCD's WCS (CCD pixels -> sky).
+
+    ``color`` is the g-i colour of the sources drawn with it: a colour-dependent WCS
+    (pixmappy) gives its local Jacobian at that colour (None: the WCS's default colour).
+    """
 
     path: Path | None = None
+    color: float | None = None
 
     @property
     @abstractmethod
@@ -75,9 +80,11 @@ class PiffPSF(PSFModel):
     ``get_profile`` returns ``method='no_pixel'``; we honour whatever it returns (a profile
     that asks for ``'auto'`` is convolved with the pixel here, once)."""
 
-    def __init__(self, piff_psf, path: Path | None = None, chipnum=None):
+    def __init__(self, piff_psf, path: Path | None = None, chipnum=None,
+                 color: float | None = None):
         self.psf = piff_psf
         self.path = path
+        self.color = color
         self.chipnum = chipnum if chipnum is not None else next(iter(piff_psf.wcs))
 
     @property
@@ -86,7 +93,7 @@ class PiffPSF(PSFModel):
 
     def pixel_profile(self, x: float, y: float) -> galsim.GSObject:
         prof, method = self.psf.get_profile(x, y, chipnum=self.chipnum)
-        jac = self.wcs.local(galsim.PositionD(x, y))
+        jac = self.wcs.local(galsim.PositionD(x, y), color=self.color)
         image_prof = jac.profileToImage(prof)
         if method != "no_pixel":
             image_prof = galsim.Convolve(image_prof, galsim.Pixel(1.0))
@@ -156,21 +163,24 @@ class GalsimPSF(PSFModel):
     """An analytic galsim PSF given in sky units (arcsec), seen through a CCD WCS; the
     pixel response is convolved in here."""
 
-    def __init__(self, profile: galsim.GSObject, wcs: galsim.BaseWCS):
+    def __init__(self, profile: galsim.GSObject, wcs: galsim.BaseWCS,
+                 color: float | None = None):
         self.profile = profile
         self._wcs = wcs
+        self.color = color
 
     @property
     def wcs(self) -> galsim.BaseWCS:
         return self._wcs
 
     def pixel_profile(self, x: float, y: float) -> galsim.GSObject:
-        jac = self._wcs.local(galsim.PositionD(x, y))
+        jac = self._wcs.local(galsim.PositionD(x, y), color=self.color)
         return galsim.Convolve(jac.profileToImage(self.profile), galsim.Pixel(1.0))
 
 
-def load_psf(path: str | os.PathLike) -> PSFModel:
-    """Read a PSF file: a pixelised PSF (HDU ``PIXPSF``) or a Piff file.
+def load_psf(path: str | os.PathLike, color: float | None = None) -> PSFModel:
+    """Read a PSF file: a pixelised PSF (HDU ``PIXPSF``) or a Piff file; ``color`` (g-i)
+    is the sources' colour for a colour-dependent WCS (`PSFModel.color`).
 
     Raises `PSFError` for a missing or corrupt file and `MissingDependencyError` when the
     file pickles a pixmappy WCS and pixmappy is not installed.
@@ -188,7 +198,7 @@ def load_psf(path: str | os.PathLike) -> PSFModel:
         if PIFF_EXTNAME not in names:
             raise PSFError(f"not a PSF file: neither a Piff file (no {PIFF_EXTNAME!r} HDU) "
                            f"nor a pixelised PSF (no {PIXELIZED_PSF_EXTNAME!r} HDU)", path)
-        return PiffPSF(_read_piff(psf_file, path), path)
+        return PiffPSF(_read_piff(psf_file, path), path, color=color)
 
 
 def _read_piff(psf_file: PiffFile, path: Path):

@@ -229,8 +229,8 @@ class SceneModel:
         profile is the PSF seen through the Jacobian at the target, and each source is
         imaged through the Jacobian at its own centre (as Piff's ``draw`` does)."""
         ex = self.exposures[m]
-        ref = local_jacobians(ex.psf.wcs, *ex.target_xy)[0]
-        return np.linalg.solve(ref, local_jacobians(ex.psf.wcs, cx, cy))
+        ref = local_jacobians(ex.psf.wcs, *ex.target_xy, color=ex.color_gi)[0]
+        return np.linalg.solve(ref, local_jacobians(ex.psf.wcs, cx, cy, color=ex.color_gi))
 
     def _factorise(self):
         normal = self._static_normal_matrix()

@@ -379,6 +379,9 @@ def _(tmp, sample, mp):
 def _(tmp, sample, mp):
     path, psf = with_psf(tmp, sample, lambda e: pixmappy_piff(tmp, Path(e["psf"])))
     mp.setattr(sys, "meta_path", [BlockImports("pixmappy")] + sys.meta_path)
+    # a real pixmappy imported earlier in the session would be found in sys.modules
+    for name in [m for m in sys.modules if m.split(".")[0] == "pixmappy"]:
+        mp.delitem(sys.modules, name)
     return manifest_input(path, MissingDependencyError, str(psf), "pixmappy",
                           "not installed")
 
@@ -689,9 +692,16 @@ def test_grid_too_large_is_refused_fast(des_sample):
 
 # -- a couple through a real process -----------------------------------------------------
 
+# ``smp`` in a child where pixmappy cannot be imported even if installed (./dev setup
+# installs the vendored one): the fake pixmappy Piff file must meet the missing import.
+_SMP_WITHOUT_PIXMAPPY = ("import sys; sys.modules['pixmappy'] = None; "
+                         "from smp_model.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
 def run_smp(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.run([sys.executable, "-m", "smp_model.cli", "fit", *args, "--quiet"],
+    return subprocess.run([sys.executable, "-c", _SMP_WITHOUT_PIXMAPPY, "fit", *args,
+                           "--quiet"],
                           capture_output=True, text=True, timeout=120, env=env,
                           cwd=Path(__file__).resolve().parent.parent)
 
@@ -713,14 +723,19 @@ def test_pixmappy_piff_loads_when_pixmappy_is_importable(tmp_path, des_sample, m
     real = Path(sample_manifest(des_sample).detection_exposure.psf)
     path = pixmappy_piff(tmp_path, real)
     monkeypatch.setattr(sys, "meta_path", [BlockImports("pixmappy")] + sys.meta_path)
+    for name in [m for m in sys.modules if m.split(".")[0] == "pixmappy"]:
+        monkeypatch.delitem(sys.modules, name)   # a real pixmappy imported earlier
     with pytest.raises(MissingDependencyError, match="pixmappy") as info:
         load_psf(path)
     assert str(path) in info.value.one_line()
     monkeypatch.setattr(sys, "meta_path", sys.meta_path[1:])
     monkeypatch.syspath_prepend(str(tmp_path / "fake_modules"))
     monkeypatch.delitem(sys.modules, "pixmappy", raising=False)
-    psf = load_psf(path)
-    assert type(psf.wcs).__module__ == "pixmappy"
+    try:
+        psf = load_psf(path)
+        assert type(psf.wcs).__module__ == "pixmappy"
+    finally:   # the fake must not stay importable for later tests
+        sys.modules.pop("pixmappy", None)
 
 
 @pytest.mark.skipif(is_root(), reason="running as root: chmod 000 does not stop root "

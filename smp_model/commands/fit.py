@@ -136,7 +136,7 @@ def write_outputs(fit, args) -> None:
     if args.regions:
         write_regions(fit, args.regions, overwrite=args.overwrite)
     if args.figure:
-        from ..figures import save_figure   # matplotlib only when a figure is asked for
+        from ..figures import save_figure   # matplotlib (the [plot] extra) only for figures
         save_figure(fit, args.figure, exposures=args.figure_exposures,
                     overwrite=args.overwrite)
 

@@ -32,6 +32,10 @@ def register(sub) -> None:
     p.add_argument("--name", help="detection name (default sim<seed>)")
     p.add_argument("--gain", type=number(0, low_open=True), metavar="E_PER_UNIT",
                    help="add source Poisson noise with this gain (electrons per SCI unit)")
+    p.add_argument("--ccd-images", action="store_true",
+                   help="also write full CCD images (images/*.fits.fz, DECam-layout WCS) and "
+                   "a survey exposure table (exposures.ecsv) with decoy pointings, for "
+                   "smp discover and smp cutout")
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty OUTDIR, replacing files of the same names")
     p.set_defaults(func=run)
@@ -43,6 +47,7 @@ def run(args) -> int:
         args.outdir, overwrite=args.overwrite, seed=args.seed, n_exposures=args.exposures,
         binary=args.binary, separation_px=args.separation, flux=args.flux,
         flux_ratio=args.flux_ratio, galaxy=args.galaxy, n_stars=args.stars,
-        stamp_size=args.stamp_size, name=args.name, shot_noise_gain=args.gain)
+        stamp_size=args.stamp_size, name=args.name, shot_noise_gain=args.gain,
+        ccd_images=args.ccd_images)
     print(truth.manifest_path)
     return 0
