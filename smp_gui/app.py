@@ -71,9 +71,14 @@ def demo_path() -> Path | None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
 
-    import pyqtgraph as pg
-    from PyQt6.QtCore import QTimer
-    from PyQt6.QtWidgets import QApplication
+    try:
+        import pyqtgraph as pg
+        from PyQt6.QtCore import QTimer
+        from PyQt6.QtWidgets import QApplication
+    except ModuleNotFoundError as exc:   # a headless install (no [gui] extra)
+        print(f"smp-gui: error: the window needs {exc.name}, which is not installed: "
+              "pip install 'smp-inspector[gui]'", file=sys.stderr)
+        return 2
 
     from .controller import limit_blas_threads, preload_engine
     from .main_window import MainWindow
