@@ -412,3 +412,35 @@ def test_des_sample_batch_screenshot_and_export(des_sample, tmp_path):
                 assert a == pytest.approx(b, rel=1e-9, nan_ok=True), (key, name)
             else:
                 assert a.tolist() == b.tolist(), (key, name)
+
+
+def test_build_cache_keeps_hands_over_and_forgets(tiny_survey, tmp_path):
+    """`loader.BuildCache`: a prefetched build is handed over (the same object, no second
+    build), a failed one gives None (the worker then builds and reports), the oldest is
+    dropped beyond ``max_items``."""
+    from smp_model.scene import FitSettings
+    folder, out, truth = tiny_survey
+    manifests = sorted(folder.glob("*/*/detection.toml"))[:3]
+    cache = loader.BuildCache(max_items=2)
+    settings = FitSettings()
+
+    def never_cancel():
+        pass
+    try:
+        cache.prefetch(manifests[0], settings)
+        built = cache.take(manifests[0], settings, never_cancel)
+        assert built.manifest.path == manifests[0] and built.settings == settings
+        assert cache.take(manifests[0], settings, never_cancel) is built
+        assert cache.builds_started == 1
+        cache.prefetch(manifests[0], settings)          # already there: not rebuilt
+        assert cache.builds_started == 1
+        missing = tmp_path / "missing.toml"
+        cache.prefetch(missing, settings)
+        assert cache.take(missing, settings, never_cancel) is None
+        cache.prefetch(manifests[1], settings)
+        cache.prefetch(manifests[2], settings)          # drops manifests[0]
+        assert cache.take(manifests[0], settings, never_cancel) is None
+        assert cache.take(manifests[2], settings, never_cancel) is not None
+        assert cache.take(manifests[1], FitSettings(grid_size=12), never_cancel) is None
+    finally:
+        cache.clear()

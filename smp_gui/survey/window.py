@@ -350,10 +350,11 @@ class SurveyWindow(QMainWindow):
     def prefetch_neighbours(self, count: int | None = None):
         """Build the ``count`` (default `PREFETCH_NEIGHBOURS`) detections before and after
         the current row ahead, in child processes."""
+        from .. import controller
         count = PREFETCH_NEIGHBOURS if count is None else count
         row = self.table.currentIndex().row()
-        if row < 0:
-            return
+        if row < 0 or not (controller.BUILD_IN_CHILD_PROCESS and loader.available()):
+            return   # builds in this process would compete with the window for the GIL
         for step in [s for k in range(1, count + 1) for s in (k, -k)]:
             other = row + step
             if 0 <= other < self.model.rowCount():
