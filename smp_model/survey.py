@@ -3,7 +3,8 @@
 `Survey.open` reads a `smp batch` output (ECSV, FITS or CSV; see `smp_model.batch`) and
 keeps, per detection, the row of its target (single fit) or primary (binary) with the
 columns a reviewer needs (``key, name, band, mjd, fit_kind, flux, flux_err, mag, mag_err,
-chi2_dof, binary_delta_chi2, flags, n_exposures, n_dropped`` and the rest of the batch
+total_flux`` (of a pair), ``chi2_dof, binary_delta_chi2, flags, n_exposures, n_dropped``
+and the rest of the batch
 columns), the failures of ``<out stem>.failures.ecsv``, and the marks of the review
 sidecar.  Everything is plain numpy columns so that a 10,000-detection survey filters and
 sorts in milliseconds.  No Qt here: the survey window (`smp_gui.survey`) shows this model.
@@ -54,7 +55,7 @@ FLAG_NAMES = {**{f.bit: f.name for f in FLAGS}, FLAG_EXPOSURE_DROPPED: "exposure
 assert FLAG_EXPOSURE_DROPPED not in {f.bit for f in FLAGS}
 #: Columns shown first, in this order (the others follow as in the batch).
 DISPLAY_COLUMNS = ("key", "name", "band", "mjd", "fit_kind", "flux", "flux_err", "mag",
-                   "mag_err", "chi2_dof", "binary_delta_chi2", "flags", "flags_text",
+                   "mag_err", "total_flux", "chi2_dof", "binary_delta_chi2", "flags", "flags_text",
                    "n_exposures", "n_dropped", "mark", "note")
 # Columns the view needs, with what an older batch output without them gets.
 _DEFAULTS = {"name": "", "band": "", "fit_kind": "single", "input": "", "flux": math.nan,

@@ -12,7 +12,7 @@ from smp_model.survey import Survey
 
 MARK_COLOURS = {"good": QColor(200, 240, 200), "bad": QColor(250, 205, 205),
                 "binary": QColor(210, 220, 255)}
-_DIGITS = {"flux": 1, "flux_err": 1, "mag": 3, "mag_err": 3, "chi2_dof": 3,
+_DIGITS = {"flux": 1, "flux_err": 1, "total_flux": 1, "mag": 3, "mag_err": 3, "chi2_dof": 3,
            "binary_delta_chi2": 1, "mjd": 4, "chi2": 1, "ra": 6, "dec": 6}
 
 

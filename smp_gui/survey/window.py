@@ -197,9 +197,9 @@ class SurveyWindow(QMainWindow):
         self.placeholder.hide()
         self.splitter.setSizes([850, 650])
         self._fill_failures()
-        for column in range(len(self.model.columns)):
-            width = 150 if self.model.columns[column] in ("key", "flags_text") else 75
-            self.table.setColumnWidth(column, width)
+        widths = {"key": 150, "flags_text": 150, "mjd": 90, "name": 70, "band": 45}
+        for column, name in enumerate(self.model.columns):
+            self.table.setColumnWidth(column, widths.get(name, 75))
         self.setWindowTitle(f"SMP Inspector — survey {survey.path.name} ({survey.path})")
         self._on_order_changed()
         if len(survey):
