@@ -267,15 +267,9 @@ class BatchOptions:
     shot_noise_iterations: int = 1
 
     def __post_init__(self):
-        if self.gain is not None:
-            if not (isinstance(self.gain, (int, float)) and math.isfinite(self.gain)
-                    and self.gain > 0):
-                raise ValueError(f"gain must be a positive number, got {self.gain!r}")
-            object.__setattr__(self, "gain", float(self.gain))
-            object.__setattr__(self, "shot_noise", True)
-        if self.shot_noise_iterations < 0:
-            raise ValueError("shot-noise iterations must be >= 0 (0: to convergence), "
-                             f"got {self.shot_noise_iterations}")
+        request = self.request   # checks the values, once, where every fit request is
+        object.__setattr__(self, "gain", request.gain)
+        object.__setattr__(self, "shot_noise", request.shot_noise)
 
     @property
     def request(self) -> FitRequest:
