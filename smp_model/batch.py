@@ -309,9 +309,7 @@ def fit_detection(item: BatchItem, options: BatchOptions) -> dict:
             manifest = item.manifest or manifest_from_folder(**item.folder,
                                                              settings=options.settings)
             phot = DetectionPhotometry(manifest, options.settings)
-            fit = measure(phot, options.request)
-            delta = fit.binary_search_delta_chi2
-            table = fit_table(fit)
+            table = fit_table(measure(phot, options.request))   # binary_delta_chi2 included
         # One bad detection must not end a batch of thousands: every error, including an
         # unexpected one, is reported with its type and recorded as a failure.
         except Exception as exc:   # noqa: BLE001
@@ -324,8 +322,6 @@ def fit_detection(item: BatchItem, options: BatchOptions) -> dict:
     used, dropped = table.meta["exposures_used"], table.meta["exposures_dropped"]
     table["n_exposures"] = len(used)
     table["n_dropped"] = len(dropped)
-    if options.binary_search_if is not None:
-        table["binary_delta_chi2"] = delta
     table.meta["batch"] = {"key": item.key, "input": item.input, "row": item.row,
                            **options.as_meta(), "warnings": _warning_lines(caught)}
     return {"key": item.key, "ok": True, "table": table,
