@@ -17,23 +17,18 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from astropy.visualization import PercentileInterval, ZScaleInterval
+from astropy.coordinates import Angle
 from PyQt6.QtCore import QEvent, QPointF, QRectF, Qt, pyqtSignal
-from PyQt6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout,
-                             QWidget)
+from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel,
+                             QSizePolicy, QVBoxLayout, QWidget)
 
+from smp_model.display import (COLORMAPS, STRETCHES, DisplayStyle, mask_overlay,
+                               stretch_curve, stretch_levels, stretched_colors)
 from smp_model.panels import PANEL_KEYS, PANEL_TITLES, ExposurePanels
 
-STRETCHES = {
-    "published": "Published (-3..+4 σ)",
-    "zscale": "zscale",
-    "percentile": "Percentile 0.5-99.5",
-    "asinh": "asinh",
-}
-COLORMAPS = ("gray_r", "gray", "viridis", "magma", "cividis", "coolwarm")
-# asinh softening: the stretch is asinh(t / a) / asinh(1 / a) for t in [0, 1].
-ASINH_SOFTENING = 0.1
-MASK_RGBA = (255, 40, 40, 110)
+# Contrast/bias by right-drag (DS9): a drag across the whole panel moves the level
+# window by its width (bias) or scales it by e^±1 (contrast).
+CONTRAST_PER_PANEL = 1.0
 
 
 _HISTOGRAM_WIDTH = 110   # px, levels control beside the panels
@@ -90,41 +85,40 @@ def pixel_rect(shape: tuple[int, int]) -> QRectF:
 
 # -- levels and colours -----------------------------------------------------------------
 
-def stretch_levels(stretch: str, panels: ExposurePanels) -> tuple[float, float]:
-    """Display limits of the image panel for a stretch preset (used for all five)."""
-    image = panels["image"]
-    values = image[panels.usable] if panels.usable.any() else image.ravel()
-    values = values[np.isfinite(values)]
-    if stretch == "published" or values.size < 2:
-        return panels.levels
-    if stretch == "zscale":
-        lo, hi = ZScaleInterval().get_limits(values)
-    elif stretch == "percentile":
-        lo, hi = PercentileInterval(99.0).get_limits(values)
-    elif stretch == "asinh":
-        lo, hi = panels.levels[0], float(np.max(values))
-    else:
-        raise ValueError(f"unknown stretch {stretch!r}")
-    return (float(lo), float(hi)) if hi > lo else panels.levels
-
-
-def make_colormap(name: str, stretch: str = "published") -> pg.ColorMap:
-    """Colour map ``name`` (matplotlib's); for asinh, the colours are re-spaced so that the
-    linear level range maps through the asinh stretch."""
+def make_colormap(name: str, stretch: str = "published", invert: bool = False,
+                  panels: ExposurePanels | None = None,
+                  levels: tuple[float, float] | None = None) -> pg.ColorMap:
+    """Colour map ``name`` (matplotlib's) re-spaced by the stretch's curve
+    (`smp_model.display.stretch_curve`), so a linear level range shows the stretch."""
     base = pg.colormap.get(name, source="matplotlib")
-    if stretch != "asinh":
-        return base
     t = np.linspace(0.0, 1.0, 256)
-    stretched = np.arcsinh(t / ASINH_SOFTENING) / np.arcsinh(1.0 / ASINH_SOFTENING)
-    colors = base.map(stretched, mode="byte")
-    return pg.ColorMap(t, colors)
+    colors = stretched_colors(base.map(t, mode="byte"),
+                              stretch_curve(stretch, panels, levels), invert)
+    return pg.ColorMap(t, colors.astype(np.uint8))
 
 
-def mask_overlay(usable: np.ndarray) -> np.ndarray:
-    """RGBA (ny, nx, 4) image: translucent red on pixels that did not enter the fit."""
-    rgba = np.zeros(usable.shape + (4,), np.uint8)
-    rgba[~usable] = MASK_RGBA
-    return rgba
+def sexagesimal(ra_deg: float, dec_deg: float) -> str:
+    """RA as hh:mm:ss.sss and Dec as ±dd:mm:ss.ss."""
+    ra = Angle(ra_deg, "deg").to_string(unit="hour", sep=":", precision=3, pad=True)
+    dec = Angle(dec_deg, "deg").to_string(unit="deg", sep=":", precision=2, pad=True,
+                                          alwayssign=True)
+    return f"{ra} {dec}"
+
+
+class PanelViewBox(pg.ViewBox):
+    """A panel's view: left-drag pans, wheel zooms, right-drag changes contrast and
+    bias (DS9's habit): ``levelsDragged(dx, dy)`` in fractions of the panel's size."""
+
+    levelsDragged = pyqtSignal(float, float)
+
+    def mouseDragEvent(self, ev, axis=None):
+        if ev.button() != Qt.MouseButton.RightButton:
+            return super().mouseDragEvent(ev, axis)
+        ev.accept()
+        delta = ev.pos() - ev.lastPos()
+        rect = self.boundingRect()
+        self.levelsDragged.emit(float(delta.x()) / max(rect.width(), 1.0),
+                                -float(delta.y()) / max(rect.height(), 1.0))
 
 
 class PanelsView(QWidget):
@@ -137,6 +131,7 @@ class PanelsView(QWidget):
 
     cursorMoved = pyqtSignal(str)
     stretchChanged = pyqtSignal(str)
+    styleChanged = pyqtSignal()
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -144,18 +139,34 @@ class PanelsView(QWidget):
         self.pixel_to_sky = None      # callable(x, y) -> (ra, dec) of the shown exposure
         self.stretch = "published"
         self.colormap_name = "gray_r"
+        self.inverted = False
+        self.show_mask = True
+        self.crosshair = False
+        # The view shows the whole stamp until the user pans or zooms; while it does, a
+        # resize (window, splitter, Δχ² map shown) fits the stamp again.
+        self.fit_view = True
         self._levels_for = None       # (expnum, stretch) the levels were chosen for
         self._blink_model = False
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        # A visible focus frame: the arrow keys nudge markers only while it is shown.
+        self.graphics.setFrameShape(QFrame.Shape.Box)
+        self.graphics.setLineWidth(2)
+        self.graphics.setStyleSheet("QGraphicsView { border: 2px solid transparent; }"
+                                    "QGraphicsView:focus { border: 2px solid #3a8ee6; }")
         self.graphics.ci.setSpacing(2)
         self.plots: dict[str, pg.PlotItem] = {}
         self.images: dict[str, pg.ImageItem] = {}
         self.masks: dict[str, pg.ImageItem] = {}
         first = None
+        self.crosshairs = []
         for col, key in enumerate(PANEL_KEYS):
-            plot = self.graphics.addPlot(row=0, col=col, title=PANEL_TITLES[key])
+            viewbox = PanelViewBox()
+            viewbox.levelsDragged.connect(self.drag_levels)
+            viewbox.sigRangeChangedManually.connect(self._on_user_range)
+            plot = self.graphics.addPlot(row=0, col=col, title=PANEL_TITLES[key],
+                                         viewBox=viewbox)
             plot.setAspectLocked(True)
             plot.hideButtons()
             plot.setMenuEnabled(False)
@@ -169,6 +180,13 @@ class PanelsView(QWidget):
             mask.setZValue(5)
             plot.addItem(image)
             plot.addItem(mask)
+            for angle in (0, 90):
+                line = pg.InfiniteLine(angle=angle, movable=False,
+                                       pen=pg.mkPen((255, 255, 0, 160), width=1))
+                line.setZValue(15)
+                line.setVisible(False)
+                plot.addItem(line, ignoreBounds=True)
+                self.crosshairs.append(line)
             if first is None:
                 first = plot
             else:
@@ -194,8 +212,14 @@ class PanelsView(QWidget):
         self.cmap_box = QComboBox()
         self.cmap_box.addItems(COLORMAPS)
         self.cmap_box.currentTextChanged.connect(self.set_colormap)
+        self.invert_box = QCheckBox("invert")
+        self.invert_box.toggled.connect(self.set_inverted)
+        self.mask_box = QCheckBox("")
+        self.mask_box.setChecked(True)
+        self.mask_box.toggled.connect(self.set_show_mask)
         self.mask_label = QLabel("<span style='color:#d22'>■</span> masked / unused pixels")
-        self.readout = QLabel(" ")
+        # Two lines (position; values) so that it fits a 1280 px wide window.
+        self.readout = QLabel(" \n ")
         self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.readout.setStyleSheet("font-family: monospace;")
@@ -205,6 +229,8 @@ class PanelsView(QWidget):
         bar.addWidget(self.stretch_box)
         bar.addWidget(QLabel("Colour map:"))
         bar.addWidget(self.cmap_box)
+        bar.addWidget(self.invert_box)
+        bar.addWidget(self.mask_box)
         bar.addWidget(self.mask_label)
         bar.addStretch(1)
         layout = QVBoxLayout(self)
@@ -219,6 +245,8 @@ class PanelsView(QWidget):
     def eventFilter(self, watched, event):
         if watched is self.graphics and event.type() == QEvent.Type.Resize:
             self._arrange()
+            if self.fit_view and self.panels is not None:
+                self.reset_zoom()
         return super().eventFilter(watched, event)
 
     def _arrange(self):
@@ -258,11 +286,41 @@ class PanelsView(QWidget):
             shown = "model" if (key == "image" and self._blink_model) else key
             _show(self.images[key], panels[shown], rect, levels)
             _show(self.masks[key], overlay, rect, (0, 255))
+            self.masks[key].setVisible(self.show_mask)
         if new_exposure or self._levels_for != (panels.expnum, self.stretch):
             self.reset_levels()
         if new_exposure:
             self._arrange()   # the best grid depends on the stamp's aspect
-            self.plots["image"].getViewBox().autoRange(padding=0.0)
+            if self.fit_view:
+                self.reset_zoom()
+
+    def reset_zoom(self):
+        """Show the whole stamp, and keep doing so across resizes until the user zooms."""
+        self.fit_view = True
+        self.plots["image"].getViewBox().autoRange(padding=0.0)
+
+    def zoom(self, factor: float):
+        """Zoom all panels about their centre (factor > 1: closer)."""
+        self.fit_view = False
+        self.plots["image"].getViewBox().scaleBy((1.0 / factor, 1.0 / factor))
+
+    def _on_user_range(self, *_):
+        self.fit_view = False
+
+    def drag_levels(self, dx: float, dy: float):
+        """Right-drag: horizontal moves the level window (bias), vertical scales it
+        (contrast), as fractions of a panel."""
+        lo, hi = self.levels()
+        width = hi - lo
+        centre = 0.5 * (lo + hi) - dx * width
+        width *= math.exp(-dy * CONTRAST_PER_PANEL)
+        self.set_levels(centre - 0.5 * width, centre + 0.5 * width)
+
+    def style(self) -> DisplayStyle:
+        """What the panels show, for exports (levels: those on screen)."""
+        return DisplayStyle(stretch=self.stretch, colormap=self.colormap_name,
+                            invert=self.inverted, levels=self.levels(),
+                            show_mask=self.show_mask)
 
     def reset_levels(self):
         if self.panels is None:
@@ -272,13 +330,18 @@ class PanelsView(QWidget):
         self.histogram.setHistogramRange(lo - 0.15 * (hi - lo), hi + 0.15 * (hi - lo))
         self.histogram.setLevels(lo, hi)
         self._sync_levels()
+        if self.stretch == "histeq":   # its colours depend on the levels
+            self._apply_colormap()
 
     def levels(self) -> tuple[float, float]:
         return tuple(float(v) for v in self.histogram.getLevels())
 
     def set_levels(self, lo: float, hi: float):
+        if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+            raise ValueError(f"levels must be finite with low < high, got {lo}, {hi}")
         self.histogram.setLevels(lo, hi)
         self._sync_levels()
+        self.styleChanged.emit()
 
     def set_stretch(self, stretch: str):
         if stretch not in STRETCHES:
@@ -299,6 +362,29 @@ class PanelsView(QWidget):
         self.cmap_box.setCurrentText(name)
         self.cmap_box.blockSignals(False)
         self._apply_colormap()
+        self.styleChanged.emit()
+
+    def set_inverted(self, inverted: bool):
+        self.inverted = bool(inverted)
+        self.invert_box.blockSignals(True)
+        self.invert_box.setChecked(self.inverted)
+        self.invert_box.blockSignals(False)
+        self._apply_colormap()
+        self.styleChanged.emit()
+
+    def set_show_mask(self, show: bool):
+        self.show_mask = bool(show)
+        self.mask_box.blockSignals(True)
+        self.mask_box.setChecked(self.show_mask)
+        self.mask_box.blockSignals(False)
+        for item in self.masks.values():
+            item.setVisible(self.show_mask)
+        self.styleChanged.emit()
+
+    def set_crosshair(self, on: bool):
+        self.crosshair = bool(on)
+        for line in self.crosshairs:
+            line.setVisible(self.crosshair)
 
     def set_blink_model(self, show_model: bool):
         """Blink: the Image panel shows the model instead (same levels)."""
@@ -331,7 +417,9 @@ class PanelsView(QWidget):
         plot.setTitle(text, size="9pt")
 
     def _apply_colormap(self):
-        self.histogram.gradient.setColorMap(make_colormap(self.colormap_name, self.stretch))
+        self.histogram.gradient.setColorMap(make_colormap(
+            self.colormap_name, self.stretch, self.inverted, self.panels,
+            self.levels() if self.panels is not None else None))
         self.histogram.gradient.showTicks(False)
         self._sync_lut()
 
@@ -369,12 +457,16 @@ class PanelsView(QWidget):
         if plot is None or self.panels is None:
             return
         point = plot.getViewBox().mapSceneToView(scene_pos)
+        if self.crosshair:
+            for n, line in enumerate(self.crosshairs):
+                line.setPos(point.y() if n % 2 == 0 else point.x())
         text = self.readout_text(point.x(), point.y())
         self.readout.setText(text)
         self.cursorMoved.emit(text)
 
     def readout_text(self, u: float, v: float) -> str:
-        """CCD x, y, stamp i, j, RA/Dec and every panel's value at view point (u, v)."""
+        """CCD x, y, stamp i, j, RA/Dec (degrees and sexagesimal) on a first line; every
+        panel's value, sigma and mask bits at view point (u, v) on a second."""
         p = self.panels
         i, j = view_to_pixel(u, v)
         x, y = view_to_ccd(u, v, p.origin)
@@ -382,17 +474,19 @@ class PanelsView(QWidget):
         parts = [f"CCD x={x:.2f} y={y:.2f}", f"stamp i={i} j={j}"]
         if self.pixel_to_sky is not None:
             ra, dec = self.pixel_to_sky(x, y)
-            parts.append(f"RA={float(ra):.6f} Dec={float(dec):+.6f}")
+            parts.append(f"RA={float(ra):.6f} Dec={float(dec):+.6f} "
+                         f"({sexagesimal(float(ra), float(dec))})")
+        values_line = []
         if 0 <= i < nx and 0 <= j < ny:
             values = "  ".join(f"{short}={p[key][j, i]:.4g}" for key, short in
                                zip(PANEL_KEYS, ("I", "M", "I-B", "I-S", "R")))
             sigma = p.sigma[j, i]
-            parts.append(values)
-            parts.append(f"σ={sigma:.4g}" if np.isfinite(sigma) else "σ=∞ (unused)")
-            parts.append(f"mask=0x{int(p.mask_bits[j, i]):x}")
+            values_line.append(values)
+            values_line.append(f"σ={sigma:.4g}" if np.isfinite(sigma) else "σ=∞ (unused)")
+            values_line.append(f"mask=0x{int(p.mask_bits[j, i]):x}")
         else:
-            parts.append("outside the stamp")
-        return " | ".join(parts)
+            values_line.append("outside the stamp")
+        return " | ".join(parts) + "\n" + " | ".join(values_line)
 
     def view_to_scene(self, key: str, u: float, v: float) -> QPointF:
         """Scene position of view point (u, v) in panel ``key`` (tests, markers)."""
