@@ -820,6 +820,7 @@ class MainWindow(QMainWindow):
                               QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
                               self)
             box.setObjectName("mapConfirmDialog")
+            box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             box.accepted.connect(lambda: self.request_chi2map(
                 half_width, step, reoptimize_primary, confirmed=True))
             self.map_confirm_dialog = box

@@ -218,8 +218,8 @@ class PanelsView(QWidget):
         self.mask_box.setChecked(True)
         self.mask_box.toggled.connect(self.set_show_mask)
         self.mask_label = QLabel("<span style='color:#d22'>■</span> masked / unused pixels")
-        # Two lines (position; values) so that it fits a 1280 px wide window.
-        self.readout = QLabel(" \n ")
+        # Three lines (position; sky; values) so that it fits a 1280 px wide window.
+        self.readout = QLabel(" \n \n ")
         self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.readout.setStyleSheet("font-family: monospace;")
@@ -465,28 +465,27 @@ class PanelsView(QWidget):
         self.cursorMoved.emit(text)
 
     def readout_text(self, u: float, v: float) -> str:
-        """CCD x, y, stamp i, j, RA/Dec (degrees and sexagesimal) on a first line; every
-        panel's value, sigma and mask bits at view point (u, v) on a second."""
+        """Three lines that fit a 1280 px window: CCD x, y, stamp i, j, sigma and mask
+        bits; RA/Dec (degrees and sexagesimal); every panel's value at view point (u, v)."""
         p = self.panels
         i, j = view_to_pixel(u, v)
         x, y = view_to_ccd(u, v, p.origin)
         ny, nx = p["image"].shape
-        parts = [f"CCD x={x:.2f} y={y:.2f}", f"stamp i={i} j={j}"]
+        position = [f"CCD x={x:.2f} y={y:.2f}", f"stamp i={i} j={j}"]
+        sky = ""
         if self.pixel_to_sky is not None:
             ra, dec = self.pixel_to_sky(x, y)
-            parts.append(f"RA={float(ra):.6f} Dec={float(dec):+.6f} "
-                         f"({sexagesimal(float(ra), float(dec))})")
-        values_line = []
+            sky = (f"RA={float(ra):.6f} Dec={float(dec):+.6f} "
+                   f"({sexagesimal(float(ra), float(dec))})")
         if 0 <= i < nx and 0 <= j < ny:
+            sigma = p.sigma[j, i]
+            position.append(f"σ={sigma:.4g}" if np.isfinite(sigma) else "σ=∞ (unused)")
+            position.append(f"mask=0x{int(p.mask_bits[j, i]):x}")
             values = "  ".join(f"{short}={p[key][j, i]:.4g}" for key, short in
                                zip(PANEL_KEYS, ("I", "M", "I-B", "I-S", "R")))
-            sigma = p.sigma[j, i]
-            values_line.append(values)
-            values_line.append(f"σ={sigma:.4g}" if np.isfinite(sigma) else "σ=∞ (unused)")
-            values_line.append(f"mask=0x{int(p.mask_bits[j, i]):x}")
         else:
-            values_line.append("outside the stamp")
-        return " | ".join(parts) + "\n" + " | ".join(values_line)
+            values = "outside the stamp"
+        return "\n".join((" | ".join(position), sky, values))
 
     def view_to_scene(self, key: str, u: float, v: float) -> QPointF:
         """Scene position of view point (u, v) in panel ``key`` (tests, markers)."""

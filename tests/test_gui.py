@@ -81,6 +81,7 @@ def open_and_wait(qtbot, window, path, **kwargs):
 def press(qtbot, window, key, modifier=Qt.KeyboardModifier.NoModifier):
     """A key press on the window, as a user types it (menu shortcuts included)."""
     window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=2000)
     qtbot.keyClick(window, key, modifier)
 
 
