@@ -369,10 +369,37 @@ class _Worker(QThread):
         photometry = self._get_photometry(request)
         self._check_cancel(request.request_id)
         if isinstance(request, Chi2MapRequest):
+            progress = self._progress_callback(request.request_id)
+
+            def progress_and_fits(fraction: float, message: str):
+                progress(fraction, message)
+                self._fits_between_rows(request)
             result = chi2_map(photometry, request.primary, request.center,
                               request.half_width, request.step, request.reoptimize_primary,
-                              progress=self._progress_callback(request.request_id))
+                              progress=progress_and_fits)
             return Chi2MapResult(request, result)
+        return self._fit(request, photometry, t0)
+
+    def _fits_between_rows(self, map_request):
+        """While a map runs, the fits the user asks for (a marker moved) run between two
+        of its rows, so the numbers follow the markers instead of waiting for the map."""
+        with self._cond:
+            request = self._pending.get(FIT)
+            if request is None or (str(Path(request.manifest_path).resolve()),
+                                   request.settings) != self._photometry_key:
+                return
+            del self._pending[FIT]
+        try:
+            result = self._fit(request, self._photometry, time.perf_counter())
+        except Cancelled:
+            return
+        except BaseException as exc:   # noqa: BLE001 - reported to the window
+            result = JobFailure(request, exc, traceback.format_exc())
+        with self._cond:
+            self.jobs_done[FIT] += 1
+        self.finished_job.emit(result)
+
+    def _fit(self, request, photometry, t0: float):
         fit = measure(photometry, request.engine_request)
         index = request.panel_index
         if index is None or not 0 <= index < len(fit.scene.exposures):

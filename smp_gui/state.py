@@ -216,6 +216,11 @@ class InspectorModel:
     # -- undo ---------------------------------------------------------------------------
 
     @property
+    def history(self) -> tuple[str, ...]:
+        """Names of the edits that can be undone, oldest first."""
+        return tuple(edit.text for edit in self._undo)
+
+    @property
     def undo_text(self) -> str | None:
         return self._undo[-1].text if self._undo else None
 

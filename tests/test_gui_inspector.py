@@ -115,20 +115,35 @@ def test_down_in_the_stretch_combo_changes_the_stretch_not_the_offsets(qtbot, wi
 
 # -- 3: no stale numbers -------------------------------------------------------------------
 
-def test_cancelling_a_map_keeps_the_numbers_of_the_offsets_on_screen(qtbot, window, demo):
+def test_markers_refit_during_a_map_and_cancel_keeps_their_numbers(qtbot, window, demo):
     opened(qtbot, window, demo, mode="binary", offsets=START)
-    window.request_chi2map(half_width=3.0, step=0.05, confirmed=True)    # ~15k cells
-    qtbot.wait(200)
+    window.request_chi2map(half_width=5.0, step=0.05, confirmed=True)   # 40401 cells
+    qtbot.wait(300)
     window.panels_view.graphics.setFocus()
-    qtbot.keyClick(window.panels_view.graphics, Qt.Key.Key_Right)   # waits behind the map
-    assert window.is_stale
-    assert not window.results_table.isEnabled()             # greyed out while stale
-    assert window.stale_label.text()
+    qtbot.keyClick(window.panels_view.graphics, Qt.Key.Key_1)       # the primary
+    qtbot.keyClick(window.panels_view.graphics, Qt.Key.Key_Right)
+    # the refit runs between two rows of the map: the numbers follow the marker
+    qtbot.waitUntil(lambda: not window.is_stale, timeout=TIMEOUT_MS)
+    assert window.controller.busy and window.chi2map_result is None   # map still running
+    assert window.result.summary.offsets == pytest.approx((0.1, 1.0, 0.0, 1.0))
     press(qtbot, window, Qt.Key.Key_Escape)
     settled(qtbot, window)
     assert not window.is_stale and window.results_table.isEnabled()
     assert window.result.summary.offsets == pytest.approx(window.offsets["binary"])
     assert window.fit_controls.offsets("binary") == pytest.approx(window.offsets["binary"])
+    undo(qtbot, window)
+    settled(qtbot, window)
+
+
+def test_cancel_reruns_a_dropped_refit(qtbot, window, demo):
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    window.panels_view.graphics.setFocus()
+    qtbot.keyClick(window.panels_view.graphics, Qt.Key.Key_1)       # the primary
+    qtbot.keyClick(window.panels_view.graphics, Qt.Key.Key_Right)
+    press(qtbot, window, Qt.Key.Key_Escape)      # at once: the refit is dropped ...
+    settled(qtbot, window)                       # ... and run again
+    assert not window.is_stale
+    assert window.result.summary.offsets == pytest.approx((0.1, 1.0, 0.0, 1.0))
     undo(qtbot, window)
     settled(qtbot, window)
 
@@ -149,6 +164,7 @@ def test_export_and_save_refuse_stale_numbers(qtbot, window, demo, tmp_path):
     window.set_offsets((0.0, 1.5, 0.0, 1.0), "binary")
     window.controller.cancel()
     assert window.is_stale
+    assert not window.results_table.isEnabled() and window.stale_label.text()
     assert window.export_table(tmp_path / "t.ecsv") is None
     assert "not those of the offsets on screen" in window.error_dialog.text()
     window.error_dialog.close()
