@@ -174,7 +174,8 @@ class FitSummary:
     sources: tuple[SourceRow, ...]
     chi2: float
     dof: int
-    delta_chi2: float = math.nan
+    delta_chi2: float = math.nan            # single treated as the binary was
+    delta_chi2_default: float = math.nan    # single at the default offset (published)
     separation_px: float = math.nan
     separation_err_px: float = math.nan
     separation_arcsec: float = math.nan
@@ -220,7 +221,9 @@ def summarize(fit: SceneFit) -> FitSummary:
         return FitSummary(**base)
     # The engine computes the geometry once per fit, and gives NaN errors when the
     # positions were not fitted.
-    return FitSummary(**base, delta_chi2=fit.delta_chi2, separation_px=fit.separation_px,
+    return FitSummary(**base, delta_chi2=fit.delta_chi2,
+                      delta_chi2_default=fit.delta_chi2_default,
+                      separation_px=fit.separation_px,
                       separation_err_px=fit.separation_err_px,
                       separation_arcsec=fit.separation_arcsec,
                       separation_err_arcsec=fit.separation_err_arcsec,

@@ -102,6 +102,7 @@ class MainWindow(QMainWindow):
         self.map_confirm_dialog: QMessageBox | None = None
         self.psf_notice: QMessageBox | None = None
         self._fit_seconds = 0.0       # the last refit's time, for map estimates
+        self._overlay_cache: dict = {}
         # A new detection or new settings: the state shown before, restored when the
         # first fit of the new state fails (bad input, grid too large), and the id of
         # that first fit (0: nothing in transition).
@@ -274,6 +275,13 @@ class MainWindow(QMainWindow):
         pv.styleChanged.connect(self._sync_view_actions)
         self.crosshair_action = self._action(view, "&Crosshair", pv.set_crosshair, "C",
                                              checkable=True)
+        self.regions_action = self._action(
+            view, "&Regions (target's sky position, scene grid)", pv.set_show_regions, "G",
+            checkable=True)
+        self.regions_action.setChecked(True)
+        self.compass_action = self._action(view, "Compass and scale &bar",
+                                           pv.set_show_compass, "K", checkable=True)
+        self.compass_action.setChecked(True)
         view.addSeparator()
         self._action(view, "&Next exposure", lambda: self.step_exposure(1),
                      ["]", "PgDown"])
@@ -755,9 +763,23 @@ class MainWindow(QMainWindow):
                   fit.scene.exposures[index].entry.expnum else five_panels(fit, index))
         exposure = fit.scene.exposures[index]
         self.panels_view.set_panels(panels, exposure.pixel_to_sky)
+        self.panels_view.set_overlays(self._overlays(exposure, fit.settings))
         on_detection = index == fit.scene.detection_index
         self.markers.set_visible(on_detection)
         self._place_markers()
+
+    def _overlays(self, exposure, settings):
+        """Regions, compass and scale of an exposure (cached: a drag refits often)."""
+        from smp_model.display import exposure_overlays
+        key = (id(exposure), settings)
+        if self._overlay_cache.get("key") != key:
+            try:
+                value = exposure_overlays(exposure, self.manifest.ra, self.manifest.dec,
+                                          settings)
+            except Exception:   # noqa: BLE001 - a WCS that cannot invert: no overlay
+                value = None
+            self._overlay_cache = {"key": key, "value": value, "exposure": exposure}
+        return self._overlay_cache["value"]
 
     def _place_markers(self):
         """Markers at the fitted sources' CCD positions, moved by any offset change not yet

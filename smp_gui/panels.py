@@ -22,7 +22,7 @@ from PyQt6.QtCore import QEvent, QPointF, QRectF, Qt, pyqtSignal
 from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel,
                              QSizePolicy, QVBoxLayout, QWidget)
 
-from smp_model.display import (COLORMAPS, STRETCHES, DisplayStyle, mask_overlay,
+from smp_model.display import (COLORMAPS, STRETCHES, DisplayStyle, Overlays, mask_overlay,
                                stretch_curve, stretch_levels, stretched_colors)
 from smp_model.panels import PANEL_KEYS, PANEL_TITLES, ExposurePanels
 
@@ -142,6 +142,8 @@ class PanelsView(QWidget):
         self.inverted = False
         self.show_mask = True
         self.crosshair = False
+        self.show_regions = True
+        self.show_compass = True
         # The view shows the whole stamp until the user pans or zooms; while it does, a
         # resize (window, splitter, Δχ² map shown) fits the stamp again.
         self.fit_view = True
@@ -195,6 +197,7 @@ class PanelsView(QWidget):
             self.plots[key] = plot
             self.images[key] = image
             self.masks[key] = mask
+        self._build_overlays()
         self.histogram = pg.HistogramLUTItem(image=self.images["image"])
         self.histogram.gradient.showTicks(False)
         self.graphics.addItem(self.histogram, row=0, col=len(PANEL_KEYS))
@@ -239,6 +242,81 @@ class PanelsView(QWidget):
         layout.addWidget(self.graphics, 1)
         layout.addWidget(self.readout)
         self._apply_colormap()
+
+    # -- overlays: regions (target's sky position, scene grid), compass and scale bar ----
+
+    def _build_overlays(self):
+        yellow = pg.mkPen((255, 220, 0), width=1.5)
+        self.target_marks, self.grid_outlines = [], []
+        for plot in self.plots.values():
+            mark = pg.ScatterPlotItem(size=14, symbol="+", pen=pg.mkPen((0, 0, 0), width=3),
+                                      brush=None, pxMode=True)
+            inner = pg.ScatterPlotItem(size=12, symbol="+", pen=yellow, brush=None,
+                                       pxMode=True)
+            outline = pg.PlotCurveItem(pen=pg.mkPen((255, 220, 0, 200), width=1,
+                                                    style=Qt.PenStyle.DashLine))
+            for item in (outline, mark, inner):
+                item.setZValue(12)
+                plot.addItem(item, ignoreBounds=True)
+            self.target_marks += [mark, inner]
+            self.grid_outlines.append(outline)
+        image = self.plots["image"]
+        white = pg.mkPen((255, 255, 255), width=2)
+        self.compass_lines = pg.PlotCurveItem(pen=white, connect="pairs")
+        self.scale_bar = pg.PlotCurveItem(pen=white)
+        self.compass_labels = [pg.TextItem(text, color=(255, 255, 255), anchor=(0.5, 0.5),
+                                           fill=(0, 0, 0, 110))
+                               for text in ("N", "E")]
+        self.scale_label = pg.TextItem("", color=(255, 255, 255), anchor=(0.5, 1.0),
+                                       fill=(0, 0, 0, 110))
+        self.compass_items = [self.compass_lines, self.scale_bar, *self.compass_labels,
+                              self.scale_label]
+        for item in self.compass_items:
+            item.setZValue(16)
+            image.addItem(item, ignoreBounds=True)
+        self.overlays: Overlays | None = None
+
+    def set_overlays(self, overlays: Overlays | None):
+        """Draw where the sky lies on the shown exposure (None: nothing)."""
+        self.overlays = overlays
+        if overlays is None or self.panels is None:
+            for item in [*self.target_marks, *self.grid_outlines, *self.compass_items]:
+                item.setVisible(False)
+            return
+        for mark in self.target_marks:
+            mark.setData([overlays.target[0]], [overlays.target[1]])
+        for outline in self.grid_outlines:
+            outline.setData(overlays.grid[:, 0], overlays.grid[:, 1])
+        ny, nx = self.panels["image"].shape
+        length = 0.14 * min(nx, ny)
+        anchor = np.array([0.82 * nx, 0.78 * ny])
+        points = []
+        for label, direction in zip(self.compass_labels, (overlays.north, overlays.east)):
+            tip = anchor + length * np.asarray(direction)
+            points += [anchor, tip]
+            label.setPos(*(anchor + 1.35 * length * np.asarray(direction)))
+        points = np.array(points)
+        self.compass_lines.setData(points[:, 0], points[:, 1])
+        arcsec = next((a for a in (1, 2, 5, 10, 20, 60)
+                       if a * overlays.arcsec_px >= 0.12 * nx), 60)
+        x0, y0 = 0.06 * nx, 0.06 * ny
+        self.scale_bar.setData([x0, x0 + arcsec * overlays.arcsec_px], [y0, y0])
+        self.scale_label.setText(f'{arcsec}"')
+        self.scale_label.setPos(x0 + 0.5 * arcsec * overlays.arcsec_px, y0 + 0.07 * ny)
+        self.set_show_regions(self.show_regions)
+        self.set_show_compass(self.show_compass)
+
+    def set_show_regions(self, show: bool):
+        """The target's sky position (yellow +) and the scene grid's outline."""
+        self.show_regions = bool(show)
+        for item in [*self.target_marks, *self.grid_outlines]:
+            item.setVisible(self.show_regions and self.overlays is not None)
+
+    def set_show_compass(self, show: bool):
+        """N/E arrows and a scale bar on the image panel."""
+        self.show_compass = bool(show)
+        for item in self.compass_items:
+            item.setVisible(self.show_compass and self.overlays is not None)
 
     # -- layout -------------------------------------------------------------------------
 

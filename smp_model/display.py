@@ -118,3 +118,49 @@ def mask_overlay(usable: np.ndarray) -> np.ndarray:
     rgba = np.zeros(usable.shape + (4,), np.uint8)
     rgba[~usable] = MASK_RGBA
     return rgba
+
+
+@dataclass(frozen=True)
+class Overlays:
+    """Where the sky lies on an exposure's panels, in panel view coordinates (stamp array
+    coordinates, pixel centres at integers; see `smp_gui.panels`).
+
+    target : the detection's (ra, dec) in this exposure.
+    grid : (5, 2) closed outline of the scene grid's corner sources.
+    north, east : unit vectors (view px) pointing to increasing Dec and increasing RA.
+    arcsec_px : view px per arcsec (for a scale bar).
+    """
+
+    target: tuple[float, float]
+    grid: np.ndarray
+    north: tuple[float, float]
+    east: tuple[float, float]
+    arcsec_px: float
+
+
+def exposure_overlays(exposure, ra: float, dec: float, settings) -> Overlays:
+    """The `Overlays` of a loaded exposure (`smp_model.exposures.LoadedExposure`) for the
+    detection at (ra, dec) fitted with ``settings`` (`FitSettings`)."""
+    from .scene import grid_sky_positions
+    ox, oy = exposure.origin
+    tx, ty = exposure.target_xy
+    n = settings.grid_size
+    gra, gdec = grid_sky_positions(ra, dec, settings)
+    corners = [0, n - 1, n * n - 1, n * (n - 1), 0]
+    points = [exposure.sky_to_pixel(float(np.asarray(gra)[k]), float(np.asarray(gdec)[k]))
+              for k in corners]
+    grid = np.array([(float(x) - ox, float(y) - oy) for x, y in points])
+    # Jacobian of (RA cos Dec, Dec) in arcsec per pixel at the target, by differences.
+    ra0, dec0 = exposure.pixel_to_sky(tx, ty)
+    cols = []
+    for dx, dy in ((1.0, 0.0), (0.0, 1.0)):
+        r, d = exposure.pixel_to_sky(tx + dx, ty + dy)
+        dra = ((float(r) - float(ra0) + 180.0) % 360.0 - 180.0) * np.cos(np.radians(dec0))
+        cols.append((dra * 3600.0, (float(d) - float(dec0)) * 3600.0))
+    jacobian = np.array(cols).T          # d(east, north) / d(x, y), arcsec per px
+    inverse = np.linalg.inv(jacobian)    # px per arcsec
+    east, north = inverse[:, 0], inverse[:, 1]
+    unit = lambda v: tuple(float(c) for c in v / np.hypot(*v))   # noqa: E731
+    scale = float(1.0 / np.sqrt(abs(np.linalg.det(jacobian))))
+    return Overlays(target=(float(tx) - ox, float(ty) - oy), grid=grid, north=unit(north),
+                    east=unit(east), arcsec_px=scale)

@@ -689,6 +689,15 @@ def test_shot_noise_option(qtbot, window, lq28_path, engine):
     assert "flux_sn (ZP 30)" not in window.results_table.as_text()
 
 
+def test_dropped_exposures_listed_in_the_browser(qtbot, window, lq28_path):
+    result = open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
+    assert len(result.dropped) == 2              # two exposures have no usable pixel
+    label = window.browser.dropped_label
+    assert label.isVisible()
+    for reason in result.dropped:
+        assert reason in label.text()
+
+
 def test_exposure_diagnostics_in_browser(qtbot, window, lq28_path, engine):
     from smp_gui.exposure_browser import COL_CHI2, COL_MAXRES, COL_OUTLIER, OUTLIER_MARK
     from smp_model.diagnostics import exposure_diagnostics

@@ -304,6 +304,15 @@ def test_viewer_keys(qtbot, window, demo):
     press(qtbot, window, Qt.Key.Key_C)
     assert pv.crosshair and pv.crosshairs[0].isVisible()
     press(qtbot, window, Qt.Key.Key_C)
+    # regions (target's sky position, scene grid) and compass: shown, and G / K hide them
+    assert pv.target_marks[0].isVisible() and pv.grid_outlines[0].isVisible()
+    assert pv.compass_lines.isVisible() and pv.scale_label.toPlainText().endswith('"')
+    press(qtbot, window, Qt.Key.Key_G)
+    press(qtbot, window, Qt.Key.Key_K)
+    assert not pv.target_marks[0].isVisible() and not pv.compass_lines.isVisible()
+    press(qtbot, window, Qt.Key.Key_G)
+    press(qtbot, window, Qt.Key.Key_K)
+    assert pv.grid_outlines[0].isVisible() and pv.compass_lines.isVisible()
     first = window.browser.current_index
     press(qtbot, window, Qt.Key.Key_BracketRight)
     assert window.browser.current_index == (first + 1) % len(window.browser.expnums())
@@ -364,6 +373,10 @@ def test_reloaded_optimised_session_shows_the_same_numbers(qtbot, window, demo, 
     assert after.delta_chi2_default == pytest.approx(before.delta_chi2_default, rel=1e-12)
     assert after.separation_err_px == pytest.approx(before.separation_err_px, rel=1e-9)
     assert not window.is_stale
+    # both Δχ² definitions, labelled
+    table = window.results_table.as_text()
+    assert f"Δχ² (single searched alike)\t{after.delta_chi2:.2f}" in table
+    assert f"Δχ² (single at default, published)\t{after.delta_chi2_default:.2f}" in table
 
 
 def test_bad_session_gives_one_dialog_and_changes_nothing(qtbot, window, demo, tmp_path):
