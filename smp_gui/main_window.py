@@ -720,8 +720,8 @@ class MainWindow(QMainWindow):
         request = result.request
         fitted = TargetOffsets.from_published(result.summary.offsets)
         self.model.show_fit(request.engine_request, fitted)
-        if not request.optimize and not result.fit.n_chi2_evaluations > 1:
-            self._fit_seconds = result.elapsed_s
+        if not request.optimize:
+            self._fit_seconds = result.fit_s
         if request.optimize and request.mode == self.mode:
             self.model.move("Optimize positions", fitted)
             self.statusBar().showMessage(

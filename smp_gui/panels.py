@@ -203,6 +203,9 @@ class PanelsView(QWidget):
         self.graphics.addItem(self.histogram, row=0, col=len(PANEL_KEYS))
         self.columns = len(PANEL_KEYS)
         self.graphics.installEventFilter(self)
+        # Refit the stamp to its panel after the layout has settled on a new size (the
+        # widget's resize event comes before the view boxes have their new geometry).
+        self.plots["image"].getViewBox().sigResized.connect(self._on_view_resized)
         self.histogram.sigLevelsChanged.connect(self._sync_levels)
         self.histogram.sigLookupTableChanged.connect(self._sync_lut)
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
@@ -221,6 +224,15 @@ class PanelsView(QWidget):
         self.mask_box.setChecked(True)
         self.mask_box.toggled.connect(self.set_show_mask)
         self.mask_label = QLabel("<span style='color:#d22'>■</span> masked / unused pixels")
+        # The bar must not set the window's minimum width (1280 px screens): the combos
+        # shrink to a few characters and the mask legend is cut first.
+        for box, chars in ((self.stretch_box, 10), (self.cmap_box, 7)):
+            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy
+                                    .AdjustToMinimumContentsLengthWithIcon)
+            box.setMinimumContentsLength(chars)
+        self.mask_label.setSizePolicy(QSizePolicy.Policy.Ignored,
+                                      QSizePolicy.Policy.Preferred)
+        self.mask_label.setMinimumWidth(20)
         # Three lines (position; sky; values) so that it fits a 1280 px wide window.
         self.readout = QLabel(" \n \n ")
         self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -323,8 +335,6 @@ class PanelsView(QWidget):
     def eventFilter(self, watched, event):
         if watched is self.graphics and event.type() == QEvent.Type.Resize:
             self._arrange()
-            if self.fit_view and self.panels is not None:
-                self.reset_zoom()
         return super().eventFilter(watched, event)
 
     def _arrange(self):
@@ -371,6 +381,10 @@ class PanelsView(QWidget):
             self._arrange()   # the best grid depends on the stamp's aspect
             if self.fit_view:
                 self.reset_zoom()
+
+    def _on_view_resized(self, *_):
+        if self.fit_view and self.panels is not None:
+            self.reset_zoom()
 
     def reset_zoom(self):
         """Show the whole stamp, and keep doing so across resizes until the user zooms."""
