@@ -221,26 +221,39 @@ def test_export_dialog_starts_outside_the_data_and_adds_the_extension(
 
 # -- 5: layout -----------------------------------------------------------------------------
 
+def stamp_fills_its_panel(window) -> float:
+    """On-screen size of the stamp over the largest it could be in its panel (1: fills)."""
+    pv = window.panels_view
+    vb = pv.plots["image"].getViewBox()
+    ny, nx = pv.panels["image"].shape
+    corner0 = vb.mapViewToScene(QPointF(-0.5, -0.5))
+    corner1 = vb.mapViewToScene(QPointF(nx - 0.5, ny - 0.5))
+    width = abs(corner1.x() - corner0.x())
+    box = vb.sceneBoundingRect()
+    return width / min(box.width(), box.height() * nx / ny)
+
+
 def test_panels_fill_the_window_after_the_map_and_a_resize(qtbot, window, demo):
     opened(qtbot, window, demo, mode="binary", offsets=START)
     window.resize(1280, 800)
     qtbot.wait(100)
-    window.chi2map_view.show()
+    with qtbot.waitSignal(window.chi2MapDisplayed, timeout=TIMEOUT_MS):
+        window.request_chi2map(half_width=0.4, step=0.2)
+    window.central_splitter.setSizes([150, 650])    # a small strip of panels
     qtbot.wait(100)
-    press(qtbot, window, Qt.Key.Key_M, CTRL | Qt.KeyboardModifier.ShiftModifier)
-    window.chi2map_view.hide()
+    press(qtbot, window, Qt.Key.Key_M, CTRL | Qt.KeyboardModifier.ShiftModifier)  # hide
+    assert not window.chi2map_view.isVisible()
     window.resize(1900, 1000)
     qtbot.wait(200)
-    ny, nx = window.panels_view.panels["image"].shape
-    (x0, x1), (y0, y1) = window.panels_view.view_range()
-    # the stamp fills its panel along one axis (no shrunken stamp in a big window)
-    assert min((x1 - x0) / nx, (y1 - y0) / ny) == pytest.approx(1.0, abs=0.05)
-    press(qtbot, window, Qt.Key.Key_Plus)
-    assert window.panels_view.view_range()[0][1] - window.panels_view.view_range()[0][0] \
-        < 0.9 * (x1 - x0)
-    press(qtbot, window, Qt.Key.Key_0)
-    (x0, x1), (y0, y1) = window.panels_view.view_range()
-    assert min((x1 - x0) / nx, (y1 - y0) / ny) == pytest.approx(1.0, abs=0.05)
+    assert stamp_fills_its_panel(window) == pytest.approx(1.0, abs=0.05)
+    window.panels_view.graphics.setFocus()       # the user clicks on the panels
+    press(qtbot, window, Qt.Key.Key_Plus)        # keyboard zoom
+    qtbot.wait(100)
+    assert stamp_fills_its_panel(window) == pytest.approx(1.25, abs=0.05)
+    press(qtbot, window, Qt.Key.Key_0)           # reset zoom
+    qtbot.wait(100)
+    assert stamp_fills_its_panel(window) == pytest.approx(1.0, abs=0.05)
+    window.resize(1600, 900)
 
 
 def test_readout_fits_a_1280_window(qtbot, window, demo):
