@@ -226,7 +226,7 @@ class PanelsView(QWidget):
         self.mask_label = QLabel("<span style='color:#d22'>■</span> masked / unused pixels")
         # The bar must not set the window's minimum width (1280 px screens): the combos
         # shrink to a few characters and the mask legend is cut first.
-        for box, chars in ((self.stretch_box, 10), (self.cmap_box, 7)):
+        for box, chars in ((self.stretch_box, 18), (self.cmap_box, 7)):
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy
                                     .AdjustToMinimumContentsLengthWithIcon)
             box.setMinimumContentsLength(chars)
@@ -246,8 +246,7 @@ class PanelsView(QWidget):
         bar.addWidget(self.cmap_box)
         bar.addWidget(self.invert_box)
         bar.addWidget(self.mask_box)
-        bar.addWidget(self.mask_label)
-        bar.addStretch(1)
+        bar.addWidget(self.mask_label, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(bar)
@@ -300,8 +299,11 @@ class PanelsView(QWidget):
         for outline in self.grid_outlines:
             outline.setData(overlays.grid[:, 0], overlays.grid[:, 1])
         ny, nx = self.panels["image"].shape
-        length = 0.14 * min(nx, ny)
-        anchor = np.array([0.82 * nx, 0.78 * ny])
+        length = 0.13 * min(nx, ny)
+        # In the top right corner, shifted so that arrows and letters stay on the stamp.
+        reach = 1.45 * length * np.array([overlays.north, overlays.east])
+        anchor = np.array([0.93 * nx, 0.93 * ny]) - np.clip(reach.max(axis=0), 0, None)
+        anchor = np.maximum(anchor, -np.clip(reach.min(axis=0), None, 0) + 0.05 * nx)
         points = []
         for label, direction in zip(self.compass_labels, (overlays.north, overlays.east)):
             tip = anchor + length * np.asarray(direction)
