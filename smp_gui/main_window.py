@@ -49,6 +49,7 @@ ZOOM_STEP = 1.25
 EXPOSURE_BLINK_MS = 700
 # A Δχ² map estimated to take longer than this asks first.
 MAP_CONFIRM_S = 10.0
+STALE_GREY_MS = 150
 COMPONENT_NAMES = {1: ("target",), 2: ("primary", "secondary")}
 EXPORT_FORMATS = {"figure": (".png", ".pdf", ".svg"), "flux table": (".ecsv", ".fits", ".csv"),
                   "model/residual FITS": (".fits",)}
@@ -103,6 +104,13 @@ class MainWindow(QMainWindow):
         self.psf_notice: QMessageBox | None = None
         self._fit_seconds = 0.0       # the last refit's time, for map estimates
         self._overlay_cache: dict = {}
+        self._controls_show: Measurement | None = None   # what the fit controls show
+        # Numbers that stay stale this long are greyed out (not at every move of a drag,
+        # whose refit arrives within milliseconds: the table would flicker).
+        self._stale_timer = QTimer(self)
+        self._stale_timer.setSingleShot(True)
+        self._stale_timer.setInterval(STALE_GREY_MS)
+        self._stale_timer.timeout.connect(self._grey_if_stale)
         # A new detection or new settings: the state shown before, restored when the
         # first fit of the new state fails (bad input, grid too large), and the id of
         # that first fit (0: nothing in transition).
@@ -406,17 +414,22 @@ class MainWindow(QMainWindow):
         """Show the measurement in the controls and markers; refit unless the fit on
         screen already is its fit (an undo back to it, an optimisation's result)."""
         fc = self.fit_controls
+        shown = self._controls_show   # only what changed: a drag changes one mode's offsets
         fc.blockSignals(True)
         try:
-            fc.set_settings(m.settings)
+            if shown is None or shown.settings != m.settings:
+                fc.set_settings(m.settings)
             if fc.mode != m.mode:
                 fc.set_mode(m.mode)
-            fc.set_offsets(m.single.published, "single")
-            fc.set_offsets(m.binary.published, "binary")
-            if (m.gain is not None) != fc.shot_noise.isChecked() or m.gain is not None:
+            for mode in ("single", "binary"):
+                if shown is None or getattr(shown, mode) != getattr(m, mode):
+                    fc.set_offsets(getattr(m, mode).published, mode)
+            if shown is None or (shown.gain, shown.shot_noise_iterations) != \
+                    (m.gain, m.shot_noise_iterations):
                 fc.set_shot_noise(m.gain is not None, m.gain, m.shot_noise_iterations)
         finally:
             fc.blockSignals(False)
+        self._controls_show = m
         self._update_optimize_text(m.mode)
         self._place_markers()
         if not self._opening and self.model.detection is not None and self.model.is_stale:
@@ -429,16 +442,28 @@ class MainWindow(QMainWindow):
             action.setText(f"&{verb} {text[0].lower() + text[1:]}" if text else f"&{verb}")
 
     def _show_staleness(self):
-        """Grey out the numbers whenever they are not those of the offsets on screen."""
-        stale = self.result is not None and self.model.is_stale
-        self.results_table.setEnabled(not stale)
-        self.fit_label.setEnabled(not stale)
-        if not stale:
+        """Grey out the numbers whenever they are not those of the offsets on screen
+        (after `STALE_GREY_MS`; at once when they belong again)."""
+        if self.result is not None and self.model.is_stale:
+            if not self.results_table.isEnabled():
+                self._grey_if_stale()      # greyed already: keep the label current
+            elif not self._stale_timer.isActive():
+                self._stale_timer.start()
+            return
+        self._stale_timer.stop()
+        if not self.results_table.isEnabled():
+            self.results_table.setEnabled(True)
+            self.fit_label.setEnabled(True)
+        if self.stale_label.text():
             self.stale_label.setText("")
-        elif self.controller.busy:
-            self.stale_label.setText("numbers pending: refitting…")
-        else:
-            self.stale_label.setText("numbers stale: press F5 to refit")
+
+    def _grey_if_stale(self):
+        if self.result is None or not self.model.is_stale:
+            return
+        self.results_table.setEnabled(False)
+        self.fit_label.setEnabled(False)
+        self.stale_label.setText("numbers pending: refitting…" if self.controller.busy
+                                 else "numbers stale: press F5 to refit")
 
     @property
     def is_stale(self) -> bool:

@@ -289,6 +289,8 @@ class PanelsView(QWidget):
 
     def set_overlays(self, overlays: Overlays | None):
         """Draw where the sky lies on the shown exposure (None: nothing)."""
+        if overlays is self.overlays and overlays is not None:
+            return    # the same exposure (every refit of a drag): nothing moved
         self.overlays = overlays
         if overlays is None or self.panels is None:
             for item in [*self.target_marks, *self.grid_outlines, *self.compass_items]:

@@ -164,7 +164,8 @@ def test_export_and_save_refuse_stale_numbers(qtbot, window, demo, tmp_path):
     window.set_offsets((0.0, 1.5, 0.0, 1.0), "binary")
     window.controller.cancel()
     assert window.is_stale
-    assert not window.results_table.isEnabled() and window.stale_label.text()
+    qtbot.waitUntil(lambda: not window.results_table.isEnabled(), timeout=2000)
+    assert window.stale_label.text()
     assert window.export_table(tmp_path / "t.ecsv") is None
     assert "not those of the offsets on screen" in window.error_dialog.text()
     window.error_dialog.close()
