@@ -14,7 +14,10 @@ exposures, two of them fully masked, a resolved binary):
 * Binary refit at new offsets: median of 100 ``fit_binary`` calls (full result objects:
   covariance, model cubes) and of 100 raw ``scene.solve`` calls (what a chi2 evaluation
   costs).
-* Binary position search: ``optimize_binary((0, 1, 0, 1))`` (exact convention).
+* Binary position search: ``optimize_binary((0, 1, 0, 1))`` (exact convention; the
+  user's start plus the seeds of a coarse scan, each polished).
+* Start-up: ``smp --version`` and ``smp fit --help`` in fresh processes, and whether
+  ``smp fit`` without a figure imports matplotlib.
 * Peak memory: ``ru_maxrss`` of the fresh processes.
 
 Each number is printed with its ratio to the baseline (how many times faster) and
@@ -88,11 +91,16 @@ def worker_session(manifest: str, repeats: int) -> dict:
     rng = np.random.default_rng(0)
     starts = np.array(BINARY_START) + rng.uniform(-0.5, 0.5, (repeats, 4))
     phot.fit_binary(starts[0])            # warm-up (and the cached single-source chi2)
-    refit, solve = [], []
+    from smp_model.record import fit_record
+    refit, solve, refit_record = [], [], []
     for offsets in starts:
         t = time.perf_counter()
         phot.fit_binary(offsets)
         refit.append(time.perf_counter() - t)
+    for offsets in starts:   # with the record the GUI's table reads (rows; meta is lazy)
+        t = time.perf_counter()
+        fit_record(phot.fit_binary(offsets)).rows
+        refit_record.append(time.perf_counter() - t)
     positions = [TargetOffsets.from_published(offsets).array for offsets in starts]
     for pos in positions:
         t = time.perf_counter()
@@ -116,10 +124,34 @@ def worker_session(manifest: str, repeats: int) -> dict:
         fit = phot.optimize_binary(BINARY_START)
         searches.append(time.perf_counter() - t)
     return dict(refit_s=statistics.median(refit), solve_s=statistics.median(solve),
+                refit_record_s=statistics.median(refit_record),
                 solve_1t_s=statistics.median(solve_1t) if solve_1t else None,
                 search_s=statistics.median(searches), search_runs_s=searches,
                 n_chi2_evaluations=fit.n_chi2_evaluations, separation_px=fit.separation_px,
                 delta_chi2=fit.delta_chi2, n_exp=len(phot.exposures), maxrss_mb=_maxrss_mb())
+
+
+def worker_startup(manifest: str) -> dict:
+    """Wall time of ``smp --version`` and ``smp fit --help`` in fresh processes (median of
+    3), and whether ``smp fit`` without ``--figure`` imports matplotlib."""
+    import contextlib
+    import io
+
+    def timed(*args):
+        times = []
+        for _ in range(3):
+            t = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "smp_model.cli", *args], check=True,
+                           capture_output=True)
+            times.append(time.perf_counter() - t)
+        return statistics.median(times)
+
+    version_s, help_s = timed("--version"), timed("fit", "--help")
+    from smp_model.cli import main
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        main(["fit", manifest, "--json", "--quiet"])
+    return dict(version_s=version_s, fit_help_s=help_s,
+                fit_imports_matplotlib="matplotlib" in sys.modules)
 
 
 def worker_piff(manifest: str, draws: int) -> dict:
@@ -150,7 +182,8 @@ def worker_piff(manifest: str, draws: int) -> dict:
                 read_s=statistics.median(reads), n_exp=len(m.exposures))
 
 
-WORKERS = {"cold": worker_cold, "session": worker_session, "piff": worker_piff}
+WORKERS = {"cold": worker_cold, "session": worker_session, "piff": worker_piff,
+           "startup": worker_startup}
 
 
 def run_worker(kind: str, *args, timeout: float = 300) -> dict:
@@ -233,6 +266,7 @@ def main(argv=None) -> int:
         raw[name] = dict(piff=piff_stats, cold=runs)
     print(f"  measuring the {MAIN} session (refits, search) ...", file=sys.stderr, flush=True)
     raw["session"] = run_worker("session", manifests[MAIN], 100)
+    raw["startup"] = run_worker("startup", manifests["eris"])
 
     statuses = []
     piff_main = raw[MAIN]["piff"]
@@ -263,6 +297,8 @@ def main(argv=None) -> int:
         line("import time (numpy, scipy, astropy, galsim, piff)", imports, None, None),
         line("binary refit, fit_binary (median of 100)", session["refit_s"], baseline_binary,
              "refit_s"),
+        line("  same, with the record the GUI reads (fit_record)", session["refit_record_s"],
+             baseline_binary, "refit_s"),
         line("binary refit, raw scene.solve (median of 100)", session["solve_s"],
              baseline_binary, "refit_s"),
     ]
@@ -288,6 +324,12 @@ def main(argv=None) -> int:
           + ", ".join(f"{t:.2f} s" for t in session["search_runs_s"]))
     print(f"  peak memory of the published code: {PUBLISHED['peak_memory_mb']:.0f} MB "
           f"({PUBLISHED['peak_memory_mb'] / peak:.1f}x ours)")
+    startup = raw["startup"]
+    print(f"  start-up: smp --version {startup['version_s']:.2f} s, smp fit --help "
+          f"{startup['fit_help_s']:.2f} s; smp fit without --figure imports matplotlib: "
+          f"{'yes' if startup['fit_imports_matplotlib'] else 'no'}")
+    if startup["fit_imports_matplotlib"]:
+        statuses.append("FAIL")
 
     for name in others:
         p, c = raw[name]["piff"], raw[name]["cold"][0]

@@ -33,8 +33,9 @@ from PyQt6.QtCore import QObject, QThread, pyqtSignal
 
 from smp_model.chi2map import Chi2Map, chi2_map
 from smp_model.diagnostics import diagnostic_columns
-from smp_model.fit import BinaryFit, DetectionPhotometry, SceneFit
+from smp_model.fit import DetectionPhotometry, SceneFit
 from smp_model.panels import ExposurePanels, five_panels
+from smp_model.record import FLAG_BITS, FitRecord, fit_record
 from smp_model.request import FitRequest as EngineFitRequest
 from smp_model.request import measure
 from smp_model.scene import FitSettings
@@ -144,7 +145,8 @@ class Chi2MapRequest:
 
 @dataclass(frozen=True)
 class SourceRow:
-    """One fitted source as the results table shows it (fluxes on zeropoint 30)."""
+    """One fitted source as the results table shows it: a row of the fit's record
+    (`smp_model.record`; fluxes on zeropoint 30, offsets px in the convention's frame)."""
 
     component: str
     flux: float
@@ -160,75 +162,80 @@ class SourceRow:
     ra: float
     dec: float
     flux_err_total: float = math.nan   # with the fitted positions' uncertainty
+    flux_njy: float = math.nan
+    flags: int = 0
     flux_sn: float = math.nan          # shot-noise refit (FLUX_SN, FLUX_ERR_SN)
     flux_sn_err: float = math.nan
     mag_sn: float = math.nan
     mag_sn_err: float = math.nan
 
+    @classmethod
+    def from_record(cls, row: dict) -> "SourceRow":
+        names = {"flux_err_sn": "flux_sn_err", "mag_err_sn": "mag_sn_err"}
+        fields = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{names.get(k, k): v for k, v in row.items()
+                      if names.get(k, k) in fields})
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, eq=False)
 class FitSummary:
-    """The numbers of a fit, read from the engine's result once, in the worker."""
+    """The numbers the window shows: the fit's record (`smp_model.record.fit_record`,
+    the projection every output reads), built once, in the worker."""
 
-    kind: str
+    record: FitRecord
     sources: tuple[SourceRow, ...]
-    chi2: float
-    dof: int
-    delta_chi2: float = math.nan            # single treated as the binary was
-    delta_chi2_default: float = math.nan    # single at the default offset (published)
-    separation_px: float = math.nan
-    separation_err_px: float = math.nan
-    separation_arcsec: float = math.nan
-    separation_err_arcsec: float = math.nan
-    position_angle_deg: float = math.nan
-    position_angle_err_deg: float = math.nan
-    n_chi2_evaluations: int = 1
-    shot_noise_gain: float = math.nan
-    shot_noise_iterations: int = 0
+
+    def _fit_wide(self, name: str) -> float:
+        return self.record.fit_value(name)
+
+    kind = property(lambda self: self.record.kind)
+    chi2 = property(lambda self: self._fit_wide("chi2"))
+    dof = property(lambda self: self._fit_wide("dof"))
+    delta_chi2 = property(lambda self: self._fit_wide("delta_chi2"))
+    delta_chi2_default = property(lambda self: self._fit_wide("delta_chi2_default"))
+    total_flux = property(lambda self: self._fit_wide("total_flux"))
+    total_flux_err = property(lambda self: self._fit_wide("total_flux_err"))
+    separation_px = property(lambda self: self._fit_wide("separation"))
+    separation_err_px = property(lambda self: self._fit_wide("separation_err"))
+    separation_arcsec = property(lambda self: self._fit_wide("separation_arcsec"))
+    separation_err_arcsec = property(lambda self: self._fit_wide("separation_arcsec_err"))
+    position_angle_deg = property(lambda self: self._fit_wide("position_angle"))
+    position_angle_err_deg = property(lambda self: self._fit_wide("position_angle_err"))
+
+    @property
+    def unresolved(self) -> bool:
+        return bool(self.sources[0].flags & FLAG_BITS["unresolved"])
+
+    @property
+    def n_chi2_evaluations(self) -> int:
+        return self.record.fit.n_chi2_evaluations
+
+    @property
+    def shot_noise_gain(self) -> float:
+        sn = self.record.fit.shot_noise
+        return math.nan if sn is None else float(sn.gain)
+
+    @property
+    def shot_noise_iterations(self) -> int:
+        sn = self.record.fit.shot_noise
+        return 0 if sn is None else int(sn.iterations)
 
     @property
     def has_shot_noise(self) -> bool:
-        return not math.isnan(self.shot_noise_gain)
+        return self.record.fit.shot_noise is not None
 
     @property
     def offsets(self) -> tuple[float, ...]:
         """(dx, dy) for a single target, (dx1, dx2, dy1, dy2) for a binary."""
-        if len(self.sources) == 1:
-            return (self.sources[0].dx, self.sources[0].dy)
-        p, s = self.sources
-        return (p.dx, s.dx, p.dy, s.dy)
+        return self.record.offsets
 
 
 def summarize(fit: SceneFit) -> FitSummary:
-    """The numbers the window shows.  Reads only what a fit at fixed positions has cheaply
-    (fluxes and their errors from ``fit.sources``); never ``fit.covariance`` (the full
-    scene covariance, which the engine computes only on demand)."""
-    names = ("primary", "secondary") if isinstance(fit, BinaryFit) else ("target",)
-    sn = fit.shot_noise
-    rows = []
-    for k, (name, s) in enumerate(zip(names, fit.sources)):
-        extra = dict(flux_err_total=s.flux_err_total)
-        if sn is not None:
-            extra.update(flux_sn=sn.flux[k], flux_sn_err=sn.flux_err[k], mag_sn=sn.mag[k],
-                         mag_sn_err=sn.mag_err[k])
-        rows.append(SourceRow(name, s.flux, s.flux_err, s.mag, s.mag_err, s.dx, s.dy,
-                              s.dx_err, s.dy_err, s.x, s.y, s.ra, s.dec, **extra))
-    base = dict(kind=fit.kind, sources=tuple(rows), chi2=fit.chi2, dof=fit.dof,
-                n_chi2_evaluations=fit.n_chi2_evaluations)
-    if sn is not None:
-        base.update(shot_noise_gain=float(sn.gain), shot_noise_iterations=int(sn.iterations))
-    if not isinstance(fit, BinaryFit):
-        return FitSummary(**base)
-    # The engine computes the geometry once per fit, and gives NaN errors when the
-    # positions were not fitted.
-    return FitSummary(**base, delta_chi2=fit.delta_chi2,
-                      delta_chi2_default=fit.delta_chi2_default,
-                      separation_px=fit.separation_px,
-                      separation_err_px=fit.separation_err_px,
-                      separation_arcsec=fit.separation_arcsec,
-                      separation_err_arcsec=fit.separation_err_arcsec,
-                      position_angle_deg=fit.position_angle_deg,
-                      position_angle_err_deg=fit.position_angle_err_deg)
+    """The numbers the window shows, from the fit's record.  Reads only what a fit at
+    fixed positions has cheaply; never ``fit.covariance`` (the full scene covariance,
+    which the engine computes only on demand) nor the record's metadata."""
+    record = fit_record(fit)
+    return FitSummary(record, tuple(SourceRow.from_record(row) for row in record.rows))
 
 
 @dataclass(frozen=True, eq=False)

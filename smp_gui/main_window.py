@@ -22,11 +22,10 @@ from PyQt6.QtGui import QAction, QActionGroup, QKeySequence, QShortcut
 from PyQt6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
                              QProgressBar, QSplitter, QVBoxLayout, QWidget)
 
-from smp_model.errors import ManifestError, SMPError
-from smp_model.manifest import DetectionManifest
-from smp_model.psf import PSF_FILES_RUN_CODE
-from smp_model.panels import five_panels
 from smp_model.display import STRETCHES
+from smp_model.errors import PSF_FILES_RUN_CODE, ManifestError, SMPError
+from smp_model.manifest import DetectionManifest
+from smp_model.panels import five_panels
 from smp_model.request import TargetOffsets
 from smp_model.scene import FitSettings
 
@@ -52,7 +51,7 @@ MAP_CONFIRM_S = 10.0
 STALE_GREY_MS = 150
 COMPONENT_NAMES = {1: ("target",), 2: ("primary", "secondary")}
 EXPORT_FORMATS = {"figure": (".png", ".pdf", ".svg"), "flux table": (".ecsv", ".fits", ".csv"),
-                  "model/residual FITS": (".fits",)}
+                  "model/residual FITS": (".fits",), "region file": (".reg",)}
 
 
 def resolve_detection_path(path: str | Path) -> Path:
@@ -241,6 +240,7 @@ class MainWindow(QMainWindow):
                      lambda: self.export_figure(exposures="all"))
         self._action(export, "Flux table…", lambda: self.export_table())
         self._action(export, "Model/residual FITS…", lambda: self.export_fits())
+        self._action(export, "DS9 region file…", lambda: self.export_regions())
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
 
@@ -1023,11 +1023,19 @@ class MainWindow(QMainWindow):
                             path, self._stem("fluxes"))
 
     def export_fits(self, path=None) -> Path | None:
-        """Image, model, residual and target cubes plus tables as one FITS file."""
+        """Per-exposure image, model, residual, target, weight and mask HDUs with a WCS
+        each, plus tables, as one FITS file."""
         from smp_model.results import write_fits
         return self._export("model/residual FITS",
                             lambda fit, p, ow: write_fits(fit, p, overwrite=ow),
                             path, self._stem("cubes"))
+
+    def export_regions(self, path=None) -> Path | None:
+        """DS9 region file (fk5) of the fitted sources and the grid outline."""
+        from smp_model.results import write_regions
+        return self._export("region file",
+                            lambda fit, p, ow: write_regions(fit, p, overwrite=ow),
+                            path, self._stem("regions"))
 
     # -- sessions -----------------------------------------------------------------------
 

@@ -8,17 +8,35 @@ everything is usable from scripts and notebooks::
     fit = phot.fit_single()
     print(fit.flux, fit.flux_err, fit.mag)
 """
+from __future__ import annotations
+
+import importlib
+
 from .errors import (FitError, ManifestError, MissingDependencyError, PSFError,
                      ResourceLimitError, SMPError, StampError, ZeropointError)
-from .fit import BinaryFit, DetectionPhotometry, SceneFit, SingleFit, SourceEstimate
-from .manifest import DetectionManifest, ExposureEntry
-from .scene import FitSettings, SceneModel
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BinaryFit", "DetectionManifest", "DetectionPhotometry", "ExposureEntry", "FitError",
-    "FitSettings", "ManifestError", "MissingDependencyError", "PSFError",
-    "ResourceLimitError", "SMPError", "SceneFit", "SceneModel", "SingleFit",
-    "SourceEstimate", "StampError", "ZeropointError", "__version__",
-]
+# The engine classes are imported on first use (PEP 562): `smp --version`, `smp --help`
+# and the batch client must not pay for galsim, Piff and scipy.
+_LAZY = {"BinaryFit": "fit", "DetectionPhotometry": "fit", "SceneFit": "fit",
+         "SingleFit": "fit", "SourceEstimate": "fit", "DetectionManifest": "manifest",
+         "ExposureEntry": "manifest", "FitSettings": "scene", "SceneModel": "scene",
+         "FitRequest": "request", "TargetOffsets": "request", "measure": "request",
+         "fit_record": "record"}
+
+__all__ = sorted([*_LAZY, "FitError", "ManifestError", "MissingDependencyError",
+                  "PSFError", "ResourceLimitError", "SMPError", "StampError",
+                  "ZeropointError", "__version__"])
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -7,6 +7,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+# The trust boundary, stated once for the CLI help and the GUI (here: the CLI's help must
+# not import the engine).
+PSF_FILES_RUN_CODE = (
+    "Piff PSF files are Python pickles, and the WCS inside DES Piff files is Python source "
+    "that is evaluated when the file is read: opening a detection runs code from every Piff "
+    "file its manifest names (anywhere on disk). Open only data you trust. Stamps, "
+    "zeropoint tables and pixelised PSF files (PIXPSF) are plain data and run no code.")
+
 
 class SMPError(Exception):
     """Base class of every error the engine raises on purpose.

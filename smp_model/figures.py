@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 import matplotlib
 import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.backends.backend_pdf import PdfPages
 from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
@@ -25,6 +25,7 @@ from .display import (PUBLISHED_STYLE, DisplayStyle, mask_overlay, stretch_curve
 from .fit import SceneFit
 from .io_utils import atomic_output
 from .panels import PANEL_KEYS, PANEL_TITLES, ExposurePanels, five_panels
+from .record import fit_record
 
 FIGURE_FORMATS = (".png", ".pdf", ".svg")
 PANEL_SIZE_IN = 2.4
@@ -55,18 +56,6 @@ def _draw_row(axes, panels: ExposurePanels, style: DisplayStyle,
     axes[0].set_ylabel(f"exposure {label}", fontsize=8)
 
 
-def _summary(fit: SceneFit) -> str:
-    m = fit.manifest
-    parts = []
-    for name, s in zip(("primary", "secondary") if len(fit.sources) == 2 else ("target",),
-                       fit.sources):
-        mag = (f"mag {s.mag:.3f} ± {s.mag_err:.3f}" if s.flux > 0
-               else f"mag > {s.mag_limit_3sigma:.2f} (3σ)")
-        parts.append(f"{name}: flux {s.flux:.1f} ± {s.flux_err:.1f}, {mag}")
-    return (f"{m.name} ({m.band}), {fit.settings.convention} convention, "
-            f"χ²/dof = {fit.chi2:.1f}/{fit.dof}\n" + "; ".join(parts))
-
-
 def five_panel_figure(fit: SceneFit, indices: list[int] | None = None,
                       style: DisplayStyle = PUBLISHED_STYLE,
                       shown_index: int | None = None) -> Figure:
@@ -81,7 +70,7 @@ def five_panel_figure(fit: SceneFit, indices: list[int] | None = None,
     axes = fig.subplots(len(indices), 5, squeeze=False)
     for row, m in zip(axes, indices):
         _draw_row(row, five_panels(fit, m), style, style.levels if m == shown else None)
-    fig.suptitle(_summary(fit), fontsize=9)
+    fig.suptitle(fit_record(fit).caption(), fontsize=9)
     return fig
 
 

@@ -101,13 +101,14 @@ def manifest_from_folder(stamps: str | os.PathLike, psfs: str | os.PathLike,
         psf_path = psfs / str(exp) / f"{exp}_{ccd}_piff.fits"
         if not psf_path.is_file():
             raise PSFError(f"PSF file for exposure {exp} (CCD {ccd}) not found", psf_path)
-        shape = read_stamp(stamp_path).shape
+        stamp = read_stamp(stamp_path)
+        shape = stamp.shape
         x, y = (float(v) for v in sky_to_pixel(load_psf(psf_path).wcs, ra, dec, color=color_gi))
         origin = tuple((origins or {}).get(exp) or rule(x, y, shape))
         entries.append(ExposureEntry(expnum=exp, ccdnum=ccd, band=zp_band or band,
                                      zeropoint=zp, stamp=stamp_path.absolute(),
                                      psf=psf_path.absolute(), stamp_origin=origin,
-                                     target_xy=(x, y)))
+                                     target_xy=(x, y), mjd=stamp.mjd))
     if other_band:
         warnings.warn(f"exposures {other_band} are not in band {band}; left out", stacklevel=2)
     return DetectionManifest(name=name, ra=float(ra), dec=float(dec), band=band,

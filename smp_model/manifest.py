@@ -29,6 +29,7 @@ class ExposureEntry:
 
     ``zeropoint`` is in magnitudes (counts of 1 in SCI have magnitude ``zeropoint``).
     ``gain`` (electrons per SCI unit, optional) is used only by the shot-noise refit.
+    ``mjd`` (optional): start of the exposure, MJD (UTC days), as DES's ``MJD-OBS``.
     """
 
     expnum: int
@@ -40,6 +41,7 @@ class ExposureEntry:
     stamp_origin: tuple[int, int]
     target_xy: tuple[float, float] | None = None
     gain: float | None = None
+    mjd: float | None = None
 
     @property
     def label(self) -> str:
@@ -84,6 +86,11 @@ class DetectionManifest:
     @property
     def detection_exposure(self) -> ExposureEntry:
         return self.exposures[self.detection_index]
+
+    @property
+    def mjd(self) -> float | None:
+        """MJD of the detection exposure, when the manifest gives it."""
+        return self.detection_exposure.mjd
 
     @classmethod
     def read(cls, path: str | os.PathLike) -> "DetectionManifest":
@@ -134,6 +141,8 @@ class DetectionManifest:
                 d["target_xy"] = list(e.target_xy)
             if e.gain is not None:
                 d["gain"] = e.gain
+            if e.mjd is not None:
+                d["mjd"] = e.mjd
             exposures.append(d)
         return dict(format=FORMAT, name=self.name, ra=self.ra, dec=self.dec, band=self.band,
                     color_gi=self.color_gi,
@@ -222,7 +231,8 @@ def _exposure_from_dict(entry: Any, base: Path, source: Path, n: int) -> Exposur
         zeropoint=get.float("zeropoint"),
         stamp=_resolve(base, get.str("stamp")), psf=_resolve(base, get.str("psf")),
         stamp_origin=get.pair("stamp_origin", int),
-        target_xy=get.pair("target_xy", float, None), gain=gain)
+        target_xy=get.pair("target_xy", float, None), gain=gain,
+        mjd=get.float("mjd") if "mjd" in entry else None)
 
 
 def _resolve(base: Path, relative: str) -> Path:

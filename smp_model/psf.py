@@ -27,17 +27,11 @@ import numpy as np
 from astropy.io import fits
 from scipy import ndimage
 
-from .errors import MissingDependencyError, PSFError
+from .errors import PSF_FILES_RUN_CODE, MissingDependencyError, PSFError  # noqa: F401
 from .io_utils import require_fits_file
 from .piff_io import PiffFile
 
 PIXELIZED_PSF_EXTNAME = "PIXPSF"
-# The trust boundary, stated once for the CLI help and the GUI.
-PSF_FILES_RUN_CODE = (
-    "Piff PSF files are Python pickles, and the WCS inside DES Piff files is Python source "
-    "that is evaluated when the file is read: opening a detection runs code from every Piff "
-    "file its manifest names (anywhere on disk). Open only data you trust. Stamps, "
-    "zeropoint tables and pixelised PSF files (PIXPSF) are plain data and run no code.")
 PIFF_EXTNAME = "PSF"        # what piff.PSF.read looks for (its default name, 'psf')
 _SPLINE_ORDER = 3
 DEFAULT_OVERSAMPLING = 6    # PSF samples per CCD pixel

@@ -6,6 +6,8 @@ Array convention: ``sci[j, i]`` is CCD pixel ``(x0 + i, y0 + j)`` for the stamp 
 """
 from __future__ import annotations
 
+import math
+
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +36,7 @@ class Stamp:
     msk: np.ndarray
     wgt: np.ndarray
     path: Path
+    mjd: float | None = None   # MJD-OBS of the exposure (UTC days), when the header has it
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -66,6 +69,7 @@ def read_stamp(path: str | os.PathLike) -> Stamp:
                 raise StampError(f"missing HDU(s) {', '.join(missing)} "
                                  f"(has {', '.join(sorted(names))})", path)
             arrays = {n: hdul[n].data for n in REQUIRED_HDUS}
+            mjd = _header_mjd(hdul)
     except StampError:
         raise
     except (OSError, ValueError, TypeError, IndexError) as exc:
@@ -85,4 +89,15 @@ def read_stamp(path: str | os.PathLike) -> Stamp:
                          "an inverse variance must be >= 0", path)
     return Stamp(sci=np.asarray(arrays["SCI"], dtype=np.float64),
                  msk=np.asarray(arrays["MSK"]), wgt=np.where(np.isfinite(wgt), wgt, 0.0),
-                 path=path)
+                 path=path, mjd=mjd)
+
+
+def _header_mjd(hdul) -> float | None:
+    """``MJD-OBS`` of the SCI or primary header (DES single-epoch images carry it in both);
+    None when absent or not a finite number."""
+    for hdu in (hdul["SCI"], hdul[0]):
+        value = hdu.header.get("MJD-OBS")
+        if isinstance(value, (int, float)) and not isinstance(value, bool) \
+                and math.isfinite(value):
+            return float(value)
+    return None

@@ -348,8 +348,10 @@ def test_exports_read_back(qtbot, window, lq28_path, tmp_path, monkeypatch):
     assert Table.read(tmp_path / "flux.ecsv").meta["settings"]["grid_size"] == 20
     path = exported(qtbot, window, window.export_fits, tmp_path / "model.fits")
     with fits.open(path) as hdul:
-        assert hdul["MODEL"].data.shape == result.fit.model.shape
-        np.testing.assert_allclose(hdul["RESIDUAL"].data[result.fit.scene.detection_index],
+        n_exp, det = len(result.fit.scene.exposures), result.fit.scene.detection_index
+        assert [hdul["MODEL", k + 1].data.shape for k in range(n_exp)] == [(30, 30)] * n_exp
+        # the panel on screen and the exported residual are one definition
+        np.testing.assert_allclose(hdul["RESIDUAL", det + 1].data,
                                    window.panels_view.images["residual"].image, rtol=1e-6,
                                    atol=1e-6)
 

@@ -389,8 +389,8 @@ def test_reloaded_optimised_session_shows_the_same_numbers(qtbot, window, demo, 
     assert not window.is_stale
     # both Δχ² definitions, labelled
     table = window.results_table.as_text()
-    assert f"Δχ² (single searched alike)\t{after.delta_chi2:.2f}" in table
-    assert f"Δχ² (single at default, published)\t{after.delta_chi2_default:.2f}" in table
+    assert f"Δχ² vs single fitted alike\t{after.delta_chi2:.2f}" in table
+    assert f"Δχ² vs single at default (published)\t{after.delta_chi2_default:.2f}" in table
 
 
 def test_bad_session_gives_one_dialog_and_changes_nothing(qtbot, window, demo, tmp_path):

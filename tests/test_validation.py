@@ -74,6 +74,12 @@ def test_binary_fluxes_and_separations(report):
     assert b["pull_std"] >= honest["pull_std"]
     assert 0.4 < b["separation_pull_std"] < 2.0
     assert "close_pairs" in b and b["close_pairs"]["n_pairs"] == 2
+    for section in (b, b["close_pairs"]):
+        assert section["total_flux"]["n"] == section["n_pairs"]
+        assert 0.0 <= section["recommended"]["unresolved_fraction"] <= 1.0
+        resolved = 2 * round(section["n_pairs"]
+                             * (1 - section["recommended"]["unresolved_fraction"]))
+        assert section["recommended"]["n"] == resolved
 
 
 def test_real_injections_recovered_within_errors(report):

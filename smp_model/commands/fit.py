@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
 
 from ..cli import Progress, add_model_arguments, float_list, settings_from_args
-from ..errors import ManifestError
-from ..psf import PSF_FILES_RUN_CODE
+from ..errors import PSF_FILES_RUN_CODE, ManifestError
 
 
 def register(sub) -> None:
@@ -51,7 +49,10 @@ def register(sub) -> None:
                    help="refits for the shot-noise term (1 = published; 0 = to convergence)")
     o = p.add_argument_group("output")
     o.add_argument("--table", metavar="PATH", help="flux table (.ecsv, .fits, .csv)")
-    o.add_argument("--fits", metavar="PATH", help="image/model/residual/weight cubes")
+    o.add_argument("--fits", metavar="PATH",
+                   help="per-exposure image/model/residual/weight/mask HDUs with a WCS each")
+    o.add_argument("--regions", metavar="PATH",
+                   help="DS9 region file (fk5) of the fitted sources and the grid outline")
     o.add_argument("--figure", metavar="PATH", help="five-panel figure (.png, .pdf, .svg)")
     o.add_argument("--figure-exposures", choices=("detection", "all"), default="detection")
     o.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -107,7 +108,7 @@ def run(args) -> int:
     from ..request import measure
     t0 = time.perf_counter()
     request = request_from_args(args)   # option errors before any file is read
-    for path in (args.table, args.fits, args.figure):   # refuse before a long fit, not after
+    for path in (args.table, args.fits, args.regions, args.figure):   # refuse before a fit
         if path:
             check_writable(path, args.overwrite)
     progress = Progress(args.quiet)
@@ -127,79 +128,25 @@ def run(args) -> int:
 
 
 def write_outputs(fit, args) -> None:
-    from ..figures import save_figure
-    from ..results import write_fits, write_table
+    from ..results import write_fits, write_regions, write_table
     if args.table:
         write_table(fit, args.table, overwrite=args.overwrite)
     if args.fits:
         write_fits(fit, args.fits, overwrite=args.overwrite)
+    if args.regions:
+        write_regions(fit, args.regions, overwrite=args.overwrite)
     if args.figure:
+        from ..figures import save_figure   # matplotlib only when a figure is asked for
         save_figure(fit, args.figure, exposures=args.figure_exposures,
                     overwrite=args.overwrite)
 
 
-def _num(value: float) -> float | None:
-    """JSON has no NaN: undefined numbers become null."""
-    return None if value is None or not math.isfinite(value) else float(value)
-
-
-def _source_dict(fit, t: int) -> dict:
-    s = fit.sources[t]
-    d = {"flux": _num(s.flux), "flux_err": _num(s.flux_err),
-         "flux_err_total": _num(s.flux_err_total), "mag": _num(s.mag),
-         "mag_err": _num(s.mag_err), "mag_limit_3sigma": _num(s.mag_limit_3sigma),
-         "dx": _num(s.dx), "dy": _num(s.dy), "dx_err": _num(s.dx_err),
-         "dy_err": _num(s.dy_err), "x": _num(s.x), "y": _num(s.y), "ra": _num(s.ra),
-         "dec": _num(s.dec)}
-    if fit.shot_noise is not None:
-        sn = fit.shot_noise
-        d.update(flux_sn=_num(sn.flux[t]), flux_err_sn=_num(sn.flux_err[t]),
-                 mag_sn=_num(sn.mag[t]), mag_err_sn=_num(sn.mag_err[t]))
-    return d
-
-
 def fit_summary(fit) -> dict:
-    """The ``--json`` object (issue-specified keys; NaN written as null)."""
-    from ..diagnostics import diagnostics_records
-    timings = {k: round(v, 6) for k, v in fit.timings.items()}
-    common = {"chi2": _num(fit.chi2), "dof": fit.dof, "convention": fit.settings.convention,
-              "n_chi2_evaluations": fit.n_chi2_evaluations, "timings": timings,
-              "dropped_exposures": fit.dropped_expnums,
-              "per_exposure": diagnostics_records(fit)}
-    if fit.shot_noise is not None:
-        common["shot_noise"] = {"gain": fit.shot_noise.gain,
-                                "iterations": fit.shot_noise.iterations}
-    if fit.kind == "binary":
-        return {"flux": _num(fit.flux), "flux_err": _num(fit.flux_err),
-                "primary": _source_dict(fit, 0), "secondary": _source_dict(fit, 1),
-                "chi2_single": _num(fit.chi2_single), "delta_chi2": _num(fit.delta_chi2),
-                "separation_px": _num(fit.separation_px),
-                "separation_err_px": _num(fit.separation_err_px),
-                "separation_arcsec": _num(fit.separation_arcsec),
-                "position_angle_deg": _num(fit.position_angle_deg),
-                "position_angle_err_deg": _num(fit.position_angle_err_deg),
-                "offsets": [_num(v) for v in fit.published_offsets], **common}
-    return {**_source_dict(fit, 0), **common}
-
+    """The ``--json`` object (`FitRecord.to_json`)."""
+    from ..record import fit_record
+    return fit_record(fit).to_json()
 
 
 def text_summary(fit) -> str:
-    lines = [f"{fit.manifest.name}: {fit.kind} fit, {fit.settings.convention} convention, "
-             f"chi2 = {fit.chi2:.2f} / {fit.dof} dof"]
-    names = ("primary", "secondary") if fit.kind == "binary" else ("target",)
-    for t, (name, s) in enumerate(zip(names, fit.sources)):
-        mag = (f"mag {s.mag:.4f} +- {s.mag_err:.4f}" if s.flux > 0
-               else f"mag > {s.mag_limit_3sigma:.3f} (3 sigma)")
-        pos = f"offset ({s.dx:+.3f}, {s.dy:+.3f}) px"
-        if math.isfinite(s.dx_err):
-            pos += f" +- ({s.dx_err:.3f}, {s.dy_err:.3f})"
-        lines.append(f"  {name}: flux {s.flux:.2f} +- {s.flux_err:.2f} (ZP 30), {mag}, {pos}")
-        if fit.shot_noise is not None:
-            sn = fit.shot_noise
-            lines.append(f"    with source shot noise (gain {sn.gain:g}): flux "
-                         f"{sn.flux[t]:.2f} +- {sn.flux_err[t]:.2f}")
-    if fit.kind == "binary":
-        lines.append(f"  delta chi2 (single - binary) = {fit.delta_chi2:.2f}; separation "
-                     f"{fit.separation_px:.3f} px = {fit.separation_arcsec:.3f} arcsec, "
-                     f"PA {fit.position_angle_deg:.1f} deg")
-    return "\n".join(lines)
+    from ..record import fit_record
+    return fit_record(fit).text()

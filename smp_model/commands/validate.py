@@ -87,6 +87,13 @@ def format_summary(summary: dict) -> str:
         for name, s in sections:
             out.append(line(name, s))
             out.append(line("  errors incl. positions", s["with_position_errors"]))
+            out.append(line("  total flux of the pair", s["total_flux"]))
+            rec = s["recommended"]
+            out.append(line("  resolved, flux_err_total", rec))
+            out.append(f"  {'':<24} unresolved (quote the total): "
+                       f"{100 * rec['unresolved_fraction']:.0f} % of pairs; separation of "
+                       f"resolved pairs: bias {rec['separation']['bias_sigma']:+.3f} sigma, "
+                       f"pull std {rec['separation']['pull_std']:.3f}")
             out.append(f"  {'':<24} separation pull std {s['separation_pull_std']:.3f}, "
                        f"bias {s['separation_bias_sigma']:+.3f} sigma "
                        f"({s['n_pairs']} pairs)")
