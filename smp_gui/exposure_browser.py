@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from PyQt6.QtCore import QSize, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QBrush, QColor, QIcon, QImage, QPixmap
-from PyQt6.QtWidgets import (QLabel, QAbstractItemView, QCheckBox, QHeaderView, QTableWidget,
+from PyQt6.QtWidgets import (QAbstractItemView, QCheckBox, QHeaderView, QLabel, QTableWidget,
                              QTableWidgetItem, QVBoxLayout, QWidget)
 
 from smp_model.fit import SceneFit

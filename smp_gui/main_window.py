@@ -34,11 +34,11 @@ from .chi2map_view import Chi2MapView
 from .controller import Chi2MapRequest, FitController, FitRequest, FitResult, JobFailure
 from .exposure_browser import ExposureBrowser
 from .fit_controls import FitControls
-from .markers import MarkerLayer, component_offset, moved_offsets
+from .markers import MarkerLayer, component_offset
 from .panels import ccd_to_view
 from .results_table import ResultsTable
-from .state import (SESSION_FORMAT, InspectorModel, Measurement, SessionError,
-                    parse_session, psf_files_outside)
+from .state import (InspectorModel, Measurement, SessionError, parse_session,
+                    psf_files_outside)
 
 SESSION_SUFFIX = ".smpsession.json"
 MANIFEST_NAME = "detection.toml"

@@ -42,15 +42,6 @@ def component_offset(offsets, k: int) -> tuple[float, float]:
     return float(offsets[k]), float(offsets[2 + k])
 
 
-def moved_offsets(offsets, k: int, ddx: float, ddy: float) -> tuple[float, ...]:
-    """``offsets`` with component k displaced by (ddx, ddy) px."""
-    out = [float(v) for v in offsets]
-    ix, iy = (0, 1) if len(out) == 2 else (k, 2 + k)
-    out[ix] += ddx
-    out[iy] += ddy
-    return tuple(out)
-
-
 class MarkerLayer(QObject):
     """One marker per component on each of the given plots, kept in step.
 
