@@ -446,6 +446,20 @@ def test_headless_exports_equal_smp_fit(repo_root, tmp_path):
     assert a.meta["settings"] == b.meta["settings"]
     assert (tmp_path / "gui.png").stat().st_size > 1000
     assert (tmp_path / "gui.fits").stat().st_size > 1000
+    # a session of that fit (saved after the search) exports the same table again
+    session = {"format": "smp-session/1", "detection": str(demo_manifest_path()),
+               "settings": dict(b.meta["settings"]), "mode": "binary",
+               "offsets": {"binary": [float(b["dx"][0]), float(b["dx"][1]),
+                                      float(b["dy"][0]), float(b["dy"][1])]},
+               "fit": {"optimize": True, "offsets": [0.0, 1.0, 0.0, 1.0]}}
+    (tmp_path / "s.smpsession.json").write_text(json.dumps(session))
+    again = _run(["-m", "smp_gui.app", str(tmp_path / "s.smpsession.json"),
+                  "--export-table", str(tmp_path / "session.ecsv")], repo_root)
+    assert again.returncode == 0, again.stderr
+    c = Table.read(tmp_path / "session.ecsv")
+    for name in b.colnames:
+        if b[name].dtype.kind == "f":
+            np.testing.assert_array_equal(c[name], b[name], err_msg=name)
     # never replaces a file; a bad session ends with exit 2 and one line
     again = _run(["-m", "smp_gui.app", "--export-table", str(tmp_path / "gui.ecsv")],
                  repo_root)
