@@ -4,6 +4,7 @@ Each test names the defect it guards against."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -420,20 +421,22 @@ def test_session_outside_its_folder_names_the_psf_files(qtbot, window, demo, tmp
     notice.close()
 
 
-def _run(args, cwd):
+def _run(args, cwd, config_home: Path):
+    """The app in a subprocess, with its settings (recent files, export folder) kept out
+    of the user's."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(config_home)}
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300, env={**__import__("os").environ,
-                                            "QT_QPA_PLATFORM": "offscreen"})
+                          timeout=300, env=env)
 
 
 def test_headless_exports_equal_smp_fit(repo_root, tmp_path):
     gui = _run(["-m", "smp_gui.app", "--binary=0,1,0,1", "--optimize",
                 "--export-table", str(tmp_path / "gui.ecsv"),
                 "--export-figure", str(tmp_path / "gui.png"),
-                "--export-cubes", str(tmp_path / "gui.fits")], repo_root)
+                "--export-cubes", str(tmp_path / "gui.fits")], repo_root, tmp_path)
     assert gui.returncode == 0, gui.stderr
     cli = _run(["-m", "smp_model.cli", "fit", "--demo", "--binary=0,1,0,1", "--optimize",
-                "--table", str(tmp_path / "cli.ecsv")], repo_root)
+                "--table", str(tmp_path / "cli.ecsv")], repo_root, tmp_path)
     assert cli.returncode == 0, cli.stderr
     a, b = Table.read(tmp_path / "gui.ecsv"), Table.read(tmp_path / "cli.ecsv")
     assert a.colnames == b.colnames and len(a) == len(b) == 2
@@ -454,7 +457,7 @@ def test_headless_exports_equal_smp_fit(repo_root, tmp_path):
                "fit": {"optimize": True, "offsets": [0.0, 1.0, 0.0, 1.0]}}
     (tmp_path / "s.smpsession.json").write_text(json.dumps(session))
     again = _run(["-m", "smp_gui.app", str(tmp_path / "s.smpsession.json"),
-                  "--export-table", str(tmp_path / "session.ecsv")], repo_root)
+                  "--export-table", str(tmp_path / "session.ecsv")], repo_root, tmp_path)
     assert again.returncode == 0, again.stderr
     c = Table.read(tmp_path / "session.ecsv")
     for name in b.colnames:
@@ -462,13 +465,13 @@ def test_headless_exports_equal_smp_fit(repo_root, tmp_path):
             np.testing.assert_array_equal(c[name], b[name], err_msg=name)
     # never replaces a file; a bad session ends with exit 2 and one line
     again = _run(["-m", "smp_gui.app", "--export-table", str(tmp_path / "gui.ecsv")],
-                 repo_root)
+                 repo_root, tmp_path)
     assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"format": "smp-session/1", "detection": "x.toml",
                                "settings": {}, "mode": "triple", "offsets": {}}))
     run = _run(["-m", "smp_gui.app", str(bad), "--screenshot", str(tmp_path / "s.png")],
-               repo_root)
+               repo_root, tmp_path)
     assert run.returncode == 2
     # (Qt's offscreen plugin has its own line about size hints)
     lines = [line for line in run.stderr.strip().splitlines()
