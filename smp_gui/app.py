@@ -74,9 +74,14 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     headless = bool(args.screenshot or exports)
 
-    import pyqtgraph as pg
-    from PyQt6.QtCore import QTimer
-    from PyQt6.QtWidgets import QApplication
+    try:
+        import pyqtgraph as pg
+        from PyQt6.QtCore import QTimer
+        from PyQt6.QtWidgets import QApplication
+    except ModuleNotFoundError as exc:   # a headless install (no [gui] extra)
+        print(f"smp-gui: error: the window needs {exc.name}, which is not installed: "
+              "pip install 'smp-inspector[gui]'", file=sys.stderr)
+        return 2
 
     from .controller import limit_blas_threads, preload_engine
     from .main_window import MainWindow

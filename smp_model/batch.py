@@ -18,7 +18,12 @@ results back one detection at a time:
   ``input``), the settings and the software version in ``meta``.
 
 Detection key: ``<name>_<expnum>_<ccdnum>`` of the detection exposure, with characters
-other than letters, digits, ``. _ + -`` replaced by ``_``.
+other than letters, digits, ``. _ + -`` replaced by ``_``; rows whose keys collide get
+distinct keys (`distinct_keys`), so every row ends in the table or the failures.
+
+The batch writes only where it owns the path (`_check_outputs`): never over the list
+itself, and over an existing table or failures file only when the work directory exists
+(or with ``force``).  Both outputs are rewritten by every run.
 """
 from __future__ import annotations
 
@@ -41,7 +46,7 @@ from typing import Any
 import numpy as np
 from astropy.table import QTable, Table, vstack
 
-from .errors import SMPError
+from .errors import SMPError, is_numpy_warning
 from .io_utils import TABLE_FORMATS, OutputExistsError, atomic_write
 from .manifest import DetectionManifest
 from .request import FitRequest
@@ -189,7 +194,45 @@ def _folder_item(number: int, base: Path, cells: dict, list_path: Path) -> Batch
                                 f"{list_path}: row {number}: {_one_line(exc)}"))
     key = detection_key(folder["name"], folder["expnum"], folder["ccdnum"])
     label = f"{folder['stamps']} [{folder['name']} {folder['expnum']} {folder['ccdnum']}]"
+    problem = _folder_problem(cells, folder)
+    if problem:
+        return BatchItem(number, key, label,
+                         error=("ManifestError", f"{list_path}: row {number}: {problem}"))
     return BatchItem(number, key, label, folder=folder)
+
+
+def _folder_problem(cells: dict, folder: dict) -> str | None:
+    """What is wrong with the values of a folder row (checked on the client, before any
+    work), or None."""
+    from .folder import ORIGIN_RULES
+    for column in ("expnum", "ccdnum"):
+        value = cells[column]
+        if isinstance(value, bool) or float(value) != int(float(value)):
+            return f"'{column}' must be an integer, got {value!r}"
+    if not 0 <= folder["ra"] <= 360:
+        return f"'ra' must be in [0, 360] degrees, got {folder['ra']!r}"
+    if not -90 <= folder["dec"] <= 90:
+        return f"'dec' must be in [-90, 90] degrees, got {folder['dec']!r}"
+    if not math.isfinite(folder.get("color_gi", 0.0)):
+        return f"'color_gi' must be a finite number, got {folder['color_gi']!r}"
+    rule = folder.get("origin_rule", "des")
+    if rule not in ORIGIN_RULES:
+        return f"'origin_rule' must be {' or '.join(ORIGIN_RULES)}, got {rule!r}"
+    return None
+
+
+def psf_sources_outside(items: Sequence[BatchItem], folder: str | os.PathLike) -> list[Path]:
+    """PSF files (manifest rows) and PSF folders (folder rows) of ``items`` that lie
+    outside ``folder`` (the list's folder): reading a Piff file runs code stored in it,
+    so a batch of someone else's list should say what it will read."""
+    from .manifest import _outside
+    paths: list[Path] = []
+    for item in items:
+        if item.manifest is not None:
+            paths += [e.psf for e in item.manifest.exposures]
+        elif item.folder is not None:
+            paths.append(item.folder["psfs"])
+    return _outside(paths, folder)
 
 
 # -- one detection (runs on a worker) ---------------------------------------------------
@@ -269,7 +312,8 @@ def fit_detection(item: BatchItem, options: BatchOptions) -> dict:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            manifest = item.manifest or manifest_from_folder(**item.folder)
+            manifest = item.manifest or manifest_from_folder(**item.folder,
+                                                             settings=options.settings)
             phot = DetectionPhotometry(manifest, options.settings)
             fit = measure(phot, options.request)
             delta = fit.binary_search_delta_chi2
@@ -302,7 +346,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _warning_lines(caught) -> list[str]:
-    return [" ".join(str(w.message).split()) for w in caught]
+    return [" ".join(str(w.message).split()) for w in caught
+            if not (issubclass(w.category, RuntimeWarning) and is_numpy_warning(str(w.message)))]
 
 
 # -- the batch (runs on the client) -----------------------------------------------------
@@ -440,8 +485,8 @@ def run_batch(items: Sequence[BatchItem], out: str | os.PathLike,
     """
     paths = BatchPaths(Path(out))
     table_format(paths.out)   # unknown extension: ValueError before any work
-    _check_outputs(paths, options, force)
-    items = _unique(items)
+    _check_outputs(paths, options, force, list_path)
+    items = distinct_keys(items)
     report = BatchReport(total=len(items), paths=paths)
 
     def record(outcome: DetectionOutcome) -> None:
@@ -459,6 +504,22 @@ def run_batch(items: Sequence[BatchItem], out: str | os.PathLike,
         else:
             pending.append(item)
     report.to_compute = len(pending)
+    if pending:
+        # The work directory marks the outputs as this batch's: made only once the
+        # cluster is reached, so an unreachable scheduler leaves nothing behind.
+        with client_factory() as client:
+            _prepare_work_dir(paths, options)
+            _compute(client, pending, options, paths, report, record, on_start)
+    else:
+        _prepare_work_dir(paths, options)
+        if on_start:
+            on_start(report)
+    report.compute_finished = time.perf_counter()
+    _write_results(items, report, options, list_path)
+    return report
+
+
+def _prepare_work_dir(paths: BatchPaths, options: BatchOptions) -> None:
     paths.work_dir.mkdir(parents=True, exist_ok=True)
     # A run killed while writing (no chance to clean up) can leave the hidden temporary
     # file of `atomic_output` behind; the result itself was never renamed into place.
@@ -467,23 +528,33 @@ def run_batch(items: Sequence[BatchItem], out: str | os.PathLike,
     atomic_write(paths.options_file,
                  lambda tmp: tmp.write_text(json.dumps(options.as_meta(), indent=2) + "\n"),
                  overwrite=True)
-    if pending:
-        with client_factory() as client:
-            _compute(client, pending, options, paths, report, record, on_start)
-    elif on_start:
-        on_start(report)
-    report.compute_finished = time.perf_counter()
-    _write_results(items, report, options, list_path)
-    return report
 
 
-def _check_outputs(paths: BatchPaths, options: BatchOptions, force: bool) -> None:
-    """Refuse to replace a foreign ``out`` or to mix settings in one work directory
-    (with ``force``: forget every result made with other settings)."""
-    if not force and paths.out.exists() and not paths.work_dir.is_dir():
-        raise OutputExistsError(f"exists and has no batch work directory "
-                                f"({paths.work_dir.name}); not overwritten (use --force)",
-                                paths.out)
+def _check_outputs(paths: BatchPaths, options: BatchOptions, force: bool,
+                   list_path: str | os.PathLike | None = None) -> None:
+    """Refuse, before any work, to write where the batch does not own the path: the list
+    itself (never, even with ``force``), or an existing ``out`` or failures file without
+    the batch's work directory (unless ``force``).  Refuse to mix settings in one work
+    directory (with ``force``: forget every result made with other settings)."""
+    outputs = {"--out": paths.out, "failures file": paths.failures,
+               "work directory": paths.work_dir}
+    if list_path is not None:
+        listed = Path(list_path).resolve()
+        for what, path in outputs.items():
+            if path.resolve() == listed:
+                raise OutputExistsError(f"is the batch list itself and would be the batch's "
+                                        f"{what}; choose another --out", path)
+    if paths.work_dir.exists() and not paths.work_dir.is_dir():
+        raise OutputExistsError("exists and is not a batch work directory; not replaced "
+                                "(choose another --out)", paths.work_dir)
+    owned = paths.work_dir.is_dir()
+    for path in (paths.out, paths.failures):
+        if not force and not owned and (path.exists() or path.is_symlink()):
+            raise OutputExistsError(f"exists and has no batch work directory "
+                                    f"({paths.work_dir.name}); not overwritten (use --force "
+                                    "or another --out)", path)
+        if path.is_dir():
+            raise OutputExistsError("is a directory; not replaced", path)
     if not paths.options_file.is_file():
         return
     try:
@@ -495,6 +566,9 @@ def _check_outputs(paths: BatchPaths, options: BatchOptions, force: bool) -> Non
         # work directories from before an option existed were made with its default
         defaults = json.loads(json.dumps(BatchOptions().as_meta()))
         previous = {**{k: v for k, v in defaults.items() if k != "settings"}, **previous}
+        if isinstance(previous.get("settings"), dict):
+            # every result from before the option was made with the model's own stamps
+            previous["settings"] = {"psf_normalization": "model", **previous["settings"]}
     if previous == current:
         return
     if not force:
@@ -519,18 +593,43 @@ def _difference(previous, current) -> str:
                      for k, v in flat_cur.items() if flat_prev.get(k) != v) or "other keys"
 
 
-def _unique(items: Sequence[BatchItem]) -> list[BatchItem]:
-    """Drop repeated detections (same key) with a warning: one work file per key."""
-    seen: dict[str, int] = {}
-    unique = []
+def distinct_keys(items: Sequence[BatchItem]) -> list[BatchItem]:
+    """Every row of the list gets its own key, so that no detection is lost.
+
+    Rows whose keys collide but that describe different detections (``eris x`` and
+    ``eris_x`` at different RA) all get ``<key>-<hash>``, a short hash of what the row
+    says (stable across re-runs and list orders).  A row that repeats an earlier row
+    exactly becomes a failure that names the row it repeats (it is fitted once)."""
+    groups: dict[str, list[BatchItem]] = {}
     for item in items:
-        if item.key in seen:
-            warnings.warn(f"row {item.row} repeats detection {item.key} of row "
-                          f"{seen[item.key]}; fitted once", stacklevel=3)
+        groups.setdefault(item.key, []).append(item)
+    out = []
+    for item in items:
+        group = groups[item.key]
+        if len(group) == 1 or item.error:
+            out.append(item)
             continue
-        seen[item.key] = item.row
-        unique.append(item)
-    return unique
+        fingerprint = _fingerprint(item)
+        first = next(other for other in group if _fingerprint(other) == fingerprint)
+        key = item.key
+        if len({_fingerprint(other) for other in group}) > 1:
+            key = f"{item.key}-{fingerprint[:8]}"
+        if first is not item:
+            out.append(dataclasses.replace(
+                item, key=f"{key}-row{item.row}", manifest=None, folder=None,
+                error=("DuplicateRow", f"row {item.row} repeats row {first.row} "
+                       f"({item.input}); fitted once, as row {first.row}")))
+        else:
+            out.append(dataclasses.replace(item, key=key))
+    return out
+
+
+def _fingerprint(item: BatchItem) -> str:
+    """Hash of what a list row says (its manifest, or its folder fields)."""
+    import hashlib
+    what = (str(item.manifest.path) if item.manifest is not None
+            else json.dumps(item.folder, sort_keys=True, default=str))
+    return hashlib.sha256(what.encode()).hexdigest()
 
 
 def _compute(client, pending: list[BatchItem], options: BatchOptions, paths: BatchPaths,
@@ -652,9 +751,10 @@ def _write_results(items: Sequence[BatchItem], report: BatchReport, options: Bat
         write_table(failures, paths.failures, overwrite=True)
     else:
         paths.failures.unlink(missing_ok=True)   # left by an earlier run of this batch
-    if not tables:
-        return
-    merged = vstack(tables, metadata_conflicts="silent")
+    # Written even without a result, so that it never keeps rows of an earlier run that
+    # the failures file now contradicts.
+    merged = (vstack(tables, metadata_conflicts="silent") if tables
+              else QTable(names=("key", "input"), dtype=(str, str)))
     merged.meta = {
         "software": f"smp-inspector {__version__}",
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

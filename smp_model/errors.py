@@ -68,3 +68,15 @@ class FitError(SMPError):
 
 class ResourceLimitError(SMPError):
     """A requested fit would need more memory than allowed; refused before allocating."""
+
+
+_NUMPY_WARNINGS = ("encountered in", "Mean of empty slice", "Degrees of freedom <= 0",
+                   "invalid value", "divide by zero", "overflow", "underflow")
+
+
+def is_numpy_warning(message: str) -> bool:
+    """Whether a RuntimeWarning's text is one of numpy's floating-point or empty-reduction
+    warnings ("overflow encountered in multiply"): they say nothing a user can act on, so
+    they are not shown (the input checks name the file and value instead).  numpy
+    attributes them to the calling line, so only the text tells them apart."""
+    return any(text in message for text in _NUMPY_WARNINGS)

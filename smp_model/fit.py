@@ -24,6 +24,7 @@ from scipy.optimize import minimize
 
 from .errors import FitError, SMPError
 from .exposures import load_exposures
+from .limits import check_fit_memory
 from .manifest import DetectionManifest
 from .request import FitRequest, TargetOffsets
 from .scene import FitSettings, LinearSolution, Progress, SceneModel, single_threaded_blas
@@ -395,6 +396,7 @@ class DetectionPhotometry:
             manifest = DetectionManifest.read(manifest)
         self.manifest = manifest
         self.settings = settings
+        check_fit_memory(manifest, settings)   # before any PSF is read (issue 13)
         if progress:
             progress(0.0, f"reading {len(manifest.exposures)} exposures of {manifest.name}")
         self.exposures, self.dropped = load_exposures(manifest, progress=progress)
@@ -460,6 +462,8 @@ class DetectionPhotometry:
         1e-3 sigma, at most 20).  ``gain`` defaults to the detection exposure's ``gain``
         in the manifest.
         """
+        if iterations < 0:
+            raise ValueError(f"shot-noise iterations must be >= 0, got {iterations}")
         gain = self._detection_gain(gain)
         scene, offsets = self.scene, fit.offsets
         m = scene.detection_index

@@ -11,22 +11,30 @@ origins override the rule.
 """
 from __future__ import annotations
 
+import math
 import os
 import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import numpy as np
 from astropy.table import Table
 
 from .conventions import piff_box_origin
 from .discovery import ExposureRef
 from .errors import ManifestError, PSFError, ZeropointError
 from .io_utils import TABLE_FORMATS
-from .manifest import DEFAULT_COLOR_GI, DetectionManifest, ExposureEntry, des_stamp_origin
+from .limits import memory_refusal
+from .manifest import (DEFAULT_COLOR_GI, DetectionManifest, ExposureEntry, des_stamp_origin,
+                       zeropoint_problem)
 from .psf import load_psf
 from .stamps import read_stamp
 from .wcs import sky_to_pixel
+
+if TYPE_CHECKING:
+    from .scene import FitSettings
 
 OriginRule = Callable[[float, float, tuple[int, int]], tuple[int, int]]
 ORIGIN_RULES: dict[str, OriginRule] = {
@@ -36,7 +44,12 @@ ORIGIN_RULES: dict[str, OriginRule] = {
 
 
 def read_zeropoints(path: str | os.PathLike) -> dict[tuple[int, int], tuple[float, str | None]]:
-    """``{(expnum, ccdnum): (zeropoint, band or None)}`` from an ECSV/CSV/FITS table."""
+    """``{(expnum, ccdnum): (zeropoint, band or None)}`` from an ECSV/CSV/FITS table.
+
+    Every cell is checked (`ZeropointError` naming the file, row and exposure): blank or
+    non-numeric cells, non-integer exposure/CCD numbers, implausible zeropoints
+    (`smp_model.manifest.zeropoint_problem`), and two rows for one exposure that disagree
+    (identical repeats are accepted)."""
     path = Path(path)
     if not path.is_file():
         raise ZeropointError("zeropoint table not found", path)
@@ -49,11 +62,65 @@ def read_zeropoints(path: str | os.PathLike) -> dict[tuple[int, int], tuple[floa
     if missing:
         raise ZeropointError(f"zeropoint table lacks column(s) {', '.join(missing)}", path)
     band = names.get("band")
-    out = {}
-    for row in table:
-        key = (int(row[names["expnum"]]), int(row[names["ccdnum"]]))
-        out[key] = (float(row[names["zeropoint"]]), str(row[band]) if band else None)
+    out: dict[tuple[int, int], tuple[float, str | None]] = {}
+    first_row: dict[tuple[int, int], int] = {}
+    for number, row in enumerate(table, start=1):
+        where = f"row {number}"
+        key = (_integer(row[names["expnum"]], path, where, "expnum"),
+               _integer(row[names["ccdnum"]], path, where, "ccdnum"))
+        where = f"row {number} (exposure {key[0]}, CCD {key[1]})"
+        zp = _number(row[names["zeropoint"]], path, where, "zeropoint")
+        problem = zeropoint_problem(zp)
+        if problem:
+            raise ZeropointError(f"{where}: zeropoint {problem}", path)
+        value = (zp, _text(row[band]) if band else None)
+        if key in out and out[key] != value:
+            raise ZeropointError(
+                f"{where} conflicts with row {first_row[key]}: zeropoint/band "
+                f"{value[0]!r}/{value[1]} vs {out[key][0]!r}/{out[key][1]}; keep one", path)
+        out.setdefault(key, value)
+        first_row.setdefault(key, number)
     return out
+
+
+def _cell(value):
+    """A table cell as a Python scalar; None for a masked or blank cell."""
+    if value is None or value is np.ma.masked or np.ma.is_masked(value):
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode(errors="replace")
+    if isinstance(value, str):
+        value = value.strip()
+        return value or None
+    return value
+
+
+def _number(value, path: Path, where: str, column: str) -> float:
+    cell = _cell(value)
+    try:
+        if cell is None or isinstance(cell, bool):
+            raise ValueError
+        number = float(cell)
+    except (TypeError, ValueError):
+        raise ZeropointError(f"{where}: '{column}' must be a number, got "
+                             f"{'a blank cell' if cell is None else repr(cell)}", path) from None
+    if not math.isfinite(number):
+        raise ZeropointError(f"{where}: '{column}' must be finite, got {number!r}", path)
+    return number
+
+
+def _integer(value, path: Path, where: str, column: str) -> int:
+    number = _number(value, path, where, column)
+    if number != int(number):
+        raise ZeropointError(f"{where}: '{column}' must be an integer, got {number!r}", path)
+    return int(number)
+
+
+def _text(value) -> str | None:
+    cell = _cell(value)
+    return None if cell is None else str(cell)
 
 
 def manifest_from_folder(stamps: str | os.PathLike, psfs: str | os.PathLike,
@@ -61,14 +128,16 @@ def manifest_from_folder(stamps: str | os.PathLike, psfs: str | os.PathLike,
                          band: str, expnum: int, ccdnum: int,
                          color_gi: float = DEFAULT_COLOR_GI, origin_rule: str = "des",
                          origins: Mapping[int, tuple[int, int]] | None = None,
-                         exposures: Iterable[ExposureRef] | None = None
-                         ) -> DetectionManifest:
+                         exposures: Iterable[ExposureRef] | None = None,
+                         settings: "FitSettings | None" = None) -> DetectionManifest:
     """Build the manifest of a detection from DES-style folders (see module docstring).
 
     Exposures of other bands than ``band`` (when the zeropoint table has a band column)
     are left out with a warning, as the published code does.  ``exposures`` (e.g. from
     `smp_model.discovery`) restricts the stamps used to those exposures and fixes their
-    CCDs; the detection exposure is always kept.
+    CCDs; the detection exposure is always kept.  With ``settings``, a detection whose
+    fit would need more memory than ``settings.memory_limit_bytes`` is refused
+    (`ResourceLimitError`) before any PSF file is read.
     """
     stamps, psfs = Path(stamps), Path(psfs)
     if not stamps.is_dir():
@@ -90,6 +159,8 @@ def manifest_from_folder(stamps: str | os.PathLike, psfs: str | os.PathLike,
     if wanted is not None:
         wanted[expnum] = ccdnum
         found = [(e, p) for e, p in found if e in wanted]
+    if settings is not None:
+        _check_memory(found, expnum, stamps, settings)
     entries, other_band = [], []
     for exp, stamp_path in found:
         ccd = wanted[exp] if wanted else (ccdnum if exp == expnum
@@ -114,6 +185,18 @@ def manifest_from_folder(stamps: str | os.PathLike, psfs: str | os.PathLike,
     return DetectionManifest(name=name, ra=float(ra), dec=float(dec), band=band,
                              detection_expnum=int(expnum), detection_ccdnum=int(ccdnum),
                              exposures=tuple(entries), color_gi=color_gi)
+
+
+def _check_memory(found: list[tuple[int, Path]], expnum: int, stamps: Path,
+                  settings: "FitSettings") -> None:
+    """`smp_model.limits.memory_refusal` for the stamps found, from the detection stamp's
+    size (every stamp of a detection has its shape)."""
+    detection = [p for e, p in found if e == expnum]
+    if not detection:
+        return   # reported as a missing detection exposure when the manifest is built
+    error = memory_refusal(len(found), read_stamp(detection[0]).sci.size, settings, stamps)
+    if error is not None:
+        raise error
 
 
 def _ccd_of(expnum: int, zps, source) -> int:

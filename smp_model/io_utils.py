@@ -49,6 +49,13 @@ def atomic_output(path: str | os.PathLike, overwrite: bool = False):
         # mkstemp makes the file private (0600); give it the mode a plain open() would.
         os.chmod(tmp_path, 0o666 & ~_umask())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        # The temporary name means nothing to the user: report the file they asked for.
+        if exc.filename is not None and Path(exc.filename) in (tmp_path, path) \
+                or str(tmp_path) in str(exc):
+            raise OSError(exc.errno, f"not written ({exc.strerror or 'write failed'})",
+                          str(path)) from None
+        raise
     finally:
         tmp_path.unlink(missing_ok=True)
 

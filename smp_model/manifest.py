@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ManifestError
+from .limits import ZEROPOINT_RANGE
 
 FORMAT = "smp-detection/1"
 DEFAULT_COLOR_GI = 0.61
@@ -29,6 +30,8 @@ class ExposureEntry:
 
     ``zeropoint`` is in magnitudes (counts of 1 in SCI have magnitude ``zeropoint``).
     ``gain`` (electrons per SCI unit, optional) is used only by the shot-noise refit.
+    ``color_gi`` (optional) overrides the detection's g-i colour for this exposure's
+    colour-dependent WCS.
     ``mjd`` (optional): start of the exposure, MJD (UTC days), as DES's ``MJD-OBS``.
     """
 
@@ -42,6 +45,7 @@ class ExposureEntry:
     target_xy: tuple[float, float] | None = None
     gain: float | None = None
     mjd: float | None = None
+    color_gi: float | None = None
 
     @property
     def label(self) -> str:
@@ -76,6 +80,11 @@ class DetectionManifest:
             raise ManifestError(
                 f"detection exposure {self.detection_expnum} (CCD {self.detection_ccdnum}) "
                 "is not among the [[exposures]]", self.path)
+
+    def color_of(self, entry: ExposureEntry) -> float:
+        """g-i colour for ``entry``'s WCS: its own ``color_gi`` if given, else the
+        detection's."""
+        return self.color_gi if entry.color_gi is None else entry.color_gi
 
     @property
     def detection_index(self) -> int:
@@ -122,7 +131,12 @@ class DetectionManifest:
         if not isinstance(entries, list) or not entries:
             raise ManifestError("needs at least one [[exposures]] table", src)
         exposures = tuple(_exposure_from_dict(e, base, src, n) for n, e in enumerate(entries))
-        return cls(name=get.str("name"), ra=get.float("ra"), dec=get.float("dec"),
+        ra, dec = get.float("ra"), get.float("dec")
+        if not 0 <= ra <= 360:
+            raise get._bad("ra", ra, "in [0, 360] degrees")
+        if not -90 <= dec <= 90:
+            raise get._bad("dec", dec, "in [-90, 90] degrees")
+        return cls(name=get.str("name"), ra=ra, dec=dec,
                    band=get.str("band"), color_gi=get.float("color_gi", DEFAULT_COLOR_GI),
                    detection_expnum=det.int("expnum"), detection_ccdnum=det.int("ccdnum"),
                    exposures=exposures, path=path)
@@ -143,6 +157,8 @@ class DetectionManifest:
                 d["gain"] = e.gain
             if e.mjd is not None:
                 d["mjd"] = e.mjd
+            if e.color_gi is not None:
+                d["color_gi"] = e.color_gi
             exposures.append(d)
         return dict(format=FORMAT, name=self.name, ra=self.ra, dec=self.dec, band=self.band,
                     color_gi=self.color_gi,
@@ -159,6 +175,13 @@ class DetectionManifest:
         text = tomli_w.dumps(self.to_dict(relative_to=path.parent))
         atomic_write_bytes(path, text.encode(), overwrite=overwrite)
         return path
+
+    def psf_files_outside(self, folder: str | os.PathLike) -> list[Path]:
+        """The PSF files of this detection that are not inside ``folder`` (e.g. the folder
+        of a session or batch list that names this manifest).  Reading a Piff file runs
+        code stored in it, so a caller that opens someone else's list should say which
+        files will be read."""
+        return _outside([e.psf for e in self.exposures], folder)
 
     def with_exposures(self, exposures: tuple[ExposureEntry, ...]) -> "DetectionManifest":
         return replace(self, exposures=tuple(exposures))
@@ -226,13 +249,39 @@ def _exposure_from_dict(entry: Any, base: Path, source: Path, n: int) -> Exposur
         gain = get.float("gain")
         if gain <= 0:
             raise get._bad("gain", gain, "positive")
+    zeropoint = get.float("zeropoint")
+    problem = zeropoint_problem(zeropoint)
+    if problem:
+        raise ManifestError(f"key '{get.prefix}zeropoint' {problem}", source)
     return ExposureEntry(
         expnum=get.int("expnum"), ccdnum=get.int("ccdnum"), band=get.str("band"),
-        zeropoint=get.float("zeropoint"),
+        zeropoint=zeropoint,
         stamp=_resolve(base, get.str("stamp")), psf=_resolve(base, get.str("psf")),
         stamp_origin=get.pair("stamp_origin", int),
         target_xy=get.pair("target_xy", float, None), gain=gain,
-        mjd=get.float("mjd") if "mjd" in entry else None)
+        mjd=get.float("mjd") if "mjd" in entry else None,
+        color_gi=get.float("color_gi", None) if "color_gi" in entry else None)
+
+
+def zeropoint_problem(value: float) -> str | None:
+    """What is wrong with a zeropoint (magnitudes of one SCI unit), or None if it is a
+    plausible one (finite, within `smp_model.limits.ZEROPOINT_RANGE`)."""
+    low, high = ZEROPOINT_RANGE
+    if not math.isfinite(value) or not low <= value <= high:
+        return (f"must be a zeropoint in [{low:g}, {high:g}] mag, got {value!r} "
+                "(a flux scale or another unit?)")
+    return None
+
+
+def _outside(paths, folder: str | os.PathLike) -> list[Path]:
+    """``paths`` (in order, without repeats) that do not lie inside ``folder``."""
+    root = Path(os.path.realpath(folder))
+    out = []
+    for path in dict.fromkeys(Path(p) for p in paths):
+        real = Path(os.path.realpath(path))
+        if real != root and root not in real.parents:
+            out.append(path)
+    return out
 
 
 def _resolve(base: Path, relative: str) -> Path:

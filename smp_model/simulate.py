@@ -11,6 +11,20 @@ binary) present only in the detection exposure.  It writes::
     OUTDIR/stamps/<name>_<expnum>.fits            HDUs SCI, MSK, WGT (as DES stamps)
     OUTDIR/psfs/<expnum>/<expnum>_<ccdnum>_psf.fits   pixelised PSF + CCD WCS
 
+and with ``ccd_images`` (a survey's view of the same data, for `smp discover` and
+`smp cutout`)::
+
+    OUTDIR/exposures.ecsv                         expnum, band, ra, dec (pointing), mjd
+    OUTDIR/images/D<expnum>_<band>_c<ccdnum>_sim_immasked.fits.fz
+                                                  full 2048 x 4096 CCD, HDUs SCI, MSK, WGT
+
+In that mode each exposure's WCS is the DECam layout's (`smp_model.decam`: the target on
+its CCD, the pointing derived) instead of a random rotation with SIP distortion, and the
+exposure table also lists decoy pointings (target in a CCD gap, just beyond the focal
+plane's edge, or in another band).  The CCD images hold the stamps' pixels, unchanged, at
+their CCD position; elsewhere WGT = 0 (no data), so they compress to ~0.6 MB; cutting
+them by the DES rule gives back the stamps exactly.
+
 so every reader (and the GUI) is exercised exactly as with the DES sample.
 
 PSF storage: the engine's `PixelizedPSF` format (HDU ``PIXPSF``: the pixel-integrated PSF
@@ -62,6 +76,8 @@ from .wcs import (separation_and_position_angle, sky_from_tangent, sky_to_pixel,
 TRUTH_FORMAT = "smp-simulation-truth/1"
 TRUTH_FILENAME = "truth.json"
 MANIFEST_FILENAME = "detection.toml"
+EXPOSURES_FILENAME = "exposures.ecsv"
+SURVEY_MJD0 = 57000.0               # MJD of the first exposure with ccd_images
 
 PIXEL_SCALE_ARCSEC = 0.263          # DECam, arcsec per pixel at the CCD centre
 CCD_NX, CCD_NY = 2048, 4096
@@ -96,9 +112,13 @@ class SimulationConfig:
     shot_noise_gain : electrons per SCI count for source Poisson noise (None: no source
         noise); written to the manifest as the exposures' ``gain``.
     noise : False writes noiseless images (the WGT plane is still the sky's).
+    ccd_images : DECam-layout WCSs, and write full CCD images and the survey's exposure
+        table (module docstring).
     target_offset_px : (dx, dy) detection-exposure pixels by which the target (both
         sources of a binary) is displaced from the manifest (ra, dec); the truth offsets
         include it.  Default (0, 0): the manifest position is the target's.
+    aligned_axes : CCD axes along the sky's (the random rotation rounded to a multiple of
+        90 degrees), as on DECam, instead of at any angle.
     """
 
     seed: int = 0
@@ -119,6 +139,8 @@ class SimulationConfig:
     shot_noise_gain: float | None = None
     noise: bool = True
     target_offset_px: tuple[float, float] = (0.0, 0.0)
+    aligned_axes: bool = False
+    ccd_images: bool = False
 
     def __post_init__(self):
         if self.n_exposures < 2:
@@ -215,6 +237,7 @@ class ExposureTruth:
     stamp_origin: tuple[int, int]
     n_masked: int
     is_detection: bool
+    pointing: tuple[float, float] | None = None   # (ra, dec) degrees, with ccd_images
 
 
 @dataclass(frozen=True)
@@ -444,7 +467,46 @@ class SimulatedField:
             with atomic_output(entry.psf, overwrite) as tmp:
                 ex.pixelized_psf().write(tmp, ex.wcs_header, overwrite=True)
         _write_zeropoints(outdir / "zeropoints.ecsv", manifest, overwrite)
+        if self.config.ccd_images:
+            self._write_survey(outdir, stamps, overwrite)
         return manifest.write(outdir / MANIFEST_FILENAME, overwrite=overwrite)
+
+    def _write_survey(self, outdir: Path, stamps: list[np.ndarray], overwrite: bool) -> None:
+        """Full CCD images holding the stamps, and the exposure table with decoys."""
+        from .cutout import write_ccd_image
+        from .decam import focal_plane, pointing_for
+        fp = focal_plane()
+        band = self.config.band
+        rows = []
+        for k, (ex, sci) in enumerate(zip(self.exposures, stamps)):
+            t = ex.truth
+            planes = {"SCI": np.zeros((fp.ny, fp.nx), np.float32),
+                      "MSK": np.zeros((fp.ny, fp.nx), np.int16),
+                      "WGT": np.zeros((fp.ny, fp.nx), np.float32)}
+            region = (slice(t.stamp_origin[1] - 1, t.stamp_origin[1] - 1 + ex.shape[0]),
+                      slice(t.stamp_origin[0] - 1, t.stamp_origin[0] - 1 + ex.shape[1]))
+            for name, values in (("SCI", sci), ("MSK", ex.mask), ("WGT", ex.weight)):
+                planes[name][region] = values
+            write_ccd_image(outdir / ccd_image_relpath(t.expnum, band, t.ccdnum), planes,
+                            ex.wcs_header, overwrite)
+            rows.append((t.expnum, band, *t.pointing, SURVEY_MJD0 + 10.0 * k))
+        # Decoys (expnums above the real ones): the target in the gap above CCD 32, just
+        # beyond the focal plane's outer edge (CCD 1, x = -2.5), and on CCD 20 in band g.
+        first = max(ex.truth.expnum for ex in self.exposures) + 1
+        decoys = [(band, 32, 1024.0, fp.ny + 80.0), (band, 1, -2.5, 2048.0),
+                  ("g" if band != "g" else "r", 20, 1000.0, 2000.0)]
+        for n, (b, ccd, x, y) in enumerate(decoys):
+            rows.append((first + n, b, *pointing_for(self.ra, self.dec, ccd, x, y),
+                         SURVEY_MJD0 + 5.0 + 10.0 * n))
+        table = Table(rows=rows, names=("expnum", "band", "ra", "dec", "mjd"))
+        table["ra"].unit = table["dec"].unit = "deg"
+        table["mjd"].unit = "d"
+        table.meta["comments"] = [
+            "Simulated survey exposure list: pointings (ICRS degrees, DECam layout) and MJD; "
+            f"expnums >= {first} are decoys that do not contain {self.config.detection_name}"
+            " in its band."]
+        with atomic_output(outdir / EXPOSURES_FILENAME, overwrite) as tmp:
+            table.write(tmp, format="ascii.ecsv", overwrite=True)
 
     def truth(self, manifest_path: Path, sources) -> SimulationTruth:
         det = self.detection.truth
@@ -456,6 +518,11 @@ class SimulatedField:
             exposures=tuple(ex.truth for ex in self.exposures), scene=self.scene,
             config=self.config, separation_px=geometry[0], separation_arcsec=geometry[1],
             position_angle_deg=geometry[2])
+
+
+def ccd_image_relpath(expnum: int, band: str, ccdnum: int) -> Path:
+    """Where ``ccd_images`` puts a CCD image, named as DES single-epoch files are."""
+    return Path("images") / f"D{expnum:08d}_{band}_c{ccdnum:02d}_sim_immasked.fits.fz"
 
 
 def stamp_relpath(name: str, expnum: int) -> Path:
@@ -555,9 +622,17 @@ def _exposure(config: SimulationConfig, rng: np.random.Generator, expnum: int, r
     psf_kind = str(rng.choice(["kolmogorov", "moffat"]))
     g1, g2 = (float(g) for g in rng.normal(0.0, 0.03, 2).clip(-0.08, 0.08))
     rotation = float(rng.uniform(0.0, 360.0))
+    if config.aligned_axes:
+        rotation = 90.0 * round(rotation / 90.0) % 360.0
     target_xy = (float(rng.uniform(CCD_MARGIN_PX, CCD_NX + 1 - CCD_MARGIN_PX)),
                  float(rng.uniform(CCD_MARGIN_PX, CCD_NY + 1 - CCD_MARGIN_PX)))
     header = tan_sip_header(rng, rotation, target_xy, ra, dec)
+    pointing = None
+    if config.ccd_images:   # after the SIP draws, so that the other draws stay the same
+        from . import decam
+        pointing = decam.pointing_for(ra, dec, ccdnum, *target_xy)
+        header = decam.ccd_tan_header(*pointing, ccdnum)
+        rotation = math.nan
     sky_sigma = float(rng.uniform(*config.sky_sigma_range))
     shape = (config.stamp_size, config.stamp_size)
     mask, defects = _defects(rng, shape, sky_sigma)
@@ -566,7 +641,7 @@ def _exposure(config: SimulationConfig, rng: np.random.Generator, expnum: int, r
         psf_kind=psf_kind, psf_g1=g1, psf_g2=g2, rotation_deg=rotation, sky_sigma=sky_sigma,
         sky_offset=float(rng.uniform(-0.1, 0.1) * sky_sigma), target_xy=target_xy,
         stamp_origin=des_stamp_origin(*target_xy, shape), n_masked=int((mask != 0).sum()),
-        is_detection=is_detection)
+        is_detection=is_detection, pointing=pointing)
     return SimulatedExposure(truth=truth, wcs=galsim.GSFitsWCS(header=header),
                              wcs_header=header, psf_profile=_psf(psf_kind, fwhm, g1, g2),
                              shape=shape, mask=mask, defects=defects)

@@ -6,7 +6,13 @@ are arcsec in galsim's gnomonic projection about a reference point.
 
 DES Piff files carry either a ``galsim.RaDecFunction`` (no inverse: we invert it with a
 Newton iteration on ``toWorld`` and the local Jacobian) or, in the original files, a pickled
-pixmappy ``GalSimWCS`` whose own ``toPix(ra, dec, c=color)`` is used when present.
+pixmappy ``GalSimWCS`` (a galsim ``CelestialWCS`` with its own colour-dependent inverse).
+
+Colour: DES astrometric solutions depend on the source's g-i colour (differential chromatic
+refraction, lateral colour).  Every function here takes ``color`` (g-i, magnitudes) and hands
+it to galsim's ``color=`` argument, which colour-aware WCSs (pixmappy) use and all others
+ignore.  ``color=None`` means the WCS's own default colour (0 in the pickled DES files; a
+pixmappy map with colour terms and no default colour refuses to convert without one).
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import numpy as np
 _NEWTON_TOL_PX = 1e-9
 _NEWTON_MAX_ITER = 50
 _JACOBIAN_REFRESH_PX = 2.0
+_ROUNDOFF_PX = 1e-7
 
 
 def tangent_offsets(ra_deg, dec_deg, ref_ra_deg: float, ref_dec_deg: float):
@@ -36,61 +43,72 @@ def sky_from_tangent(u_arcsec, v_arcsec, ref_ra_deg: float, ref_dec_deg: float):
     return np.degrees(ra) % 360.0, np.degrees(dec)
 
 
-def pixel_to_sky(wcs: galsim.BaseWCS, x, y):
-    """Sky (ra, dec) in degrees of 1-indexed CCD positions (arrays allowed)."""
+def pixel_to_sky(wcs: galsim.BaseWCS, x, y, color: float | None = None):
+    """Sky (ra, dec) in degrees of 1-indexed CCD positions (arrays allowed), for a source
+    of g-i colour ``color``."""
     x = np.asarray(x, float)
     y = np.asarray(y, float)
-    ra, dec = wcs.xyToradec(x, y, units="deg")
+    ra, dec = wcs.xyToradec(x, y, units="deg", color=color)
     return np.asarray(ra) % 360.0, np.asarray(dec)
 
 
 def sky_to_pixel(wcs: galsim.BaseWCS, ra, dec, color: float | None = None,
                  guess: tuple[float, float] | None = None):
-    """1-indexed CCD (x, y) of sky positions (degrees); arrays allowed.
+    """1-indexed CCD (x, y) of sky positions (degrees) of a source of g-i colour ``color``;
+    arrays allowed.
 
-    Uses the WCS's own inverse where it has one (pixmappy's ``toPix`` with the colour,
-    galsim's ``radecToxy``); otherwise Newton iterations on the forward map, started from
-    ``guess`` (default: the image centre of a DECam CCD) and vectorised over positions.
-    Converges to 1e-9 px.
+    Newton iterations on the forward map, vectorised over positions, converged to 1e-9 px,
+    started from the WCS's own inverse of the first position where it has one (galsim's
+    ``radecToxy``) or else from ``guess`` (default: the image centre of a DECam CCD).
+    Why not the WCS's inverse for all: pixmappy's (``toPix``) solves one position at a time
+    with a generic root finder (slow for a grid of sources) and stops at its map tolerance
+    (up to 5e-4 px seen on DES files); this way the result is the exact inverse of the
+    forward map that places the sources, for every kind of WCS.
     """
     ra = np.asarray(ra, float)
     dec = np.asarray(dec, float)
-    if hasattr(wcs, "toPix"):   # pixmappy GalSimWCS: colour-dependent native inverse
-        x, y = wcs.toPix(ra, dec, c=color if color is not None else 0.61)
-        return np.asarray(x, float), np.asarray(y, float)
+    if ra.size == 0 or dec.size == 0:
+        empty = np.zeros(np.broadcast(ra, dec).shape)
+        return empty, empty.copy()
     try:
-        x, y = wcs.radecToxy(ra, dec, units="deg")
-        return np.asarray(x, float), np.asarray(y, float)
+        first = wcs.radecToxy(float(ra.flat[0]), float(dec.flat[0]), units="deg",
+                              color=color)
+        start = (float(np.asarray(first[0]).flat[0]), float(np.asarray(first[1]).flat[0]))
     except (NotImplementedError, galsim.GalSimError):
-        pass
-    return _newton_inverse(wcs, ra, dec, guess or (1024.5, 2048.5))
+        start = guess or (1024.5, 2048.5)
+    return _newton_inverse(wcs, ra, dec, start, color)
 
 
-def _newton_inverse(wcs, ra, dec, guess):
+def _newton_inverse(wcs, ra, dec, start, color=None):
+    """Quasi-Newton iterations for all positions from one starting point ``start``."""
     shape = np.broadcast(ra, dec).shape
     ra, dec = np.broadcast_arrays(ra, dec)
     ra, dec = ra.ravel(), dec.ravel()
-    x = np.full(ra.shape, float(guess[0]))
-    y = np.full(ra.shape, float(guess[1]))
+    x = np.full(ra.shape, float(start[0]))
+    y = np.full(ra.shape, float(start[1]))
     # Quasi-Newton for all points with the Jacobian at the first point, refreshed only
     # after a step longer than _JACOBIAN_REFRESH_PX: over a few pixels the Jacobian of a
     # DECam WCS changes by ~1e-5 of itself, so each step then gains ~5 digits, and a
     # forward evaluation (~1 ms for DES's RaDecFunction) is all an iteration costs.
     inv_jac = None
+    last_step = np.inf
     for it in range(_NEWTON_MAX_ITER):
         if inv_jac is None:
             jac_pos = galsim.PositionD(float(x[0]), float(y[0]))
-            inv_jac = np.linalg.inv(wcs.jacobian(jac_pos).getMatrix())
-        ra_now, dec_now = pixel_to_sky(wcs, x, y)
+            inv_jac = np.linalg.inv(wcs.jacobian(jac_pos, color=color).getMatrix())
+        ra_now, dec_now = pixel_to_sky(wcs, x, y, color)
         du, dv = _residual_offsets(ra, dec, ra_now, dec_now)
         dx, dy = inv_jac @ np.vstack([du, dv])
         x += dx
         y += dy
         step = max(np.max(np.abs(dx)), np.max(np.abs(dy)))
-        if step < _NEWTON_TOL_PX:
+        # Also done when the steps stop shrinking at the round-off of float64 degrees
+        # (~1e-9 px at RA ~ 360).
+        if step < _NEWTON_TOL_PX or (step < _ROUNDOFF_PX and step >= last_step):
             return x.reshape(shape), y.reshape(shape)
         if step > _JACOBIAN_REFRESH_PX:
             inv_jac = None
+        last_step = step
     raise galsim.GalSimError(f"sky_to_pixel did not converge (last step {step:.2g} px)")
 
 
@@ -119,13 +137,16 @@ def separation_and_position_angle(ra1: float, dec1: float, ra2: float, dec2: flo
     return separation, float(angle) % 360.0
 
 
-def local_pixel_scale(wcs: galsim.BaseWCS, x: float, y: float) -> float:
+def local_pixel_scale(wcs: galsim.BaseWCS, x: float, y: float,
+                      color: float | None = None) -> float:
     """Linear pixel scale (arcsec per pixel, sqrt of |det J|) at CCD position (x, y)."""
-    return float(np.sqrt(abs(wcs.jacobian(galsim.PositionD(x, y)).pixelArea())))
+    jac = wcs.jacobian(galsim.PositionD(x, y), color=color)
+    return float(np.sqrt(abs(jac.pixelArea())))
 
 
-def local_jacobians(wcs: galsim.BaseWCS, x, y) -> np.ndarray:
-    """Local Jacobians d(u, v)/d(x, y) in arcsec/pixel at CCD positions (K,) -> (K, 2, 2).
+def local_jacobians(wcs: galsim.BaseWCS, x, y, color: float | None = None) -> np.ndarray:
+    """Local Jacobians d(u, v)/d(x, y) in arcsec/pixel at CCD positions (K,) -> (K, 2, 2)
+    for a source of g-i colour ``color``.
 
     Vectorised twin of galsim's ``CelestialWCS.local`` (central differences with 1-pixel
     steps, u = -dRA cos(dec) west, v = dDec north), so it reproduces the Jacobians galsim
@@ -134,14 +155,14 @@ def local_jacobians(wcs: galsim.BaseWCS, x, y) -> np.ndarray:
     x = np.atleast_1d(np.asarray(x, float))
     y = np.atleast_1d(np.asarray(y, float))
     if wcs.isUniform():
-        return np.broadcast_to(wcs.jacobian().getMatrix(), (x.size, 2, 2)).copy()
+        return np.broadcast_to(wcs.jacobian(color=color).getMatrix(), (x.size, 2, 2)).copy()
     if not wcs.isCelestial():
-        return np.array([wcs.jacobian(galsim.PositionD(a, b)).getMatrix()
+        return np.array([wcs.jacobian(galsim.PositionD(a, b), color=color).getMatrix()
                          for a, b in zip(x, y)])
     xs = np.concatenate([x + 1, x - 1, x, x])
     ys = np.concatenate([y, y, y + 1, y - 1])
-    ra, dec = wcs.xyToradec(xs, ys, units="radians")
-    _, dec0 = wcs.xyToradec(x, y, units="radians")
+    ra, dec = wcs.xyToradec(xs, ys, units="radians", color=color)
+    _, dec0 = wcs.xyToradec(x, y, units="radians", color=color)
     ra = ra.reshape(4, -1)
     dec = dec.reshape(4, -1)
     dra = lambda a, b: (a - b + np.pi) % (2 * np.pi) - np.pi   # noqa: E731

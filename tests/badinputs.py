@@ -140,6 +140,8 @@ def pixmappy_piff(directory: Path, real_piff: Path) -> Path:
     """
     import piff
     folder = make_fake_pixmappy(directory)
+    # A real pixmappy imported earlier in the session is set aside while the fake is used.
+    real = {m: sys.modules.pop(m) for m in list(sys.modules) if m.split(".")[0] == "pixmappy"}
     sys.path.insert(0, str(folder))
     try:
         import pixmappy
@@ -150,6 +152,7 @@ def pixmappy_piff(directory: Path, real_piff: Path) -> Path:
     finally:
         sys.path.remove(str(folder))
         sys.modules.pop("pixmappy", None)
+        sys.modules.update(real)
     return path
 
 

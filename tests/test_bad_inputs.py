@@ -379,6 +379,9 @@ def _(tmp, sample, mp):
 def _(tmp, sample, mp):
     path, psf = with_psf(tmp, sample, lambda e: pixmappy_piff(tmp, Path(e["psf"])))
     mp.setattr(sys, "meta_path", [BlockImports("pixmappy")] + sys.meta_path)
+    # a real pixmappy imported earlier in the session would be found in sys.modules
+    for name in [m for m in sys.modules if m.split(".")[0] == "pixmappy"]:
+        mp.delitem(sys.modules, name)
     return manifest_input(path, MissingDependencyError, str(psf), "pixmappy",
                           "not installed")
 
@@ -449,6 +452,196 @@ def _(tmp, sample, mp):
                           cli=("--step", "0.01"))
 
 
+# Issue 13: values that are well-formed but not plausible ------------------------------------
+
+@entry("manifest-zeropoint-absurd")
+def _(tmp, sample, mp):
+    """A zeropoint of 1e300 used to print numpy overflow warnings and then blame the grid."""
+    path = edited_manifest(tmp, sample, lambda d: d["exposures"][1].update(zeropoint=1e300))
+    return manifest_input(path, ManifestError, str(path), "'exposures[1].zeropoint'",
+                          "[10, 50]", "1e+300")
+
+
+@entry("manifest-zeropoint-nan")
+def _(tmp, sample, mp):
+    path = edited_manifest(tmp, sample, lambda d: d["exposures"][0].update(zeropoint=math.nan))
+    return manifest_input(path, ManifestError, str(path), "'exposures[0].zeropoint'",
+                          "finite number")
+
+
+@entry("manifest-color-gi-infinite")
+def _(tmp, sample, mp):
+    path = edited_manifest(tmp, sample, lambda d: d.update(color_gi=math.inf))
+    return manifest_input(path, ManifestError, str(path), "'color_gi' must be a finite number")
+
+
+@entry("manifest-gain-nan")
+def _(tmp, sample, mp):
+    path = edited_manifest(tmp, sample, lambda d: d["exposures"][0].update(gain=math.nan))
+    return manifest_input(path, ManifestError, str(path),
+                          "'exposures[0].gain' must be a finite number")
+
+
+@entry("manifest-gain-negative")
+def _(tmp, sample, mp):
+    path = edited_manifest(tmp, sample, lambda d: d["exposures"][0].update(gain=-4.0))
+    return manifest_input(path, ManifestError, str(path), "'exposures[0].gain' must be positive")
+
+
+@entry("manifest-target-xy-infinite")
+def _(tmp, sample, mp):
+    path = edited_manifest(tmp, sample,
+                           lambda d: d["exposures"][1].update(target_xy=[math.inf, 2.0]))
+    return manifest_input(path, ManifestError, str(path), "'exposures[1].target_xy'")
+
+
+@entry("manifest-dec-out-of-range")
+def _(tmp, sample, mp):
+    path = edited_manifest(tmp, sample, lambda d: d.update(dec=-93.4))
+    return manifest_input(path, ManifestError, str(path), "'dec' must be in [-90, 90]")
+
+
+@entry("manifest-ra-out-of-range")
+def _(tmp, sample, mp):
+    path = edited_manifest(tmp, sample, lambda d: d.update(ra=385.6))
+    return manifest_input(path, ManifestError, str(path), "'ra' must be in [0, 360]")
+
+
+@entry("stamp-origin-far-off-the-ccd")
+def _(tmp, sample, mp):
+    """Used to blame the PSF file's WCS (its inverse started from the stamp's far-off
+    centre); the message names the stamp_origin and where the target really is."""
+    doc = small_doc(sample)
+    entry_ = detection_entry(doc)
+    entry_["stamp_origin"] = [100000, -50000]
+    path = write_doc(tmp, doc)
+    return manifest_input(path, ManifestError, str(path), f"exposure {entry_['expnum']}",
+                          "stamp_origin [100000, -50000]", "must contain")
+
+
+@entry("stamp-origin-off-by-a-stamp")
+def _(tmp, sample, mp):
+    doc = small_doc(sample)
+    entry_ = other_entry(doc)
+    x0, y0 = entry_["stamp_origin"]
+    entry_["stamp_origin"] = [x0 + 200, y0]
+    path = write_doc(tmp, doc)
+    return manifest_input(path, ManifestError, str(path), f"exposure {entry_['expnum']}",
+                          f"stamp_origin [{x0 + 200}, {y0}]", "must contain")
+
+
+@entry("stamp-sci-1e38-everywhere")
+def _(tmp, sample, mp):
+    """Used to give flux 0.0 and chi2 4.9e47 with exit 0."""
+    path, stamp, _ = with_stamp(
+        tmp, sample, lambda e: broken_stamp(tmp, {}, e, SCI=np.full((30, 30), 1e38, np.float32)))
+    return manifest_input(path, StampError, str(stamp), "values not plausible")
+
+
+@entry("stamp-wgt-1e300")
+def _(tmp, sample, mp):
+    """Used to print numpy overflow warnings and call the target 'degenerate'."""
+    path, stamp, _ = with_stamp(
+        tmp, sample, lambda e: broken_stamp(tmp, {}, e, WGT=np.full((30, 30), 1e300)),
+        detection=False)
+    return manifest_input(path, StampError, str(stamp), "values not plausible")
+
+
+@entry("stamp-wgt-1e8-times-too-large")
+def _(tmp, sample, mp):
+    """Pixel values that pass the per-pixel check but give chi2/dof ~ 1e8: refused by
+    the fit's plausibility check, naming the detection stamp."""
+    def make(e):
+        wgt = stamp_arrays(Path(e["stamp"]))["WGT"].astype(np.float64) * 1e8
+        return broken_stamp(tmp, {}, e, WGT=wgt)
+    path, stamp, _ = with_stamp(tmp, sample, make)
+    return manifest_input(path, FitError, str(stamp), "implausible fit", "chi2/dof")
+
+
+def zeropoint_table_input(tmp: Path, sample: Path, edit: Callable[[Table], Table],
+                          suffix: str, *fragments: str) -> BadInput:
+    table = Table.read(sample / "zeropoints.ecsv", format="ascii.ecsv")
+    zeropoints = tmp / f"zeropoints{suffix}"
+    edit(table).write(zeropoints)
+    m = sample_manifest(sample)
+
+    def library():
+        return manifest_from_folder(
+            sample / m.name / "stamps", sample / "psfs", zeropoints, name=m.name, ra=m.ra,
+            dec=m.dec, band=m.band, expnum=m.detection_expnum, ccdnum=m.detection_ccdnum)
+    return BadInput(library, folder_args(sample, zeropoints), ZeropointError,
+                    (str(zeropoints), *fragments))
+
+
+def _blank_zeropoint(table: Table) -> Table:
+    table = Table(table, masked=True)
+    table["zeropoint"].mask[0] = True
+    return table
+
+
+@entry("zeropoint-table-blank-cell-csv")
+def _(tmp, sample, mp):
+    """A blank zeropoint cell used to end in a MaskError traceback."""
+    expnum = Table.read(sample / "zeropoints.ecsv")["expnum"][0]
+    return zeropoint_table_input(tmp, sample, _blank_zeropoint, ".csv", "row 1",
+                                 f"exposure {expnum}", "blank cell")
+
+
+@entry("zeropoint-table-blank-cell-ecsv")
+def _(tmp, sample, mp):
+    return zeropoint_table_input(tmp, sample, _blank_zeropoint, ".ecsv", "row 1", "blank cell")
+
+
+@entry("zeropoint-table-nan")
+def _(tmp, sample, mp):
+    def edit(table):
+        table["zeropoint"][2] = np.nan
+        return table
+    return zeropoint_table_input(tmp, sample, edit, ".ecsv", "row 3", "must be finite")
+
+
+@entry("zeropoint-table-absurd-value")
+def _(tmp, sample, mp):
+    def edit(table):
+        table["zeropoint"][1] = 1e300
+        return table
+    return zeropoint_table_input(tmp, sample, edit, ".ecsv", "row 2", "[10, 50]")
+
+
+@entry("zeropoint-table-text-expnum")
+def _(tmp, sample, mp):
+    def edit(table):
+        table["expnum"] = table["expnum"].astype(str)
+        table["expnum"][0] = "first"
+        return table
+    return zeropoint_table_input(tmp, sample, edit, ".csv", "row 1", "'expnum'", "'first'")
+
+
+@entry("zeropoint-table-fractional-ccdnum")
+def _(tmp, sample, mp):
+    """Killed a surviving mutant of the integer check (issue 13 mutation check)."""
+    def edit(table):
+        table["ccdnum"] = table["ccdnum"].astype(float)
+        table["ccdnum"][3] += 0.5
+        return table
+    return zeropoint_table_input(tmp, sample, edit, ".ecsv", "row 4", "'ccdnum'",
+                                 "must be an integer")
+
+
+@entry("zeropoint-table-conflicting-duplicate")
+def _(tmp, sample, mp):
+    """Two rows for one exposure with different zeropoints: the last row used to win."""
+    det = sample_manifest(sample).detection_exposure
+    def edit(table):
+        row = list(table[(table["expnum"] == det.expnum) & (table["ccdnum"] == det.ccdnum)][0])
+        table.add_row(row)
+        table["zeropoint"][-1] += 0.01
+        return table
+    n = len(Table.read(sample / "zeropoints.ecsv"))
+    return zeropoint_table_input(tmp, sample, edit, ".ecsv", f"row {n + 1}",
+                                 f"exposure {det.expnum}", "conflicts with row")
+
+
 # -- the catalogue checks --------------------------------------------------------------
 
 @pytest.fixture
@@ -499,9 +692,16 @@ def test_grid_too_large_is_refused_fast(des_sample):
 
 # -- a couple through a real process -----------------------------------------------------
 
+# ``smp`` in a child where pixmappy cannot be imported even if installed (./dev setup
+# installs the vendored one): the fake pixmappy Piff file must meet the missing import.
+_SMP_WITHOUT_PIXMAPPY = ("import sys; sys.modules['pixmappy'] = None; "
+                         "from smp_model.cli import main; sys.exit(main(sys.argv[1:]))")
+
+
 def run_smp(*args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    return subprocess.run([sys.executable, "-m", "smp_model.cli", "fit", *args, "--quiet"],
+    return subprocess.run([sys.executable, "-c", _SMP_WITHOUT_PIXMAPPY, "fit", *args,
+                           "--quiet"],
                           capture_output=True, text=True, timeout=120, env=env,
                           cwd=Path(__file__).resolve().parent.parent)
 
@@ -523,14 +723,19 @@ def test_pixmappy_piff_loads_when_pixmappy_is_importable(tmp_path, des_sample, m
     real = Path(sample_manifest(des_sample).detection_exposure.psf)
     path = pixmappy_piff(tmp_path, real)
     monkeypatch.setattr(sys, "meta_path", [BlockImports("pixmappy")] + sys.meta_path)
+    for name in [m for m in sys.modules if m.split(".")[0] == "pixmappy"]:
+        monkeypatch.delitem(sys.modules, name)   # a real pixmappy imported earlier
     with pytest.raises(MissingDependencyError, match="pixmappy") as info:
         load_psf(path)
     assert str(path) in info.value.one_line()
     monkeypatch.setattr(sys, "meta_path", sys.meta_path[1:])
     monkeypatch.syspath_prepend(str(tmp_path / "fake_modules"))
     monkeypatch.delitem(sys.modules, "pixmappy", raising=False)
-    psf = load_psf(path)
-    assert type(psf.wcs).__module__ == "pixmappy"
+    try:
+        psf = load_psf(path)
+        assert type(psf.wcs).__module__ == "pixmappy"
+    finally:   # the fake must not stay importable for later tests
+        sys.modules.pop("pixmappy", None)
 
 
 @pytest.mark.skipif(is_root(), reason="running as root: chmod 000 does not stop root "
@@ -808,3 +1013,234 @@ def test_cli_refuses_to_overwrite_outputs(des_sample, tmp_path, capsys):
     assert main(["fit", str(manifest), "--quiet", "--table", str(table),
                  "--overwrite"]) == 0
     assert Table.read(table)["flux"][0] > 0
+
+
+# -- issue 13: option values ---------------------------------------------------------------
+
+BAD_OPTIONS = {   # smp fit options, each wrong in one way, and what the one line says
+    "--shot-noise-iterations=-5": "--shot-noise-iterations: expected an integer >= 0",
+    "--step=inf": "--step: expected a finite number in (0, 60]",
+    "--step=nan": "--step: expected a finite number in (0, 60]",
+    "--step=1e6": "--step: expected a finite number in (0, 60]",
+    "--step=0": "--step: expected a finite number in (0, 60]",
+    "--grid=0": "--grid: expected an integer >= 1",
+    "--grid=2.5": "--grid: expected an integer >= 1",
+    "--offset=nan,0": "--offset: expected finite numbers",
+    "--binary=inf,0,0,1": "--binary: expected finite numbers",
+    "--gain=-1": "--gain: expected a finite number > 0",
+    "--gain=nan": "--gain: expected a finite number > 0",
+    "--color-gi=inf": "--color-gi: expected a finite number",
+    "--ra=400": "--ra: expected a finite number in [0, 360]",
+    "--dec=-91": "--dec: expected a finite number in [-90, 90]",
+}
+
+
+@pytest.mark.parametrize("option", list(BAD_OPTIONS))
+def test_bad_option_value_is_one_line(option, tmp_path, capsys):
+    """Refused while parsing (before any file is read): exit 2, one line naming the option
+    (``--shot-noise-iterations=-5`` and ``--step inf`` used to end in tracebacks)."""
+    code = main(["fit", str(tmp_path / "never-read.toml"), option, "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("smp: error: smp fit: argument ")
+    assert BAD_OPTIONS[option] in lines[0]
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("option, message", [
+    ("--workers=0", "--workers: expected an integer >= 1"),
+    ("--binary-search-if=nan", "--binary-search-if: expected a finite number"),
+    ("--shot-noise-iterations=-1", "--shot-noise-iterations: expected an integer >= 0"),
+    ("--step=-0.35", "--step: expected a finite number in (0, 60]"),
+])
+def test_bad_batch_option_value_is_one_line(option, message, tmp_path, capsys):
+    code = main(["batch", str(tmp_path / "list.ecsv"), "--out", str(tmp_path / "o.ecsv"),
+                 option])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1 and message in err
+    assert listing(tmp_path) == []
+
+
+def test_library_refuses_the_same_values():
+    """The engine's own checks, for callers that do not go through the CLI."""
+    for step in (math.inf, math.nan, 0.0, 1e6):
+        with pytest.raises(ValueError, match="grid step"):
+            FitSettings(grid_step_arcsec=step)
+    for grid in (0, 2.5, True):
+        with pytest.raises(ValueError, match="grid size"):
+            FitSettings(grid_size=grid)
+
+
+def test_negative_shot_noise_iterations_library(small_phot):
+    with pytest.raises(ValueError, match="iterations must be >= 0"):
+        small_phot.with_shot_noise(small_phot.fit_single(), gain=4.0, iterations=-5)
+
+
+@pytest.fixture(scope="module")
+def small_phot(des_sample):
+    return DetectionPhotometry(small_manifest(des_sample))
+
+
+# -- issue 13: allowed but suspicious manifests give one warning line each ------------------
+
+def suspicious(doc: dict, what: str) -> None:
+    if what == "stamp-used-twice":
+        other_entry(doc)["stamp"] = detection_entry(doc)["stamp"]
+    elif what == "band-mismatch":
+        other_entry(doc)["band"] = "g"
+    elif what == "absurd-colour":
+        doc["color_gi"] = 1e6
+
+
+WARNINGS = {"stamp-used-twice": "is used by exposures",
+            "band-mismatch": "not in the detection's band 'Y'",
+            "absurd-colour": "color_gi = 1e+06 is outside [-1, 4]"}
+
+
+@pytest.mark.parametrize("what", list(WARNINGS))
+def test_suspicious_manifest_warns_once_and_fits(what, tmp_path, des_sample, capsys):
+    doc = small_doc(des_sample)
+    suspicious(doc, what)
+    path = write_doc(tmp_path, doc)
+    code = main(["fit", str(path), "--quiet", "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("smp: warning: "), err
+    assert str(path) in lines[0] and WARNINGS[what] in lines[0]
+    assert math.isfinite(json.loads(out)["flux"])
+
+
+def test_sample_manifests_give_no_warning(des_sample):
+    from smp_model.exposures import manifest_warnings
+    for name in ("eris", "2014vv39", "2014lq28"):
+        assert manifest_warnings(sample_manifest(des_sample, name)) == []
+
+
+def test_identical_duplicate_zeropoint_rows_are_fine(tmp_path, des_sample):
+    from smp_model.folder import read_zeropoints
+    table = Table.read(des_sample / "zeropoints.ecsv")
+    doubled = Table(table)
+    doubled.add_row(list(table[0]))
+    doubled.write(tmp_path / "zp.ecsv")
+    assert read_zeropoints(tmp_path / "zp.ecsv") == read_zeropoints(des_sample / "zeropoints.ecsv")
+
+
+# -- issue 13: no numpy warning text reaches the user ----------------------------------------
+
+def test_numpy_warnings_are_not_printed(capsys):
+    from smp_model.cli import _warning_to_stderr
+    with np.errstate(all="warn"), pytest.warns(RuntimeWarning) as record:
+        np.array([1e300]) * 1e300
+    _warning_to_stderr(record[0].message, RuntimeWarning, "x.py", 1)
+    _warning_to_stderr(UserWarning("a real one"), UserWarning, "x.py", 1)
+    assert capsys.readouterr().err == "smp: warning: a real one\n"
+
+
+# -- issue 13: the memory a fit needs is known before any PSF is read ---------------------------
+
+N_HUGE = 3000
+
+
+def huge_manifest(sample: Path, tmp: Path) -> Path:
+    """3000 exposures: the real detection exposure and 2999 whose stamp and PSF files do
+    not exist (the refusal must come before any of them is opened)."""
+    doc = manifest_doc(sample, n_exposures=1)
+    det = doc["exposures"][0]
+    fake = [dict(det, expnum=1_000_000 + n, stamp=str(tmp / f"stamp_{n}.fits"),
+                 psf=str(tmp / f"psf_{n}.fits")) for n in range(N_HUGE - 1)]
+    doc["exposures"] = [det] + fake
+    return write_doc(tmp, doc)
+
+
+def test_memory_estimate_from_the_manifest(des_sample, tmp_path):
+    from smp_model.limits import estimate_fit_memory, fit_memory_bytes
+    manifest = DetectionManifest.read(huge_manifest(des_sample, tmp_path))
+    settings = FitSettings()
+    n_par = 20 * 20 + N_HUGE
+    assert fit_memory_bytes(N_HUGE, 900, settings) == 8 * (2 * N_HUGE * 900 * n_par
+                                                           + 3 * n_par ** 2)
+    assert estimate_fit_memory(manifest, settings) == fit_memory_bytes(N_HUGE, 900, settings)
+    # the same number as the scene's own check on a real detection
+    small = small_manifest(des_sample)
+    assert estimate_fit_memory(small, settings) == fit_memory_bytes(N_EXPOSURES, 900, settings)
+
+
+def test_huge_manifest_refused_fast_in_the_library(des_sample, tmp_path, monkeypatch):
+    import smp_model.exposures
+    manifest = huge_manifest(des_sample, tmp_path)
+    monkeypatch.setattr(smp_model.exposures, "load_psf",
+                        lambda *a: pytest.fail("a PSF file was read"))
+    with pytest.raises(ResourceLimitError, match=f"{N_HUGE} exposures") as info:
+        DetectionPhotometry(manifest)
+    assert str(manifest) in info.value.one_line() and "GiB" in info.value.one_line()
+
+
+def test_huge_manifest_refused_by_the_cli_in_seconds(des_sample, tmp_path):
+    """Issue 13 finding 4: a 3000-exposure manifest used to be refused after 85-102 s and
+    7.4-8.5 GB; now in a fresh process under 10 s and 1 GB peak (imports included)."""
+    import resource
+    manifest = huge_manifest(des_sample, tmp_path)
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    t0 = time.perf_counter()
+    result = run_smp(str(manifest))
+    seconds = time.perf_counter() - t0
+    peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "needs about" in lines[0] and f"{N_HUGE} exposures" in lines[0]
+    assert seconds < 10.0
+    assert max(peak_kib, before) < 1024 ** 2   # ru_maxrss is in KiB on Linux
+    assert peak_kib < 1024 ** 2
+
+
+def test_folder_form_refused_before_reading_psfs(des_sample, monkeypatch):
+    import smp_model.folder
+    monkeypatch.setattr(smp_model.folder, "load_psf",
+                        lambda *a: pytest.fail("a PSF file was read"))
+    m = sample_manifest(des_sample)
+    with pytest.raises(ResourceLimitError, match="2000x2000"):
+        manifest_from_folder(des_sample / m.name / "stamps", des_sample / "psfs",
+                             des_sample / "zeropoints.ecsv", name=m.name, ra=m.ra,
+                             dec=m.dec, band=m.band, expnum=m.detection_expnum,
+                             ccdnum=m.detection_ccdnum, settings=FitSettings(grid_size=2000))
+
+
+# -- issue 13: quiet on a closed pipe; errors name the file the user asked for ------------------
+
+def test_closed_stdout_is_quiet(des_sample, tmp_path):
+    """``smp fit --json | head -0``: the reader is gone before the result is printed.
+    Exit 141 (as if killed by SIGPIPE), nothing on stderr."""
+    manifest = write_doc(tmp_path, small_doc(des_sample))
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.Popen([sys.executable, "-m", "smp_model.cli", "fit", str(manifest),
+                             "--json", "--quiet"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env,
+                            cwd=Path(__file__).resolve().parent.parent)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) in (0, 141)
+    assert err == ""
+
+
+def test_failed_write_names_the_requested_file(tmp_path):
+    """A writer whose temporary file vanished used to report the temporary name."""
+    from smp_model.io_utils import atomic_write
+    target = tmp_path / "flux.ecsv"
+    with pytest.raises(OSError) as info:
+        atomic_write(target, lambda tmp: tmp.unlink())
+    assert str(target) in str(info.value) and ".flux." not in str(info.value)
+    assert listing(tmp_path) == []
+
+
+def test_readme_states_the_trust_boundaries(repo_root):
+    """Finding 8 (non-GUI part): the README's trust section covers every input that can
+    run code and the unauthenticated Dask scheduler, with the TLS settings to use."""
+    readme = (repo_root / "README.md").read_text()
+    section = readme[readme.index("## Trust boundaries"):]
+    section = section[:section.index("\n## ", 1)]
+    for words in ("PSF files run code", "Manifests", "GUI sessions", "Batch lists",
+                  "--tls-ca-file", "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION",
+                  "tls://"):
+        assert words in section, words

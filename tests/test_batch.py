@@ -179,7 +179,8 @@ def test_unreadable_rows_fail_without_a_cluster(tmp_path, capsys):
     failures = Table.read(BatchPaths(out).failures)
     assert failures["error_type"][0] == "ManifestError"
     assert str(tmp_path / "missing.toml") in failures["message"][0]
-    assert not out.exists()   # no result to write
+    # Written even without a result (0 rows), so it never outlives an earlier run.
+    assert len(Table.read(out)) == 0
 
 
 def test_read_batch_list_mixed_rows(tmp_path):
@@ -315,7 +316,9 @@ def test_batch_bad_gain_exits_2(tmp_path, capsys):
     Table({"manifest": ["missing.toml"]}).write(listing)
     assert main(["batch", str(listing), "--out", str(tmp_path / "o.ecsv"),
                  "--gain", "0"]) == 2
-    assert "gain must be a positive number" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--gain: expected a finite number > 0, got '0'" in err
+    assert len(err.strip().splitlines()) == 1
 
 
 def test_killed_batch_keeps_finished_results(des_sample, tmp_path, reference_fluxes):
@@ -360,3 +363,225 @@ def test_killed_batch_keeps_finished_results(des_sample, tmp_path, reference_flu
 def results(work: Path) -> list[Path]:
     """Finished per-detection results (not the hidden temporaries being written)."""
     return sorted(p for p in work.glob("*_*_*.ecsv") if not p.name.startswith("."))
+
+
+# -- issue 13: a batch never overwrites or loses ------------------------------------------
+
+def small_sample_manifest(des_sample, directory, name="eris", n_exposures=2):
+    """A sample detection cut to ``n_exposures`` exposures (fast), written in
+    ``directory`` with absolute paths."""
+    manifest = DetectionManifest.read(des_sample / name / "detection.toml")
+    det = manifest.detection_exposure
+    others = [e for e in manifest.exposures if e is not det][:n_exposures - 1]
+    return manifest.with_exposures((det, *others)).write(Path(directory) / "detection.toml")
+
+
+def test_list_named_like_the_failures_file_is_never_replaced(tmp_path, capsys):
+    """Finding 1: ``fluxes.failures.ecsv`` as the list with ``--out fluxes.ecsv`` used to
+    be replaced by the failures table; now refused up front, even with --force."""
+    listing = tmp_path / "fluxes.failures.ecsv"
+    Table({"manifest": ["missing.toml"]}).write(listing)
+    before = listing.read_bytes()
+    for extra in ([], ["--force"]):
+        code = main(["batch", str(listing), "--out", str(tmp_path / "fluxes.ecsv"), *extra])
+        err = capsys.readouterr().err
+        assert code == 2, err
+        assert len(err.strip().splitlines()) == 1
+        assert str(listing) in err and "batch list itself" in err
+        assert listing.read_bytes() == before
+        assert sorted(p.name for p in tmp_path.iterdir()) == [listing.name]
+
+
+def test_foreign_failures_file_is_never_replaced(tmp_path, capsys):
+    listing = tmp_path / "list.ecsv"
+    Table({"manifest": ["missing.toml"]}).write(listing)
+    out = tmp_path / "fluxes.ecsv"
+    foreign = BatchPaths(out).failures
+    foreign.write_text("someone's notes\n")
+    code = main(["batch", str(listing), "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2 and str(foreign) in err and "not overwritten" in err
+    assert foreign.read_text() == "someone's notes\n"
+    assert not BatchPaths(out).work_dir.exists() and not out.exists()
+
+
+def test_list_given_as_out_is_refused(tmp_path, capsys):
+    listing = tmp_path / "list.ecsv"
+    Table({"manifest": ["missing.toml"]}).write(listing)
+    before = listing.read_bytes()
+    assert main(["batch", str(listing), "--out", str(listing), "--force"]) == 2
+    assert "batch list itself" in capsys.readouterr().err
+    assert listing.read_bytes() == before
+
+
+def test_rerun_rewrites_both_outputs(des_sample, tmp_path, cluster, capsys):
+    """Finding 2: a re-run in which every detection fails used to leave --out with the old
+    successful row of a detection that the failures file now lists."""
+    manifest = small_sample_manifest(des_sample, tmp_path / "eris")
+    listing = tmp_path / "list.ecsv"
+    Table({"manifest": [str(manifest)]}).write(listing)
+    out = tmp_path / "fluxes.ecsv"
+    scheduler = ["--scheduler", cluster.scheduler_address, "--quiet"]
+    assert main(["batch", str(listing), "--out", str(out), *scheduler]) == 0
+    assert list(QTable.read(out)["key"]) == [KEYS["eris"]]
+
+    # The detection's stamp goes missing; --force refits it, and it fails.
+    broken = DetectionManifest.read(manifest)
+    exposures = tuple(dataclasses.replace(e, stamp=tmp_path / "gone.fits")
+                      if e is broken.detection_exposure else e for e in broken.exposures)
+    broken.with_exposures(exposures).write(manifest, overwrite=True)
+    assert main(["batch", str(listing), "--out", str(out), "--force", *scheduler]) == 1
+    capsys.readouterr()
+    failures = Table.read(BatchPaths(out).failures)
+    assert list(failures["key"]) == [KEYS["eris"]]
+    table = QTable.read(out)
+    assert len(table) == 0 and table.meta["n_failed"] == 1
+    assert not BatchPaths(out).work_file(KEYS["eris"]).exists()
+
+
+def test_colliding_keys_are_all_kept(des_sample, tmp_path, cluster, capsys):
+    """Finding 3: two rows whose names sanitise to one key (``eris x``, ``eris_x``, other
+    RA) used to give one result and lose the other; now each row is in the table or the
+    failures, under its own key; an exactly repeated row is a failure naming the row."""
+    rel = os.path.relpath(des_sample, tmp_path)
+    row = {"stamps": f"{rel}/eris/stamps", "psfs": f"{rel}/psfs",
+           "zeropoints": f"{rel}/zeropoints.ecsv", "band": "Y", "expnum": 234928,
+           "ccdnum": 20, "dec": -3.41797168}
+    listing = tmp_path / "list.csv"
+    Table([{**row, "name": "eris x", "ra": 25.62472153},
+           {**row, "name": "eris_x", "ra": 25.63},
+           {**row, "name": "eris x", "ra": 25.62472153}]).write(listing)
+    items = read_batch_list(listing)
+    assert {i.key for i in items} == {"eris_x_234928_20"}
+
+    from smp_model.batch import distinct_keys
+    keys = [i.key for i in distinct_keys(items)]
+    assert len(set(keys)) == 3
+    assert keys[0].startswith("eris_x_234928_20-") and keys[1].startswith("eris_x_234928_20-")
+    assert keys[0] != keys[1]
+    assert distinct_keys(items)[2].error[0] == "DuplicateRow"
+    assert "repeats row 1" in distinct_keys(items)[2].error[1]
+    # keys follow what a row says, not where it is: stable when the list is reordered
+    assert [i.key for i in distinct_keys(list(reversed(items)))][:2] == keys[:2]
+
+    out = tmp_path / "fluxes.ecsv"
+    code = main(["batch", str(listing), "--out", str(out), "--quiet",
+                 "--scheduler", cluster.scheduler_address])
+    assert code == 1, capsys.readouterr().err
+    failures = Table.read(BatchPaths(out).failures)
+    # no stamp is named "eris x_<expnum>.fits": rows 1 and 2 fail on the worker, row 3
+    # repeats row 1; every row is accounted for.
+    assert sorted(failures["row"]) == [1, 2, 3]
+    assert len(set(failures["key"])) == 3
+    assert len(QTable.read(out)) == 0
+
+
+def test_no_work_directory_when_the_cluster_is_unreachable(tmp_path, des_sample):
+    """Finding 9: an unreachable --scheduler used to leave an empty .work folder."""
+    from smp_model.batch import run_batch
+
+    def unreachable():
+        raise OSError("Timed out trying to connect to tcp://10.255.255.1:8786")
+
+    listing = tmp_path / "list.ecsv"
+    Table({"manifest": [str(des_sample / "eris" / "detection.toml")]}).write(listing)
+    out = tmp_path / "fluxes.ecsv"
+    with pytest.raises(OSError, match="Timed out"):
+        run_batch(read_batch_list(listing), out, client_factory=unreachable,
+                  list_path=listing)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["list.ecsv"]
+
+
+def test_too_large_detection_is_a_recorded_failure_on_the_worker(des_sample, tmp_path):
+    """Finding 4 on a worker: refused from the manifest (no PSF read) and recorded."""
+    from smp_model.batch import BatchOptions, fit_detection
+    manifest = DetectionManifest.read(des_sample / "eris" / "detection.toml")
+    # The other exposures' PSF files do not exist: refused before any of them is opened.
+    manifest = manifest.with_exposures(tuple(
+        e if e is manifest.detection_exposure
+        else dataclasses.replace(e, psf=tmp_path / f"no_psf_{e.expnum}.fits")
+        for e in manifest.exposures))
+    item = BatchItem(1, "eris", "eris", manifest=manifest)
+    settings = dataclasses.replace(FitSettings(), memory_limit_bytes=10 * 1024 ** 2)
+    t0 = time.perf_counter()
+    result = fit_detection(item, BatchOptions(settings))
+    assert time.perf_counter() - t0 < 2.0
+    assert result["ok"] is False and result["error_type"] == "ResourceLimitError"
+    assert "needs about" in result["message"]
+
+
+def test_list_reading_psf_files_elsewhere_says_so(des_sample, tmp_path, capsys):
+    """Finding 8 (batch part): a list that makes the batch read PSF files (code) from
+    outside its own folder says so in one warning line, before any work."""
+    from smp_model.batch import psf_sources_outside
+    listing = tmp_path / "list.ecsv"
+    Table({"manifest": [str(des_sample / n / "detection.toml") for n in SAMPLE]}).write(listing)
+    items = read_batch_list(listing)
+    outside = psf_sources_outside(items, tmp_path)
+    assert len(outside) == sum(len(i.manifest.exposures) for i in items)
+    assert all(des_sample / "psfs" in p.parents for p in outside)
+    assert psf_sources_outside(items, des_sample) == []
+
+    out = tmp_path / "fluxes.ecsv"
+    out.write_text("precious")   # refused after the warning: nothing is fitted
+    assert main(["batch", str(listing), "--out", str(out)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("smp: warning: ") and str(des_sample / "psfs") in lines[0]
+    assert f"{len(outside)} PSF file(s)" in lines[0] and "runs code" in lines[0]
+    assert lines[1].startswith("smp: error: ")
+
+
+def test_manifest_psf_files_outside(des_sample):
+    manifest = DetectionManifest.read(des_sample / "eris" / "detection.toml")
+    assert manifest.psf_files_outside(des_sample / "eris") == [e.psf for e in manifest.exposures]
+    assert manifest.psf_files_outside(des_sample) == []
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"expnum": 234928.5}, "'expnum' must be an integer"),
+    ({"ra": math.inf}, "'ra' must be in [0, 360]"),
+    ({"dec": 91.0}, "'dec' must be in [-90, 90]"),
+    ({"color_gi": math.inf}, "'color_gi' must be a finite number"),
+    ({"origin_rule": "middle"}, "'origin_rule' must be des or piff"),
+])
+def test_bad_folder_row_values_fail_that_row(change, message, tmp_path):
+    listing = tmp_path / "list.ecsv"
+    row = {"stamps": "s", "psfs": "p", "zeropoints": "z.ecsv", "name": "x", "ra": 1.0,
+           "dec": 2.0, "band": "r", "expnum": 5.0, "ccdnum": 7, "color_gi": 0.6,
+           "origin_rule": "des"}
+    Table([row, {**row, **change}]).write(listing)
+    good, bad = read_batch_list(listing)
+    assert good.error is None
+    assert bad.error[0] == "ManifestError"
+    assert f"{listing}: row 2: {message}" in bad.error[1]
+
+
+def test_too_large_folder_row_is_refused_before_reading_psfs(des_sample, monkeypatch):
+    """The folder form on a worker: refused from the stamps found (kills a surviving
+    mutant that dropped the settings from the worker's folder call)."""
+    import smp_model.folder
+    from smp_model.batch import BatchOptions, fit_detection
+
+    def no_psf(*args):
+        raise RuntimeError("a PSF file was read")
+    monkeypatch.setattr(smp_model.folder, "load_psf", no_psf)
+    folder = {"stamps": des_sample / "eris" / "stamps", "psfs": des_sample / "psfs",
+              "zeropoints": des_sample / "zeropoints.ecsv", "name": "eris",
+              "ra": 25.62472153, "dec": -3.41797168, "band": "Y", "expnum": 234928,
+              "ccdnum": 20}
+    item = BatchItem(1, "eris_234928_20", "eris", folder=folder)
+    settings = dataclasses.replace(FitSettings(), memory_limit_bytes=10 * 1024 ** 2)
+    result = fit_detection(item, BatchOptions(settings))
+    assert result["ok"] is False and result["error_type"] == "ResourceLimitError", result
+    assert str(des_sample / "eris" / "stamps") in result["message"]
+
+
+def test_numpy_warnings_are_not_recorded():
+    from smp_model.batch import _warning_lines
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with np.errstate(all="warn"):
+            np.array([1e300]) * 1e300
+        warnings.warn("exposure 1 (CCD 2) dropped: no usable pixel")
+    assert _warning_lines(caught) == ["exposure 1 (CCD 2) dropped: no usable pixel"]

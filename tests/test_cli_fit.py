@@ -49,8 +49,9 @@ def synthetic(tmp_path_factory):
 # -- JSON on the real sample --------------------------------------------------------------
 
 def test_json_single_on_eris(capsys, des_sample):
+    # The reference flux was computed with Piff's own draws ("model" normalisation).
     code, out, err = run(capsys, "fit", des_sample / "eris" / "detection.toml", "--json",
-                         "--quiet")
+                         "--quiet", "--psf-normalization", "model")
     assert code == 0
     doc = json.loads(out)          # stdout holds exactly one JSON object
     assert SINGLE_KEYS <= doc.keys()
@@ -130,7 +131,8 @@ def test_folder_form_writes_a_reproducible_manifest(capsys, des_sample, tmp_path
     folder = ["fit", "--stamps", des_sample / "eris" / "stamps", "--psfs", des_sample / "psfs",
               "--zeropoints", des_sample / "zeropoints.ecsv", "--name", "eris",
               "--ra", repr(shipped.ra), "--dec", repr(shipped.dec), "--band", "Y",
-              "--expnum", "234928", "--ccdnum", "20", "--json", "--quiet"]
+              "--expnum", "234928", "--ccdnum", "20", "--json", "--quiet",
+              "--psf-normalization", "model"]   # as the reference flux
     code, out, err = run(capsys, *folder, "--write-manifest", written)
     assert code == 0
     doc = json.loads(out)
@@ -139,7 +141,8 @@ def test_folder_form_writes_a_reproducible_manifest(capsys, des_sample, tmp_path
     assert {e.expnum: (e.stamp_origin, e.zeropoint, e.stamp, e.psf) for e in again.exposures} \
         == {e.expnum: (e.stamp_origin, e.zeropoint, e.stamp, e.psf) for e in shipped.exposures}
     # The written manifest reproduces the run.
-    code, out2, err = run(capsys, "fit", written, "--json", "--quiet")
+    code, out2, err = run(capsys, "fit", written, "--json", "--quiet",
+                          "--psf-normalization", "model")
     assert code == 0 and json.loads(out2)["flux"] == pytest.approx(doc["flux"], rel=1e-12)
     # And is not overwritten silently.
     code, out, err = run(capsys, *folder, "--write-manifest", written)

@@ -31,7 +31,12 @@ SMALL_GRID = dict(grid_size=6, grid_step_arcsec=0.5)
 
 
 def settings(convention="exact", **kw):
-    return FitSettings(convention=convention, **{**SMALL_GRID, **kw})
+    # The model's own stamps in both conventions: these tests compare pixel placement with
+    # the analytic truth and legacy with exact.  The exact default (psf-weighted) rescales
+    # this undersampled Gaussian (sigma 0.9 px, FWHM 0.56" on DECam) by up to 2.6e-4
+    # (tests/test_psf_normalization.py; README "PSF phase").
+    return FitSettings(convention=convention,
+                       **{**SMALL_GRID, "psf_normalization": "model", **kw})
 
 
 # -- a source on a given CCD pixel lands on the expected stamp pixel -----------------------

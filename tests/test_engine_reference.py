@@ -33,8 +33,11 @@ def photometry(des_sample):
     def get(name, convention):
         key = (name, convention)
         if key not in _cache:
-            _cache[key] = DetectionPhotometry(des_sample / name / "detection.toml",
-                                              FitSettings(convention=convention))
+            # The reference numbers (SMP_METHOD.md §6) were computed with Piff's own draws:
+            # the "model" normalisation (psf-weighted's shift is tested below).
+            _cache[key] = DetectionPhotometry(
+                des_sample / name / "detection.toml",
+                FitSettings(convention=convention, psf_normalization="model"))
         return _cache[key]
     yield get
     _cache.clear()
@@ -64,6 +67,23 @@ def test_exact_matches_reference_table(photometry, name):
     assert fit.chi2 == pytest.approx(chi2, abs=1.0)
     assert fit.dof == dof
     assert fit.chi2_per_exposure.sum() == pytest.approx(fit.chi2, rel=1e-12)
+
+
+# m(psf-weighted) - m(model normalisation), mmag, of the exact convention at offset (0, 0)
+# (README, "PSF phase").
+PSF_WEIGHTED_SHIFT_MMAG = {"eris": -2.48, "2014vv39": -3.64, "2014lq28": -1.34}
+
+
+@pytest.mark.parametrize("name", sorted(PSF_WEIGHTED_SHIFT_MMAG))
+def test_psf_weighted_normalisation_moves_fluxes_by_the_documented_amount(
+        des_sample, photometry, name):
+    weighted = DetectionPhotometry(des_sample / name / "detection.toml",
+                                   FitSettings(psf_normalization="psf-weighted"))
+    new, old = weighted.fit_single(), photometry(name, "exact").fit_single()
+    shift = -2500 * math.log10(new.flux / old.flux)
+    assert shift == pytest.approx(PSF_WEIGHTED_SHIFT_MMAG[name], abs=0.3)
+    assert abs(new.flux - old.flux) < 0.1 * old.flux_err
+    assert new.flux_err == pytest.approx(old.flux_err, rel=0.01)
 
 
 def test_exact_convention_fits_vv39_better_than_legacy(photometry):

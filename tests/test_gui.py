@@ -528,6 +528,12 @@ def _psf_needs_pixmappy(window, tmp_path, des_sample, monkeypatch):
     psf = pixmappy_piff(tmp_path, Path(entry["psf"]))
     entry["psf"] = str(psf)
     monkeypatch.setattr(sys, "meta_path", [BlockImports("pixmappy")] + sys.meta_path)
+    for name in [m for m in sys.modules if m.split(".")[0] == "pixmappy"]:
+        monkeypatch.delitem(sys.modules, name)
+    # Build in this process, where the import is blocked: the build server's children
+    # would import a real pixmappy installed in the environment (./dev installs one).
+    from smp_gui import controller
+    monkeypatch.setattr(controller, "BUILD_IN_CHILD_PROCESS", False)
     _open_broken(window, tmp_path, doc)
     return [str(psf), "pixmappy", "not installed"]
 

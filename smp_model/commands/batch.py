@@ -9,8 +9,9 @@ import logging
 import math
 import sys
 import time
+import warnings
 
-from ..cli import add_model_arguments, settings_from_args
+from ..cli import add_model_arguments, add_shot_noise_arguments, number, settings_from_args
 
 
 def register(sub) -> None:
@@ -29,13 +30,13 @@ def register(sub) -> None:
                    help="merged flux table (.ecsv, .fits, .csv), one row per source per "
                         "detection")
     c = p.add_argument_group("cluster")
-    c.add_argument("--workers", type=int, metavar="N",
+    c.add_argument("--workers", type=number(1, integer=True), metavar="N",
                    help="worker processes of the local cluster (default: one per CPU core)")
     c.add_argument("--scheduler", metavar="ADDRESS",
                    help="use an existing Dask scheduler (tcp://host:8786) instead of a "
                         "local cluster")
     m = add_model_arguments(p)
-    m.add_argument("--binary-search-if", type=float, metavar="DCHI2",
+    m.add_argument("--binary-search-if", type=number(), metavar="DCHI2",
                    help="also search for a binary (from the default offset and 1 px "
                         "further) and keep it when delta chi2 > DCHI2")
     m.add_argument("--optimize-position", action="store_true",
@@ -45,11 +46,8 @@ def register(sub) -> None:
                    help="also refit with the source's Poisson variance (columns flux_sn, "
                         "flux_err_sn, ...; gain from each manifest's detection exposure, "
                         "or --gain; a detection without a gain fails)")
-    m.add_argument("--gain", type=float, metavar="E_PER_UNIT",
-                   help="detection-stamp gain for every detection, electrons per SCI unit "
-                        "(implies --shot-noise)")
-    m.add_argument("--shot-noise-iterations", type=int, default=1, metavar="N",
-                   help="refits for the shot-noise term (1 = published; 0 = to convergence)")
+    add_shot_noise_arguments(m, "detection-stamp gain for every detection, electrons per "
+                                "SCI unit (implies --shot-noise)")
     o = p.add_argument_group("output")
     o.add_argument("--force", action="store_true",
                    help="recompute every detection and replace --out")
@@ -72,12 +70,30 @@ def run(args) -> int:
                            shot_noise=args.shot_noise or args.gain is not None,
                            gain=args.gain, shot_noise_iterations=args.shot_noise_iterations)
     items = read_batch_list(args.list)
+    _say_what_runs_code(items, args.list)
     progress = BatchProgress(quiet=args.quiet)
     report = run_batch(items, args.out, options, force=args.force, list_path=args.list,
                        client_factory=lambda: open_client(args.scheduler, args.workers),
                        on_start=progress.start, on_outcome=progress.update)
     progress.finish(report)
     return 1 if report.failed else 0
+
+
+def _say_what_runs_code(items, list_path) -> None:
+    """One warning line when the list makes the batch read PSF files (which run code
+    stored in them) from outside the list's own folder."""
+    from pathlib import Path
+
+    from ..batch import psf_sources_outside
+    outside = psf_sources_outside(items, Path(list_path).absolute().parent)
+    if outside:
+        folders = sorted({str(p if p.suffix == "" else p.parent) for p in outside})
+        shown = ", ".join(folders[:3]) + (f" and {len(folders) - 3} more" if len(folders) > 3
+                                          else "")
+        warnings.warn(f"{list_path} makes the batch read {len(outside)} PSF file(s)/folder(s) "
+                      f"outside its folder, in {shown}; reading a PSF file runs code stored "
+                      "in it: use only lists and data you trust (README: Trust boundaries)",
+                      stacklevel=2)
 
 
 def _quiet_dask_logging() -> None:
@@ -176,8 +192,7 @@ class BatchProgress:
             self._drawn = False
         paths = report.paths
         if not self.quiet:
-            rows = (f"wrote {paths.out} ({report.n_rows} rows)" if report.n_rows
-                    else f"no results; {paths.out} not written")
+            rows = f"wrote {paths.out} ({report.n_rows} rows)"
             print(f"smp: batch finished in {time.perf_counter() - report.started:.1f} s: "
                   f"{report.computed} fitted, {report.skipped} skipped, "
                   f"{len(report.failed)} failed; {rows}", file=self.stream, flush=True)

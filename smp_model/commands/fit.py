@@ -5,7 +5,8 @@ import json
 import sys
 import time
 
-from ..cli import Progress, add_model_arguments, float_list, settings_from_args
+from ..cli import (Progress, add_model_arguments, add_shot_noise_arguments, float_list, number,
+                   settings_from_args)
 from ..errors import PSF_FILES_RUN_CODE, ManifestError
 
 
@@ -23,12 +24,12 @@ def register(sub) -> None:
     src.add_argument("--psfs", help="PSF directory (<expnum>/<expnum>_<ccdnum>_piff.fits)")
     src.add_argument("--zeropoints", help="zeropoint table (ECSV/CSV/FITS)")
     src.add_argument("--name")
-    src.add_argument("--ra", type=float, help="detection RA, ICRS degrees")
-    src.add_argument("--dec", type=float, help="detection Dec, ICRS degrees")
+    src.add_argument("--ra", type=number(0, 360), help="detection RA, ICRS degrees")
+    src.add_argument("--dec", type=number(-90, 90), help="detection Dec, ICRS degrees")
     src.add_argument("--band")
     src.add_argument("--expnum", type=int, help="detection exposure")
     src.add_argument("--ccdnum", type=int, help="detection CCD")
-    src.add_argument("--color-gi", type=float, default=0.61, help="g-i for the WCS (0.61)")
+    src.add_argument("--color-gi", type=number(), default=0.61, help="g-i for the WCS (0.61)")
     src.add_argument("--origin-rule", choices=("des", "piff"), default="des",
                      help="stamp-origin rule for the folder form (default: des, ceil(x)-14)")
     src.add_argument("--write-manifest", metavar="PATH",
@@ -43,10 +44,8 @@ def register(sub) -> None:
     m.add_argument("--shot-noise", action="store_true",
                    help="also refit with the source's Poisson variance (gain from the "
                         "manifest's detection exposure, or --gain)")
-    m.add_argument("--gain", type=float, metavar="E_PER_UNIT",
-                   help="detection-stamp gain, electrons per SCI unit (implies --shot-noise)")
-    m.add_argument("--shot-noise-iterations", type=int, default=1, metavar="N",
-                   help="refits for the shot-noise term (1 = published; 0 = to convergence)")
+    add_shot_noise_arguments(m, "detection-stamp gain, electrons per SCI unit (implies "
+                                "--shot-noise)")
     o = p.add_argument_group("output")
     o.add_argument("--table", metavar="PATH", help="flux table (.ecsv, .fits, .csv)")
     o.add_argument("--fits", metavar="PATH",
@@ -83,7 +82,8 @@ def load_manifest(args):
     manifest = manifest_from_folder(args.stamps, args.psfs, args.zeropoints, name=args.name,
                                     ra=args.ra, dec=args.dec, band=args.band,
                                     expnum=args.expnum, ccdnum=args.ccdnum,
-                                    color_gi=args.color_gi, origin_rule=args.origin_rule)
+                                    color_gi=args.color_gi, origin_rule=args.origin_rule,
+                                    settings=settings_from_args(args))
     if args.write_manifest:
         path = manifest.write(args.write_manifest, overwrite=args.overwrite)
         print(f"smp: wrote manifest {path}", file=sys.stderr)
@@ -136,7 +136,7 @@ def write_outputs(fit, args) -> None:
     if args.regions:
         write_regions(fit, args.regions, overwrite=args.overwrite)
     if args.figure:
-        from ..figures import save_figure   # matplotlib only when a figure is asked for
+        from ..figures import save_figure   # matplotlib (the [plot] extra) only for figures
         save_figure(fit, args.figure, exposures=args.figure_exposures,
                     overwrite=args.overwrite)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from ..cli import number
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -13,23 +15,27 @@ def register(sub) -> None:
                     "OUTDIR/detection.toml with stamps, PSFs, zeropoints and truth.json. "
                     "Fluxes are counts on zeropoint 30. Prints the manifest path.")
     p.add_argument("outdir", help="output folder (must be empty or new unless --overwrite)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    p.add_argument("--exposures", type=int, default=6, metavar="N",
+    p.add_argument("--seed", type=number(0, integer=True), default=0, help="random seed (0)")
+    p.add_argument("--exposures", type=number(1, integer=True), default=6, metavar="N",
                    help="number of exposures, the detection among them (6)")
     p.add_argument("--binary", action="store_true", help="a binary target")
-    p.add_argument("--separation", type=float, default=2.8, metavar="PX",
+    p.add_argument("--separation", type=number(0), default=2.8, metavar="PX",
                    help="binary separation, detection-exposure pixels (2.8)")
-    p.add_argument("--flux", type=float, default=2000.0, metavar="F",
+    p.add_argument("--flux", type=number(), default=2000.0, metavar="F",
                    help="target (binary: primary) flux, zeropoint 30 (2000)")
-    p.add_argument("--flux-ratio", type=float, default=0.7, metavar="R",
+    p.add_argument("--flux-ratio", type=number(0), default=0.7, metavar="R",
                    help="binary secondary/primary flux ratio (0.7)")
     p.add_argument("--galaxy", action=argparse.BooleanOptionalAction, default=True,
                    help="a Sersic galaxy beside the target (default: yes)")
-    p.add_argument("--stars", type=int, default=2, metavar="N", help="field stars (2)")
-    p.add_argument("--stamp-size", type=int, default=30, metavar="PX", help="stamp size (30)")
+    p.add_argument("--stars", type=number(0, integer=True), default=2, metavar="N", help="field stars (2)")
+    p.add_argument("--stamp-size", type=number(8, 1000, integer=True), default=30, metavar="PX", help="stamp size (30)")
     p.add_argument("--name", help="detection name (default sim<seed>)")
-    p.add_argument("--gain", type=float, metavar="E_PER_UNIT",
+    p.add_argument("--gain", type=number(0, low_open=True), metavar="E_PER_UNIT",
                    help="add source Poisson noise with this gain (electrons per SCI unit)")
+    p.add_argument("--ccd-images", action="store_true",
+                   help="also write full CCD images (images/*.fits.fz, DECam-layout WCS) and "
+                   "a survey exposure table (exposures.ecsv) with decoy pointings, for "
+                   "smp discover and smp cutout")
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty OUTDIR, replacing files of the same names")
     p.set_defaults(func=run)
@@ -41,6 +47,7 @@ def run(args) -> int:
         args.outdir, overwrite=args.overwrite, seed=args.seed, n_exposures=args.exposures,
         binary=args.binary, separation_px=args.separation, flux=args.flux,
         flux_ratio=args.flux_ratio, galaxy=args.galaxy, n_stars=args.stars,
-        stamp_size=args.stamp_size, name=args.name, shot_noise_gain=args.gain)
+        stamp_size=args.stamp_size, name=args.name, shot_noise_gain=args.gain,
+        ccd_images=args.ccd_images)
     print(truth.manifest_path)
     return 0

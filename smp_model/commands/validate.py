@@ -6,7 +6,7 @@ import json
 import math
 import sys
 
-from ..cli import Progress
+from ..cli import Progress, number
 
 
 def register(sub) -> None:
@@ -16,16 +16,16 @@ def register(sub) -> None:
                     "5-200, isolated and on a galaxy), optionally binaries (--binary) and "
                     "real DES stamps (--real SAMPLE), fit them with the full scene model "
                     "and report flux bias (in sigma), pull scatter and 1-sigma coverage.")
-    p.add_argument("--n", type=int, default=200, metavar="N",
+    p.add_argument("--n", type=number(1, integer=True), default=200, metavar="N",
                    help="injections per experiment (200)")
     p.add_argument("--binary", action="store_true",
                    help="also binary injections (a quarter of them pairs closer than 2 px)")
     p.add_argument("--real", metavar="PATH",
                    help="DES sample folder (with */detection.toml) for real-data injections")
-    p.add_argument("--delta-chi2", type=int, metavar="N", dest="n_delta_chi2",
+    p.add_argument("--delta-chi2", type=number(0, integer=True), metavar="N", dest="n_delta_chi2",
                    help="single injections also fitted as binaries for the delta-chi2 "
                         "distribution (default: all)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
+    p.add_argument("--seed", type=number(0, integer=True), default=0, help="random seed (0)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("--plot", metavar="PATH", help="pull histograms and recovered-vs-true "
                                                   "plots (.png, .pdf, .svg)")
