@@ -502,7 +502,7 @@ class MainWindow(QMainWindow):
             self.show_error("Cannot open detection", exc, context=str(path))
             return False
         if measurement is None:
-            settings = settings or self.fit_controls.settings()
+            settings = settings or self.settings
             mode = mode or self.mode
             current = self.model.measurement
             measurement = Measurement.defaults(settings, mode, gain=current.gain,
@@ -706,7 +706,12 @@ class MainWindow(QMainWindow):
                         base.offsets.shifted(k, u1 - u0, v1 - v0))
 
     def _on_settings_changed(self):
-        new = self.fit_controls.settings()
+        # The controls set what they show; the rest (oversampling, PSF normalisation:
+        # from a session) is kept.
+        shown = self.fit_controls.settings()
+        new = dataclasses.replace(self.settings, grid_size=shown.grid_size,
+                                  grid_step_arcsec=shown.grid_step_arcsec,
+                                  fit_sky=shown.fit_sky, convention=shown.convention)
         if new == self.settings:
             return
         self._begin_transition()

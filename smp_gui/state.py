@@ -25,7 +25,7 @@ from smp_model.scene import FitSettings
 
 SESSION_FORMAT = "smp-session/1"
 SETTINGS_KEYS = {"grid_size": int, "grid_step_arcsec": float, "fit_sky": bool,
-                 "convention": str, "oversampling": int}
+                 "convention": str, "oversampling": int, "psf_normalization": str}
 # A session is a few hundred bytes; anything far larger is not one.
 MAX_SESSION_BYTES = 1 << 20
 # Offsets further than this from the target's position are not a user's (px).
