@@ -172,7 +172,7 @@ class MainWindow(QMainWindow):
                                         Qt.DockWidgetArea.RightDockWidgetArea)
         self.results_dock = self._dock("Flux table", self.results_table,
                                        Qt.DockWidgetArea.RightDockWidgetArea)
-        self.resizeDocks([self.browser_dock, self.controls_dock], [400, 365],
+        self.resizeDocks([self.browser_dock, self.controls_dock], [372, 420],
                          Qt.Orientation.Horizontal)
         self.resizeDocks([self.controls_dock, self.results_dock], [330, 520],
                          Qt.Orientation.Vertical)
