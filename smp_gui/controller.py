@@ -33,6 +33,7 @@ from PyQt6.QtCore import QObject, QThread, pyqtSignal
 
 from smp_model.chi2map import Chi2Map, chi2_map
 from smp_model.diagnostics import diagnostic_columns
+from smp_model.display import exposure_overlays
 from smp_model.fit import DetectionPhotometry, SceneFit
 from smp_model.panels import ExposurePanels, five_panels
 from smp_model.record import FLAG_BITS, FitRecord, fit_record
@@ -252,6 +253,7 @@ class FitResult:
     dropped: tuple[str, ...] = ()
     elapsed_s: float = 0.0     # request to result, including a cold build
     fit_s: float = 0.0         # the engine's fit alone (`measure`)
+    overlays: tuple | None = None   # (exposure, `Overlays` or None) of the panels' exposure
 
     @property
     def request_id(self) -> int:
@@ -298,6 +300,7 @@ class _Worker(QThread):
         self.jobs_done = {FIT: 0, MAP: 0}   # jobs computed to the end (not cancelled)
         self._photometry: DetectionPhotometry | None = None
         self._photometry_key = None
+        self._overlay_key, self._overlay_value = None, None
 
     # -- called from the GUI thread ----------------------------------------------------
 
@@ -419,7 +422,21 @@ class _Worker(QThread):
             index = fit.scene.detection_index
         return FitResult(request, fit, summarize(fit), five_panels(fit, index),
                          diagnostic_columns(fit), tuple(photometry.dropped),
-                         time.perf_counter() - t0, fit_s)
+                         time.perf_counter() - t0, fit_s,
+                         self._overlays(fit.scene.exposures[index], fit))
+
+    def _overlays(self, exposure, fit):
+        """The sky overlays of the shown exposure (WCS inverses: ~13 ms on DES data, so
+        here rather than on the GUI thread, and once per exposure and settings)."""
+        key = (id(exposure), fit.settings)
+        if self._overlay_key != key:
+            try:
+                value = exposure_overlays(exposure, fit.manifest.ra, fit.manifest.dec,
+                                          fit.settings)
+            except Exception:   # noqa: BLE001 - a WCS that cannot invert: no overlay
+                value = None
+            self._overlay_key, self._overlay_value = key, (exposure, value)
+        return self._overlay_value
 
 
 class FitController(QObject):

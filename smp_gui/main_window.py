@@ -805,9 +805,14 @@ class MainWindow(QMainWindow):
         self._place_markers()
 
     def _overlays(self, exposure, settings):
-        """Regions, compass and scale of an exposure (cached: a drag refits often)."""
+        """Regions, compass and scale of an exposure (cached: a drag refits often; the
+        worker computes them with the fit for the exposure it prepared panels of)."""
         from smp_model.display import exposure_overlays
         key = (id(exposure), settings)
+        ready = self.result.overlays if self.result is not None else None
+        if self._overlay_cache.get("key") != key and ready is not None \
+                and ready[0] is exposure:
+            self._overlay_cache = {"key": key, "value": ready[1], "exposure": exposure}
         if self._overlay_cache.get("key") != key:
             try:
                 value = exposure_overlays(exposure, self.manifest.ra, self.manifest.dec,
