@@ -267,15 +267,9 @@ class BatchOptions:
     shot_noise_iterations: int = 1
 
     def __post_init__(self):
-        if self.gain is not None:
-            if not (isinstance(self.gain, (int, float)) and math.isfinite(self.gain)
-                    and self.gain > 0):
-                raise ValueError(f"gain must be a positive number, got {self.gain!r}")
-            object.__setattr__(self, "gain", float(self.gain))
-            object.__setattr__(self, "shot_noise", True)
-        if self.shot_noise_iterations < 0:
-            raise ValueError("shot-noise iterations must be >= 0 (0: to convergence), "
-                             f"got {self.shot_noise_iterations}")
+        request = self.request   # checks the values, once, where every fit request is
+        object.__setattr__(self, "gain", request.gain)
+        object.__setattr__(self, "shot_noise", request.shot_noise)
 
     @property
     def request(self) -> FitRequest:
@@ -315,9 +309,7 @@ def fit_detection(item: BatchItem, options: BatchOptions) -> dict:
             manifest = item.manifest or manifest_from_folder(**item.folder,
                                                              settings=options.settings)
             phot = DetectionPhotometry(manifest, options.settings)
-            fit = measure(phot, options.request)
-            delta = fit.binary_search_delta_chi2
-            table = fit_table(fit)
+            table = fit_table(measure(phot, options.request))   # binary_delta_chi2 included
         # One bad detection must not end a batch of thousands: every error, including an
         # unexpected one, is reported with its type and recorded as a failure.
         except Exception as exc:   # noqa: BLE001
@@ -330,8 +322,6 @@ def fit_detection(item: BatchItem, options: BatchOptions) -> dict:
     used, dropped = table.meta["exposures_used"], table.meta["exposures_dropped"]
     table["n_exposures"] = len(used)
     table["n_dropped"] = len(dropped)
-    if options.binary_search_if is not None:
-        table["binary_delta_chi2"] = delta
     table.meta["batch"] = {"key": item.key, "input": item.input, "row": item.row,
                            **options.as_meta(), "warnings": _warning_lines(caught)}
     return {"key": item.key, "ok": True, "table": table,

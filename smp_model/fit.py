@@ -679,20 +679,12 @@ def binary_seeds(scene: SceneModel, single: np.ndarray, n_seeds: int = N_SEEDS
     The best anchored pair always comes first: it keeps the single source where it was and
     adds a free-flux secondary, so it fits at least as well as one source.
     """
-    def grid(step, radius, half_plane):
-        axis = np.arange(-radius, radius + step / 2, step)
-        d = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
-        d = d[(np.hypot(*d.T) <= radius + 1e-9) & (np.hypot(*d.T) > 0)]
-        if half_plane:   # (p - d/2, p + d/2) is (p + d/2, p - d/2) swapped
-            d = d[(d[:, 1] > 0) | ((d[:, 1] == 0) & (d[:, 0] > 0))]
-        return d
-
-    pairs = ([np.array([single, single + d]) for d in grid(ANCHORED_STEP, ANCHORED_RADIUS,
-                                                           False)]
-             + [np.array([single - d / 2, single + d / 2])
-                for d in grid(SPLIT_STEP, SPLIT_RADIUS, True)])
+    anchored = _separation_grid(ANCHORED_STEP, ANCHORED_RADIUS)
+    split = _separation_grid(SPLIT_STEP, SPLIT_RADIUS, half_plane=True)
+    pairs = ([np.array([single, single + d]) for d in anchored]
+             + [np.array([single - d / 2, single + d / 2]) for d in split])
     chi2 = np.array([_chi2_or_inf(scene, pair) for pair in pairs])
-    n_anchored = len(pairs) - len(grid(SPLIT_STEP, SPLIT_RADIUS, True))
+    n_anchored = len(anchored)
     first = int(np.argmin(chi2[:n_anchored]))
     seeds = [pairs[first]]
     for k in np.argsort(chi2):
@@ -701,6 +693,19 @@ def binary_seeds(scene: SceneModel, single: np.ndarray, n_seeds: int = N_SEEDS
         if all(_pair_distance(pairs[k], s) > 1.0 for s in seeds):
             seeds.append(pairs[k])
     return seeds, len(pairs)
+
+
+def _separation_grid(step: float, radius: float, half_plane: bool = False) -> np.ndarray:
+    """Separation vectors (k, 2) px on a square grid of ``step`` within ``radius``, zero
+    left out; ``half_plane`` keeps one of each +-d (a symmetric split about a point is the
+    same pair for d and -d)."""
+    axis = np.arange(-radius, radius + step / 2, step)
+    d = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
+    length = np.hypot(*d.T)
+    d = d[(length <= radius + 1e-9) & (length > 0)]
+    if half_plane:
+        d = d[(d[:, 1] > 0) | ((d[:, 1] == 0) & (d[:, 0] > 0))]
+    return d
 
 
 def _pair_distance(a: np.ndarray, b: np.ndarray) -> float:

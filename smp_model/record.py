@@ -236,7 +236,7 @@ def _mag_text(row: dict, pm: str = "+-") -> str:
 
 
 def source_text(row: dict) -> str:
-    text = (f"flux {row['flux']:.2f} +- {row['flux_err']:.2f} (ZP 30)")
+    text = f"flux {row['flux']:.2f} +- {row['flux_err']:.2f} (ZP 30)"
     if math.isfinite(row["flux_err_total"]):
         text += f" [+- {row['flux_err_total']:.2f} with positions]"
     text += f", {_mag_text(row)}, offset ({row['dx']:+.3f}, {row['dy']:+.3f}) px"

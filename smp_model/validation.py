@@ -495,11 +495,18 @@ def validation_figure(report: ValidationReport):
                 color="0.7", edgecolor="0.3")
         ax.plot(grid, np.exp(-grid ** 2 / 2) / math.sqrt(2 * math.pi), "k-", lw=1,
                 label="N(0, 1)")
-        marginal = np.array([r.pull_with_positions for r in records])
-        if np.isfinite(marginal).any():
-            ax.hist(np.clip(marginal[np.isfinite(marginal)], -5, 5),
-                    bins=np.linspace(-5, 5, 41), density=True, histtype="step", color="C0",
-                    label="errors incl. positions")
+        if records[0].kind in ("binary", "close_binary"):
+            # what users are told to quote: resolved components with flux_err_total,
+            # the pair's total flux for every pair
+            for label, values, color in (
+                    ("resolved, flux_err_total",
+                     [r.pull_with_positions for r in records if not r.unresolved], "C0"),
+                    ("pair total flux", [r.total_flux_pull for r in records[::2]], "C1")):
+                values = np.asarray(values, float)
+                values = values[np.isfinite(values)]
+                if values.size:
+                    ax.hist(np.clip(values, -5, 5), bins=np.linspace(-5, 5, 41), density=True,
+                            histtype="step", color=color, label=label)
         ax.set_title(f"{title}\nn={stats.n} bias={stats.bias_sigma:+.2f}σ "
                      f"std={stats.pull_std:.2f} cov={100 * stats.coverage_1sigma:.0f}%",
                      fontsize=9)
@@ -508,8 +515,15 @@ def validation_figure(report: ValidationReport):
         ax = axes[1, col]
         true = np.array([r.true_flux for r in records])
         flux = np.array([r.flux for r in records])
-        ax.errorbar(true, flux, yerr=[r.flux_err for r in records], fmt=".", ms=3, lw=0.5,
-                    color="k")
+        unresolved = np.array([r.unresolved for r in records])
+        for keep, color in ((~unresolved, "k"), (unresolved, "0.65")):
+            if keep.any():
+                ax.errorbar(true[keep], flux[keep],
+                            yerr=np.array([r.flux_err for r in records])[keep], fmt=".", ms=3,
+                            lw=0.5, color=color,
+                            label="unresolved (quote the total)" if color != "k" else None)
+        if unresolved.any():
+            ax.legend(fontsize=8)
         shown = np.concatenate([true, flux[flux > 0]])
         lo, hi = shown.min() * 0.7, shown.max() * 1.4
         ax.plot([lo, hi], [lo, hi], "r-", lw=1)

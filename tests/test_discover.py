@@ -24,7 +24,7 @@ RNG_SEED = 11
 def brute_force(ra: float, dec: float, ra0: float, dec0: float) -> list[tuple[int, float, float]]:
     """Every CCD of a pointing whose footprint holds (ra, dec), by an independent path: one
     astropy TAN WCS per CCD built from the raw layout table (no engine geometry code)."""
-    layout = Table.read(REPO / "smp_model" / "resources" / "decam_ccd_layout.ecsv")
+    layout = Table.read(REPO / "resources" / "decam_ccd_layout.ecsv")
     s = layout.meta["pixel_mm"] * layout.meta["plate_scale_arcsec_per_mm"] / 3600.0
     found = []
     for row in layout:

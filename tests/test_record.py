@@ -172,3 +172,24 @@ def test_record_is_cheap_and_meta_lazy(synthetic):
     assert record.meta["per_exposure"] and "meta" in record.__dict__
     assert record.rows[0]["flags"] & 2              # positions fixed
     assert not record.rows[0]["flags"] & 8          # never "unresolved" at fixed positions
+
+
+def test_binary_seed_grids_cover_each_pair_once():
+    from smp_model.fit import _separation_grid
+    full = _separation_grid(0.5, 3.0)
+    half = _separation_grid(0.5, 3.0, half_plane=True)
+    assert len(full) == 2 * len(half)
+    assert not np.any(np.all(full == 0, axis=1))
+    assert np.all(np.hypot(*full.T) <= 3.0 + 1e-9)
+    # every +-d appears once in the half plane
+    keys = {tuple(d) for d in half}
+    assert all((tuple(d) in keys) != (tuple(-d) in keys) for d in full)
+
+
+def test_binary_search_never_fits_worse_than_one_source(synthetic):
+    """The first seed keeps the best single source and adds a free secondary, so even from
+    a start on top of each other the search ends at delta chi2 >= 0."""
+    phot = DetectionPhotometry(synthetic.manifest_path)
+    fit = phot.optimize_binary((0.0, 0.0, 0.0, 0.0))
+    assert fit.delta_chi2 >= 0 and fit.chi2 <= phot.optimize_single().chi2 + 1e-6
+    assert fit.search_starts == 4
