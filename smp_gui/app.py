@@ -2,7 +2,9 @@
 
 With no argument the built-in demo detection opens.  ``--screenshot PATH`` opens the
 detection, waits for the fit (and the position search with ``--optimize``), saves a
-picture of the whole window to PATH and exits (0 on success, 2 on an error).
+picture of the whole window to PATH and exits (0 on success, 2 on an error, one line on
+stderr).  ``--export-table``, ``--export-figure`` and ``--export-cubes`` write what the
+File > Export menu would, the same way, and exit; they never replace an existing file.
 """
 from __future__ import annotations
 
@@ -39,6 +41,15 @@ def build_parser() -> argparse.ArgumentParser:
                         help="optimise the position(s) after the first fit")
     parser.add_argument("--screenshot", metavar="PATH",
                         help="save a picture of the window once fitted, then exit")
+    parser.add_argument("--export-table", metavar="PATH",
+                        help="write the flux table (.ecsv/.fits/.csv) once fitted, then exit "
+                        "(with a batch output: of the --select detection, fitted with the "
+                        "batch's settings)")
+    parser.add_argument("--export-figure", metavar="PATH",
+                        help="write the five-panel figure (.png/.pdf/.svg) as shown, then "
+                        "exit")
+    parser.add_argument("--export-cubes", metavar="PATH",
+                        help="write the image/model/residual cubes (.fits), then exit")
     survey = parser.add_argument_group("survey view (a `smp batch` output)")
     survey.add_argument("--survey-demo", action="store_true",
                         help="open the simulated survey (simulated and fitted into the user "
@@ -48,15 +59,18 @@ def build_parser() -> argparse.ArgumentParser:
     survey.add_argument("--filter", metavar="EXPR", help="filter the survey table")
     survey.add_argument("--fold", type=float, metavar="HOURS",
                         help="fold the light curve at this period (hours)")
-    survey.add_argument("--export-table", metavar="PATH",
-                        help="with --select: open that detection in the inspector with the "
-                        "batch's settings, write its flux table to PATH and exit")
     return parser
 
 
 def is_batch_output(path) -> bool:
     """A table file (what `smp batch` writes) opens in the survey view."""
     return path is not None and Path(path).suffix.lower() in (".ecsv", ".fits", ".csv")
+
+
+def _exports(args) -> list[tuple[str, str]]:
+    return [(kind, path) for kind, path in (("table", args.export_table),
+                                            ("figure", args.export_figure),
+                                            ("cubes", args.export_cubes)) if path]
 
 
 def demo_path() -> Path | None:
@@ -70,6 +84,12 @@ def demo_path() -> Path | None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    exports = _exports(args)
+    for _kind, out in exports:
+        if Path(out).exists():
+            print(f"smp-gui: error: {out} exists: not overwritten", file=sys.stderr)
+            return 2
+    headless = bool(args.screenshot or exports)
 
     try:
         import pyqtgraph as pg
@@ -102,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             message = ("The built-in demo is not available (smp_model.demo is missing). "
                        "Open a detection with File > Open or give its path: "
                        "smp-gui path/to/detection.toml")
-            if args.screenshot:
+            if headless:
                 print(f"smp-gui: {message}", file=sys.stderr)
                 window.shutdown()
                 return 2
@@ -114,16 +134,35 @@ def main(argv: list[str] | None = None) -> int:
         window.shutdown()
         app.exit(rc)
 
-    if args.screenshot:
+    if headless:
         def on_fit(result):
             if args.optimize and not state["optimized"]:
                 state["optimized"] = True
                 window.optimize()
                 return
-            if window.controller.busy:
+            if window.controller.busy or window.is_stale:
                 return     # a newer request is on its way
             # Let the panels, markers and table paint before grabbing.
-            QTimer.singleShot(200, save_screenshot)
+            QTimer.singleShot(200, save_screenshot if args.screenshot else write_exports)
+
+        def write_exports():
+            state["pending"] = []
+            for kind, out in exports:
+                method = {"table": window.export_table, "figure": window.export_figure,
+                          "cubes": window.export_fits}[kind]
+                if method(out) is None:
+                    finish(2)
+                    return
+                state["pending"].append(str(Path(out)))
+
+        def on_export(path):
+            if path is None:
+                return      # the error line is printed by on_error
+            print(f"smp-gui: wrote {path}", file=sys.stderr)
+            if str(Path(path)) in state["pending"]:
+                state["pending"].remove(str(Path(path)))
+            if not state["pending"]:
+                finish(0)
 
         def save_screenshot():
             out = Path(args.screenshot)
@@ -132,10 +171,14 @@ def main(argv: list[str] | None = None) -> int:
                 finish(2)
                 return
             print(f"smp-gui: screenshot written to {out}", file=sys.stderr)
-            finish(0)
+            if exports:
+                write_exports()
+            else:
+                finish(0)
 
         def on_error(dialog):
-            print(f"smp-gui: {window.statusBar().currentMessage()}", file=sys.stderr)
+            print(f"smp-gui: error: {window.statusBar().currentMessage()}",
+                  file=sys.stderr)
             finish(2)
 
         def on_timeout():
@@ -144,15 +187,16 @@ def main(argv: list[str] | None = None) -> int:
 
         window.fitDisplayed.connect(on_fit)
         window.errorShown.connect(on_error)
+        window.exportFinished.connect(on_export)
         QTimer.singleShot(SCREENSHOT_TIMEOUT_MS, on_timeout)
 
     if path is not None:
         mode = "binary" if args.binary else None
         opened = window.open_path(path) if mode is None else \
             window.open_detection(path, mode=mode, offsets=args.binary)
-        if not opened and args.screenshot:
+        if not opened and headless:
             return state["rc"] or 2
-        if args.optimize and not args.screenshot:
+        if args.optimize and not headless:
             window.fitDisplayed.connect(_once(window.optimize))
     rc = app.exec()
     window.shutdown()

@@ -17,7 +17,16 @@ from smp_model.chi2map import Chi2Map
 
 # Δχ² of 1, 2, 3 sigma for two parameters.
 CONTOUR_LEVELS = (2.30, 6.18, 11.83)
-DISPLAY_MAX = 25.0
+# The colour range: 0 to the 99th percentile of the map, at least past the 3-sigma contour.
+DISPLAY_PERCENTILE = 99.0
+MIN_DISPLAY_MAX = 1.5 * CONTOUR_LEVELS[-1]
+
+
+def display_range(delta: np.ndarray) -> tuple[float, float]:
+    """Colour range of a Δχ² map (NaN cells ignored)."""
+    finite = delta[np.isfinite(delta)]
+    top = float(np.percentile(finite, DISPLAY_PERCENTILE)) if finite.size else 0.0
+    return 0.0, max(top, MIN_DISPLAY_MAX)
 
 
 class Chi2MapView(QWidget):
@@ -34,8 +43,11 @@ class Chi2MapView(QWidget):
         self.plot.setLabel("bottom", "secondary dx (px)")
         self.plot.setLabel("left", "secondary dy (px)")
         self.image = pg.ImageItem(axisOrder="row-major")
-        self.image.setLookupTable(pg.colormap.get("viridis").getLookupTable(nPts=256))
         self.plot.addItem(self.image)
+        self.colorbar = pg.ColorBarItem(values=(0.0, MIN_DISPLAY_MAX), label="Δχ²",
+                                        colorMap=pg.colormap.get("viridis"),
+                                        interactive=False, width=12)
+        self.colorbar.setImageItem(self.image, insert_in=self.plot)
         self.contours = [pg.IsocurveItem(level=level, pen=pg.mkPen("w", width=1))
                          for level in CONTOUR_LEVELS]
         for curve in self.contours:
@@ -56,8 +68,10 @@ class Chi2MapView(QWidget):
     def set_map(self, chi2map: Chi2Map):
         self.chi2map = chi2map
         delta = np.where(np.isfinite(chi2map.chi2), chi2map.delta_chi2, np.nan)
-        shown = np.nan_to_num(delta, nan=DISPLAY_MAX)
-        self.image.setImage(shown, autoLevels=False, levels=(0.0, DISPLAY_MAX))
+        lo, hi = display_range(delta)
+        shown = np.nan_to_num(delta, nan=hi)
+        self.image.setImage(shown, autoLevels=False, levels=(lo, hi))
+        self.colorbar.setLevels((lo, hi))
         step_x = chi2map.dx[1] - chi2map.dx[0] if chi2map.dx.size > 1 else 1.0
         step_y = chi2map.dy[1] - chi2map.dy[0] if chi2map.dy.size > 1 else 1.0
         self.image.setRect(QRectF(chi2map.dx[0] - step_x / 2, chi2map.dy[0] - step_y / 2,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 from PyQt6.QtCore import QSize, Qt, QTimer, pyqtSignal
 from PyQt6.QtGui import QBrush, QColor, QIcon, QImage, QPixmap
-from PyQt6.QtWidgets import (QAbstractItemView, QCheckBox, QHeaderView, QTableWidget,
+from PyQt6.QtWidgets import (QAbstractItemView, QCheckBox, QHeaderView, QLabel, QTableWidget,
                              QTableWidgetItem, QVBoxLayout, QWidget)
 
 from smp_model.fit import SceneFit
@@ -78,7 +78,12 @@ class ExposureBrowser(QWidget):
         self.diagnostics = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        self.dropped_label = QLabel("")
+        self.dropped_label.setWordWrap(True)
+        self.dropped_label.setStyleSheet("color: #b35c00;")
+        self.dropped_label.hide()
         layout.addWidget(self.table)
+        layout.addWidget(self.dropped_label)
         layout.addWidget(self.blink)
 
     @property
@@ -156,6 +161,13 @@ class ExposureBrowser(QWidget):
         """Rows flagged as outliers (what the table shows)."""
         return [row for row in range(self.table.rowCount())
                 if self.table.item(row, COL_OUTLIER).text() == OUTLIER_MARK]
+
+    def set_dropped(self, reasons):
+        """List the exposures of the manifest that were not fitted, each with its
+        reason (the engine's one-line messages)."""
+        reasons = list(reasons or ())
+        self.dropped_label.setText("Not fitted:\n" + "\n".join(f"• {r}" for r in reasons))
+        self.dropped_label.setVisible(bool(reasons))
 
     def select(self, index: int):
         self.table.setCurrentCell(index, 1)

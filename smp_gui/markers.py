@@ -18,6 +18,9 @@ COMPONENT_STYLE = (
     ("2", (255, 140, 0)),
 )
 MARKER_SIZE = 16
+# A dark translucent disc under the coloured ring: readable on every colour map (the
+# blue ring alone vanished on viridis).
+OUTLINE_BRUSH = pg.mkBrush(0, 0, 0, 90)
 ELLIPSE_POINTS = 64
 
 
@@ -37,15 +40,6 @@ def component_offset(offsets, k: int) -> tuple[float, float]:
     if len(offsets) == 2:
         return float(offsets[0]), float(offsets[1])
     return float(offsets[k]), float(offsets[2 + k])
-
-
-def moved_offsets(offsets, k: int, ddx: float, ddy: float) -> tuple[float, ...]:
-    """``offsets`` with component k displaced by (ddx, ddy) px."""
-    out = [float(v) for v in offsets]
-    ix, iy = (0, 1) if len(out) == 2 else (k, 2 + k)
-    out[ix] += ddx
-    out[iy] += ddy
-    return tuple(out)
 
 
 class MarkerLayer(QObject):
@@ -124,9 +118,10 @@ class MarkerLayer(QObject):
     def select(self, k: int):
         self.selected_index = k
         for n, group in enumerate(self.items):
-            width = 3 if n == k else 1.5
+            width = 3 if n == k else 2
             for item in group:
                 item.setPen(pg.mkPen(COMPONENT_STYLE[n][1], width=width))
+                item.setBrush(OUTLINE_BRUSH)
         self.selected.emit(k)
 
     def item(self, k: int, plot_index: int = 0) -> pg.TargetItem:
@@ -144,12 +139,12 @@ class MarkerLayer(QObject):
             group, curves = [], []
             for plot in self.plots:
                 item = pg.TargetItem(pos=(0, 0), size=MARKER_SIZE, symbol="o",
-                                     pen=pg.mkPen(colour, width=1.5), brush=None,
+                                     pen=pg.mkPen(colour, width=2), brush=OUTLINE_BRUSH,
                                      hoverPen=pg.mkPen("w", width=2),
                                      hoverBrush=(255, 255, 255, 40), movable=self.movable,
                                      label=label if n > 1 else None,
-                                     labelOpts={"color": colour, "offset": (9, -9)})
-                item.setBrush(pg.mkBrush(None))
+                                     labelOpts={"color": colour, "offset": (9, -9),
+                                                "fill": (0, 0, 0, 140)})
                 item.setZValue(20)
                 item.sigPositionChanged.connect(
                     lambda it, k=k: self._on_moved(k, it))

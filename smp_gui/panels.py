@@ -17,23 +17,18 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from astropy.visualization import PercentileInterval, ZScaleInterval
+from astropy.coordinates import Angle
 from PyQt6.QtCore import QEvent, QPointF, QRectF, Qt, pyqtSignal
-from PyQt6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout,
-                             QWidget)
+from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel,
+                             QSizePolicy, QVBoxLayout, QWidget)
 
+from smp_model.display import (COLORMAPS, STRETCHES, DisplayStyle, Overlays, mask_overlay,
+                               stretch_curve, stretch_levels, stretched_colors)
 from smp_model.panels import PANEL_KEYS, PANEL_TITLES, ExposurePanels
 
-STRETCHES = {
-    "published": "Published (-3..+4 σ)",
-    "zscale": "zscale",
-    "percentile": "Percentile 0.5-99.5",
-    "asinh": "asinh",
-}
-COLORMAPS = ("gray_r", "gray", "viridis", "magma", "cividis", "coolwarm")
-# asinh softening: the stretch is asinh(t / a) / asinh(1 / a) for t in [0, 1].
-ASINH_SOFTENING = 0.1
-MASK_RGBA = (255, 40, 40, 110)
+# Contrast/bias by right-drag (DS9): a drag across the whole panel moves the level
+# window by its width (bias) or scales it by e^±1 (contrast).
+CONTRAST_PER_PANEL = 1.0
 
 
 _HISTOGRAM_WIDTH = 110   # px, levels control beside the panels
@@ -90,41 +85,40 @@ def pixel_rect(shape: tuple[int, int]) -> QRectF:
 
 # -- levels and colours -----------------------------------------------------------------
 
-def stretch_levels(stretch: str, panels: ExposurePanels) -> tuple[float, float]:
-    """Display limits of the image panel for a stretch preset (used for all five)."""
-    image = panels["image"]
-    values = image[panels.usable] if panels.usable.any() else image.ravel()
-    values = values[np.isfinite(values)]
-    if stretch == "published" or values.size < 2:
-        return panels.levels
-    if stretch == "zscale":
-        lo, hi = ZScaleInterval().get_limits(values)
-    elif stretch == "percentile":
-        lo, hi = PercentileInterval(99.0).get_limits(values)
-    elif stretch == "asinh":
-        lo, hi = panels.levels[0], float(np.max(values))
-    else:
-        raise ValueError(f"unknown stretch {stretch!r}")
-    return (float(lo), float(hi)) if hi > lo else panels.levels
-
-
-def make_colormap(name: str, stretch: str = "published") -> pg.ColorMap:
-    """Colour map ``name`` (matplotlib's); for asinh, the colours are re-spaced so that the
-    linear level range maps through the asinh stretch."""
+def make_colormap(name: str, stretch: str = "published", invert: bool = False,
+                  panels: ExposurePanels | None = None,
+                  levels: tuple[float, float] | None = None) -> pg.ColorMap:
+    """Colour map ``name`` (matplotlib's) re-spaced by the stretch's curve
+    (`smp_model.display.stretch_curve`), so a linear level range shows the stretch."""
     base = pg.colormap.get(name, source="matplotlib")
-    if stretch != "asinh":
-        return base
     t = np.linspace(0.0, 1.0, 256)
-    stretched = np.arcsinh(t / ASINH_SOFTENING) / np.arcsinh(1.0 / ASINH_SOFTENING)
-    colors = base.map(stretched, mode="byte")
-    return pg.ColorMap(t, colors)
+    colors = stretched_colors(base.map(t, mode="byte"),
+                              stretch_curve(stretch, panels, levels), invert)
+    return pg.ColorMap(t, colors.astype(np.uint8))
 
 
-def mask_overlay(usable: np.ndarray) -> np.ndarray:
-    """RGBA (ny, nx, 4) image: translucent red on pixels that did not enter the fit."""
-    rgba = np.zeros(usable.shape + (4,), np.uint8)
-    rgba[~usable] = MASK_RGBA
-    return rgba
+def sexagesimal(ra_deg: float, dec_deg: float) -> str:
+    """RA as hh:mm:ss.sss and Dec as ±dd:mm:ss.ss."""
+    ra = Angle(ra_deg, "deg").to_string(unit="hour", sep=":", precision=3, pad=True)
+    dec = Angle(dec_deg, "deg").to_string(unit="deg", sep=":", precision=2, pad=True,
+                                          alwayssign=True)
+    return f"{ra} {dec}"
+
+
+class PanelViewBox(pg.ViewBox):
+    """A panel's view: left-drag pans, wheel zooms, right-drag changes contrast and
+    bias (DS9's habit): ``levelsDragged(dx, dy)`` in fractions of the panel's size."""
+
+    levelsDragged = pyqtSignal(float, float)
+
+    def mouseDragEvent(self, ev, axis=None):
+        if ev.button() != Qt.MouseButton.RightButton:
+            return super().mouseDragEvent(ev, axis)
+        ev.accept()
+        delta = ev.pos() - ev.lastPos()
+        rect = self.boundingRect()
+        self.levelsDragged.emit(float(delta.x()) / max(rect.width(), 1.0),
+                                -float(delta.y()) / max(rect.height(), 1.0))
 
 
 class PanelsView(QWidget):
@@ -137,6 +131,7 @@ class PanelsView(QWidget):
 
     cursorMoved = pyqtSignal(str)
     stretchChanged = pyqtSignal(str)
+    styleChanged = pyqtSignal()
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -144,18 +139,36 @@ class PanelsView(QWidget):
         self.pixel_to_sky = None      # callable(x, y) -> (ra, dec) of the shown exposure
         self.stretch = "published"
         self.colormap_name = "gray_r"
+        self.inverted = False
+        self.show_mask = True
+        self.crosshair = False
+        self.show_regions = True
+        self.show_compass = True
+        # The view shows the whole stamp until the user pans or zooms; while it does, a
+        # resize (window, splitter, Δχ² map shown) fits the stamp again.
+        self.fit_view = True
         self._levels_for = None       # (expnum, stretch) the levels were chosen for
         self._blink_model = False
 
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        # A visible focus frame: the arrow keys nudge markers only while it is shown.
+        self.graphics.setFrameShape(QFrame.Shape.Box)
+        self.graphics.setLineWidth(2)
+        self.graphics.setStyleSheet("QGraphicsView { border: 2px solid transparent; }"
+                                    "QGraphicsView:focus { border: 2px solid #3a8ee6; }")
         self.graphics.ci.setSpacing(2)
         self.plots: dict[str, pg.PlotItem] = {}
         self.images: dict[str, pg.ImageItem] = {}
         self.masks: dict[str, pg.ImageItem] = {}
         first = None
+        self.crosshairs = []
         for col, key in enumerate(PANEL_KEYS):
-            plot = self.graphics.addPlot(row=0, col=col, title=PANEL_TITLES[key])
+            viewbox = PanelViewBox()
+            viewbox.levelsDragged.connect(self.drag_levels)
+            viewbox.sigRangeChangedManually.connect(self._on_user_range)
+            plot = self.graphics.addPlot(row=0, col=col, title=PANEL_TITLES[key],
+                                         viewBox=viewbox)
             plot.setAspectLocked(True)
             plot.hideButtons()
             plot.setMenuEnabled(False)
@@ -169,6 +182,13 @@ class PanelsView(QWidget):
             mask.setZValue(5)
             plot.addItem(image)
             plot.addItem(mask)
+            for angle in (0, 90):
+                line = pg.InfiniteLine(angle=angle, movable=False,
+                                       pen=pg.mkPen((255, 255, 0, 160), width=1))
+                line.setZValue(15)
+                line.setVisible(False)
+                plot.addItem(line, ignoreBounds=True)
+                self.crosshairs.append(line)
             if first is None:
                 first = plot
             else:
@@ -177,11 +197,15 @@ class PanelsView(QWidget):
             self.plots[key] = plot
             self.images[key] = image
             self.masks[key] = mask
+        self._build_overlays()
         self.histogram = pg.HistogramLUTItem(image=self.images["image"])
         self.histogram.gradient.showTicks(False)
         self.graphics.addItem(self.histogram, row=0, col=len(PANEL_KEYS))
         self.columns = len(PANEL_KEYS)
         self.graphics.installEventFilter(self)
+        # Refit the stamp to its panel after the layout has settled on a new size (the
+        # widget's resize event comes before the view boxes have their new geometry).
+        self.plots["image"].getViewBox().sigResized.connect(self._on_view_resized)
         self.histogram.sigLevelsChanged.connect(self._sync_levels)
         self.histogram.sigLookupTableChanged.connect(self._sync_lut)
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
@@ -194,8 +218,23 @@ class PanelsView(QWidget):
         self.cmap_box = QComboBox()
         self.cmap_box.addItems(COLORMAPS)
         self.cmap_box.currentTextChanged.connect(self.set_colormap)
+        self.invert_box = QCheckBox("invert")
+        self.invert_box.toggled.connect(self.set_inverted)
+        self.mask_box = QCheckBox("")
+        self.mask_box.setChecked(True)
+        self.mask_box.toggled.connect(self.set_show_mask)
         self.mask_label = QLabel("<span style='color:#d22'>■</span> masked / unused pixels")
-        self.readout = QLabel(" ")
+        # The bar must not set the window's minimum width (1280 px screens): the combos
+        # shrink to a few characters and the mask legend is cut first.
+        for box, chars in ((self.stretch_box, 18), (self.cmap_box, 7)):
+            box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy
+                                    .AdjustToMinimumContentsLengthWithIcon)
+            box.setMinimumContentsLength(chars)
+        self.mask_label.setSizePolicy(QSizePolicy.Policy.Ignored,
+                                      QSizePolicy.Policy.Preferred)
+        self.mask_label.setMinimumWidth(20)
+        # Three lines (position; sky; values) so that it fits a 1280 px wide window.
+        self.readout = QLabel(" \n \n ")
         self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.readout.setStyleSheet("font-family: monospace;")
@@ -205,14 +244,95 @@ class PanelsView(QWidget):
         bar.addWidget(self.stretch_box)
         bar.addWidget(QLabel("Colour map:"))
         bar.addWidget(self.cmap_box)
-        bar.addWidget(self.mask_label)
-        bar.addStretch(1)
+        bar.addWidget(self.invert_box)
+        bar.addWidget(self.mask_box)
+        bar.addWidget(self.mask_label, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(bar)
         layout.addWidget(self.graphics, 1)
         layout.addWidget(self.readout)
         self._apply_colormap()
+
+    # -- overlays: regions (target's sky position, scene grid), compass and scale bar ----
+
+    def _build_overlays(self):
+        yellow = pg.mkPen((255, 220, 0), width=1.5)
+        self.target_marks, self.grid_outlines = [], []
+        for plot in self.plots.values():
+            mark = pg.ScatterPlotItem(size=14, symbol="+", pen=pg.mkPen((0, 0, 0), width=3),
+                                      brush=None, pxMode=True)
+            inner = pg.ScatterPlotItem(size=12, symbol="+", pen=yellow, brush=None,
+                                       pxMode=True)
+            outline = pg.PlotCurveItem(pen=pg.mkPen((255, 220, 0, 200), width=1,
+                                                    style=Qt.PenStyle.DashLine))
+            for item in (outline, mark, inner):
+                item.setZValue(12)
+                plot.addItem(item, ignoreBounds=True)
+            self.target_marks += [mark, inner]
+            self.grid_outlines.append(outline)
+        image = self.plots["image"]
+        white = pg.mkPen((255, 255, 255), width=2)
+        self.compass_lines = pg.PlotCurveItem(pen=white, connect="pairs")
+        self.scale_bar = pg.PlotCurveItem(pen=white)
+        self.compass_labels = [pg.TextItem(text, color=(255, 255, 255), anchor=(0.5, 0.5),
+                                           fill=(0, 0, 0, 110))
+                               for text in ("N", "E")]
+        self.scale_label = pg.TextItem("", color=(255, 255, 255), anchor=(0.5, 1.0),
+                                       fill=(0, 0, 0, 110))
+        self.compass_items = [self.compass_lines, self.scale_bar, *self.compass_labels,
+                              self.scale_label]
+        for item in self.compass_items:
+            item.setZValue(16)
+            image.addItem(item, ignoreBounds=True)
+        self.overlays: Overlays | None = None
+
+    def set_overlays(self, overlays: Overlays | None):
+        """Draw where the sky lies on the shown exposure (None: nothing)."""
+        if overlays is self.overlays and overlays is not None:
+            return    # the same exposure (every refit of a drag): nothing moved
+        self.overlays = overlays
+        if overlays is None or self.panels is None:
+            for item in [*self.target_marks, *self.grid_outlines, *self.compass_items]:
+                item.setVisible(False)
+            return
+        for mark in self.target_marks:
+            mark.setData([overlays.target[0]], [overlays.target[1]])
+        for outline in self.grid_outlines:
+            outline.setData(overlays.grid[:, 0], overlays.grid[:, 1])
+        ny, nx = self.panels["image"].shape
+        length = 0.13 * min(nx, ny)
+        # In the top right corner, shifted so that arrows and letters stay on the stamp.
+        reach = 1.45 * length * np.array([overlays.north, overlays.east])
+        anchor = np.array([0.93 * nx, 0.93 * ny]) - np.clip(reach.max(axis=0), 0, None)
+        anchor = np.maximum(anchor, -np.clip(reach.min(axis=0), None, 0) + 0.05 * nx)
+        points = []
+        for label, direction in zip(self.compass_labels, (overlays.north, overlays.east)):
+            tip = anchor + length * np.asarray(direction)
+            points += [anchor, tip]
+            label.setPos(*(anchor + 1.35 * length * np.asarray(direction)))
+        points = np.array(points)
+        self.compass_lines.setData(points[:, 0], points[:, 1])
+        arcsec = next((a for a in (1, 2, 5, 10, 20, 60)
+                       if a * overlays.arcsec_px >= 0.12 * nx), 60)
+        x0, y0 = 0.06 * nx, 0.06 * ny
+        self.scale_bar.setData([x0, x0 + arcsec * overlays.arcsec_px], [y0, y0])
+        self.scale_label.setText(f'{arcsec}"')
+        self.scale_label.setPos(x0 + 0.5 * arcsec * overlays.arcsec_px, y0 + 0.07 * ny)
+        self.set_show_regions(self.show_regions)
+        self.set_show_compass(self.show_compass)
+
+    def set_show_regions(self, show: bool):
+        """The target's sky position (yellow +) and the scene grid's outline."""
+        self.show_regions = bool(show)
+        for item in [*self.target_marks, *self.grid_outlines]:
+            item.setVisible(self.show_regions and self.overlays is not None)
+
+    def set_show_compass(self, show: bool):
+        """N/E arrows and a scale bar on the image panel."""
+        self.show_compass = bool(show)
+        for item in self.compass_items:
+            item.setVisible(self.show_compass and self.overlays is not None)
 
     # -- layout -------------------------------------------------------------------------
 
@@ -258,11 +378,45 @@ class PanelsView(QWidget):
             shown = "model" if (key == "image" and self._blink_model) else key
             _show(self.images[key], panels[shown], rect, levels)
             _show(self.masks[key], overlay, rect, (0, 255))
+            self.masks[key].setVisible(self.show_mask)
         if new_exposure or self._levels_for != (panels.expnum, self.stretch):
             self.reset_levels()
         if new_exposure:
             self._arrange()   # the best grid depends on the stamp's aspect
-            self.plots["image"].getViewBox().autoRange(padding=0.0)
+            if self.fit_view:
+                self.reset_zoom()
+
+    def _on_view_resized(self, *_):
+        if self.fit_view and self.panels is not None:
+            self.reset_zoom()
+
+    def reset_zoom(self):
+        """Show the whole stamp, and keep doing so across resizes until the user zooms."""
+        self.fit_view = True
+        self.plots["image"].getViewBox().autoRange(padding=0.0)
+
+    def zoom(self, factor: float):
+        """Zoom all panels about their centre (factor > 1: closer)."""
+        self.fit_view = False
+        self.plots["image"].getViewBox().scaleBy((1.0 / factor, 1.0 / factor))
+
+    def _on_user_range(self, *_):
+        self.fit_view = False
+
+    def drag_levels(self, dx: float, dy: float):
+        """Right-drag: horizontal moves the level window (bias), vertical scales it
+        (contrast), as fractions of a panel."""
+        lo, hi = self.levels()
+        width = hi - lo
+        centre = 0.5 * (lo + hi) - dx * width
+        width *= math.exp(-dy * CONTRAST_PER_PANEL)
+        self.set_levels(centre - 0.5 * width, centre + 0.5 * width)
+
+    def style(self) -> DisplayStyle:
+        """What the panels show, for exports (levels: those on screen)."""
+        return DisplayStyle(stretch=self.stretch, colormap=self.colormap_name,
+                            invert=self.inverted, levels=self.levels(),
+                            show_mask=self.show_mask)
 
     def reset_levels(self):
         if self.panels is None:
@@ -272,13 +426,18 @@ class PanelsView(QWidget):
         self.histogram.setHistogramRange(lo - 0.15 * (hi - lo), hi + 0.15 * (hi - lo))
         self.histogram.setLevels(lo, hi)
         self._sync_levels()
+        if self.stretch == "histeq":   # its colours depend on the levels
+            self._apply_colormap()
 
     def levels(self) -> tuple[float, float]:
         return tuple(float(v) for v in self.histogram.getLevels())
 
     def set_levels(self, lo: float, hi: float):
+        if not (math.isfinite(lo) and math.isfinite(hi) and hi > lo):
+            raise ValueError(f"levels must be finite with low < high, got {lo}, {hi}")
         self.histogram.setLevels(lo, hi)
         self._sync_levels()
+        self.styleChanged.emit()
 
     def set_stretch(self, stretch: str):
         if stretch not in STRETCHES:
@@ -299,6 +458,29 @@ class PanelsView(QWidget):
         self.cmap_box.setCurrentText(name)
         self.cmap_box.blockSignals(False)
         self._apply_colormap()
+        self.styleChanged.emit()
+
+    def set_inverted(self, inverted: bool):
+        self.inverted = bool(inverted)
+        self.invert_box.blockSignals(True)
+        self.invert_box.setChecked(self.inverted)
+        self.invert_box.blockSignals(False)
+        self._apply_colormap()
+        self.styleChanged.emit()
+
+    def set_show_mask(self, show: bool):
+        self.show_mask = bool(show)
+        self.mask_box.blockSignals(True)
+        self.mask_box.setChecked(self.show_mask)
+        self.mask_box.blockSignals(False)
+        for item in self.masks.values():
+            item.setVisible(self.show_mask)
+        self.styleChanged.emit()
+
+    def set_crosshair(self, on: bool):
+        self.crosshair = bool(on)
+        for line in self.crosshairs:
+            line.setVisible(self.crosshair)
 
     def set_blink_model(self, show_model: bool):
         """Blink: the Image panel shows the model instead (same levels)."""
@@ -331,7 +513,9 @@ class PanelsView(QWidget):
         plot.setTitle(text, size="9pt")
 
     def _apply_colormap(self):
-        self.histogram.gradient.setColorMap(make_colormap(self.colormap_name, self.stretch))
+        self.histogram.gradient.setColorMap(make_colormap(
+            self.colormap_name, self.stretch, self.inverted, self.panels,
+            self.levels() if self.panels is not None else None))
         self.histogram.gradient.showTicks(False)
         self._sync_lut()
 
@@ -369,30 +553,35 @@ class PanelsView(QWidget):
         if plot is None or self.panels is None:
             return
         point = plot.getViewBox().mapSceneToView(scene_pos)
+        if self.crosshair:
+            for n, line in enumerate(self.crosshairs):
+                line.setPos(point.y() if n % 2 == 0 else point.x())
         text = self.readout_text(point.x(), point.y())
         self.readout.setText(text)
         self.cursorMoved.emit(text)
 
     def readout_text(self, u: float, v: float) -> str:
-        """CCD x, y, stamp i, j, RA/Dec and every panel's value at view point (u, v)."""
+        """Three lines that fit a 1280 px window: CCD x, y, stamp i, j, sigma and mask
+        bits; RA/Dec (degrees and sexagesimal); every panel's value at view point (u, v)."""
         p = self.panels
         i, j = view_to_pixel(u, v)
         x, y = view_to_ccd(u, v, p.origin)
         ny, nx = p["image"].shape
-        parts = [f"CCD x={x:.2f} y={y:.2f}", f"stamp i={i} j={j}"]
+        position = [f"CCD x={x:.2f} y={y:.2f}", f"stamp i={i} j={j}"]
+        sky = ""
         if self.pixel_to_sky is not None:
             ra, dec = self.pixel_to_sky(x, y)
-            parts.append(f"RA={float(ra):.6f} Dec={float(dec):+.6f}")
+            sky = (f"RA={float(ra):.6f} Dec={float(dec):+.6f} "
+                   f"({sexagesimal(float(ra), float(dec))})")
         if 0 <= i < nx and 0 <= j < ny:
+            sigma = p.sigma[j, i]
+            position.append(f"σ={sigma:.4g}" if np.isfinite(sigma) else "σ=∞ (unused)")
+            position.append(f"mask=0x{int(p.mask_bits[j, i]):x}")
             values = "  ".join(f"{short}={p[key][j, i]:.4g}" for key, short in
                                zip(PANEL_KEYS, ("I", "M", "I-B", "I-S", "R")))
-            sigma = p.sigma[j, i]
-            parts.append(values)
-            parts.append(f"σ={sigma:.4g}" if np.isfinite(sigma) else "σ=∞ (unused)")
-            parts.append(f"mask=0x{int(p.mask_bits[j, i]):x}")
         else:
-            parts.append("outside the stamp")
-        return " | ".join(parts)
+            values = "outside the stamp"
+        return "\n".join((" | ".join(position), sky, values))
 
     def view_to_scene(self, key: str, u: float, v: float) -> QPointF:
         """Scene position of view point (u, v) in panel ``key`` (tests, markers)."""

@@ -132,6 +132,7 @@ class ResultsTable(QWidget):
                         self.table.setItem(r, c, item)
                     if item.text() != text:
                         item.setText(text)
+                        item.setToolTip(text)     # the whole number when the cell is narrow
         finally:
             self.table.setUpdatesEnabled(True)
 

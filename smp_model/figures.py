@@ -1,5 +1,7 @@
-"""Publication figures of the five panels (matplotlib, published style: ``gray_r``, origin
-lower, the same ``[-3 sigma, +4 sigma]`` limits on all five panels).
+"""Figures of the five panels (matplotlib, origin lower, the same limits on all five
+panels), drawn with a `DisplayStyle` (stretch, levels, colour map, mask overlay) so that
+an export looks like the window; the published style (``gray_r``, ``[-3 sigma, +4 sigma]``,
+no overlay) is `PUBLISHED_STYLE`, the default.
 
 Figures are built with the object-oriented API on an Agg canvas (no pyplot state), so this
 is safe from worker threads and from the GUI.  Science figures carry no interactive
@@ -10,9 +12,15 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import matplotlib
+import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.backends.backend_pdf import PdfPages
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
+
+from .display import (PUBLISHED_STYLE, DisplayStyle, mask_overlay, stretch_curve,
+                      stretch_levels, stretched_colors)
 
 from .fit import SceneFit
 from .io_utils import atomic_output
@@ -23,11 +31,24 @@ FIGURE_FORMATS = (".png", ".pdf", ".svg")
 PANEL_SIZE_IN = 2.4
 
 
-def _draw_row(axes, panels: ExposurePanels, cmap: str) -> None:
-    lo, hi = panels.levels
+def style_colormap(style: DisplayStyle, panels: ExposurePanels,
+                   levels: tuple[float, float]) -> ListedColormap:
+    """The style's colour map re-spaced by its stretch (as the window draws it)."""
+    base = matplotlib.colormaps[style.colormap](np.linspace(0.0, 1.0, 256))
+    curve = stretch_curve(style.stretch, panels, levels)
+    return ListedColormap(stretched_colors(base, curve, style.invert))
+
+
+def _draw_row(axes, panels: ExposurePanels, style: DisplayStyle,
+              levels: tuple[float, float] | None = None) -> None:
+    lo, hi = levels if levels is not None else stretch_levels(style.stretch, panels)
+    cmap = style_colormap(style, panels, (lo, hi))
+    overlay = mask_overlay(panels.usable) if style.show_mask else None
     for ax, key in zip(axes, PANEL_KEYS):
         ax.imshow(panels[key], cmap=cmap, origin="lower", vmin=lo, vmax=hi,
                   interpolation="nearest")
+        if overlay is not None:
+            ax.imshow(overlay, origin="lower", interpolation="nearest")
         ax.set_title(PANEL_TITLES[key], fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
@@ -36,22 +57,28 @@ def _draw_row(axes, panels: ExposurePanels, cmap: str) -> None:
 
 
 def five_panel_figure(fit: SceneFit, indices: list[int] | None = None,
-                      cmap: str = "gray_r") -> Figure:
-    """Figure with one row of five panels per exposure index (default: the detection)."""
+                      style: DisplayStyle = PUBLISHED_STYLE,
+                      shown_index: int | None = None) -> Figure:
+    """Figure with one row of five panels per exposure index (default: the detection).
+    ``style.levels`` (if set) are those of exposure ``shown_index`` (the one on screen;
+    default the detection); other rows use the style's stretch levels."""
     indices = [fit.scene.detection_index] if indices is None else list(indices)
+    shown = fit.scene.detection_index if shown_index is None else shown_index
     fig = Figure(figsize=(5 * PANEL_SIZE_IN, len(indices) * PANEL_SIZE_IN + 0.9),
                  layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(indices), 5, squeeze=False)
     for row, m in zip(axes, indices):
-        _draw_row(row, five_panels(fit, m), cmap)
+        _draw_row(row, five_panels(fit, m), style, style.levels if m == shown else None)
     fig.suptitle(fit_record(fit).caption(), fontsize=9)
     return fig
 
 
 def save_figure(fit: SceneFit, path: str | os.PathLike, exposures: str = "detection",
-                overwrite: bool = False, cmap: str = "gray_r") -> Path:
-    """Write the five-panel figure as PNG, PDF or SVG (by extension), atomically.
+                overwrite: bool = False, style: DisplayStyle = PUBLISHED_STYLE,
+                shown_index: int | None = None) -> Path:
+    """Write the five-panel figure as PNG, PDF or SVG (by extension), atomically, drawn
+    with ``style`` (see `five_panel_figure`).
 
     ``exposures``: ``"detection"`` (one row) or ``"all"``: for PDF one page per exposure,
     for PNG/SVG one row per exposure.
@@ -67,8 +94,8 @@ def save_figure(fit: SceneFit, path: str | os.PathLike, exposures: str = "detect
         if exposures == "all" and suffix == ".pdf":
             with PdfPages(tmp) as pdf:
                 for m in range(n_exp):
-                    pdf.savefig(five_panel_figure(fit, [m], cmap))
+                    pdf.savefig(five_panel_figure(fit, [m], style, shown_index))
         else:
             indices = list(range(n_exp)) if exposures == "all" else None
-            five_panel_figure(fit, indices, cmap).savefig(tmp, dpi=150)
+            five_panel_figure(fit, indices, style, shown_index).savefig(tmp, dpi=150)
     return path

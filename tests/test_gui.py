@@ -78,6 +78,22 @@ def open_and_wait(qtbot, window, path, **kwargs):
     return blocker.args[0]
 
 
+def press(qtbot, window, key, modifier=Qt.KeyboardModifier.NoModifier):
+    """A key press on the window, as a user types it (menu shortcuts included)."""
+    window.activateWindow()
+    qtbot.waitUntil(lambda: QApplication.activeWindow() is window, timeout=2000)
+    qtbot.keyClick(window, key, modifier)
+
+
+def undo(qtbot, window):
+    press(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier)
+
+
+def redo(qtbot, window):
+    press(qtbot, window, Qt.Key.Key_Z, Qt.KeyboardModifier.ControlModifier
+          | Qt.KeyboardModifier.ShiftModifier)
+
+
 def wait_settled(qtbot, window):
     """Wait until the worker is idle and its last result is shown."""
     qtbot.waitUntil(lambda: not window.controller.busy
@@ -234,8 +250,8 @@ def test_drag_secondary_refits(qtbot, window, lq28_path, engine):
     assert window.markers.positions[1] == pytest.approx(
         ccd_to_view(direct.secondary.x, direct.secondary.y, origin), abs=1e-9)
     # one undo step restores the start
-    assert window.undo_stack.count() == 1
-    window.undo_stack.undo()
+    assert window.undo_action.text() == "&Undo move secondary"
+    undo(qtbot, window)
     wait_settled(qtbot, window)
     assert window.offsets["binary"] == START
     assert window.result.summary.offsets == START
@@ -250,11 +266,12 @@ def test_arrow_keys_nudge_selected_marker(qtbot, window, lq28_path):
     wait_settled(qtbot, window)
     assert window.offsets["binary"] == pytest.approx((0.1, 1.0, 0.1, 1.0))
     assert window.result.summary.offsets == pytest.approx((0.1, 1.0, 0.1, 1.0))
-    window.undo_stack.undo()
-    window.undo_stack.undo()
+    assert window.undo_action.text() == "&Undo nudge primary"
+    undo(qtbot, window)
+    undo(qtbot, window)
     wait_settled(qtbot, window)
     assert window.offsets["binary"] == pytest.approx(START)
-    window.undo_stack.redo()
+    redo(qtbot, window)
     wait_settled(qtbot, window)
     assert window.offsets["binary"] == pytest.approx((0.1, 1.0, 0.0, 1.0))
 
@@ -275,7 +292,7 @@ def test_optimize_moves_markers_to_engine_optimum(qtbot, window, lq28_path, engi
     s = window.result.summary
     assert s.separation_err_px == pytest.approx(best.separation_err_px, rel=1e-6)
     assert s.delta_chi2 == pytest.approx(best.delta_chi2, rel=1e-9)
-    window.undo_stack.undo()
+    undo(qtbot, window)
     wait_settled(qtbot, window)
     assert window.offsets["binary"] == START
 
@@ -308,19 +325,28 @@ def test_chi2_map_and_click(qtbot, window, lq28_path, engine):
 
 # -- export -----------------------------------------------------------------------------
 
+def exported(qtbot, window, method, *args, **kwargs):
+    """Run an export (written off the GUI thread) and wait until it is written."""
+    with qtbot.waitSignal(window.exportFinished, timeout=FIT_TIMEOUT_MS) as blocker:
+        assert method(*args, **kwargs) is not None
+    assert blocker.args[0] is not None
+    return Path(blocker.args[0])
+
+
 def test_exports_read_back(qtbot, window, lq28_path, tmp_path, monkeypatch):
     result = open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
     for suffix in (".png", ".pdf", ".svg"):
-        path = window.export_figure(tmp_path / f"fig{suffix}")
-        assert path is not None and path.stat().st_size > 1000
-    assert window.export_figure(tmp_path / "all.pdf", exposures="all").stat().st_size > 1000
+        path = exported(qtbot, window, window.export_figure, tmp_path / f"fig{suffix}")
+        assert path.stat().st_size > 1000
+    assert exported(qtbot, window, window.export_figure, tmp_path / "all.pdf",
+                    exposures="all").stat().st_size > 1000
     for suffix in (".ecsv", ".fits", ".csv"):
-        path = window.export_table(tmp_path / f"flux{suffix}")
+        path = exported(qtbot, window, window.export_table, tmp_path / f"flux{suffix}")
         table = Table.read(path)
         assert len(table) == 2
         assert table["flux"][1] == pytest.approx(result.summary.sources[1].flux, rel=1e-6)
     assert Table.read(tmp_path / "flux.ecsv").meta["settings"]["grid_size"] == 20
-    path = window.export_fits(tmp_path / "model.fits")
+    path = exported(qtbot, window, window.export_fits, tmp_path / "model.fits")
     with fits.open(path) as hdul:
         n_exp, det = len(result.fit.scene.exposures), result.fit.scene.detection_index
         assert [hdul["MODEL", k + 1].data.shape for k in range(n_exp)] == [(30, 30)] * n_exp
@@ -339,8 +365,7 @@ def test_exports_read_back(qtbot, window, lq28_path, tmp_path, monkeypatch):
     assert asked and target.read_bytes() == before
     monkeypatch.setattr(QMessageBox, "question",
                         lambda *a, **k: QMessageBox.StandardButton.Yes)
-    window.offsets["binary"] = START   # same fit; the file is rewritten
-    assert window.export_table(target) == target
+    assert exported(qtbot, window, window.export_table, target) == target
 
 
 # -- errors -----------------------------------------------------------------------------
@@ -583,6 +608,7 @@ def test_session_save_refuses_overwrite(qtbot, window, lq28_path, tmp_path, monk
     assert window.save_session(path) == path and used      # through atomic_output
     before = path.read_bytes()
     window.set_offsets((0.0, 1.3, 0.0, 1.0), "binary")
+    wait_settled(qtbot, window)
     asked = []
     monkeypatch.setattr(QMessageBox, "question",
                         lambda *a, **k: asked.append(a) or QMessageBox.StandardButton.No)
@@ -671,6 +697,15 @@ def test_shot_noise_option(qtbot, window, lq28_path, engine):
     assert "flux_sn (ZP 30)" not in window.results_table.as_text()
 
 
+def test_dropped_exposures_listed_in_the_browser(qtbot, window, lq28_path):
+    result = open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
+    assert len(result.dropped) == 2              # two exposures have no usable pixel
+    label = window.browser.dropped_label
+    assert label.isVisible()
+    for reason in result.dropped:
+        assert reason in label.text()
+
+
 def test_exposure_diagnostics_in_browser(qtbot, window, lq28_path, engine):
     from smp_gui.exposure_browser import COL_CHI2, COL_MAXRES, COL_OUTLIER, OUTLIER_MARK
     from smp_model.diagnostics import exposure_diagnostics
@@ -718,7 +753,7 @@ def test_help_states_that_psf_files_run_code(qtbot, window):
     """The trust boundary is said in the app itself (issue 6 item 5), with the CLI's words."""
     from smp_model.psf import PSF_FILES_RUN_CODE
     help_menu = [a for a in window.menuBar().actions() if a.text() == "&Help"][0].menu()
-    assert [a.text() for a in help_menu.actions()] == ["&Data safety…"]
+    assert [a.text() for a in help_menu.actions()] == ["&Keyboard shortcuts…", "&Data safety…"]
     box = window.show_data_safety()
     assert "run" in box.text() and "code" in box.text() and box.text() == PSF_FILES_RUN_CODE
     box.close()

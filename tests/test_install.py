@@ -20,7 +20,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 # What the sdist of the project holds (copied so that pip builds outside the work tree
 # and leaves no build/ or *.egg-info in it).
-PROJECT_FILES = ("smp_model", "smp_gui", "pyproject.toml", "README.md", "LICENSE")
+PROJECT_FILES = ("smp_model", "smp_gui", "resources", "pyproject.toml", "README.md", "LICENSE")
 # Engine tests that need neither Qt nor dask (the quick ones: this suite runs them again
 # against the work tree).
 ENGINE_TESTS = ("test_wcs.py", "test_engine_reference.py", "test_discovery.py",

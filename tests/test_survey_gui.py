@@ -286,7 +286,7 @@ def test_enter_opens_the_inspector_and_n_steps_it(qtbot, window, batch, monkeypa
     _assert_shows_batch_fit(inspector, survey, keys[1])
     assert step_seconds < 2.0, step_seconds    # prefetched (cold builds take 1-3 s)
     # a refit saved as the reviewed result (Ctrl+R), with its request
-    press(qtbot, inspector, Qt.Key.Key_B)
+    qtbot.keyClick(inspector, Qt.Key.Key_B, Qt.KeyboardModifier.AltModifier)
     qtbot.keyClick(inspector, Qt.Key.Key_R, Qt.KeyboardModifier.ControlModifier)
     sidecar = Table.read(path.with_name("fluxes.review.ecsv"))
     row = sidecar[sidecar["key"] == keys[1]][0]
@@ -334,7 +334,7 @@ def test_cli_screenshot_and_export_table(batch, tmp_path):
         else:
             assert a.tolist() == b.tolist(), name
     bad = subprocess.run([sys.executable, "-m", "smp_gui.app", str(path), "--select",
-                          "nope", "--export-table", str(table)],
+                          "nope", "--export-table", str(tmp_path / "two.ecsv")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "no detection 'nope'" in bad.stderr
 

@@ -20,6 +20,9 @@ def survey_main(args, app) -> int:
     if args.export_table and not args.select:
         _say("error: --export-table needs --select KEY")
         return 2
+    if args.export_figure or args.export_cubes:
+        _say("error: with a batch output only --export-table (with --select) is available")
+        return 2
     path = args.path
     if args.survey_demo:
         from smp_model.survey_sim import survey_demo_batch_path
@@ -63,13 +66,16 @@ def survey_main(args, app) -> int:
         inspector = window.inspector
 
         def on_fit(_result):
-            if inspector.controller.busy:
+            if inspector.controller.busy or inspector.is_stale or state.get("exporting"):
                 return
-            written = inspector.export_table(Path(args.export_table))
-            if written is None:
+            state["exporting"] = True
+            if inspector.export_table(Path(args.export_table)) is None:
                 _say(f"error: {inspector.statusBar().currentMessage()}")
                 finish(2)
-                return
+
+        def on_export(written):   # the inspector writes in a thread
+            if written is None:
+                return   # the error dialog: on_error says it
             _say(f"flux table of {args.select} written to {written}")
             if args.screenshot:
                 QTimer.singleShot(SETTLE_MS, save_screenshot)
@@ -77,6 +83,7 @@ def survey_main(args, app) -> int:
                 finish(0)
 
         inspector.fitDisplayed.connect(on_fit)
+        inspector.exportFinished.connect(on_export)
         inspector.errorShown.connect(lambda _box: (_say(
             f"error: {inspector.statusBar().currentMessage()}"), finish(2)))
     elif args.screenshot:

@@ -1,11 +1,11 @@
 """The survey view: a `smp batch` output as a table of detections with linked plots, the
 failures, review marks, and the inspector one keystroke away.
 
-Keys (menu Detection; they also work while the inspector window has the focus):
-Enter / double click opens the current detection in the inspector with the batch's
-settings, fit kind and fitted offsets; N / P step to the next / previous detection of the
-filtered, sorted table (in the inspector too, when it is open); G / B / C mark good, bad,
-binary candidate, U clears the mark, E edits the note.  Ctrl+F focuses the filter.
+Keys (menu Detection): Enter / double click opens the current detection in the inspector
+with the batch's settings, fit kind and fitted offsets; N / P step to the next / previous
+detection of the filtered, sorted table (in the inspector too, when it is open); G / B / C
+mark good, bad, binary candidate, U clears the mark, E edits the note (Alt+G, Alt+B,
+Alt+C, Alt+U, Alt+N also in the inspector, whose plain G, B, C are its own).  Ctrl+F focuses the filter.
 
 Marks are saved at once in the review sidecar (`smp_model.survey.ReviewSidecar`); the batch
 output is only read.  While a detection is shown, its neighbours in the table are built
@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from PyQt6.QtCore import QEvent, QSettings, Qt, pyqtSignal
-from PyQt6.QtGui import QAction, QKeySequence
+from PyQt6.QtGui import QAction, QKeySequence, QShortcut
 from PyQt6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView,
                              QInputDialog, QLabel, QLineEdit, QMainWindow, QMessageBox,
                              QSplitter, QTableView, QTableWidget, QTableWidgetItem,
@@ -117,6 +117,12 @@ class SurveyWindow(QMainWindow):
         menu.addAction(action)
         return action
 
+    def _application_shortcut(self, key: str, slot) -> QShortcut:
+        shortcut = QShortcut(QKeySequence(key), self)
+        shortcut.setContext(Qt.ShortcutContext.ApplicationShortcut)
+        shortcut.activated.connect(slot)
+        return shortcut
+
     def _build_menus(self):
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
@@ -138,15 +144,18 @@ class SurveyWindow(QMainWindow):
                                             lambda: self.step(-1), "P",
                                             application_wide=True)
         det.addSeparator()
+        # Plain letters here; with Alt also in the inspector, whose own letters (G regions,
+        # B blink, C crosshair, Shift+B) would make them ambiguous there.
         self.mark_actions = {}
         for mark, text, key in (("good", "Mark &good", "G"), ("bad", "Mark &bad", "B"),
                                 ("binary", "Mark binary &candidate", "C"),
                                 ("", "&Clear mark", "U")):
-            self.mark_actions[mark] = self._action(det, text,
-                                                   lambda m=mark: self.mark_current(m),
-                                                   key, application_wide=True)
-        self.note_action = self._action(det, "Edit &note…", self.edit_note, "E",
-                                        application_wide=True)
+            self.mark_actions[mark] = self._action(
+                det, f"{text}\t{key}, Alt+{key}", lambda m=mark: self.mark_current(m),
+                key)
+            self._application_shortcut(f"Alt+{key}", lambda m=mark: self.mark_current(m))
+        self.note_action = self._action(det, "Edit &note…\tE, Alt+N", self.edit_note, "E")
+        self._application_shortcut("Alt+N", self.edit_note)
         det.addSeparator()
         self.save_reviewed_action = self._action(
             det, "&Save inspector fit as reviewed result", self.save_reviewed, "Ctrl+R",

@@ -1,0 +1,479 @@
+"""The inspector as the record of a measurement (issue 14), driven as a user would on the
+small simulated demo: real key presses on the window, real menu actions, mouse drags.
+Each test names the defect it guards against."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+import pytest
+from astropy.table import Table
+from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
+from PyQt6.QtGui import QMouseEvent
+from PyQt6.QtWidgets import QApplication, QFileDialog, QMessageBox
+
+from smp_model.demo import demo_manifest_path
+from smp_model.display import DisplayStyle
+from smp_model.figures import five_panel_figure
+from smp_gui.main_window import MainWindow
+from tests.test_gui import drag_marker, exported, press, redo, undo
+
+pytestmark = pytest.mark.gui
+pg.setConfigOption("mouseRateLimit", -1)
+
+START = (0.0, 1.0, 0.0, 1.0)
+TIMEOUT_MS = 60_000
+CTRL = Qt.KeyboardModifier.ControlModifier
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return demo_manifest_path()
+
+
+@pytest.fixture(scope="module")
+def store_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("store")
+
+
+@pytest.fixture(scope="module")
+def window(qapp, store_dir):
+    store = QSettings(str(store_dir / "smp.ini"), QSettings.Format.IniFormat)
+    w = MainWindow(store)
+    w.show()
+    yield w
+    w.shutdown()
+    w.close()
+    w.deleteLater()
+
+
+def settled(qtbot, window):
+    qtbot.waitUntil(lambda: not window.controller.busy and window.result is not None
+                    and window.result.request_id == window.controller.last_submitted,
+                    timeout=TIMEOUT_MS)
+
+
+def opened(qtbot, window, path, **kwargs):
+    with qtbot.waitSignal(window.fitDisplayed, timeout=TIMEOUT_MS):
+        assert window.open_detection(path, **kwargs)
+    settled(qtbot, window)
+
+
+def menu_action(window, *path) -> "QAction":
+    actions = window.menuBar().actions()
+    for name in path:
+        action = next(a for a in actions if a.text().replace("&", "").startswith(name))
+        actions = action.menu().actions() if action.menu() else []
+    return action
+
+
+# -- 1: undo and redo exist ----------------------------------------------------------------
+
+def test_ctrl_z_undoes_a_drag_named_in_the_edit_menu(qtbot, window, demo):
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    assert not menu_action(window, "Edit", "Undo").isEnabled()
+    drag_marker(qtbot, window, 1, 0.8, 0.0)
+    settled(qtbot, window)
+    moved = window.offsets["binary"]
+    assert moved[1] == pytest.approx(1.8, abs=0.3)
+    undo_item = menu_action(window, "Edit", "Undo")
+    assert undo_item.text() == "&Undo move secondary" and undo_item.isEnabled()
+    undo(qtbot, window)
+    settled(qtbot, window)
+    assert window.offsets["binary"] == START and window.result.summary.offsets == START
+    redo(qtbot, window)
+    settled(qtbot, window)
+    assert window.offsets["binary"] == moved and window.result.summary.offsets == moved
+    menu_action(window, "Edit", "Undo").trigger()          # the menu item itself
+    settled(qtbot, window)
+    assert window.offsets["binary"] == START
+
+
+# -- 2: arrow keys act on the control that has the focus ----------------------------------
+
+def test_down_in_the_stretch_combo_changes_the_stretch_not_the_offsets(qtbot, window, demo):
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    combo = window.panels_view.stretch_box
+    combo.setFocus()
+    qtbot.keyClick(combo, Qt.Key.Key_Down)
+    settled(qtbot, window)
+    assert window.panels_view.stretch == "zscale"
+    assert window.offsets["binary"] == START
+    qtbot.keyClick(combo, Qt.Key.Key_Up)
+    # with the panels focused the same key nudges the selected marker
+    window.panels_view.graphics.setFocus()
+    qtbot.keyClick(window.panels_view.graphics, Qt.Key.Key_Down)
+    settled(qtbot, window)
+    assert window.offsets["binary"] != START
+    undo(qtbot, window)
+    settled(qtbot, window)
+
+
+# -- 3: no stale numbers -------------------------------------------------------------------
+
+def test_markers_refit_during_a_map_and_cancel_keeps_their_numbers(qtbot, window, demo):
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    window.request_chi2map(half_width=5.0, step=0.05, confirmed=True)   # 40401 cells
+    qtbot.wait(300)
+    window.panels_view.graphics.setFocus()
+    qtbot.keyClick(window.panels_view.graphics, Qt.Key.Key_1)       # the primary
+    qtbot.keyClick(window.panels_view.graphics, Qt.Key.Key_Right)
+    # the refit runs between two rows of the map: the numbers follow the marker
+    qtbot.waitUntil(lambda: not window.is_stale, timeout=TIMEOUT_MS)
+    assert window.controller.busy and window.chi2map_result is None   # map still running
+    assert window.result.summary.offsets == pytest.approx((0.1, 1.0, 0.0, 1.0))
+    press(qtbot, window, Qt.Key.Key_Escape)
+    settled(qtbot, window)
+    assert not window.is_stale and window.results_table.isEnabled()
+    assert window.result.summary.offsets == pytest.approx(window.offsets["binary"])
+    assert window.fit_controls.offsets("binary") == pytest.approx(window.offsets["binary"])
+    undo(qtbot, window)
+    settled(qtbot, window)
+
+
+def test_cancel_reruns_a_dropped_refit(qtbot, window, demo):
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    window.panels_view.graphics.setFocus()
+    qtbot.keyClick(window.panels_view.graphics, Qt.Key.Key_1)       # the primary
+    qtbot.keyClick(window.panels_view.graphics, Qt.Key.Key_Right)
+    press(qtbot, window, Qt.Key.Key_Escape)      # at once: the refit is dropped ...
+    settled(qtbot, window)                       # ... and run again
+    assert not window.is_stale
+    assert window.result.summary.offsets == pytest.approx((0.1, 1.0, 0.0, 1.0))
+    undo(qtbot, window)
+    settled(qtbot, window)
+
+
+def test_a_long_map_asks_first(qtbot, window, demo):
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    submitted = window.controller.last_submitted
+    assert window.request_chi2map(half_width=10.0, step=0.02) is None   # 1001 x 1001
+    box = window.map_confirm_dialog
+    assert box is not None and box.isVisible() and "1002001 cells" in box.text()
+    box.button(QMessageBox.StandardButton.No).click()
+    assert window.controller.last_submitted == submitted and not window.controller.busy
+
+
+def test_export_and_save_refuse_stale_numbers(qtbot, window, demo, tmp_path):
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    window.controller.cancel()                   # as if the refit had been cancelled
+    window.set_offsets((0.0, 1.5, 0.0, 1.0), "binary")
+    window.controller.cancel()
+    assert window.is_stale
+    qtbot.waitUntil(lambda: not window.results_table.isEnabled(), timeout=2000)
+    assert window.stale_label.text()
+    assert window.export_table(tmp_path / "t.ecsv") is None
+    assert "not those of the offsets on screen" in window.error_dialog.text()
+    window.error_dialog.close()
+    assert window.save_session(tmp_path / "s.json") is None
+    window.error_dialog.close()
+    assert not (tmp_path / "t.ecsv").exists() and not (tmp_path / "s.json").exists()
+    submitted = window.controller.last_submitted
+    press(qtbot, window, Qt.Key.Key_F5)          # refit: numbers belong again
+    assert window.controller.last_submitted > submitted
+    settled(qtbot, window)
+    assert not window.is_stale
+    assert window.save_session(tmp_path / "s.json") is not None
+
+
+# -- 4: what you see is what you export ----------------------------------------------------
+
+def test_figure_export_uses_the_panels_style(qtbot, window, demo, tmp_path):
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    window.panels_view.set_colormap("viridis")
+    press(qtbot, window, Qt.Key.Key_3, CTRL)                 # min/max stretch
+    lo, hi = window.panels_view.levels()
+    path = exported(qtbot, window, window.export_figure, tmp_path / "shown.png")
+    import matplotlib.image as mpimg
+    rgb = mpimg.imread(path)[..., :3]
+    colourful = np.ptp(rgb, axis=-1) > 0.2                    # not grey: viridis is drawn
+    assert colourful.mean() > 0.05
+    style = window.panels_view.style()
+    assert style.levels == (lo, hi) and style.colormap == "viridis"
+    fig = five_panel_figure(window.result.fit, style=style)
+    image = fig.axes[0].images[0]
+    assert image.get_clim() == pytest.approx((lo, hi))
+    assert len(fig.axes[0].images) == 2                      # the mask overlay
+    assert len(five_panel_figure(window.result.fit).axes[0].images) == 1   # published
+    window.panels_view.set_colormap("gray_r")
+    press(qtbot, window, Qt.Key.Key_1, CTRL)
+
+
+def test_export_dialog_starts_outside_the_data_and_adds_the_extension(
+        qtbot, window, demo, tmp_path, monkeypatch):
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    window.store.setValue("export_dir", str(tmp_path))
+    seen = []
+
+    def dialog(parent, caption, start, filters):
+        seen.append(start)
+        return str(tmp_path / "mine"), "CSV (*.csv)"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", dialog)
+    with qtbot.waitSignal(window.exportFinished, timeout=TIMEOUT_MS) as blocker:
+        menu_action(window, "File", "Export", "Flux table").trigger()
+    assert Path(seen[0]).parent == tmp_path and Path(seen[0]).name.startswith("demo-binary")
+    assert Path(blocker.args[0]) == tmp_path / "mine.csv"
+    assert len(Table.read(tmp_path / "mine.csv")) == 2
+
+
+# -- 5: layout -----------------------------------------------------------------------------
+
+def stamp_fills_its_panel(window) -> float:
+    """On-screen size of the stamp over the largest it could be in its panel (1: fills)."""
+    pv = window.panels_view
+    vb = pv.plots["image"].getViewBox()
+    ny, nx = pv.panels["image"].shape
+    corner0 = vb.mapViewToScene(QPointF(-0.5, -0.5))
+    corner1 = vb.mapViewToScene(QPointF(nx - 0.5, ny - 0.5))
+    width = abs(corner1.x() - corner0.x())
+    box = vb.sceneBoundingRect()
+    return width / min(box.width(), box.height() * nx / ny)
+
+
+def test_panels_fill_the_window_after_the_map_and_a_resize(qtbot, window, demo):
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    window.resize(1280, 800)
+    qtbot.wait(100)
+    with qtbot.waitSignal(window.chi2MapDisplayed, timeout=TIMEOUT_MS):
+        window.request_chi2map(half_width=0.4, step=0.2)
+    window.central_splitter.setSizes([150, 650])    # a small strip of panels
+    qtbot.wait(100)
+    press(qtbot, window, Qt.Key.Key_M, CTRL | Qt.KeyboardModifier.ShiftModifier)  # hide
+    assert not window.chi2map_view.isVisible()
+    window.resize(1900, 1000)
+    qtbot.wait(200)
+    assert stamp_fills_its_panel(window) == pytest.approx(1.0, abs=0.05)
+    window.panels_view.graphics.setFocus()       # the user clicks on the panels
+    press(qtbot, window, Qt.Key.Key_Plus)        # keyboard zoom
+    qtbot.wait(100)
+    assert stamp_fills_its_panel(window) == pytest.approx(1.25, abs=0.05)
+    press(qtbot, window, Qt.Key.Key_0)           # reset zoom
+    qtbot.wait(100)
+    assert stamp_fills_its_panel(window) == pytest.approx(1.0, abs=0.05)
+    window.resize(1600, 900)
+
+
+def test_readout_fits_a_1280_window(qtbot, window, demo):
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    window.resize(1280, 800)
+    qtbot.wait(100)
+    label = window.panels_view.readout
+    text = window.panels_view.readout_text(3.0, 4.0)
+    label.setText(text)
+    metrics = label.fontMetrics()
+    lines = text.split("\n")
+    assert len(lines) == 3 and "σ=" in text and "mask=" in text and "R=" in lines[2]
+    assert max(metrics.horizontalAdvance(line) for line in lines) <= label.width()
+    # sexagesimal RA/Dec beside the degrees
+    assert ":" in lines[1].split("RA=")[1]
+    window.resize(1600, 900)
+
+
+def test_map_has_a_colour_bar_and_a_hide_toggle(qtbot, window, demo):
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    with qtbot.waitSignal(window.chi2MapDisplayed, timeout=TIMEOUT_MS):
+        window.request_chi2map(half_width=0.6, step=0.2)
+    view = window.chi2map_view
+    lo, hi = view.colorbar.levels()
+    delta = view.chi2map.delta_chi2
+    assert lo == 0.0 and hi == pytest.approx(max(np.nanpercentile(delta, 99), 1.5 * 11.83))
+    assert view.isVisible()
+    press(qtbot, window, Qt.Key.Key_M, CTRL | Qt.KeyboardModifier.ShiftModifier)
+    assert not view.isVisible()
+    press(qtbot, window, Qt.Key.Key_M, CTRL | Qt.KeyboardModifier.ShiftModifier)
+    assert view.isVisible()
+    view.hide()
+
+
+def test_a_detection_that_fails_is_not_in_recent(qtbot, window, demo, tmp_path):
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    text = demo.read_text()
+    for line in text.splitlines():
+        if line.strip().startswith("stamp"):
+            text = text.replace(line, 'stamp = "missing.fits"', 1)
+            break
+    (broken / "detection.toml").write_text(text)
+    with qtbot.waitSignal(window.errorShown, timeout=TIMEOUT_MS):
+        window.open_detection(broken / "detection.toml")
+    window.error_dialog.close()
+    assert str((broken / "detection.toml").resolve()) not in window.recent_files()
+    assert window.recent_files()[0] == str(demo.resolve())
+
+
+# -- 6: viewer habits ----------------------------------------------------------------------
+
+def test_viewer_keys(qtbot, window, demo):
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    pv = window.panels_view
+    press(qtbot, window, Qt.Key.Key_I)
+    assert pv.inverted and menu_action(window, "View", "Invert").isChecked()
+    press(qtbot, window, Qt.Key.Key_I)
+    assert not pv.inverted
+    press(qtbot, window, Qt.Key.Key_C)
+    assert pv.crosshair and pv.crosshairs[0].isVisible()
+    press(qtbot, window, Qt.Key.Key_C)
+    # regions (target's sky position, scene grid) and compass: shown, and G / K hide them
+    assert pv.target_marks[0].isVisible() and pv.grid_outlines[0].isVisible()
+    assert pv.compass_lines.isVisible() and pv.scale_label.toPlainText().endswith('"')
+    press(qtbot, window, Qt.Key.Key_G)
+    press(qtbot, window, Qt.Key.Key_K)
+    assert not pv.target_marks[0].isVisible() and not pv.compass_lines.isVisible()
+    press(qtbot, window, Qt.Key.Key_G)
+    press(qtbot, window, Qt.Key.Key_K)
+    assert pv.grid_outlines[0].isVisible() and pv.compass_lines.isVisible()
+    first = window.browser.current_index
+    press(qtbot, window, Qt.Key.Key_BracketRight)
+    assert window.browser.current_index == (first + 1) % len(window.browser.expnums())
+    press(qtbot, window, Qt.Key.Key_BracketLeft)
+    assert window.browser.current_index == first
+    for n, stretch in enumerate(("published", "zscale", "percentile", "minmax", "sqrt",
+                                 "log", "asinh", "histeq")):
+        press(qtbot, window, getattr(Qt.Key, f"Key_{n + 1}"), CTRL)
+        assert pv.stretch == stretch
+    press(qtbot, window, Qt.Key.Key_1, CTRL)
+    published = pv.levels()
+    # right-drag: contrast and bias, as in DS9; R resets
+    gv = pv.graphics
+    viewport = gv.viewport()
+    centre = gv.mapFromScene(pv.view_to_scene("image", 5.0, 5.0))
+    right = Qt.MouseButton.RightButton
+
+    def send(kind, pos, buttons, button):
+        QApplication.sendEvent(viewport, QMouseEvent(
+            kind, QPointF(pos), QPointF(viewport.mapToGlobal(pos)), button, buttons,
+            Qt.KeyboardModifier.NoModifier))
+    send(QEvent.Type.MouseButtonPress, centre, right, right)
+    for step in range(1, 6):
+        send(QEvent.Type.MouseMove, centre + QPoint(8 * step, -6 * step), right,
+             Qt.MouseButton.NoButton)
+        qtbot.wait(10)
+    send(QEvent.Type.MouseButtonRelease, centre + QPoint(40, -30), Qt.MouseButton.NoButton,
+         right)
+    assert pv.levels() != pytest.approx(published)
+    press(qtbot, window, Qt.Key.Key_R)
+    assert pv.levels() == pytest.approx(published)
+    # every habit is listed in Help > Keyboard shortcuts
+    window.show_shortcuts().close()
+    listed = dict(window.shortcut_table())
+    for name in ("Invert colour map", "Crosshair", "Next exposure", "Blink exposures",
+                 "Zoom in", "Reset zoom (fit the stamp)", "Reset levels", "Undo"):
+        assert any(a.startswith(name) for a in listed), name
+
+
+# -- sessions ------------------------------------------------------------------------------
+
+def test_reloaded_optimised_session_shows_the_same_numbers(qtbot, window, demo, tmp_path):
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    with qtbot.waitSignal(window.fitDisplayed, timeout=TIMEOUT_MS,
+                          check_params_cb=lambda r: r.request.optimize):
+        press(qtbot, window, Qt.Key.Key_P, CTRL)
+    settled(qtbot, window)
+    before = window.result.fit
+    path = window.save_session(tmp_path / "opt.smpsession.json")
+    opened(qtbot, window, demo, mode="single")
+    with qtbot.waitSignal(window.fitDisplayed, timeout=TIMEOUT_MS,
+                          check_params_cb=lambda r: r.request.optimize):
+        assert window.open_session(path)
+    settled(qtbot, window)
+    after = window.result.fit
+    assert after.published_offsets == pytest.approx(before.published_offsets, abs=1e-12)
+    assert after.delta_chi2 == pytest.approx(before.delta_chi2, rel=1e-12)
+    assert after.delta_chi2_default == pytest.approx(before.delta_chi2_default, rel=1e-12)
+    assert after.separation_err_px == pytest.approx(before.separation_err_px, rel=1e-9)
+    assert not window.is_stale
+    # both Δχ² definitions, labelled
+    table = window.results_table.as_text()
+    assert f"Δχ² vs single fitted alike\t{after.delta_chi2:.2f}" in table
+    assert f"Δχ² vs single at default (published)\t{after.delta_chi2_default:.2f}" in table
+
+
+def test_bad_session_gives_one_dialog_and_changes_nothing(qtbot, window, demo, tmp_path):
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    path = tmp_path / "bad.json"
+    state = window.session_state()
+    state["view"]["levels"] = [5, float("nan")]
+    path.write_text(json.dumps(state))
+    dialogs = []
+    window.errorShown.connect(dialogs.append)
+    assert not window.open_session(path)
+    assert len(dialogs) == 1 and "'view.levels'" in dialogs[0].text()
+    dialogs[0].close()
+    assert window.offsets["binary"] == START and not window.is_stale
+
+
+def test_session_outside_its_folder_names_the_psf_files(qtbot, window, demo, tmp_path):
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    state = window.session_state()
+    path = tmp_path / "elsewhere.smpsession.json"
+    path.write_text(json.dumps(state))
+    with qtbot.waitSignal(window.fitDisplayed, timeout=TIMEOUT_MS):
+        assert window.open_session(path)
+    notice = window.psf_notice
+    assert notice is not None and notice.isVisible()
+    assert "run code" in notice.text() and ".fits" in notice.text()
+    notice.close()
+
+
+def _run(args, cwd, config_home: Path):
+    """The app in a subprocess, with its settings (recent files, export folder) kept out
+    of the user's."""
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(config_home)}
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, env=env)
+
+
+def test_headless_exports_equal_smp_fit(repo_root, tmp_path):
+    gui = _run(["-m", "smp_gui.app", "--binary=0,1,0,1", "--optimize",
+                "--export-table", str(tmp_path / "gui.ecsv"),
+                "--export-figure", str(tmp_path / "gui.png"),
+                "--export-cubes", str(tmp_path / "gui.fits")], repo_root, tmp_path)
+    assert gui.returncode == 0, gui.stderr
+    cli = _run(["-m", "smp_model.cli", "fit", "--demo", "--binary=0,1,0,1", "--optimize",
+                "--table", str(tmp_path / "cli.ecsv")], repo_root, tmp_path)
+    assert cli.returncode == 0, cli.stderr
+    a, b = Table.read(tmp_path / "gui.ecsv"), Table.read(tmp_path / "cli.ecsv")
+    assert a.colnames == b.colnames and len(a) == len(b) == 2
+    for name in a.colnames:
+        assert a[name].unit == b[name].unit, name
+        if a[name].dtype.kind == "f":
+            np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+        else:
+            assert list(a[name]) == list(b[name]), name
+    assert a.meta["settings"] == b.meta["settings"]
+    assert (tmp_path / "gui.png").stat().st_size > 1000
+    assert (tmp_path / "gui.fits").stat().st_size > 1000
+    # a session of that fit (saved after the search) exports the same table again
+    session = {"format": "smp-session/1", "detection": str(demo_manifest_path()),
+               "settings": dict(b.meta["settings"]), "mode": "binary",
+               "offsets": {"binary": [float(b["dx"][0]), float(b["dx"][1]),
+                                      float(b["dy"][0]), float(b["dy"][1])]},
+               "fit": {"optimize": True, "offsets": [0.0, 1.0, 0.0, 1.0]}}
+    (tmp_path / "s.smpsession.json").write_text(json.dumps(session))
+    again = _run(["-m", "smp_gui.app", str(tmp_path / "s.smpsession.json"),
+                  "--export-table", str(tmp_path / "session.ecsv")], repo_root, tmp_path)
+    assert again.returncode == 0, again.stderr
+    c = Table.read(tmp_path / "session.ecsv")
+    for name in b.colnames:
+        if b[name].dtype.kind == "f":
+            np.testing.assert_array_equal(c[name], b[name], err_msg=name)
+    # never replaces a file; a bad session ends with exit 2 and one line
+    again = _run(["-m", "smp_gui.app", "--export-table", str(tmp_path / "gui.ecsv")],
+                 repo_root, tmp_path)
+    assert again.returncode == 2 and len(again.stderr.strip().splitlines()) == 1
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"format": "smp-session/1", "detection": "x.toml",
+                               "settings": {}, "mode": "triple", "offsets": {}}))
+    run = _run(["-m", "smp_gui.app", str(bad), "--screenshot", str(tmp_path / "s.png")],
+               repo_root, tmp_path)
+    assert run.returncode == 2
+    # (Qt's offscreen plugin has its own line about size hints)
+    lines = [line for line in run.stderr.strip().splitlines()
+             if "propagateSizeHints" not in line]
+    assert len(lines) == 1 and "'mode' must be one of" in lines[0]
