@@ -49,6 +49,8 @@ FLAGS = (
          "positive-definite: position errors and flux_err_total are undefined"),
     Flag(8, "unresolved", "binary whose components the data cannot separate (delta_chi2 "
          "< 25 or separation < 7 sigma): quote total_flux +- total_flux_err"),
+    Flag(16, "exposure_dropped", "an exposure of the manifest had no usable pixel and was "
+         "left out (meta exposures_dropped)"),
 )
 FLAG_BITS = {f.name: f.bit for f in FLAGS}
 
@@ -270,7 +272,8 @@ def fit_record(fit: SceneFit) -> FitRecord:
         "grid_step": settings.grid_step_arcsec, "fit_sky": settings.fit_sky,
     }
     names = ("primary", "secondary") if binary else ("target",)
-    unresolved = binary and fit.unresolved
+    fit_flags = ((FLAG_BITS["unresolved"] if binary and fit.unresolved else 0)
+                 | (FLAG_BITS["exposure_dropped"] if fit.dropped_expnums else 0))
     rows = []
     for t, (component, s) in enumerate(zip(names, fit.sources)):
         row = {
@@ -279,7 +282,7 @@ def fit_record(fit: SceneFit) -> FitRecord:
             "flux_njy_err": s.flux_err * NJY_PER_COUNT, "mag": s.mag, "mag_err": s.mag_err,
             "mag_limit_3sigma": s.mag_limit_3sigma, "x": s.x, "y": s.y, "dx": s.dx,
             "dy": s.dy, "dx_err": s.dx_err, "dy_err": s.dy_err, "ra": s.ra, "dec": s.dec,
-            "flags": _flags(fit, s, unresolved)}
+            "flags": _source_flags(fit, s) | fit_flags}
         if fit.shot_noise is not None:
             sn = fit.shot_noise
             row.update(flux_sn=sn.flux[t], flux_err_sn=sn.flux_err[t], mag_sn=sn.mag[t],
@@ -305,7 +308,7 @@ def _pair_values(fit: BinaryFit | None) -> dict:
     return {k: float(v) for k, v in zip(names, values)}
 
 
-def _flags(fit: SceneFit, s, unresolved: bool) -> int:
+def _source_flags(fit: SceneFit, s) -> int:
     flags = 0
     if not s.flux > 0:
         flags |= FLAG_BITS["nonpositive_flux"]
@@ -313,8 +316,6 @@ def _flags(fit: SceneFit, s, unresolved: bool) -> int:
         flags |= FLAG_BITS["position_fixed"]
     elif not np.all(np.isfinite([s.dx_err, s.dy_err])):
         flags |= FLAG_BITS["position_err_undefined"]
-    if unresolved:
-        flags |= FLAG_BITS["unresolved"]
     return flags
 
 

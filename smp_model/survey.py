@@ -40,19 +40,18 @@ from astropy.table import Table
 
 from .errors import SMPError
 from .io_utils import TABLE_FORMATS, atomic_write
-from .record import FLAGS
+from .record import FLAG_BITS, FLAGS
 from .scene import FitSettings
 
 REVIEW_SUFFIX = ".review.ecsv"
 FAILURES_SUFFIX = ".failures.ecsv"   # as `smp_model.batch.FAILURES_SUFFIX`
 MARKS = ("good", "bad", "binary")     # "binary": binary candidate
-#: Set by the survey (not by a fit) when the detection lost exposures (no usable pixel);
-#: a bit well above the fit's flags (`smp_model.record.FLAGS`), which may grow.
-FLAG_EXPOSURE_DROPPED = 256
-#: Bit -> name of every flag the survey shows: the fit's registry plus the survey's own.
-#: Filters may use the names: ``flags & exposure_dropped != 0``.
-FLAG_NAMES = {**{f.bit: f.name for f in FLAGS}, FLAG_EXPOSURE_DROPPED: "exposure_dropped"}
-assert FLAG_EXPOSURE_DROPPED not in {f.bit for f in FLAGS}
+#: The record's flag for lost exposures; batch outputs written before the record had it
+#: get it from their ``n_dropped`` column.
+FLAG_EXPOSURE_DROPPED = FLAG_BITS["exposure_dropped"]
+#: Bit -> name of every flag (the record's registry).  Filters may use the names:
+#: ``flags & exposure_dropped != 0``.
+FLAG_NAMES = {f.bit: f.name for f in FLAGS}
 #: Columns shown first, in this order (the others follow as in the batch).
 DISPLAY_COLUMNS = ("key", "name", "band", "mjd", "fit_kind", "flux", "flux_err", "mag",
                    "mag_err", "total_flux", "chi2_dof", "binary_delta_chi2", "flags", "flags_text",

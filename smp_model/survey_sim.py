@@ -14,7 +14,7 @@ The objects (`SURVEY_OBJECTS`):
   t0) / period)`` with a known period (hours) and peak-to-peak amplitude (mag);
 * ``binary``: a resolved-ish binary (separation 3 px, flux ratio 0.8) in every detection;
 * ``flagged``: constant, but one detection has one exposure entirely masked (its MSK plane
-  all bad), which the fit drops: the survey flags it (`smp_model.survey.FLAG_EXPOSURE_DROPPED`);
+  all bad), which the fit drops and flags (`exposure_dropped` of `smp_model.record.FLAGS`);
 * ``steady``: constant brightness.
 
 Each detection is observed in band r or i (i 0.3 mag brighter; the rotator in r only, so

@@ -318,7 +318,7 @@ def test_cli_screenshot_and_export_table(batch, tmp_path):
     shot = tmp_path / "survey.png"
     table = tmp_path / "one.ecsv"
     run = subprocess.run([sys.executable, "-m", "smp_gui.app", str(path), "--filter",
-                          "flags & 256 != 0", "--select", key, "--export-table",
+                          "flags & 16 != 0", "--select", key, "--export-table",
                           str(table), "--screenshot", str(shot)],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr

@@ -28,7 +28,7 @@ NAN = math.nan
 def columns():
     return {"name": np.array(["a", "b", "a", "c", ""]),
             "chi2_dof": np.array([1.0, 2.5, NAN, 1.6, 0.9]),
-            "flags": np.array([0, 2, 2 | 256, 8 | 256, 1]),   # 256: exposure_dropped
+            "flags": np.array([0, 2, 2 | 16, 8 | 16, 1]),   # 16: exposure_dropped
             "binary_delta_chi2": np.array([NAN, 30.0, 5.0, NAN, 100.0])}
 
 
