@@ -122,6 +122,12 @@ class ResultsTable(QWidget):
                 self.table.setHorizontalHeaderLabels(names)
                 self.table.setVerticalHeaderLabels(list(labels[1]))
                 self._labels = labels
+                # Fit-wide numbers (chi2, delta chi2, total flux, separation ...) fill only
+                # the first cell: let it span the row so "value ± error" is not cut off.
+                self.table.clearSpans()
+                for r, (_, cells) in enumerate(rows):
+                    if len(cells) > 1 and not any(cells[1:]):
+                        self.table.setSpan(r, 0, 1, len(cells))
             for r, (_, cells) in enumerate(rows):
                 for c, text in enumerate(cells):
                     item = self.table.item(r, c)

@@ -392,6 +392,11 @@ def test_reloaded_optimised_session_shows_the_same_numbers(qtbot, window, demo, 
     table = window.results_table.as_text()
     assert f"Δχ² vs single fitted alike\t{after.delta_chi2:.2f}" in table
     assert f"Δχ² vs single at default (published)\t{after.delta_chi2_default:.2f}" in table
+    # fit-wide values span both source columns, so "value ± error" shows whole
+    widget = window.results_table.table
+    labels = [widget.verticalHeaderItem(r).text() for r in range(widget.rowCount())]
+    assert widget.columnSpan(labels.index("total flux (ZP 30)"), 0) == 2
+    assert widget.columnSpan(labels.index("flux (ZP 30)"), 0) == 1
 
 
 def test_bad_session_gives_one_dialog_and_changes_nothing(qtbot, window, demo, tmp_path):
