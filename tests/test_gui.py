@@ -345,7 +345,11 @@ def test_exports_read_back(qtbot, window, lq28_path, tmp_path, monkeypatch):
         table = Table.read(path)
         assert len(table) == 2
         assert table["flux"][1] == pytest.approx(result.summary.sources[1].flux, rel=1e-6)
-    assert Table.read(tmp_path / "flux.ecsv").meta["settings"]["grid_size"] == 20
+    meta = Table.read(tmp_path / "flux.ecsv").meta
+    assert meta["settings"]["grid_size"] == 20
+    # the detection was built in the child process: dropped exposures still by expnum
+    assert meta["exposures_dropped"] == [239649, 580880]
+    assert meta["offsets"] == list(result.fit.published_offsets)
     path = exported(qtbot, window, window.export_fits, tmp_path / "model.fits")
     with fits.open(path) as hdul:
         n_exp, det = len(result.fit.scene.exposures), result.fit.scene.detection_index
