@@ -61,7 +61,6 @@ def worker_cold(manifest: str) -> dict:
     import galsim  # noqa: F401
     import piff  # noqa: F401
     from smp_model.fit import DetectionPhotometry
-    from smp_model.request import TargetOffsets
     from smp_model.scene import FitSettings
     t1 = time.perf_counter()
     import warnings

@@ -27,7 +27,7 @@ import numpy as np
 from astropy.io import fits
 from scipy import ndimage
 
-from .errors import PSF_FILES_RUN_CODE, MissingDependencyError, PSFError  # noqa: F401
+from .errors import MissingDependencyError, PSFError
 from .io_utils import require_fits_file
 from .piff_io import PiffFile
 

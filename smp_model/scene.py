@@ -26,7 +26,7 @@ import scipy.linalg
 from threadpoolctl import ThreadpoolController
 
 from .conventions import Convention, get_convention
-from .errors import FitError, ResourceLimitError
+from .errors import FitError
 from .exposures import LoadedExposure
 from .limits import MAX_GRID_STEP_ARCSEC, MAX_REDUCED_CHI2, memory_refusal
 from .psf import DEFAULT_OVERSAMPLING, PSF_NORMALIZATIONS, OversampledPSF

@@ -755,7 +755,7 @@ def test_drag_does_not_compute_full_covariance(qtbot, window, lq28_path, engine,
 
 def test_help_states_that_psf_files_run_code(qtbot, window):
     """The trust boundary is said in the app itself (issue 6 item 5), with the CLI's words."""
-    from smp_model.psf import PSF_FILES_RUN_CODE
+    from smp_model.errors import PSF_FILES_RUN_CODE
     help_menu = [a for a in window.menuBar().actions() if a.text() == "&Help"][0].menu()
     assert [a.text() for a in help_menu.actions()] == ["&Keyboard shortcuts…", "&Data safety…"]
     box = window.show_data_safety()

@@ -18,7 +18,6 @@ from PyQt6.QtGui import QMouseEvent
 from PyQt6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 from smp_model.demo import demo_manifest_path
-from smp_model.display import DisplayStyle
 from smp_model.figures import five_panel_figure
 from smp_gui.main_window import MainWindow
 from tests.test_gui import drag_marker, exported, press, redo, undo

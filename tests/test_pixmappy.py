@@ -4,7 +4,6 @@ own colour-dependent test map through every conversion of `smp_model.wcs`.
 Needs pixmappy (``./dev setup`` installs ``../shared/vendor/pixmappy-1.0.0.tar.gz``); the
 tests that need it skip when it is absent.  The missing-pixmappy error is tested without it.
 """
-import io
 import os
 import subprocess
 import sys

@@ -11,7 +11,7 @@ import pytest
 
 from smp_model.cli import add_model_arguments, settings_from_args
 from smp_model.psf import OversampledPSF
-from smp_model.scene import DEFAULT_PSF_NORMALIZATION, FitSettings, SceneModel
+from smp_model.scene import DEFAULT_PSF_NORMALIZATION, FitSettings
 
 RNG = np.random.default_rng(17)
 
