@@ -51,3 +51,10 @@ def confirm_overwrite(parent: QWidget | None, path: str | Path) -> bool:
 
 def _escape(text: str) -> str:
     return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;"))
+
+
+def dropped_local_file(event) -> str | None:
+    """The local file a drag or drop event carries (its first URL), or None: both windows
+    accept a single local file dropped on them."""
+    urls = event.mimeData().urls()
+    return urls[0].toLocalFile() if urls and urls[0].isLocalFile() else None

@@ -621,15 +621,14 @@ class MainWindow(QMainWindow):
     # drag and drop ----------------------------------------------------------------------
 
     def dragEnterEvent(self, event):
-        urls = event.mimeData().urls()
-        if urls and urls[0].isLocalFile():
+        if dialogs.dropped_local_file(event):
             event.acceptProposedAction()
 
     def dropEvent(self, event):
-        urls = event.mimeData().urls()
-        if urls and urls[0].isLocalFile():
+        path = dialogs.dropped_local_file(event)
+        if path:
             event.acceptProposedAction()
-            self.open_path(urls[0].toLocalFile())
+            self.open_path(path)
 
     # -- fitting ------------------------------------------------------------------------
 

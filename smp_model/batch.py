@@ -47,7 +47,7 @@ import numpy as np
 from astropy.table import QTable, Table, vstack
 
 from .errors import SMPError, is_numpy_warning
-from .io_utils import TABLE_FORMATS, OutputExistsError, atomic_write
+from .io_utils import TABLE_FORMATS, OutputExistsError, atomic_write, read_input_table
 from .manifest import DetectionManifest
 from .request import FitRequest
 from .results import table_format
@@ -105,17 +105,11 @@ def read_batch_list(path: str | os.PathLike) -> list[BatchItem]:
     ``error`` set; problems with the list itself raise `BatchError`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise BatchError("batch list not found" if not path.exists() else "is not a file",
-                         path)
     fmt = TABLE_FORMATS.get(path.suffix.lower())
-    if fmt is None:
+    if fmt is None and path.is_file():
         raise BatchError(f"unknown list format {path.suffix!r}; use "
                          f"{', '.join(sorted(TABLE_FORMATS))}", path)
-    try:
-        table = Table.read(path, format=fmt)
-    except Exception as exc:   # astropy raises many types for unreadable tables
-        raise BatchError(f"cannot read batch list ({_one_line(exc)})", path) from None
+    table = read_input_table(path, BatchError, "batch list", fmt)
     columns = {c.lower(): c for c in table.colnames}
     has_folder = all(c in columns for c in FOLDER_COLUMNS)
     if "manifest" not in columns and not has_folder:

@@ -18,7 +18,7 @@ import numpy as np
 from astropy.table import Table
 
 from .errors import ManifestError
-from .io_utils import TABLE_FORMATS
+from .io_utils import read_input_table
 from .wcs import tangent_offsets
 
 
@@ -100,12 +100,7 @@ def read_exposure_table(path: str | os.PathLike) -> Table:
     ICRS degrees) and optionally ``mjd``; column names are case-insensitive.  Raises
     `ManifestError` naming the file and the problem."""
     path = Path(path)
-    if not path.is_file():
-        raise ManifestError("exposure table not found", path)
-    try:
-        table = Table.read(path, format=TABLE_FORMATS.get(path.suffix.lower()))
-    except Exception as exc:   # astropy raises many types for unreadable tables
-        raise ManifestError(f"cannot read exposure table ({exc})", path) from None
+    table = read_input_table(path, ManifestError, "exposure table")
     names = {c.lower(): c for c in table.colnames}
     missing = [c for c in EXPOSURE_COLUMNS if c not in names]
     if missing:
@@ -246,12 +241,7 @@ def psf_file(psfs: str | os.PathLike, expnum: int, ccdnum: int) -> Path | None:
 def read_found_table(path: str | os.PathLike) -> list[ExposureRef]:
     """The exposures of an `smp discover` table (expnum, ccdnum, band)."""
     path = Path(path)
-    if not path.is_file():
-        raise ManifestError("exposure list not found", path)
-    try:
-        table = Table.read(path, format=TABLE_FORMATS.get(path.suffix.lower()))
-    except Exception as exc:   # astropy raises many types for unreadable tables
-        raise ManifestError(f"cannot read exposure list ({exc})", path) from None
+    table = read_input_table(path, ManifestError, "exposure list")
     missing = [c for c in ("expnum", "ccdnum", "band") if c not in table.colnames]
     if missing:
         raise ManifestError(f"exposure list lacks column(s) {', '.join(missing)}", path)

@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from astropy.table import Table
 
 from .conventions import piff_box_origin
 from .discovery import ExposureRef
 from .errors import ManifestError, PSFError, ZeropointError
-from .io_utils import TABLE_FORMATS
+from .io_utils import read_input_table
 from .limits import memory_refusal
 from .manifest import (DEFAULT_COLOR_GI, DetectionManifest, ExposureEntry, des_stamp_origin,
                        zeropoint_problem)
@@ -51,12 +50,7 @@ def read_zeropoints(path: str | os.PathLike) -> dict[tuple[int, int], tuple[floa
     (`smp_model.manifest.zeropoint_problem`), and two rows for one exposure that disagree
     (identical repeats are accepted)."""
     path = Path(path)
-    if not path.is_file():
-        raise ZeropointError("zeropoint table not found", path)
-    try:
-        table = Table.read(path, format=TABLE_FORMATS.get(path.suffix.lower()))
-    except Exception as exc:   # astropy raises many types for unreadable tables
-        raise ZeropointError(f"cannot read zeropoint table ({exc})", path) from None
+    table = read_input_table(path, ZeropointError, "zeropoint table")
     names = {c.lower(): c for c in table.colnames}
     missing = [c for c in ("expnum", "ccdnum", "zeropoint") if c not in names]
     if missing:

@@ -161,6 +161,22 @@ def _umask() -> int:
     return mask
 
 
+def read_input_table(path: str | os.PathLike, error: type[SMPError], what: str,
+                     format: str | None = None):
+    """A table a user gives (ECSV/FITS/CSV by extension, else astropy's guess, or
+    ``format``), as an astropy `Table`; a missing or unreadable file raises ``error``
+    naming the file and ``what`` it should have been, in one line."""
+    from astropy.table import Table
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} not found" if not path.exists() else "is not a file", path)
+    try:
+        return Table.read(path, format=format or TABLE_FORMATS.get(path.suffix.lower()))
+    except Exception as exc:   # astropy raises many types for unreadable tables
+        detail = " ".join(str(exc).split()) or type(exc).__name__
+        raise error(f"cannot read {what} ({detail})", path) from None
+
+
 def require_fits_file(path: Path, error: type[SMPError], what: str) -> None:
     """Raise ``error`` naming ``path`` if it is missing, not a file, or not sound FITS
     (`fits_file_problem`); ``what`` names the file kind in the message ("stamp file")."""

@@ -26,6 +26,7 @@ from smp_model.errors import SMPError
 from smp_model.survey import MARKS, FilterError, Survey
 
 from .. import loader
+from ..dialogs import dropped_local_file
 from .plots import SurveyPlots
 from .table_model import SurveyTableModel
 
@@ -173,15 +174,14 @@ class SurveyWindow(QMainWindow):
             self.open_survey(path)
 
     def dragEnterEvent(self, event):
-        urls = event.mimeData().urls()
-        if urls and urls[0].isLocalFile():
+        if dropped_local_file(event):
             event.acceptProposedAction()
 
     def dropEvent(self, event):
-        urls = event.mimeData().urls()
-        if urls and urls[0].isLocalFile():
+        path = dropped_local_file(event)
+        if path:
             event.acceptProposedAction()
-            self.open_survey(urls[0].toLocalFile())
+            self.open_survey(path)
 
     def open_survey(self, path: str | Path) -> bool:
         """Read a batch output (errors: a dialog, nothing changes) and show it."""
