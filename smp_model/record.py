@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as _dt
 import functools
 import math
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -171,6 +172,11 @@ class FitRecord:
     def meta(self) -> dict:
         return record_meta(self.fit)
 
+    def output_meta(self) -> dict:
+        """`meta` for a file written now: ``created`` is the time of writing (the record
+        of a fit is built once and may be written more than once)."""
+        return dict(self.meta, created=_now())
+
     def table(self):
         """The flux table: an astropy `QTable` with units, descriptions and `meta`."""
         from .results import record_table
@@ -257,8 +263,22 @@ def pair_text(row: dict) -> str:
     return text
 
 
+# One record per fit object: `smp fit` writes a table, cubes and JSON of one fit, and each
+# would otherwise build the record and its per-exposure metadata again.  Fits are
+# immutable, so the record cannot go stale; it lives as long as its fit.
+_RECORDS: "weakref.WeakKeyDictionary[SceneFit, FitRecord]" = weakref.WeakKeyDictionary()
+
+
 def fit_record(fit: SceneFit) -> FitRecord:
-    """The record of ``fit`` (cheap: what a fit at fixed positions already has)."""
+    """The record of ``fit`` (cheap: what a fit at fixed positions already has; built once
+    per fit object)."""
+    record = _RECORDS.get(fit)
+    if record is None:
+        record = _RECORDS[fit] = _build_record(fit)
+    return record
+
+
+def _build_record(fit: SceneFit) -> FitRecord:
     manifest, settings = fit.manifest, fit.settings
     binary = isinstance(fit, BinaryFit)
     mjd = manifest.mjd
@@ -328,7 +348,7 @@ def record_meta(fit: SceneFit) -> dict:
     offsets = fit.target_offsets
     return {
         "software": f"smp-inspector {__version__}",
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _now(),
         "manifest": str(manifest.path) if manifest.path else None,
         "name": manifest.name, "ra": manifest.ra, "dec": manifest.dec,
         "band": manifest.band, "color_gi": manifest.color_gi, "mjd": manifest.mjd,
@@ -352,6 +372,10 @@ def record_meta(fit: SceneFit) -> dict:
         "flags": {f.name: {"bit": f.bit, "meaning": f.meaning} for f in FLAGS},
         "per_exposure": diagnostics_records(fit),
     }
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _json(value):

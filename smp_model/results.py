@@ -32,7 +32,7 @@ def record_table(record: FitRecord) -> QTable:
     descriptions, ``meta`` = the record's metadata."""
     names = record.columns
     table = QTable(rows=[[row[n] for n in names] for row in record.rows], names=names,
-                   meta=record.meta)
+                   meta=record.output_meta())
     for name in names:
         column = COLUMNS[name]
         if column.unit is not None:
@@ -135,7 +135,7 @@ def write_fits(fit: SceneFit, path: str | os.PathLike, overwrite: bool = False) 
     record = fit_record(fit)
     primary = fits.PrimaryHDU()
     hdr = primary.header
-    for key, value in _flat_meta(record.meta).items():
+    for key, value in _flat_meta(record.output_meta()).items():
         _set_card(hdr, key, value)
     hdr["MAGZERO"] = (30.0, "zeropoint of the ct unit (AB)")
     hdr["PHOTFNU"] = (NJY_PER_COUNT * 1e-9, "Jy per ct")

@@ -171,6 +171,8 @@ def test_record_is_cheap_and_meta_lazy(synthetic):
     assert "meta" not in record.__dict__            # not computed for a drag refit
     assert record.meta["per_exposure"] and "meta" in record.__dict__
     assert record.rows[0]["flags"] & 2              # positions fixed
+    assert fit_record(fit) is record                # built once per fit (smp fit writes 3)
+    assert record.output_meta().keys() == record.meta.keys()
     assert not record.rows[0]["flags"] & 8          # never "unresolved" at fixed positions
 
 
