@@ -93,25 +93,15 @@ class Cancelled(Exception):
 
 @dataclass(frozen=True)
 class FitRequest:
-    """Fit ``manifest_path`` with ``settings``.
+    """Fit ``manifest_path`` as the engine's request ``fit`` says (`smp_model.request`:
+    mode, offsets, search, shot noise, settings).
 
-    mode : "single" (offsets = (dx, dy)) or "binary" (offsets = (dx1, dx2, dy1, dy2)), px
-        relative to the target's WCS position in the convention's frame.
-    optimize : search the position(s) starting from ``offsets``.
-    shot_noise_gain : add the target's own Poisson variance (model / gain, electrons per
-        SCI unit of the detection stamp) and refit (`DetectionPhotometry.with_shot_noise`);
-        None: off.  ``shot_noise_iterations``: 1 as published, 0 until converged.
     panel_index : exposure (index into the fit's exposures; None: the detection) whose
         five panels the worker prepares with the fit, so the GUI thread only draws.
     """
 
     manifest_path: str
-    settings: FitSettings
-    mode: str
-    offsets: tuple[float, ...]
-    optimize: bool = False
-    shot_noise_gain: float | None = None
-    shot_noise_iterations: int = 1
+    fit: EngineFitRequest
     panel_index: int | None = None
     request_id: int = 0
     generation: int = 0
@@ -119,11 +109,8 @@ class FitRequest:
     channel = FIT
 
     @property
-    def engine_request(self) -> EngineFitRequest:
-        return EngineFitRequest(mode=self.mode, offsets=self.offsets, optimize=self.optimize,
-                                gain=self.shot_noise_gain,
-                                shot_noise_iterations=self.shot_noise_iterations,
-                                settings=self.settings)
+    def settings(self) -> FitSettings:
+        return self.fit.settings
 
 
 @dataclass(frozen=True)
@@ -419,7 +406,7 @@ class _Worker(QThread):
 
     def _fit(self, request, photometry, t0: float):
         t_fit = time.perf_counter()
-        fit = measure(photometry, request.engine_request)
+        fit = measure(photometry, request.fit)
         fit_s = time.perf_counter() - t_fit
         index = request.panel_index
         if index is None or not 0 <= index < len(fit.scene.exposures):

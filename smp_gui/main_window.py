@@ -636,10 +636,7 @@ class MainWindow(QMainWindow):
         if self.manifest_path is None:
             return None
         m = self.model.measurement
-        request = FitRequest(str(self.manifest_path), m.settings, m.mode,
-                             tuple(m.offsets.published), optimize=optimize,
-                             shot_noise_gain=m.gain,
-                             shot_noise_iterations=m.shot_noise_iterations,
+        request = FitRequest(str(self.manifest_path), m.request(optimize),
                              panel_index=self.selected_index)
         request_id = self.controller.submit(request)
         if optimize:
@@ -770,10 +767,10 @@ class MainWindow(QMainWindow):
             self._recent_pending = None
         request = result.request
         fitted = TargetOffsets.from_published(result.summary.offsets)
-        self.model.show_fit(request.engine_request, fitted)
-        if not request.optimize and not first_of_detection:   # not the cold one
+        self.model.show_fit(request.fit, fitted)
+        if not request.fit.optimize and not first_of_detection:   # not the cold one
             self._fit_seconds = result.fit_s
-        if request.optimize and request.mode == self.mode:
+        if request.fit.optimize and request.fit.mode == self.mode:
             self.model.move("Optimize positions", fitted)
             self.statusBar().showMessage(
                 f"optimised in {result.elapsed_s:.2f} s "
@@ -1145,10 +1142,7 @@ class MainWindow(QMainWindow):
             return False
         if session.fit is not None:
             self._transition_id = self.controller.submit(FitRequest(
-                str(manifest_path), session.fit.settings, session.fit.mode,
-                tuple(session.fit.offsets.published), optimize=True,
-                shot_noise_gain=session.fit.gain,
-                shot_noise_iterations=session.fit.shot_noise_iterations))
+                str(manifest_path), session.fit.replace(optimize=True)))
         self._pending_view = {"selected_expnum": session.selected_expnum, **session.view}
         return True
 

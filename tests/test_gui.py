@@ -22,6 +22,7 @@ from PyQt6.QtWidgets import QApplication, QMessageBox
 from smp_model.fit import DetectionPhotometry
 from smp_model.manifest import DetectionManifest
 from smp_model.panels import PANEL_KEYS, five_panels
+from smp_model.request import FitRequest as EngineFitRequest
 from smp_model.scene import FitSettings
 from smp_gui.controller import FitController, FitRequest
 from smp_gui.main_window import MainWindow
@@ -279,7 +280,7 @@ def test_arrow_keys_nudge_selected_marker(qtbot, window, lq28_path):
 def test_optimize_moves_markers_to_engine_optimum(qtbot, window, lq28_path, engine):
     open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
     with qtbot.waitSignal(window.fitDisplayed, timeout=FIT_TIMEOUT_MS,
-                          check_params_cb=lambda r: r.request.optimize):
+                          check_params_cb=lambda r: r.request.fit.optimize):
         window.fit_controls.optimize_button.click()
     best = engine.optimize_binary(START)
     assert window.offsets["binary"] == pytest.approx(best.published_offsets, abs=1e-9)
@@ -303,7 +304,7 @@ def test_single_mode(qtbot, window, lq28_path, engine):
     assert result.summary.sources[0].flux == pytest.approx(direct.flux, rel=1e-9)
     assert window.markers.count == 1
     with qtbot.waitSignal(window.fitDisplayed, timeout=FIT_TIMEOUT_MS,
-                          check_params_cb=lambda r: r.request.mode == "binary"):
+                          check_params_cb=lambda r: r.request.fit.mode == "binary"):
         window.fit_controls.set_mode("binary")
     assert window.markers.count == 2
     assert len(window.result.summary.sources) == 2
@@ -445,13 +446,17 @@ def test_bad_session_file(qtbot, window, tmp_path):
 
 # -- controller -------------------------------------------------------------------------
 
+def binary_request(engine, offsets) -> EngineFitRequest:
+    return EngineFitRequest(mode="binary", offsets=offsets, settings=engine.settings)
+
+
 def test_controller_latest_request_wins(qtbot, lq28_path, engine):
     controller = FitController()
     delivered = []
     controller.fitFinished.connect(delivered.append)
     try:
         offsets = [(0.0, 1.0 + 0.05 * n, 0.0, 1.0) for n in range(30)]
-        ids = [controller.submit(FitRequest(str(lq28_path), engine.settings, "binary", o))
+        ids = [controller.submit(FitRequest(str(lq28_path), binary_request(engine, o)))
                for o in offsets]
         qtbot.waitUntil(lambda: bool(delivered) and delivered[-1].request_id == ids[-1],
                         timeout=FIT_TIMEOUT_MS)
@@ -461,7 +466,7 @@ def test_controller_latest_request_wins(qtbot, lq28_path, engine):
         assert delivered[-1].summary.offsets == offsets[-1]
         # cancel: nothing of the cancelled requests is delivered
         n = len(delivered)
-        controller.submit(FitRequest(str(lq28_path), engine.settings, "binary", START))
+        controller.submit(FitRequest(str(lq28_path), binary_request(engine, START)))
         controller.cancel()
         assert controller.wait_idle(30)
         qtbot.wait(50)
@@ -644,7 +649,7 @@ def test_optimize_single_position(qtbot, window, lq28_path, engine):
     assert button.text() == "Optimize position"
     assert "position" in window.optimize_action.text()
     with qtbot.waitSignal(window.fitDisplayed, timeout=FIT_TIMEOUT_MS,
-                          check_params_cb=lambda r: r.request.optimize):
+                          check_params_cb=lambda r: r.request.fit.optimize):
         button.click()
     best = engine.optimize_single((0.0, 0.0))
     row = window.result.summary.sources[0]

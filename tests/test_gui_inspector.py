@@ -371,14 +371,14 @@ def test_viewer_keys(qtbot, window, demo):
 def test_reloaded_optimised_session_shows_the_same_numbers(qtbot, window, demo, tmp_path):
     opened(qtbot, window, demo, mode="binary", offsets=START)
     with qtbot.waitSignal(window.fitDisplayed, timeout=TIMEOUT_MS,
-                          check_params_cb=lambda r: r.request.optimize):
+                          check_params_cb=lambda r: r.request.fit.optimize):
         press(qtbot, window, Qt.Key.Key_P, CTRL)
     settled(qtbot, window)
     before = window.result.fit
     path = window.save_session(tmp_path / "opt.smpsession.json")
     opened(qtbot, window, demo, mode="single")
     with qtbot.waitSignal(window.fitDisplayed, timeout=TIMEOUT_MS,
-                          check_params_cb=lambda r: r.request.optimize):
+                          check_params_cb=lambda r: r.request.fit.optimize):
         assert window.open_session(path)
     settled(qtbot, window)
     after = window.result.fit
