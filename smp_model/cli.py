@@ -17,6 +17,7 @@ import os
 import sys
 import warnings
 
+from .conventions import PSF_NORMALIZATIONS
 from .errors import SMPError, is_numpy_warning
 from .limits import MAX_GRID_STEP_ARCSEC
 
@@ -167,11 +168,13 @@ def add_model_arguments(parser) -> None:
     m.add_argument("--step", type=number(0, MAX_GRID_STEP_ARCSEC, low_open=True),
                    default=0.35, metavar="ARCSEC", help="grid step, arcsec (0.35)")
     m.add_argument("--no-sky", action="store_true", help="no per-exposure sky level")
-    m.add_argument("--psf-normalization", choices=("model", "unit-sum", "psf-weighted"),
-                   default="model",
-                   help="model (default): PSF stamps as the PSF model draws them (published); "
+    m.add_argument("--psf-normalization", choices=PSF_NORMALIZATIONS,
+                   help="how PSF stamps are rendered (README 'PSF phase'): band-limited "
+                        "(the exact convention's default): without the frequencies the pixels "
+                        "alias, so fluxes do not depend on the sub-pixel position; model "
+                        "(legacy's default, as published): as the PSF model draws them; "
                         "unit-sum / psf-weighted: each source's pixel sum / sum of squares "
-                        "made independent of its sub-pixel position (README 'PSF phase')")
+                        "made independent of its sub-pixel position")
     return m
 
 

@@ -17,6 +17,12 @@ Jacobian at its own CCD position: the pixel map changes across a stamp by 0.1-0.
 rings) and by up to 8 % near a CCD edge, and one Jacobian for all sources biases every
 exposure's sky level (`SceneModel`).
 
+The conventions also differ in how PSF stamps are rendered by default
+(`Convention.psf_normalization`, `PSF_NORMALIZATIONS`): ``exact`` removes the PSF model's
+spatial frequencies at and above the pixel's Nyquist frequency (``"band-limited"``), which
+makes a Piff model's flux independent of the source's sub-pixel position; ``legacy`` uses
+the model's stamps as drawn, as published.
+
 Target offsets are always pixels relative to the WCS position ``(x_t, y_t)`` of the
 detection in the detection exposure, in the chosen convention's frame: a legacy offset
 (-1, -1) is the exact offset (0, 0) for stamps cut with the DES rule.
@@ -25,8 +31,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:   # numpy is not needed to import this module (the CLI's start-up)
+    import numpy as np
+
+# How rendered PSF stamps are conditioned (`smp_model.psf.OversampledPSF`, README "PSF
+# phase"): as the model draws them, with their pixel sum or sum of squares made independent
+# of the sub-pixel position, or with the frequencies the pixel lattice aliases removed.
+PSF_NORMALIZATIONS = ("model", "unit-sum", "psf-weighted", "band-limited")
 
 
 @dataclass(frozen=True)
@@ -35,6 +48,7 @@ class Convention:
     default_offset: tuple[float, float]
     rotate_background: bool
     draw_in_piff_box: bool
+    psf_normalization: str        # the default of `FitSettings.psf_normalization`
 
     def sampling_origin(self, stamp_origin: tuple[int, int], target_xy: tuple[float, float],
                         shape: tuple[int, int]) -> tuple[int, int]:
@@ -58,8 +72,10 @@ def piff_box_origin(target_xy: tuple[float, float], shape: tuple[int, int]) -> t
             math.ceil(y - (0.5 if ny % 2 else 0.0)) - ny // 2)
 
 
-EXACT = Convention("exact", (0.0, 0.0), rotate_background=False, draw_in_piff_box=False)
-LEGACY = Convention("legacy", (-1.0, -1.0), rotate_background=True, draw_in_piff_box=True)
+EXACT = Convention("exact", (0.0, 0.0), rotate_background=False, draw_in_piff_box=False,
+                   psf_normalization="band-limited")
+LEGACY = Convention("legacy", (-1.0, -1.0), rotate_background=True, draw_in_piff_box=True,
+                    psf_normalization="model")
 CONVENTIONS = {"exact": EXACT, "legacy": LEGACY, "bernardinelli2023": LEGACY}
 
 

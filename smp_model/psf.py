@@ -27,6 +27,7 @@ import numpy as np
 from astropy.io import fits
 from scipy import ndimage
 
+from .conventions import PSF_NORMALIZATIONS
 from .errors import MissingDependencyError, PSFError
 from .io_utils import require_fits_file
 from .piff_io import PiffFile
@@ -37,7 +38,14 @@ _SPLINE_ORDER = 3
 DEFAULT_OVERSAMPLING = 6    # PSF samples per CCD pixel
 _CHUNK_POINTS = 40_000      # points per spline evaluation (~5 ms each)
 _SUPPORT_THRESHOLD = 1e-7   # relative to the peak: beyond it the profile counts as zero
-PSF_NORMALIZATIONS = ("model", "unit-sum", "psf-weighted")   # see `OversampledPSF`
+# Highest spatial frequency (cycles per CCD pixel) that ``"band-limited"`` keeps: the
+# pixel lattice's Nyquist frequency, below which a sampled profile is the same shape at
+# every sub-pixel position.
+BAND_LIMIT_CYCLES_PER_PIXEL = 0.5
+# The filter falls from 1 to 0 between this fraction of the cutoff and the cutoff: a sharp
+# edge would ring across the stamp; starting at 0.9 instead moved the sample's fluxes by
+# < 0.6 mmag and their chi2 by < 2.
+BAND_LIMIT_TAPER_START = 0.75
 
 
 class PSFModel(ABC):
@@ -244,6 +252,16 @@ class OversampledPSF:
         (A true pixel-integrated PSF's sum of squares is itself constant only when it is
         well sampled: the stamps of a Gaussian of sigma 0.9 px are rescaled by up to
         2.6e-4, of 1.1 px (FWHM 0.68 arcsec on DECam) by 5e-6, of 1.2 px by 5e-7.)
+        ``"band-limited"``: the profile's spatial frequencies at and above
+        `BAND_LIMIT_CYCLES_PER_PIXEL` (radially) are removed before it is sampled, so its
+        samples at pixel centres have the same pixel sum and the same shape, shifted, at
+        every sub-pixel position (Poisson summation: every alias of the pixel lattice
+        falls where the spectrum is zero).  A physical PSF at DES seeing has no power
+        there (Kolmogorov of FWHM 0.9 arcsec: ~1e-4 of its flux at 0.5 cycles per 0.263
+        arcsec pixel), a Piff `PixelGrid` does: its Lanczos interpolation between samples
+        0.30 arcsec apart leaks the grid's aliases to the pixel frequencies, which is what
+        makes its pixel sum vary.  Not for undersampled PSFs (FWHM below ~2.5 pixels),
+        whose real power it would remove.
         Piff's DES models sum to 1 +- 0.55 % depending on the sub-pixel position, which
         moves fluxes by several mmag (README, "PSF phase").
     """
@@ -257,11 +275,14 @@ class OversampledPSF:
         self.oversampling = int(oversampling)
         radius = _support_radius(profile, max_offset)
         n = 2 * radius * self.oversampling + 1
-        fine = galsim.ImageD(n, n, scale=1.0 / self.oversampling)
-        profile.drawImage(fine, method="no_pixel", center=fine.true_center)
-        # no_pixel samples surface brightness times the fine-pixel area; scale back to
-        # the value per CCD pixel.
-        samples = fine.array * self.oversampling ** 2
+        if normalization == "band-limited":
+            samples = band_limited_samples(profile, radius, self.oversampling)
+        else:
+            fine = galsim.ImageD(n, n, scale=1.0 / self.oversampling)
+            profile.drawImage(fine, method="no_pixel", center=fine.true_center)
+            # no_pixel samples surface brightness times the fine-pixel area; scale back to
+            # the value per CCD pixel.
+            samples = fine.array * self.oversampling ** 2
         self.radius = radius
         # Coefficients of the spline that is zero outside the sampled box, padded with
         # zeros so that evaluating with mode='nearest' (30 % faster than 'grid-constant')
@@ -359,6 +380,40 @@ class OversampledPSF:
         if self.normalization != "model":
             values /= self.phase_factors(centers_x, centers_y)[:, None, None]
         return values
+
+
+def band_limited_samples(profile: galsim.GSObject, radius: int, oversampling: int,
+                         cutoff: float = BAND_LIMIT_CYCLES_PER_PIXEL) -> np.ndarray:
+    """``profile`` (CCD pixel units, centred on the origin) without its spatial frequencies
+    of ``cutoff`` cycles per pixel and above, sampled ``oversampling`` times per pixel on
+    the (2 radius ov + 1)^2 grid centred on the origin; values per CCD pixel, as
+    `OversampledPSF` samples.
+
+    The profile's exact Fourier transform (galsim's ``drawKImage``, analytic for Piff's
+    interpolated images) is multiplied by a filter that is 1 below 0.75 ``cutoff``
+    (`BAND_LIMIT_TAPER_START`), falls
+    as a raised cosine and is 0 from ``cutoff`` on (radially: the filter has no preferred
+    axes), and transformed back on a period of at least twice the box, so that neither
+    the box's edge nor the periodic copies leak power back to the cut frequencies.  The
+    smooth roll-off keeps the filtered profile's ringing within a few pixels; it changes
+    nothing that a DES PSF has (Kolmogorov of FWHM 0.9 arcsec: ~1e-3 of its Fourier
+    amplitude at 0.375 cycles per pixel).  Keeps the flux (the zero frequency) exactly.
+    """
+    period = 2 * (2 * radius + 8)                        # pixels; even
+    half = int(np.ceil(cutoff * period))                 # highest frequency bin kept
+    dk = 2.0 * np.pi / period                            # radians per pixel
+    kimage = profile.drawKImage(nx=2 * half + 1, ny=2 * half + 1, scale=dk)
+    k = np.arange(-half, half + 1) / period              # cycles per pixel
+    rho = np.hypot(k[None, :], k[:, None]) / cutoff
+    start = BAND_LIMIT_TAPER_START
+    taper = np.where(rho <= start, 1.0, np.where(
+        rho >= 1.0, 0.0, 0.5 + 0.5 * np.cos(np.pi * (rho - start) / (1.0 - start))))
+    # The inverse transform evaluated on the box only (two small matrix products; a full
+    # FFT of the oversampled period costs twice as much): f(x) = P^-2 sum_k F_k e^{2 pi i k x / P}
+    # with galsim's F_k, the integral of f(x) e^{-ikx}.
+    x = np.arange(-radius * oversampling, radius * oversampling + 1) / oversampling
+    phases = np.exp(2j * np.pi * np.outer(x, np.arange(-half, half + 1)) / period)
+    return (phases @ (kimage.array * taper) @ phases.T).real / period ** 2
 
 
 def _fold(coefficients: np.ndarray, period: int) -> np.ndarray:

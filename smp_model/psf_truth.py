@@ -8,8 +8,9 @@ Injection tests that draw their sources with the same Piff model cannot see what
 to fluxes, so this experiment uses a truth that is not the model:
 
 1. a simulated field (`smp_model.simulate.build_field`: DES-like WCS with the CCD axes
-   along the sky's as on DECam, noise, a galaxy and stars, Kolmogorov/Moffat PSFs of FWHM
-   0.9-1.3 arcsec convolved with the pixel);
+   along the sky's as on DECam, noise, Kolmogorov/Moffat PSFs of FWHM 0.9-1.3 arcsec
+   convolved with the pixel), with a blending galaxy and two stars 2-3 arcsec from the
+   target, or with the target alone (``neighbours=False``);
 2. per exposure, a Piff model fitted the way DES fitted theirs (`PiffSetup`: the model, its
    interpolation over the CCD, outlier rejection, S/N cap and star stamp size read from a
    DES Piff file of the sample) to stars drawn exactly (galsim) from that exposure's true
@@ -22,7 +23,12 @@ to fluxes, so this experiment uses a truth that is not the model:
    experiment's own floor.
 
 Fluxes are linear in the data, so the bias at each phase is measured exactly on noiseless
-images; the pulls come from noisy realisations.  Phases are ``x - round(x)`` of the source's
+images.  Beside the phase, two things move them: the flux of the true PSF outside the
+model's footprint (a Piff `PixelGrid` is normalised to unit flux on its ``size`` x
+``scale`` box, so SMP with it measures the flux inside that box: a constant offset,
+`PhaseStudy.footprint_mmag`), and, with neighbours, the residual of their wings that the
+model lacks, which changes across the pixel the target moves over (it is absent with the
+true PSF and without neighbours); the pulls come from noisy realisations.  Phases are ``x - round(x)`` of the source's
 1-indexed CCD position in the detection exposure (pixel centres at integers), in [-0.5, 0.5).
 Magnitude offsets are ``m_fit - m_true = -2.5 log10(flux_fit / flux_true)``, in mmag
 (positive: measured too faint).
@@ -45,7 +51,8 @@ import numpy as np
 from .exposures import load_exposures
 from .manifest import DetectionManifest
 from .psf import OversampledPSF, PiffPSF, PSFModel
-from .scene import PSF_NORMALIZATIONS, FitSettings, SceneModel
+from .conventions import PSF_NORMALIZATIONS
+from .scene import FitSettings, SceneModel
 from .simulate import CCD_NX, CCD_NY, GSPARAMS, SimulatedField, SimulationConfig, build_field
 
 Progress = Callable[[float, str], None]
@@ -143,13 +150,22 @@ class SampledPixelGridPSF(PSFModel):
         return self._wcs
 
     def pixel_profile(self, x: float, y: float) -> galsim.GSObject:
+        samples = self._samples(x, y)
+        model = galsim.InterpolatedImage(samples, x_interpolant=self.setup.interpolant(),
+                                         normalization="flux").withFlux(1.0)
+        return self._wcs.local(galsim.PositionD(x, y)).profileToImage(model)
+
+    def footprint_flux(self, x: float, y: float) -> float:
+        """The true PSF's flux on the grid's footprint (the sum of its samples): about the
+        fraction of a source's flux that SMP with this model measures."""
+        # no_pixel samples are surface brightness times the sample area already
+        return float(self._samples(x, y).array.sum())
+
+    def _samples(self, x: float, y: float) -> galsim.Image:
         jac = self._wcs.local(galsim.PositionD(x, y))
         sky = galsim.Convolve(self.profile, jac.toWorld(galsim.Pixel(1.0)), gsparams=GSPARAMS)
         n, scale = self.setup.size, self.setup.scale
-        samples = sky.drawImage(nx=n, ny=n, scale=scale, method="no_pixel")
-        model = galsim.InterpolatedImage(samples, x_interpolant=self.setup.interpolant(),
-                                         normalization="flux").withFlux(1.0)
-        return jac.profileToImage(model)
+        return sky.drawImage(nx=n, ny=n, scale=scale, method="no_pixel")
 
 
 def fit_piff(profile: galsim.GSObject, wcs: galsim.BaseWCS, setup: PiffSetup,
@@ -206,6 +222,8 @@ class PhaseStudyConfig:
     n_noise : noisy realisations per phase cell for the pulls.
     snr : S/N of the injected source in the noisy realisations.
     n_piff_stars : stars per exposure for each Piff fit (the sample's files used 55).
+    neighbours : a galaxy 4-6 px and two stars 7-12 px from the target (False: the target
+        alone, so that nothing but the phase moves its flux).
     """
 
     seed: int = 0
@@ -215,15 +233,20 @@ class PhaseStudyConfig:
     snr: float = 50.0
     n_piff_stars: int = 60
     fwhm_range_arcsec: tuple[float, float] = (0.9, 1.3)
-    galaxy: bool = True
+    neighbours: bool = True
     piff_fit: bool = True
     band: str = "r"
 
     def simulation(self) -> SimulationConfig:
-        return SimulationConfig(seed=self.seed, n_exposures=self.n_exposures,
-                                fwhm_range_arcsec=self.fwhm_range_arcsec,
-                                galaxy=self.galaxy, band=self.band, noise=False,
-                                aligned_axes=True)
+        config = SimulationConfig(seed=self.seed, n_exposures=self.n_exposures,
+                                  fwhm_range_arcsec=self.fwhm_range_arcsec,
+                                  galaxy=self.neighbours, band=self.band, noise=False,
+                                  aligned_axes=True)
+        return config if self.neighbours else dataclasses.replace(config, n_stars=0)
+
+    @property
+    def field(self) -> str:
+        return "blended" if self.neighbours else "isolated"
 
     @property
     def phases(self) -> np.ndarray:
@@ -236,13 +259,17 @@ class PhaseResult:
     """One PSF option of the study.
 
     ``bias_mmag[iy, ix]``: m_fit - m_true at phase (``phases[ix]``, ``phases[iy]``), from
-    noiseless images.  ``pulls``: (flux - truth) / flux_err of the noisy realisations.
+    noiseless images; ``next_pixel_bias_mmag`` the same with the target one whole pixel
+    further along both axes (the same phases: a bias that depends only on the phase
+    repeats there).  ``pulls``: (flux - truth) / flux_err of the noisy realisations.
     ``sky_bias`` (per exposure): fitted minus true sky, in units of the exposure's sky noise
     per pixel, averaged over the phases.  ``grid_flux_mmag``: magnitude of the summed grid
-    amplitudes minus that of the true static scene, averaged over the phases.
+    amplitudes minus that of the true static scene, averaged over the phases (NaN without
+    neighbours: there is no scene).
     """
 
     bias_mmag: np.ndarray
+    next_pixel_bias_mmag: np.ndarray
     pulls: np.ndarray
     sky_bias: np.ndarray
     grid_flux_mmag: float
@@ -261,17 +288,24 @@ class PhaseResult:
         return float(np.max(np.abs(self.bias_mmag - self.bias_mmag.mean())))
 
     @property
+    def non_periodic_mmag(self) -> float:
+        """Largest change of the bias at a phase when the target moves by a whole pixel
+        (1, 1): the part of `phase_amplitude_mmag` that is not a phase effect."""
+        return float(np.max(np.abs(self.next_pixel_bias_mmag - self.bias_mmag)))
+
+    @property
     def pull_std(self) -> float:
-        return float(np.std(self.pulls, ddof=1))
+        return float(np.std(self.pulls, ddof=1)) if self.pulls.size > 1 else math.nan
 
     @property
     def pull_mean(self) -> float:
-        return float(np.mean(self.pulls))
+        return float(np.mean(self.pulls)) if self.pulls.size else math.nan
 
     def summary(self) -> dict:
         return {"max_abs_bias_mmag": self.max_abs_bias_mmag,
                 "mean_bias_mmag": self.mean_bias_mmag,
                 "phase_amplitude_mmag": self.phase_amplitude_mmag,
+                "non_periodic_mmag": self.non_periodic_mmag,
                 "pull_mean": self.pull_mean, "pull_std": self.pull_std, "n": int(self.pulls.size),
                 "max_abs_sky_bias_sigma": float(np.max(np.abs(self.sky_bias))),
                 "grid_flux_mmag": self.grid_flux_mmag}
@@ -288,6 +322,7 @@ class PhaseStudy:
     target_flux: float
     fwhm_arcsec: tuple[float, ...]
     detection_index: int
+    footprint_mmag: float
 
     def summary(self) -> dict:
         return {"piff_setup": dataclasses.asdict(self.setup),
@@ -297,6 +332,7 @@ class PhaseStudy:
                 "fwhm_arcsec": list(self.fwhm_arcsec),
                 "detection_index": self.detection_index,
                 "target_flux_zp30": self.target_flux,
+                "footprint_mmag": self.footprint_mmag,
                 "results": {name: r.summary() for name, r in self.results.items()}}
 
 
@@ -361,7 +397,9 @@ def run_phase_study(config: PhaseStudyConfig = PhaseStudyConfig(),
                                        for k, v in sums.items()},
                       target_flux=flux,
                       fwhm_arcsec=tuple(ex.truth.fwhm_arcsec for ex in sim.exposures),
-                      detection_index=det)
+                      detection_index=det,
+                      footprint_mmag=-2500.0 * math.log10(
+                          models[SAMPLED][det].psf.footprint_flux(*exposures[det].target_xy)))
 
 
 def _inject(scene: SceneModel, sim: SimulatedField, config: PhaseStudyConfig, flux: float,
@@ -371,37 +409,44 @@ def _inject(scene: SceneModel, sim: SimulatedField, config: PhaseStudyConfig, fl
     det = sim.detection
     xt, yt = det.truth.target_xy
     phases = config.phases
-    bias = np.zeros((phases.size, phases.size))
+    bias = np.zeros((2, phases.size, phases.size))
     pulls, sky, grid = [], [], []
     scales = np.array([ex.flux_scale for ex in sim.exposures])
     sky_truth = np.array([ex.truth.sky_offset for ex in sim.exposures]) * scales
     sky_sigma = np.array([ex.truth.sky_sigma for ex in sim.exposures]) * scales
-    scene_flux = sum(s.flux for s in sim.scene)
+    scene_flux = sum(s.flux for s in sim.scene)   # 0 without neighbours
+
+    def noiseless(offset: np.ndarray):
+        clean = sim.realise(rng, sim.target_sources([flux], offset), noise=False)
+        solution = scene.with_data([s * c for s, c in zip(clean, scales)]).solve(offset)
+        return solution, -2500.0 * math.log10(solution.target[0] / flux)
+
     for iy, py in enumerate(phases):
         for ix, px in enumerate(phases):
             # the source at CCD (round(xt) + px, round(yt) + py): phase (px, py)
             offset = np.array([[round(xt) + px - xt, round(yt) + py - yt]])
             sources = sim.target_sources([flux], offset)
-            clean = sim.realise(rng, sources, noise=False)
-            solution = scene.with_data([s * c for s, c in zip(clean, scales)]).solve(offset)
-            bias[iy, ix] = -2500.0 * math.log10(solution.target[0] / flux)
+            solution, bias[0, iy, ix] = noiseless(offset)
+            # the same phase one whole pixel further along both axes
+            bias[1, iy, ix] = noiseless(offset + 1.0)[1]
             sky.append((solution.static[scene.n_grid:] - sky_truth) / sky_sigma)
-            grid.append(-2500.0 * math.log10(solution.static[:scene.n_grid].sum()
-                                             / scene_flux))
+            grid.append(solution.static[:scene.n_grid].sum())
             error = math.sqrt(solution.target_covariance[0, 0])
             for _ in range(config.n_noise):
                 noisy = sim.realise(rng, sources)
                 fit = scene.with_data([s * c for s, c in zip(noisy, scales)]).solve(offset)
                 pulls.append((fit.target[0] - flux) / error)
-    return PhaseResult(bias_mmag=bias, pulls=np.array(pulls),
-                       sky_bias=np.mean(sky, axis=0), grid_flux_mmag=float(np.mean(grid)))
+    return PhaseResult(bias_mmag=bias[0], next_pixel_bias_mmag=bias[1], pulls=np.array(pulls),
+                       sky_bias=np.mean(sky, axis=0),
+                       grid_flux_mmag=-2500.0 * math.log10(np.mean(grid) / scene_flux)
+                       if scene_flux > 0 and np.mean(grid) > 0 else math.nan)
 
 
 def format_study(study: PhaseStudy) -> str:
     """The study as the text the benchmark prints."""
     c = study.config
     lines = [
-        f"PSF phase study: {c.n_exposures} exposures (FWHM "
+        f"PSF phase study, {c.field} target: {c.n_exposures} exposures (FWHM "
         + ", ".join(f"{f:.2f}" for f in study.fwhm_arcsec) + " arcsec), "
         f"{c.n_phase}x{c.n_phase} phases, {c.n_noise} noisy fits per phase at S/N {c.snr:g}",
         f"Piff setup from {study.setup.source}: PixelGrid {study.setup.scale:g} arcsec x "
@@ -409,51 +454,61 @@ def format_study(study: PhaseStudy) -> str:
         f"{c.n_piff_stars} stars of {study.setup.stamp_size} px per exposure",
         "pixel sum of the detection exposure's PSF over the phases: " + "; ".join(
             f"{k} {lo:.5f} - {hi:.5f}" for k, (lo, hi) in study.pixel_sum_range.items()),
+        f"true PSF outside the PixelGrid's {study.setup.size * study.setup.scale:.2f} arcsec "
+        f"footprint: {study.footprint_mmag:.2f} mmag (the constant offset expected with a "
+        "model normalised on it)",
         "",
-        f"{'PSF used by SMP, normalisation':<32} {'max|dm|':>8} {'mean dm':>8} {'phase':>7} {'pull':>6} "
-        f"{'pull':>5} {'max|sky|':>9} {'grid':>7}",
-        f"{'':<32} {'mmag':>8} {'mmag':>8} {'mmag':>7} {'mean':>6} {'std':>5} "
+        f"{'PSF used by SMP, normalisation':<32} {'max|dm|':>8} {'mean dm':>8} {'phase':>7} "
+        f"{'+1 px':>6} {'pull':>6} {'pull':>5} {'max|sky|':>9} {'grid':>7}",
+        f"{'':<32} {'mmag':>8} {'mmag':>8} {'mmag':>7} {'mmag':>6} {'mean':>6} {'std':>5} "
         f"{'sigma':>9} {'mmag':>7}"]
     for name, r in study.results.items():
         s = r.summary()
+        grid = "-" if math.isnan(s["grid_flux_mmag"]) else f"{s['grid_flux_mmag']:.2f}"
         lines.append(f"{name:<32} {s['max_abs_bias_mmag']:8.2f} {s['mean_bias_mmag']:8.2f} "
-                     f"{s['phase_amplitude_mmag']:7.2f} {s['pull_mean']:6.3f} "
-                     f"{s['pull_std']:5.3f} {s['max_abs_sky_bias_sigma']:9.4f} "
-                     f"{s['grid_flux_mmag']:7.2f}")
+                     f"{s['phase_amplitude_mmag']:7.2f} {s['non_periodic_mmag']:6.2f} "
+                     f"{s['pull_mean']:6.3f} "
+                     f"{s['pull_std']:5.3f} {s['max_abs_sky_bias_sigma']:9.4f} {grid:>7}")
     lines += ["",
               "dm = m_fit - m_true over the phase cells (noiseless fits); phase = largest "
               "|dm - mean dm|;",
+              "+1 px: largest change of dm at a phase when the target moves by one whole "
+              "pixel (1, 1) (0 for a pure phase effect);",
               "sky: largest |fitted - true sky| over exposures, in sky sigma per pixel; "
               "grid: m(sum of grid amplitudes) - m(true scene flux)."]
     return "\n".join(lines)
 
 
-def phase_figure(study: PhaseStudy):
-    """Phase-dependent flux bias against the phase along x, one panel per PSF model, one
-    line per normalisation (mean over the y phases, band: their range); each line is
-    offset by its phase average, given in the legend."""
+def phase_figure(studies: Sequence[PhaseStudy]):
+    """Phase-dependent flux bias against the phase along x: one row per study (field), one
+    panel per PSF model, one line per normalisation (mean over the y phases, band: their
+    range); each line is offset by its phase average, given in the legend."""
     from matplotlib.figure import Figure
-    kinds = list(dict.fromkeys(name.split(", ")[0] for name in study.results))
-    fig = Figure(figsize=(4 * len(kinds), 3.8), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(1, len(kinds), sharey=True))
-    phases = study.config.phases
-    for ax, kind in zip(axes, kinds):
-        for name, r in study.results.items():
-            if not name.startswith(kind + ", "):
-                continue
-            values = r.bias_mmag - r.mean_bias_mmag
-            line, = ax.plot(phases, values.mean(axis=0), marker="o",
-                            label=f"{name.split(', ')[1]} (mean {r.mean_bias_mmag:+.1f}, "
-                                  f"max |dev| {r.phase_amplitude_mmag:.2f})")
-            ax.fill_between(phases, values.min(axis=0), values.max(axis=0),
-                            color=line.get_color(), alpha=0.2, lw=0)
-        ax.axhline(0.0, color="k", lw=0.5)
-        ax.set_title(f"{kind} (pixel sum {study.pixel_sum_range[kind][0]:.4f}-"
-                     f"{study.pixel_sum_range[kind][1]:.4f})", fontsize=9)
+    kinds = list(dict.fromkeys(name.split(", ")[0] for name in studies[0].results))
+    fig = Figure(figsize=(4 * len(kinds), 3.4 * len(studies) + 0.4), layout="constrained")
+    axes = np.atleast_2d(fig.subplots(len(studies), len(kinds), sharey=True, sharex=True,
+                                      squeeze=False))
+    for row, study in zip(axes, studies):
+        phases = study.config.phases
+        for ax, kind in zip(row, kinds):
+            for name, r in study.results.items():
+                if not name.startswith(kind + ", "):
+                    continue
+                values = r.bias_mmag - r.mean_bias_mmag
+                line, = ax.plot(phases, values.mean(axis=0), marker="o", ms=3,
+                                label=f"{name.split(', ')[1]} (mean {r.mean_bias_mmag:+.1f}, "
+                                      f"max |dev| {r.phase_amplitude_mmag:.2f})")
+                ax.fill_between(phases, values.min(axis=0), values.max(axis=0),
+                                color=line.get_color(), alpha=0.2, lw=0)
+            ax.axhline(0.0, color="k", lw=0.5)
+            ax.set_title(f"{study.config.field} target, {kind} (pixel sum "
+                         f"{study.pixel_sum_range[kind][0]:.4f}-"
+                         f"{study.pixel_sum_range[kind][1]:.4f})", fontsize=9)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=6.5, title="normalisation (mmag)", title_fontsize=7)
+        row[0].set_ylabel("m_fit - m_true - phase mean (mmag)")
+    for ax in axes[-1]:
         ax.set_xlabel("sub-pixel phase x (pixels); band: range over phase y")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, title="normalisation (mmag)", title_fontsize=7)
-    axes[0].set_ylabel("m_fit - m_true - phase mean (mmag)")
     fig.suptitle("SMP flux bias against the target's sub-pixel position: sources drawn from "
                  "the true PSF, fitted with each PSF model", fontsize=10)
     return fig

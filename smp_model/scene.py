@@ -25,11 +25,11 @@ import numpy as np
 import scipy.linalg
 from threadpoolctl import ThreadpoolController
 
-from .conventions import Convention, get_convention
+from .conventions import PSF_NORMALIZATIONS, Convention, get_convention
 from .errors import FitError
 from .exposures import LoadedExposure
 from .limits import MAX_GRID_STEP_ARCSEC, MAX_REDUCED_CHI2, memory_refusal
-from .psf import DEFAULT_OVERSAMPLING, PSF_NORMALIZATIONS, OversampledPSF
+from .psf import DEFAULT_OVERSAMPLING, OversampledPSF
 from .wcs import local_jacobians, sky_from_tangent
 
 # Above this condition number of the Jacobi-scaled normal matrix the errors are not
@@ -39,13 +39,6 @@ MAX_CONDITION = 1e12
 DEFAULT_MEMORY_LIMIT = 4 * 1024 ** 3
 
 Progress = Callable[[float, str], None]
-
-# Piff's stamps as drawn, as published, in both conventions.  psf-weighted halves the
-# sub-pixel phase bias of Piff models fitted to a known PSF but leaves 2.4-2.7 mmag and
-# moves the sample's magnitudes by 1.3-3.6 mmag (README, "PSF phase"): an option until a
-# remedy removes the bias.
-DEFAULT_PSF_NORMALIZATION = "model"
-
 
 @functools.lru_cache(maxsize=1)
 def _blas_controller() -> ThreadpoolController:
@@ -78,7 +71,10 @@ class FitSettings:
     psf_normalization : ``"model"`` uses the PSF model's stamps as drawn (Piff's draw; the
         published code); ``"unit-sum"`` and ``"psf-weighted"`` rescale every rendered
         stamp (target and grid) so that its pixel sum, or its sum of squares, does not
-        depend on the source's sub-pixel position (`OversampledPSF`).
+        depend on the source's sub-pixel position; ``"band-limited"`` renders the model
+        without its frequencies at and above 0.5 cycles per pixel, so that neither its sum
+        nor its shape does (`OversampledPSF`).  None (the default): the convention's,
+        band-limited for ``exact`` and model for ``legacy`` (README, "PSF phase").
     """
 
     grid_size: int = 20
@@ -86,11 +82,13 @@ class FitSettings:
     fit_sky: bool = True
     convention: str = "exact"
     oversampling: int = DEFAULT_OVERSAMPLING
-    psf_normalization: str = DEFAULT_PSF_NORMALIZATION
+    psf_normalization: str | None = None
     memory_limit_bytes: int = field(default=DEFAULT_MEMORY_LIMIT, compare=False)
 
     def __post_init__(self):
-        get_convention(self.convention)
+        convention = get_convention(self.convention)
+        if self.psf_normalization is None:
+            object.__setattr__(self, "psf_normalization", convention.psf_normalization)
         if self.psf_normalization not in PSF_NORMALIZATIONS:
             raise ValueError(f"unknown PSF normalization {self.psf_normalization!r}; choose "
                              f"one of {', '.join(PSF_NORMALIZATIONS)}")
@@ -184,10 +182,11 @@ class SceneModel:
         self.sampling_origins: list[tuple[int, int]] = []
         self.grid_xy: list[tuple[np.ndarray, np.ndarray]] = []
         self.static_design = np.zeros((n_exp * npix, self.n_grid + self.n_sky))
-        for m, ex in enumerate(self.exposures):
-            if progress:
-                progress(m / n_exp, f"rendering PSF grid of {ex.entry.label}")
-            self._render_exposure(m, ex)
+        with single_threaded_blas():   # band-limited renderers multiply small matrices
+            for m, ex in enumerate(self.exposures):
+                if progress:
+                    progress(m / n_exp, f"rendering PSF grid of {ex.entry.label}")
+                self._render_exposure(m, ex)
         if progress:
             progress(1.0, "factorising the normal matrix")
         with single_threaded_blas():

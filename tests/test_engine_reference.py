@@ -86,6 +86,23 @@ def test_psf_weighted_normalisation_moves_fluxes_by_the_documented_amount(
     assert new.flux_err == pytest.approx(old.flux_err, rel=0.01)
 
 
+# m(band-limited, the exact convention's default) - m(model normalisation), mmag, at offset
+# (0, 0) (README, "PSF phase").
+BAND_LIMITED_SHIFT_MMAG = {"eris": -3.46, "2014vv39": -5.01, "2014lq28": -2.85}
+
+
+@pytest.mark.parametrize("name", sorted(BAND_LIMITED_SHIFT_MMAG))
+def test_the_exact_default_moves_fluxes_by_the_documented_amount(des_sample, photometry,
+                                                                  name):
+    default = DetectionPhotometry(des_sample / name / "detection.toml", FitSettings())
+    assert default.settings.psf_normalization == "band-limited"
+    new, old = default.fit_single(), photometry(name, "exact").fit_single()
+    shift = -2500 * math.log10(new.flux / old.flux)
+    assert shift == pytest.approx(BAND_LIMITED_SHIFT_MMAG[name], abs=0.3)
+    assert abs(new.flux - old.flux) < 0.15 * old.flux_err
+    assert new.flux_err == pytest.approx(old.flux_err, rel=0.01)
+
+
 def test_exact_convention_fits_vv39_better_than_legacy(photometry):
     """§6: the exact convention lowers chi2 by ~99 for 2014 VV39 (galaxy blend)."""
     exact = photometry("2014vv39", "exact").fit_single()

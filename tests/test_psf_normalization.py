@@ -1,5 +1,6 @@
 """PSF normalisation (``--psf-normalization``): pixel sums of rendered sources against
-analytic truths, the unit-sum renderer, and the option through FitSettings and the CLI."""
+analytic truths, the unit-sum and band-limited renderers, and the option through
+FitSettings, the CLI and the GUI's settings."""
 from __future__ import annotations
 
 import argparse
@@ -10,8 +11,9 @@ import numpy as np
 import pytest
 
 from smp_model.cli import add_model_arguments, settings_from_args
-from smp_model.psf import OversampledPSF
-from smp_model.scene import DEFAULT_PSF_NORMALIZATION, FitSettings
+from smp_model.conventions import PSF_NORMALIZATIONS
+from smp_model.psf import OversampledPSF, band_limited_samples
+from smp_model.scene import FitSettings
 
 RNG = np.random.default_rng(17)
 
@@ -110,15 +112,19 @@ def test_distorted_sources_keep_most_of_the_correction():
 
 # -- the option -------------------------------------------------------------------------
 
-def test_settings_default_to_the_models_own_stamps():
-    assert FitSettings().psf_normalization == DEFAULT_PSF_NORMALIZATION == "model"
+def test_settings_default_to_the_conventions_normalisation():
+    # exact: band-limited (README "PSF phase"); legacy: the model's stamps, as published
+    assert FitSettings().psf_normalization == "band-limited"
     assert FitSettings(convention="legacy").psf_normalization == "model"
+    assert FitSettings(convention="bernardinelli2023").psf_normalization == "model"
     assert FitSettings(psf_normalization="unit-sum").psf_normalization == "unit-sum"
+    assert FitSettings(convention="legacy", psf_normalization="band-limited") \
+        .psf_normalization == "band-limited"
     with pytest.raises(ValueError, match="PSF normalization"):
         FitSettings(psf_normalization="peak")
 
 
-@pytest.mark.parametrize("value", ["model", "unit-sum", "psf-weighted"])
+@pytest.mark.parametrize("value", PSF_NORMALIZATIONS)
 def test_the_option_round_trips_through_meta_and_the_cli(value):
     settings = FitSettings(convention="legacy", psf_normalization=value, grid_size=12)
     meta = settings.as_meta()
@@ -130,6 +136,8 @@ def test_the_option_round_trips_through_meta_and_the_cli(value):
                               "--psf-normalization", value])
     assert settings_from_args(args) == settings
     assert settings_from_args(parser.parse_args([])) == FitSettings()
+    legacy = settings_from_args(parser.parse_args(["--convention", "legacy"]))
+    assert legacy.psf_normalization == "model"
 
 
 def test_the_scene_renders_target_and_grid_with_the_option(tmp_path):
@@ -215,3 +223,75 @@ def test_psf_weighted_rescales_an_undersampled_pixel_integrated_profile_slightly
     factors = OversampledPSF(profile, 20, 6, normalization="psf-weighted").phase_factors(
         *CENTRES)
     assert 5e-5 < np.abs(factors - 1.0).max() < 5e-4
+
+
+# -- band-limited ---------------------------------------------------------------------------
+
+def lanczos_grid_profile(fwhm_px: float = 4.0, scale: float = 1.14) -> galsim.GSObject:
+    """A Piff-like model in CCD pixel units: a Kolmogorov PSF's samples every ``scale``
+    pixels (DES: 0.30 / 0.263 arcsec) interpolated with Lanczos(3), axes along the pixels'
+    (as on DECam), unit flux."""
+    truth = galsim.Convolve(galsim.Kolmogorov(fwhm=fwhm_px), galsim.Pixel(1.0))
+    samples = truth.drawImage(nx=17, ny=17, scale=scale, method="no_pixel")
+    return galsim.InterpolatedImage(samples, x_interpolant=galsim.Lanczos(3, True),
+                                    normalization="flux").withFlux(1.0)
+
+
+def test_band_limited_samples_of_a_band_limited_profile_are_its_samples():
+    # A Gaussian of sigma 1.7 px has ~1e-5 of its Fourier amplitude above 0.375 cycles per
+    # pixel: the filter must give back its exact samples (also off-centre: the phase
+    # convention of the transform).
+    profile = galsim.Gaussian(sigma=1.7).shift(0.3, -0.2)
+    ov, radius = 6, 15
+    n = 2 * radius * ov + 1
+    fine = galsim.ImageD(n, n, scale=1.0 / ov)
+    profile.drawImage(fine, method="no_pixel", center=fine.true_center)
+    exact = fine.array * ov ** 2
+    filtered = band_limited_samples(profile, radius, ov)
+    assert filtered.shape == exact.shape
+    assert np.abs(filtered - exact).max() < 1e-4 * exact.max()
+    assert filtered.sum() / ov ** 2 == pytest.approx(1.0, abs=1e-6)
+
+
+def test_band_limited_piff_like_model_sums_to_its_flux_at_every_phase():
+    # The analytic truth (Poisson summation): a profile without power at and above
+    # 0.5 cycles per pixel sums to its flux over the pixel lattice at every phase (to the
+    # spline's and the sampled box's ~4e-5, 0.04 mmag).
+    profile = lanczos_grid_profile()
+    model = OversampledPSF(profile, 20, 6)
+    limited = OversampledPSF(profile, 20, 6, normalization="band-limited")
+    cx, cy = CENTRES
+    assert np.ptp(model.pixel_sums(cx, cy)) > 3e-3          # the DES models' swing
+    sums = brute_force_sums(limited, cx, cy)
+    np.testing.assert_allclose(sums, 1.0, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(limited.pixel_sums(cx, cy), sums, rtol=0, atol=1e-12)
+
+
+def test_band_limited_stamps_are_the_same_shape_at_every_phase():
+    # Below the lattice's Nyquist frequency a sampled profile is shift-invariant: a PSF-fit
+    # flux of the same source (sum P D / sum P^2 with D = P at another phase, both sampled
+    # from the band-limited model) is 1 at every phase, where the raw model's swings.
+    profile = lanczos_grid_profile()
+    origin, shape = (-20, -20), (41, 41)
+    phases = np.linspace(-0.5, 0.5, 9)
+    for normalization, low, high in (("model", 2e-3, 1.0), ("band-limited", 0.0, 2e-5)):
+        renderer = OversampledPSF(profile, 20, 6, normalization=normalization)
+        stamps = renderer.render(phases, -0.5 * phases, origin, shape)
+        fluxes = (stamps * stamps[4]).sum(axis=(1, 2)) / (stamps[4] ** 2).sum()
+        # a source at phase p fitted with the model at phase 0 shifted to p: compare the
+        # sums of squares, which a fit's flux error depends on
+        squares = (stamps ** 2).sum(axis=(1, 2))
+        spread = np.ptp(squares) / squares.mean()
+        assert low <= spread <= high, (normalization, spread)
+        assert np.all(fluxes <= 1.0 + 1e-12)
+
+
+def test_band_limited_keeps_a_physical_psf():
+    # A DES-like PSF (Kolmogorov FWHM 0.9 arcsec = 3.4 px, pixel-integrated) has almost
+    # nothing above 0.375 cycles per pixel: its stamps change by < 2e-3 of the peak.
+    profile = galsim.Convolve(galsim.Kolmogorov(fwhm=3.4), galsim.Pixel(1.0))
+    origin, shape = (-15, -15), (31, 31)
+    a = OversampledPSF(profile, 15, 6).render([0.2], [-0.3], origin, shape)
+    b = OversampledPSF(profile, 15, 6, normalization="band-limited").render(
+        [0.2], [-0.3], origin, shape)
+    assert np.abs(b - a).max() < 2e-3 * a.max()

@@ -9,6 +9,7 @@ import galsim
 import numpy as np
 import pytest
 
+from smp_model.conventions import PSF_NORMALIZATIONS
 from smp_model.psf import OversampledPSF
 from smp_model.psf_truth import (CONTROL, SAMPLE_PIFF_FILE, SAMPLED, PhaseStudyConfig,
                                  PiffSetup, SampledPixelGridPSF, default_setup, format_study,
@@ -52,7 +53,7 @@ def test_a_small_study_without_piff_fits(tmp_path):
     config = PhaseStudyConfig(n_phase=3, n_noise=2, piff_fit=False)
     study = run_phase_study(config, PiffSetup(), tmp_path)
     assert set(study.results) == {f"{kind}, {name}" for kind in (CONTROL, SAMPLED)
-                                  for name in ("model", "unit-sum", "psf-weighted")}
+                                  for name in PSF_NORMALIZATIONS}
     control = study.results[f"{CONTROL}, model"]
     assert control.bias_mmag.shape == (3, 3) and control.pulls.size == 18
     assert control.max_abs_bias_mmag < 1.0          # the experiment's own floor
@@ -60,3 +61,23 @@ def test_a_small_study_without_piff_fits(tmp_path):
     grid_weighted = study.results[f"{SAMPLED}, psf-weighted"]
     assert grid_weighted.phase_amplitude_mmag < 0.5 * grid_model.phase_amplitude_mmag
     assert "psf-weighted" in format_study(study)
+
+
+def test_an_isolated_target_has_no_phase_bias_with_the_band_limited_model(tmp_path):
+    # Without neighbours only the phase moves the flux: the DES-like grid's swing (+-4 mmag)
+    # is periodic (the same one pixel further) and the band-limited rendering removes it.
+    # What stays is the constant offset of the model's footprint (true PSF flux outside
+    # the 17 x 0.30 arcsec box) plus the share of those wings the fitted sky takes.
+    config = PhaseStudyConfig(n_phase=4, n_noise=0, piff_fit=False, neighbours=False)
+    study = run_phase_study(config, PiffSetup(), tmp_path,
+                            options=("model", "band-limited"))
+    model = study.results[f"{SAMPLED}, model"]
+    limited = study.results[f"{SAMPLED}, band-limited"]
+    assert model.phase_amplitude_mmag > 2.0
+    assert model.non_periodic_mmag < 0.2
+    assert limited.phase_amplitude_mmag < 0.1
+    assert 20.0 < study.footprint_mmag < limited.mean_bias_mmag < study.footprint_mmag + 5.0
+    control = study.results[f"{CONTROL}, band-limited"]
+    assert control.max_abs_bias_mmag < 0.1
+    assert np.isnan(control.grid_flux_mmag)          # no scene to compare with
+    assert "isolated target" in format_study(study)
