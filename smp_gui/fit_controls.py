@@ -1,5 +1,5 @@
-"""Fit settings and actions: mode, scene grid, sky, convention, target offsets, source
-shot noise, position search, chi2 map, cancel.
+"""Fit settings and actions: mode, scene grid, sky, convention, PSF normalisation, target
+offsets, source shot noise, position search, chi2 map, cancel.
 
 Offsets are px relative to the target's WCS position in the detection exposure, in the
 convention's frame: single ``(dx, dy)``, binary ``(dx1, dx2, dy1, dy2)`` (the published
@@ -11,6 +11,7 @@ from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox,
                              QHBoxLayout, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
+from smp_model.conventions import PSF_NORMALIZATIONS, get_convention
 from smp_model.scene import FitSettings
 
 MODES = ("single", "binary")
@@ -34,7 +35,8 @@ def _offset_box(value: float = 0.0) -> QDoubleSpinBox:
 
 
 class FitControls(QWidget):
-    """Signals: settingsChanged() (grid/sky/convention: a new scene model), modeChanged(str),
+    """Signals: settingsChanged() (grid/sky/convention/PSF normalisation: a new scene
+    model), modeChanged(str),
     offsetsEdited(tuple) (typed offsets of the current mode), optimizeRequested(),
     cancelRequested(), chi2MapRequested(half_width, step, reoptimize_primary),
     shotNoiseChanged() (the shot-noise option or its gain/iterations)."""
@@ -67,6 +69,16 @@ class FitControls(QWidget):
         self.fit_sky.setChecked(defaults.fit_sky)
         self.convention = QComboBox()
         self.convention.addItems(CONVENTIONS)
+        self.psf_normalization = QComboBox()
+        self.psf_normalization.addItems(PSF_NORMALIZATIONS)
+        self.psf_normalization.setCurrentText(defaults.psf_normalization)
+        self.psf_normalization.setToolTip(
+            "How PSF stamps are rendered (README 'PSF phase'). band-limited: without the "
+            "frequencies the pixels alias, so a Piff model's flux does not depend on the "
+            "target's sub-pixel position (exact's default); model: as the PSF model draws "
+            "them (legacy's default, as published). A convention change selects its default.")
+        # Not shown: kept from a session so that a settings change does not drop it.
+        self._oversampling = defaults.oversampling
 
         self.single_dx, self.single_dy = _offset_box(), _offset_box()
         self.binary_boxes = {name: _offset_box() for name in ("dx1", "dx2", "dy1", "dy2")}
@@ -79,6 +91,7 @@ class FitControls(QWidget):
         form.addRow("Grid step", self.grid_step)
         form.addRow("Sky", self.fit_sky)
         form.addRow("Convention", self.convention)
+        form.addRow("PSF normalisation", self.psf_normalization)
         self.single_row = QWidget()
         row = QHBoxLayout(self.single_row)
         row.setContentsMargins(0, 0, 0, 0)
@@ -170,7 +183,9 @@ class FitControls(QWidget):
             lambda _: self.shot_noise.isChecked() and self.shotNoiseChanged.emit())
         self.sn_iterations.currentIndexChanged.connect(
             lambda _: self.shot_noise.isChecked() and self.shotNoiseChanged.emit())
-        self.convention.currentTextChanged.connect(lambda _: self.settingsChanged.emit())
+        self.convention.currentTextChanged.connect(self._on_convention)
+        self.psf_normalization.currentTextChanged.connect(
+            lambda _: self.settingsChanged.emit())
         for w in (self.single_dx, self.single_dy, *self.binary_boxes.values()):
             w.valueChanged.connect(lambda _: self.offsetsEdited.emit(self.offsets()))
         self.optimize_button.clicked.connect(self.optimizeRequested)
@@ -196,11 +211,14 @@ class FitControls(QWidget):
         return FitSettings(grid_size=self.grid_size.value(),
                            grid_step_arcsec=self.grid_step.value(),
                            fit_sky=self.fit_sky.isChecked(),
-                           convention=self.convention.currentText())
+                           convention=self.convention.currentText(),
+                           psf_normalization=self.psf_normalization.currentText(),
+                           oversampling=self._oversampling)
 
     def set_settings(self, settings: FitSettings):
         """Show ``settings`` without emitting settingsChanged."""
-        widgets = (self.grid_size, self.grid_step, self.fit_sky, self.convention)
+        widgets = (self.grid_size, self.grid_step, self.fit_sky, self.convention,
+                   self.psf_normalization)
         for w in widgets:
             w.blockSignals(True)
         try:
@@ -208,9 +226,18 @@ class FitControls(QWidget):
             self.grid_step.setValue(settings.grid_step_arcsec)
             self.fit_sky.setChecked(settings.fit_sky)
             self.convention.setCurrentText(settings.convention)
+            self.psf_normalization.setCurrentText(settings.psf_normalization)
+            self._oversampling = settings.oversampling
         finally:
             for w in widgets:
                 w.blockSignals(False)
+
+    def _on_convention(self, name: str):
+        """A convention comes with its own PSF normalisation (one settings change)."""
+        self.psf_normalization.blockSignals(True)
+        self.psf_normalization.setCurrentText(get_convention(name).psf_normalization)
+        self.psf_normalization.blockSignals(False)
+        self.settingsChanged.emit()
 
     def offsets(self, mode: str | None = None) -> tuple[float, ...]:
         if (mode or self.mode) == "single":

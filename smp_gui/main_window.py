@@ -718,12 +718,9 @@ class MainWindow(QMainWindow):
                         base.offsets.shifted(k, u1 - u0, v1 - v0))
 
     def _on_settings_changed(self):
-        # The controls set what they show; the rest (oversampling, PSF normalisation:
-        # from a session) is kept.
-        shown = self.fit_controls.settings()
-        new = dataclasses.replace(self.settings, grid_size=shown.grid_size,
-                                  grid_step_arcsec=shown.grid_step_arcsec,
-                                  fit_sky=shown.fit_sky, convention=shown.convention)
+        # The controls hold every setting (the oversampling, not shown, as the model
+        # last set it: a session's is kept).
+        new = self.fit_controls.settings()
         if new == self.settings:
             return
         self._begin_transition()
