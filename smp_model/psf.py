@@ -256,12 +256,12 @@ class OversampledPSF:
         `BAND_LIMIT_CYCLES_PER_PIXEL` (radially) are removed before it is sampled, so its
         samples at pixel centres have the same pixel sum and the same shape, shifted, at
         every sub-pixel position (Poisson summation: every alias of the pixel lattice
-        falls where the spectrum is zero).  A physical PSF at DES seeing has no power
-        there (Kolmogorov of FWHM 0.9 arcsec: ~1e-4 of its flux at 0.5 cycles per 0.263
-        arcsec pixel), a Piff `PixelGrid` does: its Lanczos interpolation between samples
-        0.30 arcsec apart leaks the grid's aliases to the pixel frequencies, which is what
-        makes its pixel sum vary.  Not for undersampled PSFs (FWHM below ~2.5 pixels),
-        whose real power it would remove.
+        falls where the spectrum is zero).  A physical PSF at DES seeing has almost no
+        power there (a Kolmogorov of FWHM 0.9 arcsec: 2e-4 of its Fourier amplitude at 0.5
+        cycles per 0.263 arcsec pixel), a Piff `PixelGrid` does: its Lanczos
+        interpolation between samples 0.30 arcsec apart leaks the grid's aliases to the
+        pixel frequencies, which is what makes its pixel sum vary.  Not for undersampled
+        PSFs (FWHM below ~2.5 pixels), whose real power it would remove.
         Piff's DES models sum to 1 +- 0.55 % depending on the sub-pixel position, which
         moves fluxes by several mmag (README, "PSF phase").
     """
@@ -390,14 +390,14 @@ def band_limited_samples(profile: galsim.GSObject, radius: int, oversampling: in
     `OversampledPSF` samples.
 
     The profile's exact Fourier transform (galsim's ``drawKImage``, analytic for Piff's
-    interpolated images) is multiplied by a filter that is 1 below 0.75 ``cutoff``
-    (`BAND_LIMIT_TAPER_START`), falls
-    as a raised cosine and is 0 from ``cutoff`` on (radially: the filter has no preferred
-    axes), and transformed back on a period of at least twice the box, so that neither
-    the box's edge nor the periodic copies leak power back to the cut frequencies.  The
-    smooth roll-off keeps the filtered profile's ringing within a few pixels; it changes
-    nothing that a DES PSF has (Kolmogorov of FWHM 0.9 arcsec: ~1e-3 of its Fourier
-    amplitude at 0.375 cycles per pixel).  Keeps the flux (the zero frequency) exactly.
+    interpolated images) is multiplied by a filter that is 1 below
+    `BAND_LIMIT_TAPER_START` x ``cutoff``, falls as a raised cosine and is 0 from
+    ``cutoff`` on (radially: the filter has no preferred axes), and transformed back on a
+    period of at least twice the box, so that neither the box's edge nor the periodic
+    copies leak power back to the cut frequencies.  The smooth roll-off keeps the filtered
+    profile's ringing within a few pixels; it changes little that a DES PSF has (the
+    pixel-integrated Kolmogorov of FWHM 0.9 arcsec: 4e-3 of its Fourier amplitude at 0.375
+    cycles per pixel, 2e-4 at 0.5).  Keeps the flux (the zero frequency) exactly.
     """
     period = 2 * (2 * radius + 8)                        # pixels; even
     half = int(np.ceil(cutoff * period))                 # highest frequency bin kept
@@ -408,8 +408,8 @@ def band_limited_samples(profile: galsim.GSObject, radius: int, oversampling: in
     start = BAND_LIMIT_TAPER_START
     taper = np.where(rho <= start, 1.0, np.where(
         rho >= 1.0, 0.0, 0.5 + 0.5 * np.cos(np.pi * (rho - start) / (1.0 - start))))
-    # The inverse transform evaluated on the box only (two small matrix products; a full
-    # FFT of the oversampled period costs twice as much): f(x) = P^-2 sum_k F_k e^{2 pi i k x / P}
+    # The inverse transform evaluated on the box only (two small matrix products, cheaper
+    # than an FFT of the whole oversampled period): f(x) = P^-2 sum_k F_k e^{2 pi i k x/P}
     # with galsim's F_k, the integral of f(x) e^{-ikx}.
     x = np.arange(-radius * oversampling, radius * oversampling + 1) / oversampling
     phases = np.exp(2j * np.pi * np.outer(x, np.arange(-half, half + 1)) / period)

@@ -28,8 +28,10 @@ model's footprint (a Piff `PixelGrid` is normalised to unit flux on its ``size``
 ``scale`` box, so SMP with it measures the flux inside that box: a constant offset,
 `PhaseStudy.footprint_mmag`), and, with neighbours, the residual of their wings that the
 model lacks, which changes across the pixel the target moves over (it is absent with the
-true PSF and without neighbours); the pulls come from noisy realisations.  Phases are ``x - round(x)`` of the source's
-1-indexed CCD position in the detection exposure (pixel centres at integers), in [-0.5, 0.5).
+true PSF and without neighbours), which a re-fit of every phase one whole pixel further
+tells apart from a phase effect.  The pulls come from noisy realisations.  Phases are
+``x - round(x)`` of the source's 1-indexed CCD position in the detection exposure (pixel
+centres at integers), in [-0.5, 0.5).
 Magnitude offsets are ``m_fit - m_true = -2.5 log10(flux_fit / flux_true)``, in mmag
 (positive: measured too faint).
 
