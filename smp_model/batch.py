@@ -30,6 +30,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as _dt
+import functools
+import glob
+import hashlib
 import json
 import math
 import os
@@ -86,6 +89,22 @@ class BatchItem:
     manifest: DetectionManifest | None = None
     folder: dict | None = None
     error: tuple[str, str] | None = None
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """Hash (hex) of what the row says: the manifest's path and text, or the folder
+        row's fields.  A finished result is reused only for the same fingerprint, so an
+        edited manifest or row is fitted again (files it names that changed on disk under
+        the same names are not noticed: use --force)."""
+        if self.manifest is not None:
+            try:
+                text = Path(self.manifest.path).read_bytes()
+            except (OSError, TypeError):
+                text = b""
+            what = str(self.manifest.path).encode() + b"\0" + text
+        else:
+            what = json.dumps(self.folder, sort_keys=True, default=str).encode()
+        return hashlib.sha256(what).hexdigest()
 
 
 def detection_key(name: str, expnum: int, ccdnum: int) -> str:
@@ -353,8 +372,18 @@ class BatchPaths:
     def options_file(self) -> Path:
         return self.work_dir / OPTIONS_FILE
 
-    def work_file(self, key: str) -> Path:
-        return self.work_dir / f"{key}.ecsv"
+    def work_file(self, item: BatchItem) -> Path:
+        """The result of ``item`` as its row reads now (`BatchItem.fingerprint`; ``~`` is
+        in no key)."""
+        return self.work_dir / f"{item.key}~{item.fingerprint[:16]}.ecsv"
+
+    def stale_work_files(self, item: BatchItem) -> list[Path]:
+        """Results under ``item``'s key made from what its row said before (an edited
+        manifest or row), and from before results carried a fingerprint."""
+        current = self.work_file(item)
+        return [p for p in (*self.work_dir.glob(f"{glob.escape(item.key)}~*.ecsv"),
+                            self.work_dir / f"{item.key}.ecsv")
+                if p != current and p.is_file()]
 
 
 @dataclass
@@ -483,7 +512,7 @@ def run_batch(items: Sequence[BatchItem], out: str | os.PathLike,
         if item.error:
             record(DetectionOutcome(item, "failed", error_type=item.error[0],
                                     message=item.error[1]))
-        elif not force and paths.work_file(item.key).is_file():
+        elif not force and paths.work_file(item).is_file():
             record(DetectionOutcome(item, "skipped"))
         else:
             pending.append(item)
@@ -593,10 +622,10 @@ def distinct_keys(items: Sequence[BatchItem]) -> list[BatchItem]:
         if len(group) == 1 or item.error:
             out.append(item)
             continue
-        fingerprint = _fingerprint(item)
-        first = next(other for other in group if _fingerprint(other) == fingerprint)
+        fingerprint = item.fingerprint
+        first = next(other for other in group if other.fingerprint == fingerprint)
         key = item.key
-        if len({_fingerprint(other) for other in group}) > 1:
+        if len({other.fingerprint for other in group}) > 1:
             key = f"{item.key}-{fingerprint[:8]}"
         if first is not item:
             out.append(dataclasses.replace(
@@ -606,14 +635,6 @@ def distinct_keys(items: Sequence[BatchItem]) -> list[BatchItem]:
         else:
             out.append(dataclasses.replace(item, key=key))
     return out
-
-
-def _fingerprint(item: BatchItem) -> str:
-    """Hash of what a list row says (its manifest, or its folder fields)."""
-    import hashlib
-    what = (str(item.manifest.path) if item.manifest is not None
-            else json.dumps(item.folder, sort_keys=True, default=str))
-    return hashlib.sha256(what.encode()).hexdigest()
 
 
 def _compute(client, pending: list[BatchItem], options: BatchOptions, paths: BatchPaths,
@@ -661,7 +682,9 @@ def _compute(client, pending: list[BatchItem], options: BatchOptions, paths: Bat
         report.attempted += 1
         if result["ok"]:
             try:
-                _write_work_file(paths.work_file(item.key), result["table"])
+                _write_work_file(paths.work_file(item), result["table"])
+                for stale in paths.stale_work_files(item):
+                    stale.unlink(missing_ok=True)
             except OSError as exc:
                 result = {**result, "ok": False, "error_type": type(exc).__name__,
                           "message": f"cannot write result: {_one_line(exc)}"}
@@ -670,7 +693,8 @@ def _compute(client, pending: list[BatchItem], options: BatchOptions, paths: Bat
                                     result["cpu_seconds"], warnings=result["warnings"]))
         else:
             # A result from an earlier run is stale once the detection fails now.
-            paths.work_file(item.key).unlink(missing_ok=True)
+            for stale in (paths.work_file(item), *paths.stale_work_files(item)):
+                stale.unlink(missing_ok=True)
             record(DetectionOutcome(item, "failed", result["seconds"],
                                     result["cpu_seconds"], result["error_type"],
                                     result["message"], result["warnings"]))
@@ -724,7 +748,7 @@ def _write_results(items: Sequence[BatchItem], report: BatchReport, options: Bat
     for item in items:
         if item.key in failed:
             continue
-        work = paths.work_file(item.key)
+        work = paths.work_file(item)
         try:
             tables.append(QTable.read(work, format="ascii.ecsv"))
         except Exception as exc:   # noqa: BLE001 (astropy raises many types)
