@@ -151,3 +151,42 @@ def test_sky_affine_is_the_overlays_and_the_extent_holds_every_stamp(demo_fit):
         (-0.5, 19.5, -0.5, 29.5)
     assert sky_aligned_affine(np.eye(2), (1.0, 2.0)) == pytest.approx(
         np.array([[-1.0, 0.0, 1.0], [0.0, 1.0, -2.0]]))
+
+
+def test_sky_aligned_figure_draws_north_up_east_left(demo_fit):
+    from smp_model.display import DisplayStyle
+    from smp_model.figures import five_panel_figure
+    det = demo_fit.scene.detection_index
+    ex = demo_fit.scene.exposures[det]
+    ra0, dec0 = ex.pixel_to_sky(*ex.target_xy)
+    cos = np.cos(np.radians(float(dec0)))
+
+    def drawn(image, d_east, d_north):
+        """Figure pixel (y up) where ``image`` draws the sky point (d_east, d_north)"."""
+        x, y = ex.sky_to_pixel(float(ra0) + d_east / 3600 / cos,
+                               float(dec0) + d_north / 3600)
+        return image.get_transform().transform((x - ex.origin[0], y - ex.origin[1]))
+
+    def directions(fig):
+        image = fig.axes[0].images[0]
+        target = drawn(image, 0, 0)
+        north, east = drawn(image, 0, 1) - target, drawn(image, 1, 0) - target
+        return north / np.hypot(*north), east / np.hypot(*east), np.hypot(*north)
+
+    north, east, _ = directions(five_panel_figure(demo_fit))
+    assert north != pytest.approx((0, 1), abs=0.05)        # the demo's CCD is rotated
+    sky = DisplayStyle(sky_aligned=True)
+    fig = five_panel_figure(demo_fit, list(range(len(demo_fit.scene.exposures))), sky)
+    north, east, arcsec = directions(fig)
+    assert north == pytest.approx((0, 1), abs=1e-3) and east == pytest.approx((-1, 0), abs=1e-3)
+    # every row: the target at the same place of its panel, at one scale, and the limits
+    # hold every exposure's stamp
+    first = fig.axes[0]
+    for m, ex in enumerate(demo_fit.scene.exposures):
+        ax = fig.axes[5 * m]
+        t = ax.images[0].get_transform().transform(np.subtract(ex.target_xy, ex.origin))
+        assert t - ax.transAxes.transform((0, 0)) == pytest.approx(
+            first.transData.transform((0, 0)) - first.transAxes.transform((0, 0)), abs=0.5)
+        assert ax.get_xlim() == first.get_xlim() and ax.get_ylim() == first.get_ylim()
+        assert "north up" in ax.get_ylabel()
+    assert first.get_xlim()[0] < 0 < first.get_xlim()[1]
