@@ -196,8 +196,7 @@ class MainWindow(QMainWindow):
                               Qt.Key.Key_Up: (0, 1), Qt.Key.Key_Down: (0, -1)}.items():
             shortcut = QShortcut(QKeySequence(key), self.panels_view.graphics)
             shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)
-            shortcut.activated.connect(
-                lambda dx=dx, dy=dy: self.nudge(dx * NUDGE_PX, dy * NUDGE_PX))
+            shortcut.activated.connect(lambda dx=dx, dy=dy: self.nudge_on_screen(dx, dy))
         for n in (0, 1):
             shortcut = QShortcut(QKeySequence(str(n + 1)), self.panels_view.graphics)
             shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)
@@ -713,6 +712,12 @@ class MainWindow(QMainWindow):
         k = min(self.markers.selected_index, self.markers.count - 1)
         self.model.move(f"Nudge {self._component_name(k)}",
                         self.model.offsets.shifted(k, ddx, ddy))
+
+    def nudge_on_screen(self, right: int, up: int):
+        """Arrow keys: move the selected marker by `NUDGE_PX` px in the direction the key
+        points to on screen (sky-aligned, Up is north; otherwise +y)."""
+        du, dv = self.panels_view.stamp_direction(right, up)
+        self.nudge(du * NUDGE_PX, dv * NUDGE_PX)
 
     def _on_marker_dragged(self, k: int, u0: float, v0: float, u1: float, v1: float):
         # Offsets and view differ by a constant shift: displacements are equal.

@@ -435,6 +435,16 @@ class PanelsView(QWidget):
         point = self.stamp_transform.map(QPointF(u, v))
         return point.x(), point.y()
 
+    def stamp_direction(self, dx: float, dy: float) -> tuple[float, float]:
+        """Unit vector in stamp coordinates that is drawn pointing along view direction
+        (dx, dy) (x right, y up): (dx, dy) itself unless sky-aligned."""
+        if self.stamp_transform.isIdentity():
+            return float(dx), float(dy)
+        inverse, _ = self.stamp_transform.inverted()
+        d = inverse.map(QPointF(dx, dy)) - inverse.map(QPointF(0.0, 0.0))
+        norm = math.hypot(d.x(), d.y())
+        return d.x() / norm, d.y() / norm
+
     def view_to_stamp(self, x: float, y: float) -> tuple[float, float]:
         """Stamp coordinates of view point (x, y) on the shown exposure."""
         inverse, _ = self.stamp_transform.inverted()
