@@ -1,6 +1,10 @@
 """How panels are drawn: stretch presets (levels and the curve from level to colour), colour
-maps and the mask overlay, shared by the GUI's panels and the exported figures so that
-what is seen is what is exported.
+maps, the mask overlay and the sky-aligned frame, shared by the GUI's panels and the
+exported figures so that what is seen is what is exported.
+
+Sky-aligned display: `sky_aligned_affine` maps an exposure's stamp coordinates to arcsec
+from the target, north up and east left, from its WCS Jacobian (`pixel_jacobian`), and
+`stamp_extent` gives the view that holds every exposure's stamp.
 
 A stretch has two parts: ``stretch_levels`` (the data values mapped to the two ends of the
 colour map) and ``stretch_curve`` (how values in between are spaced, t in [0, 1] to
