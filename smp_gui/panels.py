@@ -339,14 +339,17 @@ class PanelsView(QWidget):
 
     def _draw_compass(self):
         """N/E arrows in the top right corner of the stamp as drawn (shifted so that
-        arrows and letters stay on it) and a scale bar in the bottom left, in view
+        arrows and letters stay inside) and a scale bar in the bottom left, in view
         coordinates: the arrows are the sky's directions mapped by `stamp_transform`."""
         overlays = self.overlays
         if overlays is None or self.panels is None:
             return
         ny, nx = self.panels["image"].shape
         tr = self.stamp_transform
-        frame = tr.mapRect(QRectF(0.0, 0.0, nx, ny))
+        # sky-aligned, in the corner of the view that holds every exposure: it stays put
+        # while stepping through them, as the sky does
+        frame = (QRectF(self.sky_extent) if self.is_sky_frame and self.sky_extent is not None
+                 else tr.mapRect(QRectF(0.0, 0.0, nx, ny)))
         x0, y0, w, h = frame.left(), frame.top(), frame.width(), frame.height()
         linear = np.array([[tr.m11(), tr.m21()], [tr.m12(), tr.m22()]])
         directions = []
@@ -389,6 +392,7 @@ class PanelsView(QWidget):
         zoom is then the same for every exposure."""
         self.sky_extent = None if extent is None else \
             QRectF(extent[0], extent[2], extent[1] - extent[0], extent[3] - extent[2])
+        self._draw_compass()
         if self.fit_view and self.panels is not None:
             self.reset_zoom()
 
