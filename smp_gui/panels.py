@@ -15,7 +15,8 @@ coordinates ARE stamp coordinates.  Sky-aligned (`PanelsView.set_sky_aligned`) i
 exposure's `smp_model.display.sky_aligned_affine`: view coordinates are arcsec from the
 target's sky position, north up and east left, the same for every exposure, so stepping
 through the exposures keeps the sky in place.  Only the cursor readout, the zoom, the
-compass and `stamp_to_scene` (markers, tests) map between the two.
+compass, the markers (`smp_gui.markers`) and `view_to_scene` / `scene_to_stamp` (tests)
+map between the two.
 
 The panels display arrays computed by the engine (`smp_model.panels.five_panels`); the
 only arithmetic here is choosing display levels.
@@ -390,8 +391,11 @@ class PanelsView(QWidget):
         """(x0, x1, y0, y1) of the view that holds every exposure's stamp sky-aligned
         (`smp_model.display.stamp_extent`; None: the shown exposure's): the whole-stamp
         zoom is then the same for every exposure."""
-        self.sky_extent = None if extent is None else \
+        rect = None if extent is None else \
             QRectF(extent[0], extent[2], extent[1] - extent[0], extent[3] - extent[2])
+        if rect == self.sky_extent:
+            return     # the same detection (every refit of a drag)
+        self.sky_extent = rect
         self._draw_compass()
         if self.fit_view and self.panels is not None:
             self.reset_zoom()
