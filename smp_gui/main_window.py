@@ -295,7 +295,7 @@ class MainWindow(QMainWindow):
                                            pv.set_show_compass, "K", checkable=True)
         self.compass_action.setChecked(True)
         self.sky_action = self._action(view, "S&ky-aligned (north up, east left)",
-                                       self.set_sky_aligned, "N", checkable=True,
+                                       self.set_sky_aligned, "A", checkable=True,
                                        tip="Every exposure drawn north up, east left at one "
                                            "angular scale: stepping through them keeps the "
                                            "sky in place")
@@ -851,8 +851,8 @@ class MainWindow(QMainWindow):
         return self._overlay_cache["value"]
 
     def set_sky_aligned(self, on: bool):
-        """Draw the exposures north up, east left (View menu, N) or in stamp
-        coordinates."""
+        """Draw the exposures north up, east left (View menu, A: aligned to the sky; N is
+        the survey view's next detection) or in stamp coordinates."""
         if on and self.result is not None:
             self.panels_view.set_sky_extent(self._sky_extent(self.result.fit.scene))
         self.panels_view.set_sky_aligned(on)

@@ -432,9 +432,9 @@ def test_sky_aligned_from_the_menu_and_the_key(qtbot, window, demo, sky_off):
     for label, want in zip(pv.compass_labels, ((0.0, 1.0), (-1.0, 0.0))):
         arrow = np.array([label.pos().x(), label.pos().y()]) - anchor
         assert arrow / np.hypot(*arrow) == pytest.approx(want, abs=1e-6)
-    press(qtbot, window, Qt.Key.Key_N)                     # the key toggles it off ...
+    press(qtbot, window, Qt.Key.Key_A)                     # the key toggles it off ...
     assert not action.isChecked() and not north_up_east_left(window)
-    press(qtbot, window, Qt.Key.Key_N)                     # ... and on
+    press(qtbot, window, Qt.Key.Key_A)                     # ... and on
     assert action.isChecked() and north_up_east_left(window)
     assert pv.style().sky_aligned                           # what you see is exported
     # stepping through exposures (each at another angle) keeps the sky in place
@@ -451,12 +451,12 @@ def test_sky_aligned_from_the_menu_and_the_key(qtbot, window, demo, sky_off):
     press(qtbot, window, Qt.Key.Key_BracketRight)          # back to the detection
     assert window.selected_index == window.result.fit.scene.detection_index
     listed = dict(window.shortcut_table())
-    assert listed["Sky-aligned (north up, east left)"] == "N"     # Help > Keyboard shortcuts
+    assert listed["Sky-aligned (north up, east left)"] == "A"     # Help > Keyboard shortcuts
 
 
 def test_sky_aligned_drag_puts_the_secondary_under_the_mouse(qtbot, window, demo, sky_off):
     opened(qtbot, window, demo, mode="binary", offsets=START)
-    press(qtbot, window, Qt.Key.Key_N)
+    press(qtbot, window, Qt.Key.Key_A)
     assert north_up_east_left(window)
     ex = shown_exposure(window)
     source = window.result.fit.sources[1]
@@ -512,7 +512,7 @@ def test_sky_aligned_drag_puts_the_secondary_under_the_mouse(qtbot, window, demo
 
 def test_sky_aligned_readout_under_the_cursor(qtbot, window, demo, sky_off):
     opened(qtbot, window, demo, mode="binary", offsets=START)
-    press(qtbot, window, Qt.Key.Key_N)
+    press(qtbot, window, Qt.Key.Key_A)
     pv, gv = window.panels_view, window.panels_view.graphics
     ex = shown_exposure(window)
     # the sky point 2" north and 1" east of the target: sky-aligned, the panels' view
@@ -536,12 +536,12 @@ def test_sky_aligned_readout_under_the_cursor(qtbot, window, demo, sky_off):
 
 def test_sky_aligned_is_kept_by_sessions(qtbot, window, demo, tmp_path, sky_off):
     opened(qtbot, window, demo, mode="binary", offsets=START)
-    press(qtbot, window, Qt.Key.Key_N)
+    press(qtbot, window, Qt.Key.Key_A)
     window.panels_view.zoom(1.25)
     saved_range = window.panels_view.view_range()
     path = window.save_session(tmp_path / "sky.smpsession.json")
     assert json.loads(path.read_text())["view"]["sky_aligned"] is True
-    press(qtbot, window, Qt.Key.Key_N)
+    press(qtbot, window, Qt.Key.Key_A)
     assert not window.panels_view.sky_aligned
     with qtbot.waitSignal(window.fitDisplayed, timeout=TIMEOUT_MS):
         assert window.open_session(path)
