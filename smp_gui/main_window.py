@@ -107,6 +107,7 @@ class MainWindow(QMainWindow):
         self.psf_notice: QMessageBox | None = None
         self._fit_seconds = 0.0       # the last refit's time, for map estimates
         self._overlay_cache: dict = {}
+        self._sky_extent_cache: dict = {}
         self._controls_show: Measurement | None = None   # what the fit controls show
         # Numbers that stay stale this long are greyed out (not at every move of a drag,
         # whose refit arrives within milliseconds: the table would flicker).
@@ -195,8 +196,7 @@ class MainWindow(QMainWindow):
                               Qt.Key.Key_Up: (0, 1), Qt.Key.Key_Down: (0, -1)}.items():
             shortcut = QShortcut(QKeySequence(key), self.panels_view.graphics)
             shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)
-            shortcut.activated.connect(
-                lambda dx=dx, dy=dy: self.nudge(dx * NUDGE_PX, dy * NUDGE_PX))
+            shortcut.activated.connect(lambda dx=dx, dy=dy: self.nudge_on_screen(dx, dy))
         for n in (0, 1):
             shortcut = QShortcut(QKeySequence(str(n + 1)), self.panels_view.graphics)
             shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)
@@ -294,6 +294,11 @@ class MainWindow(QMainWindow):
         self.compass_action = self._action(view, "Compass and scale &bar",
                                            pv.set_show_compass, "K", checkable=True)
         self.compass_action.setChecked(True)
+        self.sky_action = self._action(view, "S&ky-aligned (north up, east left)",
+                                       self.set_sky_aligned, "A", checkable=True,
+                                       tip="Every exposure drawn north up, east left at one "
+                                           "angular scale: stepping through them keeps the "
+                                           "sky in place")
         view.addSeparator()
         self._action(view, "&Next exposure", lambda: self.step_exposure(1),
                      ["]", "PgDown"])
@@ -324,7 +329,8 @@ class MainWindow(QMainWindow):
 
     def _sync_view_actions(self):
         for action, value in ((self.invert_action, self.panels_view.inverted),
-                              (self.mask_action, self.panels_view.show_mask)):
+                              (self.mask_action, self.panels_view.show_mask),
+                              (self.sky_action, self.panels_view.sky_aligned)):
             action.blockSignals(True)
             action.setChecked(value)
             action.blockSignals(False)
@@ -404,6 +410,8 @@ class MainWindow(QMainWindow):
         fc.chi2MapRequested.connect(self.request_chi2map)
         self.browser.exposureSelected.connect(self.select_exposure)
         self.browser.blinkToggled.connect(self.panels_view.set_blink_model)
+        self.panels_view.frameChanged.connect(
+            lambda: self.markers.set_transform(self.panels_view.stamp_transform))
         self.markers.dragged.connect(self._on_marker_dragged)
         self.markers.dragFinished.connect(self._on_marker_drag_finished)
         self.chi2map_view.cellClicked.connect(self._on_map_cell_clicked)
@@ -705,6 +713,12 @@ class MainWindow(QMainWindow):
         self.model.move(f"Nudge {self._component_name(k)}",
                         self.model.offsets.shifted(k, ddx, ddy))
 
+    def nudge_on_screen(self, right: int, up: int):
+        """Arrow keys: move the selected marker by `NUDGE_PX` px in the direction the key
+        points to on screen (sky-aligned, Up is north; otherwise +y)."""
+        du, dv = self.panels_view.stamp_direction(right, up)
+        self.nudge(du * NUDGE_PX, dv * NUDGE_PX)
+
     def _on_marker_dragged(self, k: int, u0: float, v0: float, u1: float, v1: float):
         # Offsets and view differ by a constant shift: displacements are equal.
         base = self.model._gesture_base or self.model.measurement
@@ -807,6 +821,8 @@ class MainWindow(QMainWindow):
         panels = (ready if ready is not None and ready.expnum ==
                   fit.scene.exposures[index].entry.expnum else five_panels(fit, index))
         exposure = fit.scene.exposures[index]
+        if self.panels_view.sky_aligned:
+            self.panels_view.set_sky_extent(self._sky_extent(fit.scene))
         self.panels_view.set_panels(panels, exposure.pixel_to_sky)
         self.panels_view.set_overlays(self._overlays(exposure, fit.settings))
         on_detection = index == fit.scene.detection_index
@@ -830,6 +846,29 @@ class MainWindow(QMainWindow):
                 value = None
             self._overlay_cache = {"key": key, "value": value, "exposure": exposure}
         return self._overlay_cache["value"]
+
+    def set_sky_aligned(self, on: bool):
+        """Draw the exposures north up, east left (View menu, A: aligned to the sky; N is
+        the survey view's next detection) or in stamp coordinates."""
+        if on and self.result is not None:
+            self.panels_view.set_sky_extent(self._sky_extent(self.result.fit.scene))
+        self.panels_view.set_sky_aligned(on)
+
+    def _sky_extent(self, scene):
+        """The view that holds every exposure's stamp sky-aligned (once per scene: one
+        WCS Jacobian per exposure, ~0.5 ms each on DES data)."""
+        from smp_model.display import exposure_sky_affine, stamp_extent
+        if self._sky_extent_cache.get("scene") is not scene:
+            affines = []
+            for exposure in scene.exposures:
+                try:
+                    affines.append(exposure_sky_affine(exposure))
+                except Exception:   # noqa: BLE001 - a WCS that fails: not in the extent
+                    continue
+            value = (stamp_extent(affines, scene.exposures[0].shape) if affines
+                     else None)
+            self._sky_extent_cache = {"scene": scene, "value": value}
+        return self._sky_extent_cache["value"]
 
     def _place_markers(self):
         """Markers at the fitted sources' CCD positions, moved by any offset change not yet
@@ -1070,8 +1109,8 @@ class MainWindow(QMainWindow):
         pv = self.panels_view
         return self.model.session(view={
             "stretch": pv.stretch, "colormap": pv.colormap_name, "invert": pv.inverted,
-            "show_mask": pv.show_mask, "levels": list(pv.levels()),
-            "range": pv.view_range()})
+            "show_mask": pv.show_mask, "sky_aligned": pv.sky_aligned,
+            "levels": list(pv.levels()), "range": pv.view_range()})
 
     def save_session(self, path=None) -> Path | None:
         """Write the session as JSON, atomically (a temporary file renamed into place by
@@ -1179,6 +1218,9 @@ class MainWindow(QMainWindow):
             pv.set_show_mask(view["show_mask"])
         if view.get("levels"):
             pv.set_levels(*view["levels"])
+        # Sessions saved before the sky-aligned display have none: their range is in
+        # stamp coordinates, so they are shown as saved, not sky-aligned.
+        self.set_sky_aligned(bool(view.get("sky_aligned", False)))
         if view.get("range"):
             pv.set_view_range(view["range"])
             pv.fit_view = False

@@ -1,16 +1,20 @@
 """Draggable target markers (single target, or binary primary and secondary) on every
 panel of the detection exposure, with position-error ellipses.
 
-Positions are panel view coordinates (= stamp array coordinates, pixel centres at
-integers; see `smp_gui.panels`).  The markers only report where the user puts them; the
-window turns view displacements into offset displacements (the convention's frame differs
-from the data frame by a constant shift, so displacements are the same in both).
+Positions are stamp coordinates (stamp array coordinates, pixel centres at integers; see
+`smp_gui.panels`).  The marker items themselves live in the view boxes' coordinates, which
+`set_transform` (the panels' ``stamp_transform``) maps stamp coordinates to: pyqtgraph's
+`TargetItem` drags in view coordinates (``mapToView``), so a marker must not be the child
+of a transformed item.  The markers only report where the user puts them; the window
+turns stamp displacements into offset displacements (the convention's frame differs from
+the data frame by a constant shift, so displacements are the same in both).
 """
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtCore import QObject, pyqtSignal
+from PyQt6.QtCore import QObject, QPointF, pyqtSignal
+from PyQt6.QtGui import QTransform
 
 COMPONENT_STYLE = (
     # (label, colour)
@@ -47,7 +51,7 @@ class MarkerLayer(QObject):
 
     Signals
     -------
-    dragged(k, u0, v0, u1, v1) : component k, grabbed at view (u0, v0), is now at (u1, v1).
+    dragged(k, u0, v0, u1, v1) : component k, grabbed at stamp (u0, v0), is now at (u1, v1).
     dragFinished(k, u0, v0, u1, v1) : a drag of component k from (u0, v0) ended at (u1, v1).
     selected(k) : component k was grabbed (the arrow keys nudge the selected one).
     """
@@ -68,13 +72,33 @@ class MarkerLayer(QObject):
         self._syncing = False
         self.movable = True
         self._visible = True
+        self.transform = QTransform()      # stamp -> view coordinates
+        self._covariances = None
+
+    def _to_view(self, u: float, v: float) -> QPointF:
+        return self.transform.map(QPointF(u, v))
+
+    def _to_stamp(self, point) -> tuple[float, float]:
+        inverse, _ = self.transform.inverted()
+        mapped = inverse.map(QPointF(point.x(), point.y()))
+        return float(mapped.x()), float(mapped.y())
+
+    def set_transform(self, transform: QTransform):
+        """Stamp -> view coordinates of the panels (sky-aligned or not): the markers and
+        ellipses are drawn again at their stamp positions."""
+        if transform == self.transform:
+            return
+        self.transform = QTransform(transform)
+        self.set_positions(self.positions)
+        covariances, self._ellipse_shown = self._covariances, [True] * len(self.ellipses)
+        self.set_ellipses(covariances)
 
     @property
     def count(self) -> int:
         return len(self.positions)
 
     def set_positions(self, positions):
-        """Place the markers at view positions (one per component), without signals."""
+        """Place the markers at stamp positions (one per component), without signals."""
         positions = [(float(u), float(v)) for u, v in positions]
         if len(positions) != len(self.items):
             self._rebuild(len(positions))
@@ -82,9 +106,10 @@ class MarkerLayer(QObject):
         self._syncing = True
         try:
             for k, (u, v) in enumerate(positions):
+                point = self._to_view(u, v)
                 for item in self.items[k]:
                     if not item.moving:
-                        item.setPos(u, v)
+                        item.setPos(point)
         finally:
             self._syncing = False
 
@@ -101,13 +126,17 @@ class MarkerLayer(QObject):
                 item.movable = movable
 
     def set_ellipses(self, covariances):
-        """1-sigma ellipses (2x2 covariance per component, or None to hide)."""
+        """1-sigma ellipses (2x2 covariance per component in stamp px, or None to hide)."""
+        self._covariances = covariances
         for k, group in enumerate(self.ellipses):
             cov = covariances[k] if covariances is not None and k < len(covariances) else None
             shown = cov is not None and bool(np.all(np.isfinite(cov)))
             if not shown and not self._ellipse_shown[k]:
                 continue    # nothing drawn, nothing to clear (every refit of a drag)
             pts = ellipse_points(self.positions[k], cov) if shown else None
+            if pts is not None:
+                pts = np.array([[p.x(), p.y()] for p in (self._to_view(u, v)
+                                                         for u, v in pts)])
             for curve in group:
                 if pts is None:
                     curve.setData([], [])
@@ -168,7 +197,7 @@ class MarkerLayer(QObject):
         if self._syncing or not source.moving:
             return
         pos = source.pos()
-        u, v = float(pos.x()), float(pos.y())
+        u, v = self._to_stamp(pos)
         if k not in self._drag_start:
             self._drag_start[k] = self.positions[k]
             if self.selected_index != k:
@@ -178,7 +207,7 @@ class MarkerLayer(QObject):
         try:
             for item in self.items[k]:
                 if item is not source:
-                    item.setPos(u, v)
+                    item.setPos(pos)
         finally:
             self._syncing = False
         if self._ellipse_shown[k]:   # the error ellipse belonged to the old place

@@ -2,11 +2,21 @@
 when the window is tall: `best_columns`), with one set of levels, linked pan/zoom, stretch
 presets, colour maps, masked-pixel overlay and a cursor readout.
 
-Coordinate convention (one place, tested): the panels' view coordinates ARE stamp array
-coordinates with pixel centres at integers.  Array element ``[j, i]`` is drawn as the unit
-square centred on view ``(u, v) = (i, j)`` (x to the right, y up: origin lower, as the
-published figures), so CCD pixel ``(x, y)`` (1-indexed, centres at integers) is at view
-``(x - origin[0], y - origin[1])`` where ``origin`` is the CCD pixel of ``[0, 0]``.
+Coordinate convention (one place, tested): stamp coordinates ``(u, v)`` are stamp array
+coordinates with pixel centres at integers.  Array element ``[j, i]`` is the unit square
+centred on ``(u, v) = (i, j)`` (x to the right, y up: origin lower, as the published
+figures), so CCD pixel ``(x, y)`` (1-indexed, centres at integers) is at ``(x - origin[0],
+y - origin[1])`` where ``origin`` is the CCD pixel of ``[0, 0]``.
+
+What a panel draws of one exposure (images, mask overlay, regions) lies in stamp
+coordinates under one item per panel (``contents``) whose transform, `stamp_transform`,
+maps them to the view boxes' coordinates.  By default it is the identity: the view
+coordinates ARE stamp coordinates.  Sky-aligned (`PanelsView.set_sky_aligned`) it is the
+exposure's `smp_model.display.sky_aligned_affine`: view coordinates are arcsec from the
+target's sky position, north up and east left, the same for every exposure, so stepping
+through the exposures keeps the sky in place.  Only the cursor readout, the zoom, the
+compass, the markers (`smp_gui.markers`) and `view_to_scene` / `scene_to_stamp` (tests)
+map between the two.
 
 The panels display arrays computed by the engine (`smp_model.panels.five_panels`); the
 only arithmetic here is choosing display levels.
@@ -19,6 +29,7 @@ import numpy as np
 import pyqtgraph as pg
 from astropy.coordinates import Angle
 from PyQt6.QtCore import QEvent, QPointF, QRectF, Qt, pyqtSignal
+from PyQt6.QtGui import QTransform
 from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel,
                              QSizePolicy, QVBoxLayout, QWidget)
 
@@ -78,9 +89,15 @@ def view_to_pixel(u: float, v: float) -> tuple[int, int]:
 
 
 def pixel_rect(shape: tuple[int, int]) -> QRectF:
-    """Where an (ny, nx) array goes in view coordinates: pixel centres at integers."""
+    """Where an (ny, nx) array goes in stamp coordinates: pixel centres at integers."""
     ny, nx = shape
     return QRectF(-0.5, -0.5, nx, ny)
+
+
+def affine_transform(affine) -> QTransform:
+    """The QTransform of a (2, 3) affine map ``[x', y'] = A @ [x, y] + b``."""
+    a = np.asarray(affine, float)
+    return QTransform(a[0, 0], a[1, 0], a[0, 1], a[1, 1], a[0, 2], a[1, 2])
 
 
 # -- levels and colours -----------------------------------------------------------------
@@ -127,11 +144,14 @@ class PanelsView(QWidget):
     Signals
     -------
     cursorMoved(str) : the readout text for the pixel under the cursor.
+    stretchChanged(str), styleChanged() : what the panels draw changed.
+    frameChanged() : `stamp_transform` changed (sky-aligned toggled, another exposure).
     """
 
     cursorMoved = pyqtSignal(str)
     stretchChanged = pyqtSignal(str)
     styleChanged = pyqtSignal()
+    frameChanged = pyqtSignal()
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -144,6 +164,12 @@ class PanelsView(QWidget):
         self.crosshair = False
         self.show_regions = True
         self.show_compass = True
+        self.sky_aligned = False
+        # stamp -> view coordinates of the shown exposure (see the module docstring), and
+        # the view rectangle that holds every exposure's stamp sky-aligned (None: the
+        # shown exposure's)
+        self.stamp_transform = QTransform()
+        self.sky_extent: QRectF | None = None
         # The view shows the whole stamp until the user pans or zooms; while it does, a
         # resize (window, splitter, Δχ² map shown) fits the stamp again.
         self.fit_view = True
@@ -161,6 +187,7 @@ class PanelsView(QWidget):
         self.plots: dict[str, pg.PlotItem] = {}
         self.images: dict[str, pg.ImageItem] = {}
         self.masks: dict[str, pg.ImageItem] = {}
+        self.contents: dict[str, pg.ItemGroup] = {}
         first = None
         self.crosshairs = []
         for col, key in enumerate(PANEL_KEYS):
@@ -177,11 +204,15 @@ class PanelsView(QWidget):
             self._set_title(plot, PANEL_TITLES[key])
             plot.setMinimumWidth(60)
             self.graphics.ci.layout.setColumnStretchFactor(col, 1)
+            # The exposure's content, in stamp coordinates (transformed when sky-aligned);
+            # the zoom is set explicitly (`reset_zoom`), not from the items' bounds.
+            contents = pg.ItemGroup()
+            plot.addItem(contents, ignoreBounds=True)
             image = pg.ImageItem(axisOrder="row-major")
             mask = pg.ImageItem(axisOrder="row-major")
             mask.setZValue(5)
-            plot.addItem(image)
-            plot.addItem(mask)
+            contents.addItem(image)
+            contents.addItem(mask)
             for angle in (0, 90):
                 line = pg.InfiniteLine(angle=angle, movable=False,
                                        pen=pg.mkPen((255, 255, 0, 160), width=1))
@@ -195,6 +226,7 @@ class PanelsView(QWidget):
                 plot.setXLink(first)
                 plot.setYLink(first)
             self.plots[key] = plot
+            self.contents[key] = contents
             self.images[key] = image
             self.masks[key] = mask
         self._build_overlays()
@@ -259,7 +291,7 @@ class PanelsView(QWidget):
     def _build_overlays(self):
         yellow = pg.mkPen((255, 220, 0), width=1.5)
         self.target_marks, self.grid_outlines = [], []
-        for plot in self.plots.values():
+        for contents in self.contents.values():
             mark = pg.ScatterPlotItem(size=14, symbol="+", pen=pg.mkPen((0, 0, 0), width=3),
                                       brush=None, pxMode=True)
             inner = pg.ScatterPlotItem(size=12, symbol="+", pen=yellow, brush=None,
@@ -268,7 +300,7 @@ class PanelsView(QWidget):
                                                     style=Qt.PenStyle.DashLine))
             for item in (outline, mark, inner):
                 item.setZValue(12)
-                plot.addItem(item, ignoreBounds=True)
+                contents.addItem(item)
             self.target_marks += [mark, inner]
             self.grid_outlines.append(outline)
         image = self.plots["image"]
@@ -288,10 +320,12 @@ class PanelsView(QWidget):
         self.overlays: Overlays | None = None
 
     def set_overlays(self, overlays: Overlays | None):
-        """Draw where the sky lies on the shown exposure (None: nothing)."""
+        """Draw where the sky lies on the shown exposure (None: nothing), and place it
+        sky-aligned when that is on."""
         if overlays is self.overlays and overlays is not None:
             return    # the same exposure (every refit of a drag): nothing moved
         self.overlays = overlays
+        self._apply_frame(keep_view=False)
         if overlays is None or self.panels is None:
             for item in [*self.target_marks, *self.grid_outlines, *self.compass_items]:
                 item.setVisible(False)
@@ -300,27 +334,130 @@ class PanelsView(QWidget):
             mark.setData([overlays.target[0]], [overlays.target[1]])
         for outline in self.grid_outlines:
             outline.setData(overlays.grid[:, 0], overlays.grid[:, 1])
-        ny, nx = self.panels["image"].shape
-        length = 0.13 * min(nx, ny)
-        # In the top right corner, shifted so that arrows and letters stay on the stamp.
-        reach = 1.45 * length * np.array([overlays.north, overlays.east])
-        anchor = np.array([0.93 * nx, 0.93 * ny]) - np.clip(reach.max(axis=0), 0, None)
-        anchor = np.maximum(anchor, -np.clip(reach.min(axis=0), None, 0) + 0.05 * nx)
-        points = []
-        for label, direction in zip(self.compass_labels, (overlays.north, overlays.east)):
-            tip = anchor + length * np.asarray(direction)
-            points += [anchor, tip]
-            label.setPos(*(anchor + 1.35 * length * np.asarray(direction)))
-        points = np.array(points)
-        self.compass_lines.setData(points[:, 0], points[:, 1])
-        arcsec = next((a for a in (1, 2, 5, 10, 20, 60)
-                       if a * overlays.arcsec_px >= 0.12 * nx), 60)
-        x0, y0 = 0.06 * nx, 0.06 * ny
-        self.scale_bar.setData([x0, x0 + arcsec * overlays.arcsec_px], [y0, y0])
-        self.scale_label.setText(f'{arcsec}"')
-        self.scale_label.setPos(x0 + 0.5 * arcsec * overlays.arcsec_px, y0 + 0.07 * ny)
+        self._draw_compass()
         self.set_show_regions(self.show_regions)
         self.set_show_compass(self.show_compass)
+
+    def _draw_compass(self):
+        """N/E arrows in the top right corner of the stamp as drawn (shifted so that
+        arrows and letters stay inside) and a scale bar in the bottom left, in view
+        coordinates: the arrows are the sky's directions mapped by `stamp_transform`."""
+        overlays = self.overlays
+        if overlays is None or self.panels is None:
+            return
+        ny, nx = self.panels["image"].shape
+        tr = self.stamp_transform
+        # sky-aligned, in the corner of the view that holds every exposure: it stays put
+        # while stepping through them, as the sky does
+        frame = (QRectF(self.sky_extent) if self.is_sky_frame and self.sky_extent is not None
+                 else tr.mapRect(QRectF(0.0, 0.0, nx, ny)))
+        x0, y0, w, h = frame.left(), frame.top(), frame.width(), frame.height()
+        linear = np.array([[tr.m11(), tr.m21()], [tr.m12(), tr.m22()]])
+        directions = []
+        for vector in (overlays.north, overlays.east):
+            mapped = linear @ np.asarray(vector)
+            directions.append(mapped / np.hypot(*mapped))
+        length = 0.13 * min(w, h)
+        reach = 1.45 * length * np.array(directions)
+        anchor = np.array([x0 + 0.93 * w, y0 + 0.93 * h]) - np.clip(reach.max(axis=0), 0, None)
+        anchor = np.maximum(anchor, np.array([x0, y0]) - np.clip(reach.min(axis=0), None, 0)
+                            + 0.05 * w)
+        points = []
+        for label, direction in zip(self.compass_labels, directions):
+            tip = anchor + length * direction
+            points += [anchor, tip]
+            label.setPos(*(anchor + 1.35 * length * direction))
+        points = np.array(points)
+        self.compass_lines.setData(points[:, 0], points[:, 1])
+        # view units per arcsec: stamp px per arcsec times the transform's scale
+        per_arcsec = overlays.arcsec_px * math.sqrt(abs(np.linalg.det(linear)))
+        arcsec = next((a for a in (1, 2, 5, 10, 20, 60)
+                       if a * per_arcsec >= 0.12 * w), 60)
+        bx, by = x0 + 0.06 * w, y0 + 0.06 * h
+        self.scale_bar.setData([bx, bx + arcsec * per_arcsec], [by, by])
+        self.scale_label.setText(f'{arcsec}"')
+        self.scale_label.setPos(bx + 0.5 * arcsec * per_arcsec, by + 0.07 * h)
+
+    # -- sky-aligned display ------------------------------------------------------------
+
+    def set_sky_aligned(self, on: bool):
+        """Draw every exposure north up, east left at one angular scale (see the module
+        docstring), or in stamp coordinates.  The part of the sky in view stays."""
+        self.sky_aligned = bool(on)
+        self._apply_frame(keep_view=True)
+        self.styleChanged.emit()
+
+    def set_sky_extent(self, extent: tuple[float, float, float, float] | None):
+        """(x0, x1, y0, y1) of the view that holds every exposure's stamp sky-aligned
+        (`smp_model.display.stamp_extent`; None: the shown exposure's): the whole-stamp
+        zoom is then the same for every exposure."""
+        rect = None if extent is None else \
+            QRectF(extent[0], extent[2], extent[1] - extent[0], extent[3] - extent[2])
+        if rect == self.sky_extent:
+            return     # the same detection (every refit of a drag)
+        self.sky_extent = rect
+        self._draw_compass()
+        if self.fit_view and self.panels is not None:
+            self.reset_zoom()
+
+    @property
+    def is_sky_frame(self) -> bool:
+        """Whether the panels are drawn sky-aligned now (on, and the exposure has a WCS
+        that inverts)."""
+        return self.sky_aligned and self.overlays is not None
+
+    def _apply_frame(self, keep_view: bool):
+        """Set `stamp_transform` for the shown exposure.  ``keep_view``: the stamp point
+        at the centre of the view stays there, at the same on-screen scale (toggling);
+        otherwise the view stays (stepping through exposures keeps the sky in place)."""
+        new = (affine_transform(self.overlays.sky_affine) if self.is_sky_frame
+               else QTransform())
+        old = self.stamp_transform
+        if new == old:
+            return
+        vb = self.plots["image"].getViewBox()
+        (x0, x1), (y0, y1) = vb.viewRange()
+        self.stamp_transform = new
+        for contents in self.contents.values():
+            contents.setTransform(new)
+            for child in contents.childItems():     # pixel-sized symbols, cached bounds
+                if hasattr(child, "viewTransformChanged"):
+                    child.viewTransformChanged()
+        self._draw_compass()
+        self.frameChanged.emit()
+        if self.panels is None:
+            return
+        self._arrange()   # the best grid depends on the shape of the stamp as drawn
+        if self.fit_view:
+            self.reset_zoom()
+        elif keep_view:
+            inverse, _ = old.inverted()
+            centre = new.map(inverse.map(QPointF(0.5 * (x0 + x1), 0.5 * (y0 + y1))))
+            scale = math.sqrt(abs(new.determinant()) / abs(old.determinant()))
+            hw, hh = 0.5 * scale * (x1 - x0), 0.5 * scale * (y1 - y0)
+            vb.setRange(xRange=(centre.x() - hw, centre.x() + hw),
+                        yRange=(centre.y() - hh, centre.y() + hh), padding=0.0)
+
+    def stamp_to_view(self, u: float, v: float) -> tuple[float, float]:
+        """View coordinates of stamp point (u, v) on the shown exposure."""
+        point = self.stamp_transform.map(QPointF(u, v))
+        return point.x(), point.y()
+
+    def stamp_direction(self, dx: float, dy: float) -> tuple[float, float]:
+        """Unit vector in stamp coordinates that is drawn pointing along view direction
+        (dx, dy) (x right, y up): (dx, dy) itself unless sky-aligned."""
+        if self.stamp_transform.isIdentity():
+            return float(dx), float(dy)
+        inverse, _ = self.stamp_transform.inverted()
+        d = inverse.map(QPointF(dx, dy)) - inverse.map(QPointF(0.0, 0.0))
+        norm = math.hypot(d.x(), d.y())
+        return d.x() / norm, d.y() / norm
+
+    def view_to_stamp(self, x: float, y: float) -> tuple[float, float]:
+        """Stamp coordinates of view point (x, y) on the shown exposure."""
+        inverse, _ = self.stamp_transform.inverted()
+        point = inverse.map(QPointF(x, y))
+        return point.x(), point.y()
 
     def set_show_regions(self, show: bool):
         """The target's sky position (yellow +) and the scene grid's outline."""
@@ -346,8 +483,10 @@ class PanelsView(QWidget):
         there is: side by side in a wide window, 3 + 2 in a tall one."""
         size = self.graphics.size()
         shape = self.panels["image"].shape if self.panels is not None else (1, 1)
+        shown = self._fit_rect()
+        aspect = shown.width() / shown.height() if shown is not None else shape[1] / shape[0]
         columns = best_columns(size.width() - _HISTOGRAM_WIDTH, size.height(),
-                               len(PANEL_KEYS), shape[1] / shape[0], _TITLE_HEIGHT)
+                               len(PANEL_KEYS), aspect, _TITLE_HEIGHT)
         if columns == self.columns:
             return
         grid = self.graphics.ci.layout
@@ -390,10 +529,21 @@ class PanelsView(QWidget):
         if self.fit_view and self.panels is not None:
             self.reset_zoom()
 
+    def _fit_rect(self) -> QRectF | None:
+        """The view rectangle that shows the whole stamp: sky-aligned, the one that
+        holds every exposure's (`set_sky_extent`)."""
+        if self.panels is None:
+            return None
+        if self.is_sky_frame and self.sky_extent is not None:
+            return QRectF(self.sky_extent)
+        return self.stamp_transform.mapRect(pixel_rect(self.panels["image"].shape))
+
     def reset_zoom(self):
         """Show the whole stamp, and keep doing so across resizes until the user zooms."""
         self.fit_view = True
-        self.plots["image"].getViewBox().autoRange(padding=0.0)
+        rect = self._fit_rect()
+        if rect is not None:
+            self.plots["image"].getViewBox().setRange(rect=rect, padding=0.0)
 
     def zoom(self, factor: float):
         """Zoom all panels about their centre (factor > 1: closer)."""
@@ -416,7 +566,7 @@ class PanelsView(QWidget):
         """What the panels show, for exports (levels: those on screen)."""
         return DisplayStyle(stretch=self.stretch, colormap=self.colormap_name,
                             invert=self.inverted, levels=self.levels(),
-                            show_mask=self.show_mask)
+                            show_mask=self.show_mask, sky_aligned=self.sky_aligned)
 
     def reset_levels(self):
         if self.panels is None:
@@ -556,13 +706,14 @@ class PanelsView(QWidget):
         if self.crosshair:
             for n, line in enumerate(self.crosshairs):
                 line.setPos(point.y() if n % 2 == 0 else point.x())
-        text = self.readout_text(point.x(), point.y())
+        text = self.readout_text(*self.view_to_stamp(point.x(), point.y()))
         self.readout.setText(text)
         self.cursorMoved.emit(text)
 
     def readout_text(self, u: float, v: float) -> str:
         """Three lines that fit a 1280 px window: CCD x, y, stamp i, j, sigma and mask
-        bits; RA/Dec (degrees and sexagesimal); every panel's value at view point (u, v)."""
+        bits; RA/Dec (degrees and sexagesimal); every panel's value at stamp point
+        (u, v)."""
         p = self.panels
         i, j = view_to_pixel(u, v)
         x, y = view_to_ccd(u, v, p.origin)
@@ -584,5 +735,12 @@ class PanelsView(QWidget):
         return "\n".join((" | ".join(position), sky, values))
 
     def view_to_scene(self, key: str, u: float, v: float) -> QPointF:
-        """Scene position of view point (u, v) in panel ``key`` (tests, markers)."""
-        return self.plots[key].getViewBox().mapViewToScene(QPointF(u, v))
+        """Scene position of stamp point (u, v) in panel ``key`` (tests, markers), as
+        drawn (sky-aligned or not)."""
+        return self.plots[key].getViewBox().mapViewToScene(
+            self.stamp_transform.map(QPointF(u, v)))
+
+    def scene_to_stamp(self, key: str, scene_pos: QPointF) -> tuple[float, float]:
+        """Stamp coordinates under scene position ``scene_pos`` in panel ``key``."""
+        point = self.plots[key].getViewBox().mapSceneToView(scene_pos)
+        return self.view_to_stamp(point.x(), point.y())

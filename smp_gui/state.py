@@ -353,7 +353,7 @@ def _view(value) -> dict:
     if view.get("colormap") is not None and view["colormap"] not in COLORMAPS:
         raise SessionError(f"'view.colormap' must be one of {', '.join(COLORMAPS)}, "
                            f"got {view['colormap']!r}")
-    for key in ("invert", "show_mask"):
+    for key in ("invert", "show_mask", "sky_aligned"):   # sky_aligned: optional, off
         if view.get(key) is not None and not isinstance(view[key], bool):
             raise SessionError(f"'view.{key}' must be true or false, got {view[key]!r}")
     if view.get("levels") is not None:

@@ -1,6 +1,10 @@
 """How panels are drawn: stretch presets (levels and the curve from level to colour), colour
-maps and the mask overlay, shared by the GUI's panels and the exported figures so that
-what is seen is what is exported.
+maps, the mask overlay and the sky-aligned frame, shared by the GUI's panels and the
+exported figures so that what is seen is what is exported.
+
+Sky-aligned display: `sky_aligned_affine` maps an exposure's stamp coordinates to arcsec
+from the target, north up and east left, from its WCS Jacobian (`pixel_jacobian`), and
+`stamp_extent` gives the view that holds every exposure's stamp.
 
 A stretch has two parts: ``stretch_levels`` (the data values mapped to the two ends of the
 colour map) and ``stretch_curve`` (how values in between are spaced, t in [0, 1] to
@@ -36,13 +40,16 @@ CURVE_POINTS = 256
 
 @dataclass(frozen=True)
 class DisplayStyle:
-    """What the panels show: ``levels`` None means the stretch's own levels per exposure."""
+    """What the panels show: ``levels`` None means the stretch's own levels per exposure;
+    ``sky_aligned``: every exposure drawn north up, east left at one angular scale
+    (`sky_aligned_affine`), else in stamp array coordinates."""
 
     stretch: str = "published"
     colormap: str = "gray_r"
     invert: bool = False
     levels: tuple[float, float] | None = None
     show_mask: bool = True
+    sky_aligned: bool = False     # north up, east left (`sky_aligned_affine`)
 
     def __post_init__(self):
         if self.stretch not in STRETCHES:
@@ -122,13 +129,15 @@ def mask_overlay(usable: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Overlays:
-    """Where the sky lies on an exposure's panels, in panel view coordinates (stamp array
+    """Where the sky lies on an exposure's panels, in stamp coordinates (stamp array
     coordinates, pixel centres at integers; see `smp_gui.panels`).
 
     target : the detection's (ra, dec) in this exposure.
     grid : (5, 2) closed outline of the scene grid's corner sources.
-    north, east : unit vectors (view px) pointing to increasing Dec and increasing RA.
-    arcsec_px : view px per arcsec (for a scale bar).
+    north, east : unit vectors (stamp px) pointing to increasing Dec and increasing RA.
+    arcsec_px : stamp px per arcsec (for a scale bar).
+    jacobian : (2, 2) d(east, north) / d(x, y) at the target, arcsec per px
+        (`pixel_jacobian`).
     """
 
     target: tuple[float, float]
@@ -136,6 +145,59 @@ class Overlays:
     north: tuple[float, float]
     east: tuple[float, float]
     arcsec_px: float
+    jacobian: np.ndarray
+
+    @property
+    def sky_affine(self) -> np.ndarray:
+        """`sky_aligned_affine` of this exposure."""
+        return sky_aligned_affine(self.jacobian, self.target)
+
+
+def pixel_jacobian(exposure) -> np.ndarray:
+    """(2, 2) Jacobian d(east, north) / d(x, y) of a loaded exposure's WCS at its target
+    position (``exposure.target_xy``, 1-indexed CCD px), in arcsec per px, by differences
+    of one pixel: column 0 is a step of +1 px in x, column 1 in y; east is the RA offset
+    times cos(Dec)."""
+    tx, ty = exposure.target_xy
+    ra0, dec0 = exposure.pixel_to_sky(tx, ty)
+    cols = []
+    for dx, dy in ((1.0, 0.0), (0.0, 1.0)):
+        r, d = exposure.pixel_to_sky(tx + dx, ty + dy)
+        dra = ((float(r) - float(ra0) + 180.0) % 360.0 - 180.0) * np.cos(np.radians(dec0))
+        cols.append((dra * 3600.0, (float(d) - float(dec0)) * 3600.0))
+    return np.array(cols).T
+
+
+def sky_aligned_affine(jacobian, target) -> np.ndarray:
+    """The affine map (2, 3) from stamp coordinates (u, v) to sky-aligned coordinates
+    (X, Y): arcsec from the target's sky position, X = -(east offset), Y = +(north offset),
+    so that drawn with X to the right and Y up, north is up and east is left (the sky as
+    seen from the ground), at the same angular scale for every exposure.
+
+    ``[X, Y] = A @ [u, v] + b`` with ``A = diag(-1, 1) @ jacobian`` (`pixel_jacobian`,
+    arcsec per px, taken as constant over the stamp) and ``b = -A @ target`` (``target``:
+    the target's stamp coordinates, so the target is at the origin)."""
+    a = np.diag([-1.0, 1.0]) @ np.asarray(jacobian, float)
+    return np.hstack([a, -(a @ np.asarray(target, float))[:, None]])
+
+
+def exposure_sky_affine(exposure) -> np.ndarray:
+    """`sky_aligned_affine` of a loaded exposure, from its WCS at its target."""
+    tx, ty = exposure.target_xy
+    ox, oy = exposure.origin
+    return sky_aligned_affine(pixel_jacobian(exposure), (tx - ox, ty - oy))
+
+
+def stamp_extent(affines, shape: tuple[int, int]) -> tuple[float, float, float, float]:
+    """(x0, x1, y0, y1): the smallest rectangle holding every pixel of an (ny, nx) stamp
+    (pixel edges at half integers) mapped by each of the affine maps (2, 3) ``affines``,
+    e.g. all exposures of a detection drawn sky-aligned."""
+    ny, nx = shape
+    corners = np.array([[-0.5, -0.5, 1.0], [nx - 0.5, -0.5, 1.0],
+                        [-0.5, ny - 0.5, 1.0], [nx - 0.5, ny - 0.5, 1.0]]).T
+    points = np.hstack([np.asarray(a, float) @ corners for a in affines])
+    return (float(points[0].min()), float(points[0].max()),
+            float(points[1].min()), float(points[1].max()))
 
 
 def exposure_overlays(exposure, ra: float, dec: float, settings) -> Overlays:
@@ -150,17 +212,10 @@ def exposure_overlays(exposure, ra: float, dec: float, settings) -> Overlays:
     points = [exposure.sky_to_pixel(float(np.asarray(gra)[k]), float(np.asarray(gdec)[k]))
               for k in corners]
     grid = np.array([(float(x) - ox, float(y) - oy) for x, y in points])
-    # Jacobian of (RA cos Dec, Dec) in arcsec per pixel at the target, by differences.
-    ra0, dec0 = exposure.pixel_to_sky(tx, ty)
-    cols = []
-    for dx, dy in ((1.0, 0.0), (0.0, 1.0)):
-        r, d = exposure.pixel_to_sky(tx + dx, ty + dy)
-        dra = ((float(r) - float(ra0) + 180.0) % 360.0 - 180.0) * np.cos(np.radians(dec0))
-        cols.append((dra * 3600.0, (float(d) - float(dec0)) * 3600.0))
-    jacobian = np.array(cols).T          # d(east, north) / d(x, y), arcsec per px
+    jacobian = pixel_jacobian(exposure)  # d(east, north) / d(x, y), arcsec per px
     inverse = np.linalg.inv(jacobian)    # px per arcsec
     east, north = inverse[:, 0], inverse[:, 1]
     unit = lambda v: tuple(float(c) for c in v / np.hypot(*v))   # noqa: E731
     scale = float(1.0 / np.sqrt(abs(np.linalg.det(jacobian))))
     return Overlays(target=(float(tx) - ox, float(ty) - oy), grid=grid, north=unit(north),
-                    east=unit(east), arcsec_px=scale)
+                    east=unit(east), arcsec_px=scale, jacobian=jacobian)

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from smp_model.demo import demo_manifest_path
-from smp_model.display import (STRETCHES, exposure_overlays, stretch_curve,
-                               stretched_colors)
+from smp_model.display import (STRETCHES, exposure_overlays, exposure_sky_affine,
+                               pixel_jacobian, sky_aligned_affine, stamp_extent,
+                               stretch_curve, stretched_colors)
 from smp_model.fit import DetectionPhotometry
 from smp_model.panels import five_panels
 
@@ -69,3 +70,123 @@ def test_overlays_follow_the_wcs(demo_fit):
         side = np.hypot(*(o.grid[1] - o.grid[0])) / o.arcsec_px
         assert side == pytest.approx(demo_fit.settings.grid_size
                                      * demo_fit.settings.grid_step_arcsec, rel=0.02)
+
+
+class TanExposure:
+    """A stamp of a TAN WCS with CD = scale * rotation(angle) (times a flip of x): the
+    parts of `LoadedExposure` the display reads."""
+
+    def __init__(self, angle_deg: float, flip: bool, scale: float = 0.263,
+                 ra: float = 31.7, dec: float = -5.6, origin=(1001, 2001)):
+        from astropy.wcs import WCS
+        t = np.radians(angle_deg)
+        rotation = np.array([[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]])
+        cd = scale / 3600.0 * rotation @ np.diag([-1.0 if flip else 1.0, 1.0])
+        self.wcs = WCS(naxis=2)
+        self.wcs.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+        self.wcs.wcs.crval = [ra, dec]
+        self.wcs.wcs.crpix = [origin[0] + 14.3, origin[1] + 15.6]
+        self.wcs.wcs.cd = cd
+        self.origin = origin
+        self.target_xy = (origin[0] + 14.3, origin[1] + 15.6)   # at (ra, dec)
+        self.cd_arcsec = cd * 3600.0
+
+    def pixel_to_sky(self, x, y):
+        ra, dec = self.wcs.all_pix2world(np.asarray(x, float), np.asarray(y, float), 1)
+        return float(ra), float(dec)
+
+    def sky_to_pixel(self, ra, dec):
+        x, y = self.wcs.all_world2pix(np.asarray(ra, float), np.asarray(dec, float), 1)
+        return float(x), float(y)
+
+
+@pytest.mark.parametrize("angle", [0.0, 33.0, 90.0, -127.0])
+@pytest.mark.parametrize("flip", [False, True])
+def test_sky_aligned_frame_puts_north_up_and_east_left(angle, flip):
+    ex = TanExposure(angle, flip)
+    # a TAN WCS at its reference point: the Jacobian d(east, north) / d(x, y) is CD
+    assert pixel_jacobian(ex) == pytest.approx(ex.cd_arcsec, abs=1e-6)
+    affine = exposure_sky_affine(ex)
+    a, b = affine[:, :2], affine[:, 2]
+    target = np.subtract(ex.target_xy, ex.origin)
+    assert a @ target + b == pytest.approx([0.0, 0.0], abs=1e-9)      # target at origin
+    # 1" north and 1" east of the target (by the WCS) land at (0, 1) and (-1, 0)
+    ra0, dec0 = ex.pixel_to_sky(*ex.target_xy)
+    cos = np.cos(np.radians(dec0))
+    for (d_east, d_north), want in (((0.0, 1.0), (0.0, 1.0)), ((1.0, 0.0), (-1.0, 0.0)),
+                                    ((-2.0, 3.0), (2.0, 3.0))):
+        x, y = ex.sky_to_pixel(ra0 + d_east / 3600.0 / cos, dec0 + d_north / 3600.0)
+        u, v = x - ex.origin[0], y - ex.origin[1]
+        assert a @ (u, v) + b == pytest.approx(want, abs=1e-4)
+    # one angular scale: |det| = pixel area in arcsec^2; parity: X = -east, so a CD
+    # matrix without the flip (east clockwise from north as the stamp is drawn) is
+    # mirrored (det < 0), a flipped one (east anticlockwise, as on the sky) only rotated
+    assert abs(np.linalg.det(a)) == pytest.approx(0.263 ** 2, rel=1e-6)
+    assert np.sign(np.linalg.det(a)) == (1.0 if flip else -1.0)
+    # the standard orientation (north up, east left: CD = diag(-s, s)) is a pure scale
+    if flip and angle == 0.0:
+        assert a == pytest.approx(0.263 * np.eye(2), abs=1e-6)
+
+
+def test_sky_affine_is_the_overlays_and_the_extent_holds_every_stamp(demo_fit):
+    affines = []
+    for ex in demo_fit.scene.exposures:
+        o = exposure_overlays(ex, demo_fit.manifest.ra, demo_fit.manifest.dec,
+                              demo_fit.settings)
+        assert o.sky_affine == pytest.approx(exposure_sky_affine(ex))
+        affines.append(o.sky_affine)
+        # the overlays' north and east vectors map to +Y and -X
+        a = o.sky_affine[:, :2]
+        for vector, want in ((o.north, (0.0, 1.0)), (o.east, (-1.0, 0.0))):
+            mapped = a @ np.asarray(vector)
+            assert mapped / np.hypot(*mapped) == pytest.approx(want, abs=1e-6)
+    ny, nx = demo_fit.scene.exposures[0].shape
+    x0, x1, y0, y1 = stamp_extent(affines, (ny, nx))
+    for a in affines:
+        for u, v in ((-0.5, -0.5), (nx - 0.5, ny - 0.5), (-0.5, ny - 0.5), (nx - 0.5, -0.5)):
+            x, y = a @ (u, v, 1.0)
+            assert x0 - 1e-9 <= x <= x1 + 1e-9 and y0 - 1e-9 <= y <= y1 + 1e-9
+    # the identity map: the stamp's own pixel edges
+    assert stamp_extent([np.hstack([np.eye(2), np.zeros((2, 1))])], (30, 20)) == \
+        (-0.5, 19.5, -0.5, 29.5)
+    assert sky_aligned_affine(np.eye(2), (1.0, 2.0)) == pytest.approx(
+        np.array([[-1.0, 0.0, 1.0], [0.0, 1.0, -2.0]]))
+
+
+def test_sky_aligned_figure_draws_north_up_east_left(demo_fit):
+    from smp_model.display import DisplayStyle
+    from smp_model.figures import five_panel_figure
+    det = demo_fit.scene.detection_index
+    ex = demo_fit.scene.exposures[det]
+    ra0, dec0 = ex.pixel_to_sky(*ex.target_xy)
+    cos = np.cos(np.radians(float(dec0)))
+
+    def drawn(image, d_east, d_north):
+        """Figure pixel (y up) where ``image`` draws the sky point (d_east, d_north)"."""
+        x, y = ex.sky_to_pixel(float(ra0) + d_east / 3600 / cos,
+                               float(dec0) + d_north / 3600)
+        return image.get_transform().transform((x - ex.origin[0], y - ex.origin[1]))
+
+    def directions(fig):
+        image = fig.axes[0].images[0]
+        target = drawn(image, 0, 0)
+        north, east = drawn(image, 0, 1) - target, drawn(image, 1, 0) - target
+        return north / np.hypot(*north), east / np.hypot(*east), np.hypot(*north)
+
+    north, east, _ = directions(five_panel_figure(demo_fit))
+    assert north != pytest.approx((0, 1), abs=0.05)        # the demo's CCD is rotated
+    sky = DisplayStyle(sky_aligned=True)
+    fig = five_panel_figure(demo_fit, list(range(len(demo_fit.scene.exposures))), sky)
+    north, east, arcsec = directions(fig)
+    assert north == pytest.approx((0, 1), abs=1e-3) and east == pytest.approx((-1, 0), abs=1e-3)
+    # every row: the target at the same place of its panel, at one scale, and the limits
+    # hold every exposure's stamp
+    first = fig.axes[0]
+    for m, ex in enumerate(demo_fit.scene.exposures):
+        ax = fig.axes[5 * m]
+        t = ax.images[0].get_transform().transform(np.subtract(ex.target_xy, ex.origin))
+        assert t - ax.transAxes.transform((0, 0)) == pytest.approx(
+            first.transData.transform((0, 0)) - first.transAxes.transform((0, 0)), abs=0.5)
+        assert ax.get_xlim() == first.get_xlim() and ax.get_ylim() == first.get_ylim()
+        assert "north up" in ax.get_ylabel()
+    assert first.get_xlim()[0] < 0 < first.get_xlim()[1]

@@ -4,6 +4,7 @@ Each test names the defect it guards against."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -20,7 +21,7 @@ from PyQt6.QtWidgets import QApplication, QFileDialog, QMessageBox
 from smp_model.demo import demo_manifest_path
 from smp_model.figures import five_panel_figure
 from smp_gui.main_window import MainWindow
-from tests.test_gui import drag_marker, exported, press, redo, undo
+from tests.test_gui import _send_mouse, drag_marker, exported, press, redo, undo
 
 pytestmark = pytest.mark.gui
 pg.setConfigOption("mouseRateLimit", -1)
@@ -364,6 +365,204 @@ def test_viewer_keys(qtbot, window, demo):
     for name in ("Invert colour map", "Crosshair", "Next exposure", "Blink exposures",
                  "Zoom in", "Reset zoom (fit the stamp)", "Reset levels", "Undo"):
         assert any(a.startswith(name) for a in listed), name
+
+
+# -- 6: exposures shown sky-aligned --------------------------------------------------------
+# The demo's exposures are simulated with CCD axes at random angles on the sky (the
+# detection exposure's +x points 8 degrees east of north), so the stamp display is not
+# north up.  Truths come from the exposure's WCS; screen positions from the image item
+# as drawn.
+
+def sky_point(exposure, d_east: float, d_north: float) -> tuple[float, float]:
+    """Stamp coordinates of the sky point (d_east, d_north) arcsec from the target."""
+    ra0, dec0 = exposure.pixel_to_sky(*exposure.target_xy)
+    ra = float(ra0) + d_east / 3600.0 / np.cos(np.radians(float(dec0)))
+    x, y = exposure.sky_to_pixel(ra, float(dec0) + d_north / 3600.0)
+    return float(x) - exposure.origin[0], float(y) - exposure.origin[1]
+
+
+def on_screen(window, u: float, v: float) -> np.ndarray:
+    """Scene position (y down) where the image panel draws stamp point (u, v): through
+    the image item itself (its pixel [j, i] spans local (i, j) to (i + 1, j + 1)), once
+    the panels have been repainted (pyqtgraph applies a new range at the next paint)."""
+    QApplication.processEvents()
+    point = window.panels_view.images["image"].mapToScene(QPointF(u + 0.5, v + 0.5))
+    return np.array([point.x(), point.y()])
+
+
+def shown_exposure(window):
+    return window.result.fit.scene.exposures[window.selected_index]
+
+
+def screen_directions(window) -> tuple[np.ndarray, np.ndarray]:
+    """Unit vectors on screen (x right, y UP) from the target to 1" north and 1" east."""
+    ex = shown_exposure(window)
+    target = on_screen(window, *sky_point(ex, 0.0, 0.0))
+    out = []
+    for d_east, d_north in ((0.0, 1.0), (1.0, 0.0)):
+        step = on_screen(window, *sky_point(ex, d_east, d_north)) - target
+        step[1] = -step[1]
+        out.append(step / np.hypot(*step))
+    return out[0], out[1]
+
+
+def north_up_east_left(window) -> bool:
+    north, east = screen_directions(window)
+    return bool(north == pytest.approx((0.0, 1.0), abs=0.01)
+                and east == pytest.approx((-1.0, 0.0), abs=0.01))
+
+
+@pytest.fixture
+def sky_off(window):
+    """Leave the shared window as the other tests expect it: not sky-aligned."""
+    yield
+    if window.panels_view.sky_aligned:
+        menu_action(window, "View", "Sky-aligned").trigger()
+
+
+def test_sky_aligned_from_the_menu_and_the_key(qtbot, window, demo, sky_off):
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    pv = window.panels_view
+    assert not north_up_east_left(window)                  # the CCD axes are rotated
+    action = menu_action(window, "View", "Sky-aligned")
+    action.trigger()
+    assert action.isChecked() and north_up_east_left(window)
+    # the compass says so: N points up, E left, in the panel's view coordinates
+    anchor = np.array(pv.compass_lines.getData())[:, 0]
+    for label, want in zip(pv.compass_labels, ((0.0, 1.0), (-1.0, 0.0))):
+        arrow = np.array([label.pos().x(), label.pos().y()]) - anchor
+        assert arrow / np.hypot(*arrow) == pytest.approx(want, abs=1e-6)
+    press(qtbot, window, Qt.Key.Key_A)                     # the key toggles it off ...
+    assert not action.isChecked() and not north_up_east_left(window)
+    press(qtbot, window, Qt.Key.Key_A)                     # ... and on
+    assert action.isChecked() and north_up_east_left(window)
+    assert pv.style().sky_aligned                           # what you see is exported
+    # stepping through exposures (each at another angle) keeps the sky in place
+    ex = shown_exposure(window)
+    target = on_screen(window, *sky_point(ex, 0.0, 0.0))
+    arcsec = np.hypot(*(on_screen(window, *sky_point(ex, 1.0, 0.0)) - target))
+    for _ in range(len(window.browser.expnums()) - 1):
+        press(qtbot, window, Qt.Key.Key_BracketRight)
+        ex = shown_exposure(window)
+        assert north_up_east_left(window), ex.entry.expnum
+        assert on_screen(window, *sky_point(ex, 0.0, 0.0)) == pytest.approx(target, abs=0.5)
+        step = np.hypot(*(on_screen(window, *sky_point(ex, 1.0, 0.0)) - target))
+        assert step == pytest.approx(arcsec, rel=0.005)    # one angular scale
+    press(qtbot, window, Qt.Key.Key_BracketRight)          # back to the detection
+    assert window.selected_index == window.result.fit.scene.detection_index
+    listed = dict(window.shortcut_table())
+    assert listed["Sky-aligned (north up, east left)"] == "A"     # Help > Keyboard shortcuts
+
+
+def test_sky_aligned_drag_puts_the_secondary_under_the_mouse(qtbot, window, demo, sky_off):
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    press(qtbot, window, Qt.Key.Key_A)
+    assert north_up_east_left(window)
+    ex = shown_exposure(window)
+    source = window.result.fit.sources[1]
+    ra0, dec0 = (float(c) for c in ex.pixel_to_sky(source.x, source.y))
+    # drag the secondary 30 screen px to the right: due west on the sky
+    pv, gv = window.panels_view, window.panels_view.graphics
+    viewport = gv.viewport()
+    start = gv.mapFromScene(pv.view_to_scene("image", *window.markers.positions[1]))
+    none, left = Qt.MouseButton.NoButton, Qt.MouseButton.LeftButton
+    _send_mouse(viewport, QEvent.Type.MouseMove, start, none)      # hover first
+    qtbot.wait(15)
+    _send_mouse(viewport, QEvent.Type.MouseButtonPress, start, left)
+    for n in range(1, 7):
+        _send_mouse(viewport, QEvent.Type.MouseMove, start + QPoint(5 * n, 0), left)
+        qtbot.wait(15)
+    end = start + QPoint(30, 0)
+    _send_mouse(viewport, QEvent.Type.MouseButtonRelease, end, none)
+    settled(qtbot, window)
+    # the marker is under the mouse
+    assert np.array([gv.mapFromScene(pv.view_to_scene(
+        "image", *window.markers.positions[1])).x(), 0.0]) == pytest.approx(
+            [end.x(), 0.0], abs=1.0)
+    # the fitted secondary moved 30 screen px due west (RA down, Dec kept), by the WCS
+    target = on_screen(window, *sky_point(ex, 0.0, 0.0))
+    px_per_arcsec = np.hypot(*(on_screen(window, *sky_point(ex, 1.0, 0.0)) - target))
+    scene_per_widget = 1.0 / gv.transform().m11()
+    moved_arcsec = 30 * scene_per_widget / px_per_arcsec
+    fit = window.result.fit
+    assert fit.published_offsets == pytest.approx(window.offsets["binary"])
+    moved = fit.sources[1]
+    ra1, dec1 = (float(c) for c in ex.pixel_to_sky(moved.x, moved.y))
+    west = (ra0 - ra1) * 3600.0 * np.cos(np.radians(dec0))
+    assert west == pytest.approx(moved_arcsec, abs=0.03)
+    assert (dec1 - dec0) * 3600.0 == pytest.approx(0.0, abs=0.03)
+    # the offsets changed by the CCD displacement of that sky move; the primary stayed
+    x, y = ex.sky_to_pixel(ra0 - moved_arcsec / 3600.0 / np.cos(np.radians(dec0)), dec0)
+    offsets = window.offsets["binary"]
+    assert (offsets[1] - START[1], offsets[3] - START[3]) == pytest.approx(
+        (float(x) - source.x, float(y) - source.y), abs=0.1)
+    assert (offsets[0], offsets[2]) == (START[0], START[2])
+    # the Up key (panels focused) nudges the selected marker 0.1 px up on screen: north
+    window.panels_view.graphics.setFocus()
+    qtbot.keyClick(window.panels_view.graphics, Qt.Key.Key_Up)
+    settled(qtbot, window)
+    ddx, ddy = (window.offsets["binary"][1] - offsets[1],
+                window.offsets["binary"][3] - offsets[3])
+    assert np.hypot(ddx, ddy) == pytest.approx(0.1)
+    x, y = moved.x, moved.y
+    ra2, dec2 = (float(c) for c in ex.pixel_to_sky(x + 10 * ddx, y + 10 * ddy))
+    east = (ra2 - ra1) * np.cos(np.radians(dec1))
+    assert np.degrees(np.arctan2(east, dec2 - dec1)) == pytest.approx(0.0, abs=1.0)
+
+
+def test_sky_aligned_readout_under_the_cursor(qtbot, window, demo, sky_off):
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    press(qtbot, window, Qt.Key.Key_A)
+    pv, gv = window.panels_view, window.panels_view.graphics
+    ex = shown_exposure(window)
+    # the sky point 2" north and 1" east of the target: sky-aligned, the panels' view
+    # coordinates are arcsec from the target, x = -east, y = north
+    u, v = sky_point(ex, 1.0, 2.0)
+    scene = pv.plots["image"].getViewBox().mapViewToScene(QPointF(-1.0, 2.0))
+    assert on_screen(window, u, v) == pytest.approx([scene.x(), scene.y()], abs=0.5)
+    widget = gv.mapFromScene(scene)
+    _send_mouse(gv.viewport(), QEvent.Type.MouseMove, widget, Qt.MouseButton.NoButton)
+    lines = pv.readout.text().split("\n")
+    x, y = (float(part.split("=")[1]) for part in lines[0].split(" | ")[0][4:].split())
+    # a screen pixel is ~0.04 stamp px here
+    assert (x, y) == pytest.approx((u + ex.origin[0], v + ex.origin[1]), abs=0.1)
+    i, j = int(math.floor(u + 0.5)), int(math.floor(v + 0.5))
+    assert f"stamp i={i} j={j}" in lines[0]
+    assert f"I={pv.panels['image'][j, i]:.4g}" in lines[2]
+    ra, dec = (float(t.split("=")[1]) for t in lines[1].split()[:2])
+    want_ra, want_dec = ex.pixel_to_sky(u + ex.origin[0], v + ex.origin[1])
+    assert (ra, dec) == pytest.approx((float(want_ra), float(want_dec)), abs=0.03 / 3600)
+
+
+def test_sky_aligned_is_kept_by_sessions(qtbot, window, demo, tmp_path, sky_off):
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    press(qtbot, window, Qt.Key.Key_A)
+    window.panels_view.zoom(1.25)
+    saved_range = window.panels_view.view_range()
+    path = window.save_session(tmp_path / "sky.smpsession.json")
+    assert json.loads(path.read_text())["view"]["sky_aligned"] is True
+    press(qtbot, window, Qt.Key.Key_A)
+    assert not window.panels_view.sky_aligned
+    with qtbot.waitSignal(window.fitDisplayed, timeout=TIMEOUT_MS):
+        assert window.open_session(path)
+    settled(qtbot, window)
+    qtbot.wait(50)
+    assert menu_action(window, "View", "Sky-aligned").isChecked()
+    assert north_up_east_left(window) and window.panels_view.style().sky_aligned
+    assert np.array(window.panels_view.view_range()) == pytest.approx(np.array(saved_range),
+                                                                      abs=1e-6)
+    # a session saved before the sky-aligned display (no key): shown as saved
+    state = json.loads(path.read_text())
+    del state["view"]["sky_aligned"]
+    state["view"]["range"] = [[-0.5, 29.5], [-0.5, 29.5]]
+    old = tmp_path / "old.smpsession.json"
+    old.write_text(json.dumps(state))
+    with qtbot.waitSignal(window.fitDisplayed, timeout=TIMEOUT_MS):
+        assert window.open_session(old)
+    settled(qtbot, window)
+    qtbot.wait(50)
+    assert not window.panels_view.sky_aligned and not north_up_east_left(window)
+    assert not menu_action(window, "View", "Sky-aligned").isChecked()
 
 
 # -- sessions ------------------------------------------------------------------------------

@@ -135,6 +135,7 @@ BAD_SESSIONS = {
     "levels infinite": ({"view": {"levels": [0, float("inf")]}}, "'view.levels'"),
     "colormap unknown": ({"view": {"colormap": "jet2"}}, "'view.colormap'"),
     "stretch unknown": ({"view": {"stretch": "cube"}}, "'view.stretch'"),
+    "sky_aligned text": ({"view": {"sky_aligned": "yes"}}, "'view.sky_aligned'"),
     "normalization unknown": ({"settings": {"psf_normalization": "x"}},
                               "unknown PSF normalization"),
     "range huge": ({"view": {"range": [[0, 1e30], [0, 1]]}}, "'view.range'"),
@@ -151,6 +152,15 @@ def test_bad_session_is_refused_whole_with_one_line(name, tmp_path):
     with pytest.raises(SessionError, match=message.replace("(", r"\(")) as info:
         parse_session(path.read_text(), path)
     assert "\n" not in str(info.value)
+
+
+def test_sky_aligned_view_is_optional(tmp_path):
+    """Sessions saved before the sky-aligned display have no such key: they load."""
+    path = write_session(tmp_path)
+    assert "sky_aligned" not in parse_session(path.read_text(), path).view
+    path = write_session(tmp_path, view={"sky_aligned": True, "range": [[-4, 4], [-5, 5]]})
+    view = parse_session(path.read_text(), path).view
+    assert view["sky_aligned"] is True and view["range"] == [[-4, 4], [-5, 5]]
 
 
 def test_deeply_nested_json_is_refused(tmp_path):
