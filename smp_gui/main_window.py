@@ -859,14 +859,14 @@ class MainWindow(QMainWindow):
         WCS Jacobian per exposure, ~0.5 ms each on DES data)."""
         from smp_model.display import exposure_sky_affine, stamp_extent
         if self._sky_extent_cache.get("scene") is not scene:
-            affines = []
+            affines, shapes = [], []
             for exposure in scene.exposures:
                 try:
                     affines.append(exposure_sky_affine(exposure))
                 except Exception:   # noqa: BLE001 - a WCS that fails: not in the extent
                     continue
-            value = (stamp_extent(affines, scene.exposures[0].shape) if affines
-                     else None)
+                shapes.append(exposure.shape)
+            value = stamp_extent(affines, shapes) if affines else None
             self._sky_extent_cache = {"scene": scene, "value": value}
         return self._sky_extent_cache["value"]
 

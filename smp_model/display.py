@@ -188,14 +188,17 @@ def exposure_sky_affine(exposure) -> np.ndarray:
     return sky_aligned_affine(pixel_jacobian(exposure), (tx - ox, ty - oy))
 
 
-def stamp_extent(affines, shape: tuple[int, int]) -> tuple[float, float, float, float]:
-    """(x0, x1, y0, y1): the smallest rectangle holding every pixel of an (ny, nx) stamp
-    (pixel edges at half integers) mapped by each of the affine maps (2, 3) ``affines``,
-    e.g. all exposures of a detection drawn sky-aligned."""
-    ny, nx = shape
-    corners = np.array([[-0.5, -0.5, 1.0], [nx - 0.5, -0.5, 1.0],
-                        [-0.5, ny - 0.5, 1.0], [nx - 0.5, ny - 0.5, 1.0]]).T
-    points = np.hstack([np.asarray(a, float) @ corners for a in affines])
+def stamp_extent(affines, shapes) -> tuple[float, float, float, float]:
+    """(x0, x1, y0, y1): the smallest rectangle holding every pixel of each stamp (pixel
+    edges at half integers) mapped by its affine map (2, 3): ``affines[k]`` and
+    ``shapes[k]`` (ny, nx) are those of exposure k, e.g. all exposures of a detection
+    drawn sky-aligned."""
+    points = []
+    for affine, (ny, nx) in zip(affines, shapes, strict=True):
+        corners = np.array([[-0.5, -0.5, 1.0], [nx - 0.5, -0.5, 1.0],
+                            [-0.5, ny - 0.5, 1.0], [nx - 0.5, ny - 0.5, 1.0]]).T
+        points.append(np.asarray(affine, float) @ corners)
+    points = np.hstack(points)
     return (float(points[0].min()), float(points[0].max()),
             float(points[1].min()), float(points[1].max()))
 

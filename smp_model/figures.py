@@ -98,7 +98,7 @@ def five_panel_figure(fit: SceneFit, indices: list[int] | None = None,
     affines = extent = None
     if style.sky_aligned:
         affines = [exposure_sky_affine(ex) for ex in fit.scene.exposures]
-        extent = stamp_extent(affines, fit.scene.exposures[0].shape)
+        extent = stamp_extent(affines, [ex.shape for ex in fit.scene.exposures])
     for row, m in zip(axes, indices):
         _draw_row(row, five_panels(fit, m), style, style.levels if m == shown else None,
                   (affines[m], extent) if affines is not None else None)

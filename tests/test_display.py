@@ -141,14 +141,17 @@ def test_sky_affine_is_the_overlays_and_the_extent_holds_every_stamp(demo_fit):
             mapped = a @ np.asarray(vector)
             assert mapped / np.hypot(*mapped) == pytest.approx(want, abs=1e-6)
     ny, nx = demo_fit.scene.exposures[0].shape
-    x0, x1, y0, y1 = stamp_extent(affines, (ny, nx))
+    x0, x1, y0, y1 = stamp_extent(affines, [(ny, nx)] * len(affines))
     for a in affines:
         for u, v in ((-0.5, -0.5), (nx - 0.5, ny - 0.5), (-0.5, ny - 0.5), (nx - 0.5, -0.5)):
             x, y = a @ (u, v, 1.0)
             assert x0 - 1e-9 <= x <= x1 + 1e-9 and y0 - 1e-9 <= y <= y1 + 1e-9
     # the identity map: the stamp's own pixel edges
-    assert stamp_extent([np.hstack([np.eye(2), np.zeros((2, 1))])], (30, 20)) == \
-        (-0.5, 19.5, -0.5, 29.5)
+    identity = np.hstack([np.eye(2), np.zeros((2, 1))])
+    assert stamp_extent([identity], [(30, 20)]) == (-0.5, 19.5, -0.5, 29.5)
+    # stamps of different sizes: each with its own
+    assert stamp_extent([identity, identity], [(30, 20), (10, 40)]) == \
+        (-0.5, 39.5, -0.5, 29.5)
     assert sky_aligned_affine(np.eye(2), (1.0, 2.0)) == pytest.approx(
         np.array([[-1.0, 0.0, 1.0], [0.0, 1.0, -2.0]]))
 
