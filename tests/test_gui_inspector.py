@@ -680,3 +680,50 @@ def test_headless_exports_equal_smp_fit(repo_root, tmp_path):
     lines = [line for line in run.stderr.strip().splitlines()
              if "propagateSizeHints" not in line]
     assert len(lines) == 1 and "'mode' must be one of" in lines[0]
+
+
+# -- the PSF normalisation (README "PSF phase"), chosen in the Fit panel by keyboard ---------
+
+def choose(qtbot, combo, text: str):
+    """Pick an item of a focused combo box with the arrow keys, as a keyboard user does
+    (letters may be the window's single-key shortcuts)."""
+    combo.setFocus()
+    target = combo.findText(text)
+    assert target >= 0
+    key = Qt.Key.Key_Down if target > combo.currentIndex() else Qt.Key.Key_Up
+    for _ in range(combo.count()):
+        if combo.currentText() == text:
+            break
+        qtbot.keyClick(combo, key)
+    assert combo.currentText() == text
+
+
+def shown_normalization(window) -> str:
+    return window.result.fit.settings.psf_normalization
+
+
+def test_a_convention_brings_its_own_psf_normalisation_and_the_user_can_choose(
+        qtbot, window, demo):
+    opened(qtbot, window, demo, mode="single")
+    controls = window.fit_controls
+    assert controls.psf_normalization.currentText() == "band-limited"
+    assert shown_normalization(window) == "band-limited"
+
+    choose(qtbot, controls.convention, "legacy")        # the published code's rendering
+    settled(qtbot, window)
+    assert controls.psf_normalization.currentText() == "model"
+    assert (window.result.fit.settings.convention, shown_normalization(window)) == \
+        ("legacy", "model")
+
+    legacy_flux = window.result.fit.flux
+    choose(qtbot, controls.psf_normalization, "unit-sum")   # one step: one undo entry
+    settled(qtbot, window)
+    assert shown_normalization(window) == "unit-sum"
+    assert window.result.fit.settings.convention == "legacy"
+    assert window.model.measurement.settings.psf_normalization == "unit-sum"
+    assert window.result.fit.flux != legacy_flux
+
+    undo(qtbot, window)                                 # back to legacy's own
+    settled(qtbot, window)
+    assert controls.psf_normalization.currentText() == "model"
+    assert shown_normalization(window) == "model"
