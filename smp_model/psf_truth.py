@@ -27,9 +27,9 @@ images.  Beside the phase, two things move them: the flux of the true PSF outsid
 model's footprint (a Piff `PixelGrid` is normalised to unit flux on its ``size`` x
 ``scale`` box, so SMP with it measures the flux inside that box: a constant offset,
 `PhaseStudy.footprint_mmag`), and, with neighbours, the residual of their wings that the
-model lacks, which changes across the pixel the target moves over (it is absent with the
-true PSF and without neighbours), which a re-fit of every phase one whole pixel further
-tells apart from a phase effect.  The pulls come from noisy realisations.  Phases are
+model lacks, which changes across the pixel the target moves over (absent with the true
+PSF and without neighbours).  A re-fit of every phase one whole pixel further tells that
+apart from a phase effect, which repeats there.  The pulls come from noisy realisations.  Phases are
 ``x - round(x)`` of the source's 1-indexed CCD position in the detection exposure (pixel
 centres at integers), in [-0.5, 0.5).
 Magnitude offsets are ``m_fit - m_true = -2.5 log10(flux_fit / flux_true)``, in mmag
@@ -50,10 +50,10 @@ from pathlib import Path
 import galsim
 import numpy as np
 
+from .conventions import PSF_NORMALIZATIONS
 from .exposures import load_exposures
 from .manifest import DetectionManifest
 from .psf import OversampledPSF, PiffPSF, PSFModel
-from .conventions import PSF_NORMALIZATIONS
 from .scene import FitSettings, SceneModel
 from .simulate import CCD_NX, CCD_NY, GSPARAMS, SimulatedField, SimulationConfig, build_field
 
@@ -292,7 +292,8 @@ class PhaseResult:
     @property
     def non_periodic_mmag(self) -> float:
         """Largest change of the bias at a phase when the target moves by a whole pixel
-        (1, 1): the part of `phase_amplitude_mmag` that is not a phase effect."""
+        (1, 1): 0 for a bias that depends on the phase alone, large when the position
+        matters (neighbours)."""
         return float(np.max(np.abs(self.next_pixel_bias_mmag - self.bias_mmag)))
 
     @property
