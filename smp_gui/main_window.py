@@ -34,6 +34,7 @@ from .chi2map_view import Chi2MapView
 from .controller import Chi2MapRequest, FitController, FitRequest, FitResult, JobFailure
 from .exposure_browser import ExposureBrowser
 from .fit_controls import FitControls
+from .keys import keep_combo_keys
 from .markers import MarkerLayer, component_offset
 from .panels import ccd_to_view
 from .results_table import ResultsTable
@@ -122,6 +123,7 @@ class MainWindow(QMainWindow):
         self._transition_id = 0
 
         self._build_widgets()
+        keep_combo_keys(self)    # letters typed into a combo box search its items
         self._build_menus()
         self._connect()
         self.resize(1600, 900)

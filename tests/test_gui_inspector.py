@@ -686,7 +686,7 @@ def test_headless_exports_equal_smp_fit(repo_root, tmp_path):
 
 def choose(qtbot, combo, text: str):
     """Pick an item of a focused combo box with the arrow keys, as a keyboard user does
-    (letters may be the window's single-key shortcuts)."""
+    (each step is a settings change of its own)."""
     combo.setFocus()
     target = combo.findText(text)
     assert target >= 0
@@ -727,3 +727,25 @@ def test_a_convention_brings_its_own_psf_normalisation_and_the_user_can_choose(
     settled(qtbot, window)
     assert controls.psf_normalization.currentText() == "model"
     assert shown_normalization(window) == "model"
+
+
+def test_letters_typed_into_a_combo_box_search_it_not_the_window_shortcuts(qtbot, window,
+                                                                           demo):
+    # Item 3 (combos keep their own keys): "b" in a focused combo box blinked the
+    # exposures (View > Blink exposures is B) instead of selecting the "b..." item.
+    opened(qtbot, window, demo, mode="single")
+    combo = window.fit_controls.psf_normalization
+    choose(qtbot, combo, "psf-weighted")
+    settled(qtbot, window)
+    blinking = window.blink_exposures_action.isChecked()
+    qtbot.keyClick(combo, "b")
+    settled(qtbot, window)
+    assert combo.currentText() == "band-limited"
+    assert shown_normalization(window) == "band-limited"
+    assert window.blink_exposures_action.isChecked() == blinking
+    # the shortcut still works where the panels have the focus
+    window.panels_view.graphics.setFocus()
+    qtbot.keyClick(window.panels_view.graphics, "b")
+    assert window.blink_exposures_action.isChecked() != blinking
+    qtbot.keyClick(window.panels_view.graphics, "b")
+    assert window.blink_exposures_action.isChecked() == blinking
