@@ -377,7 +377,7 @@ class OversampledPSF:
             for k in range(0, fx.size, _CHUNK_POINTS)] or [np.zeros(0)])
         if distortions is not None:
             values *= np.linalg.det(distortions)[:, None, None]
-        if self.normalization != "model":
+        if self.normalization in ("unit-sum", "psf-weighted"):
             values /= self.phase_factors(centers_x, centers_y)[:, None, None]
         return values
 

@@ -228,8 +228,16 @@ class SceneModel:
         profile is the PSF seen through the Jacobian at the target, and each source is
         imaged through the Jacobian at its own centre (as Piff's ``draw`` does)."""
         ex = self.exposures[m]
-        ref = local_jacobians(ex.psf.wcs, *ex.target_xy, color=ex.color_gi)[0]
-        return np.linalg.solve(ref, local_jacobians(ex.psf.wcs, cx, cy, color=ex.color_gi))
+        return np.linalg.solve(self._reference_jacobians[m],
+                               local_jacobians(ex.psf.wcs, cx, cy, color=ex.color_gi))
+
+    @functools.cached_property
+    def _reference_jacobians(self) -> list[np.ndarray]:
+        """The WCS Jacobian at each exposure's target, the one its renderer's profile was
+        made with (once per scene: a DES WCS costs ~0.3 ms a call, and every refit of the
+        target asked for it again)."""
+        return [local_jacobians(ex.psf.wcs, *ex.target_xy, color=ex.color_gi)[0]
+                for ex in self.exposures]
 
     def _factorise(self):
         normal = self._static_normal_matrix()
