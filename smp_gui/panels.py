@@ -345,12 +345,10 @@ class PanelsView(QWidget):
         overlays = self.overlays
         if overlays is None or self.panels is None:
             return
-        ny, nx = self.panels["image"].shape
         tr = self.stamp_transform
-        # sky-aligned, in the corner of the view that holds every exposure: it stays put
-        # while stepping through them, as the sky does
-        frame = (QRectF(self.sky_extent) if self.is_sky_frame and self.sky_extent is not None
-                 else tr.mapRect(QRectF(0.0, 0.0, nx, ny)))
+        # the whole-stamp view: sky-aligned, the one that holds every exposure, so the
+        # compass stays put while stepping through them, as the sky does
+        frame = self._fit_rect()
         x0, y0, w, h = frame.left(), frame.top(), frame.width(), frame.height()
         linear = np.array([[tr.m11(), tr.m21()], [tr.m12(), tr.m22()]])
         directions = []
