@@ -77,8 +77,6 @@ class FitControls(QWidget):
             "frequencies the pixels alias, so a Piff model's flux does not depend on the "
             "target's sub-pixel position (exact's default); model: as the PSF model draws "
             "them (legacy's default, as published). A convention change selects its default.")
-        # Not shown: kept from a session so that a settings change does not drop it.
-        self._oversampling = defaults.oversampling
 
         self.single_dx, self.single_dy = _offset_box(), _offset_box()
         self.binary_boxes = {name: _offset_box() for name in ("dx1", "dx2", "dy1", "dy2")}
@@ -212,8 +210,7 @@ class FitControls(QWidget):
                            grid_step_arcsec=self.grid_step.value(),
                            fit_sky=self.fit_sky.isChecked(),
                            convention=self.convention.currentText(),
-                           psf_normalization=self.psf_normalization.currentText(),
-                           oversampling=self._oversampling)
+                           psf_normalization=self.psf_normalization.currentText())
 
     def set_settings(self, settings: FitSettings):
         """Show ``settings`` without emitting settingsChanged."""
@@ -227,7 +224,6 @@ class FitControls(QWidget):
             self.fit_sky.setChecked(settings.fit_sky)
             self.convention.setCurrentText(settings.convention)
             self.psf_normalization.setCurrentText(settings.psf_normalization)
-            self._oversampling = settings.oversampling
         finally:
             for w in widgets:
                 w.blockSignals(False)

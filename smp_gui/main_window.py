@@ -734,9 +734,10 @@ class MainWindow(QMainWindow):
                         base.offsets.shifted(k, u1 - u0, v1 - v0))
 
     def _on_settings_changed(self):
-        # The controls hold every setting (the oversampling, not shown, as the model
-        # last set it: a session's is kept).
-        new = self.fit_controls.settings()
+        # The controls set what they show; the oversampling (not shown: a session's) is
+        # kept from the model.
+        new = dataclasses.replace(self.fit_controls.settings(),
+                                  oversampling=self.settings.oversampling)
         if new == self.settings:
             return
         self._begin_transition()

@@ -749,3 +749,31 @@ def test_letters_typed_into_a_combo_box_search_it_not_the_window_shortcuts(qtbot
     assert window.blink_exposures_action.isChecked() != blinking
     qtbot.keyClick(window.panels_view.graphics, "b")
     assert window.blink_exposures_action.isChecked() == blinking
+
+
+def test_a_settings_change_keeps_what_the_session_set_and_the_panel_does_not_show(
+        qtbot, window, demo, tmp_path):
+    # A session's oversampling (no control shows it) and PSF normalisation survive a
+    # grid change made in the Fit panel: the refit is the session's measurement but for
+    # the grid, not a default one.
+    session = {"format": "smp-session/1", "detection": str(demo),
+               "settings": {"grid_size": 20, "grid_step_arcsec": 0.35, "fit_sky": True,
+                            "convention": "exact", "oversampling": 8,
+                            "psf_normalization": "model"},
+               "mode": "single", "offsets": {"single": [0, 0], "binary": [0, 1, 0, 1]},
+               "shot_noise": {"enabled": False, "gain": 4.0, "iterations": 1}}
+    path = tmp_path / "s.smpsession.json"
+    path.write_text(json.dumps(session))
+    with qtbot.waitSignal(window.fitDisplayed, timeout=TIMEOUT_MS):
+        assert window.open_session(path)
+    settled(qtbot, window)
+    assert window.result.fit.settings.oversampling == 8
+    grid = window.fit_controls.grid_size
+    grid.setFocus()
+    qtbot.keyClick(grid, Qt.Key.Key_Down)              # 20 -> 19, as a user steps it
+    settled(qtbot, window)
+    shown = window.result.fit.settings
+    assert (shown.grid_size, shown.oversampling, shown.psf_normalization) == (19, 8, "model")
+    undo(qtbot, window)
+    settled(qtbot, window)
+    assert window.result.fit.settings.grid_size == 20
