@@ -20,8 +20,10 @@ from pathlib import Path
 
 from astropy.table import Table
 
-from smp_model.batch import BatchOptions, open_client, read_batch_list, run_batch
-from smp_model.manifest import DetectionManifest
+from smp_model.batch.worker import BatchOptions
+from smp_model.batch.run import open_client, run_batch
+from smp_model.batch.items import read_batch_list
+from smp_model.inputs.manifest import DetectionManifest
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLE = ("eris", "2014vv39", "2014lq28")

@@ -40,7 +40,7 @@ def synthetic_batch(path: Path, n: int, seed: int = 0) -> None:
     import numpy as np
     from astropy.table import Table
 
-    from smp_model.results import write_table
+    from smp_model.outputs.tables import write_table
     rng = np.random.default_rng(seed)
     binary = rng.random(n) < 0.1
     det = np.repeat(np.arange(n), np.where(binary, 2, 1))
@@ -96,7 +96,7 @@ def bench_table(rows: int) -> dict:
     from PyQt6.QtWidgets import QApplication
 
     from smp_gui.survey import SurveyWindow
-    from smp_model.survey import Survey
+    from smp_model.survey.core import Survey
     app = QApplication.instance() or QApplication(sys.argv[:1])
     out = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -139,7 +139,8 @@ def threads_client():
 def sample_batch(folder: Path) -> Path:
     from astropy.table import Table
 
-    from smp_model.batch import read_batch_list, run_batch
+    from smp_model.batch.items import read_batch_list
+    from smp_model.batch.run import run_batch
     sample = Path(os.environ.get("SMP_DES_SAMPLE") or ROOT.parent / "shared" / "des-sample")
     listing = folder / "detections.ecsv"
     Table({"manifest": [str(sample / n / "detection.toml")

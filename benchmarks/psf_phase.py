@@ -23,10 +23,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from smp_model.cli import Progress  # noqa: E402
-from smp_model.io_utils import check_writable  # noqa: E402
-from smp_model.psf_truth import (PhaseStudyConfig, default_setup, format_study,  # noqa: E402
-                                 phase_figure, run_phase_study)
+from smp_model.cli.arguments import Progress  # noqa: E402
+from smp_model.files import check_writable  # noqa: E402
+from smp_model.validation.psf_phase import (PhaseStudyConfig, default_setup, format_study,
+                                            phase_figure, run_phase_study)
 
 
 def main(argv=None) -> int:

@@ -60,8 +60,8 @@ def worker_cold(manifest: str) -> dict:
     t0 = time.perf_counter()
     import galsim  # noqa: F401
     import piff  # noqa: F401
-    from smp_model.fit import DetectionPhotometry
-    from smp_model.scene import FitSettings
+    from smp_model.fit.photometry import DetectionPhotometry
+    from smp_model.settings import FitSettings
     t1 = time.perf_counter()
     import warnings
     with warnings.catch_warnings():
@@ -81,16 +81,16 @@ def worker_session(manifest: str, repeats: int) -> dict:
     import warnings
 
     import numpy as np
-    from smp_model.fit import DetectionPhotometry
-    from smp_model.request import TargetOffsets
-    from smp_model.scene import FitSettings
+    from smp_model.fit.photometry import DetectionPhotometry
+    from smp_model.fit.request import TargetOffsets
+    from smp_model.settings import FitSettings
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         phot = DetectionPhotometry(manifest, FitSettings())
     rng = np.random.default_rng(0)
     starts = np.array(BINARY_START) + rng.uniform(-0.5, 0.5, (repeats, 4))
     phot.fit_binary(starts[0])            # warm-up (and the cached single-source chi2)
-    from smp_model.record import fit_record
+    from smp_model.outputs.record import fit_record
     refit, solve, refit_record = [], [], []
     for offsets in starts:
         t = time.perf_counter()
@@ -108,7 +108,7 @@ def worker_session(manifest: str, repeats: int) -> dict:
     # As the engine's own loops (position search, chi2 maps) call it: BLAS on one thread.
     solve_1t = []
     try:
-        from smp_model.scene import single_threaded_blas
+        from smp_model.scene.model import single_threaded_blas
     except ImportError:
         single_threaded_blas = None
     if single_threaded_blas is not None:
@@ -140,13 +140,13 @@ def worker_startup(manifest: str) -> dict:
         times = []
         for _ in range(3):
             t = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "smp_model.cli", *args], check=True,
+            subprocess.run([sys.executable, "-m", "smp_model.cli.command", *args], check=True,
                            capture_output=True)
             times.append(time.perf_counter() - t)
         return statistics.median(times)
 
     version_s, help_s = timed("--version"), timed("fit", "--help")
-    from smp_model.cli import main
+    from smp_model.cli.command import main
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
         main(["fit", manifest, "--json", "--quiet"])
     return dict(version_s=version_s, fit_help_s=help_s,
@@ -159,7 +159,7 @@ def worker_piff(manifest: str, draws: int) -> dict:
 
     import numpy as np
     import piff
-    from smp_model.manifest import DetectionManifest
+    from smp_model.inputs.manifest import DetectionManifest
     m = DetectionManifest.read(manifest)
     rng = np.random.default_rng(1)
     medians, reads = [], []

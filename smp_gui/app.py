@@ -74,9 +74,9 @@ def _exports(args) -> list[tuple[str, str]]:
 
 
 def demo_path() -> Path | None:
-    """The built-in demo's manifest, or None when `smp_model.demo` is not available."""
+    """The built-in demo's manifest, or None when `smp_model.simulation.demo` is not available."""
     try:
-        from smp_model.demo import demo_manifest_path
+        from smp_model.simulation.demo import demo_manifest_path
     except ImportError:
         return None
     return Path(demo_manifest_path())
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if path is None:
         path = demo_path()
         if path is None:
-            message = ("The built-in demo is not available (smp_model.demo is missing). "
+            message = ("The built-in demo is not available (smp_model.simulation.demo is missing). "
                        "Open a detection with File > Open or give its path: "
                        "smp-gui path/to/detection.toml")
             if headless:

@@ -1,4 +1,4 @@
-"""The Δχ² map of the secondary (computed by `smp_model.chi2map` off the GUI thread):
+"""The Δχ² map of the secondary (computed by `smp_model.fit.chi2map` off the GUI thread):
 chi2 - min(chi2) over secondary offsets, with 1, 2, 3 sigma contours (2 parameters),
 the current primary and secondary, and click-to-move of the secondary.
 
@@ -13,7 +13,7 @@ from PyQt6.QtCore import QRectF, pyqtSignal
 from PyQt6.QtGui import QTransform
 from PyQt6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
-from smp_model.chi2map import Chi2Map
+from smp_model.fit.chi2map import Chi2Map
 
 # Δχ² of 1, 2, 3 sigma for two parameters.
 CONTOUR_LEVELS = (2.30, 6.18, 11.83)

@@ -31,15 +31,17 @@ from pathlib import Path
 
 from PyQt6.QtCore import QObject, QThread, pyqtSignal
 
-from smp_model.chi2map import Chi2Map, chi2_map
-from smp_model.diagnostics import diagnostic_columns
-from smp_model.display import exposure_overlays
-from smp_model.fit import DetectionPhotometry, SceneFit
-from smp_model.panels import ExposurePanels, five_panels
-from smp_model.record import FLAG_BITS, FitRecord, fit_record
-from smp_model.request import FitRequest as EngineFitRequest
-from smp_model.request import measure
-from smp_model.scene import FitSettings
+from smp_model.fit.chi2map import Chi2Map, chi2_map
+from smp_model.fit.diagnostics import diagnostic_columns
+from smp_model.outputs.display import exposure_overlays
+from smp_model.fit.photometry import DetectionPhotometry
+from smp_model.fit.results import SceneFit
+from smp_model.fit.panels import ExposurePanels, five_panels
+from smp_model.outputs.columns import FLAG_BITS
+from smp_model.outputs.record import FitRecord, fit_record
+from smp_model.fit.request import FitRequest as EngineFitRequest
+from smp_model.fit.measure import measure
+from smp_model.settings import FitSettings
 
 from . import loader
 
@@ -93,7 +95,7 @@ class Cancelled(Exception):
 
 @dataclass(frozen=True)
 class FitRequest:
-    """Fit ``manifest_path`` as the engine's request ``fit`` says (`smp_model.request`:
+    """Fit ``manifest_path`` as the engine's request ``fit`` says (`smp_model.fit.request`:
     mode, offsets, search, shot noise, settings).
 
     panel_index : exposure (index into the fit's exposures; None: the detection) whose
@@ -134,7 +136,7 @@ class Chi2MapRequest:
 @dataclass(frozen=True)
 class SourceRow:
     """One fitted source as the results table shows it: a row of the fit's record
-    (`smp_model.record`; fluxes on zeropoint 30, offsets px in the convention's frame)."""
+    (`smp_model.outputs.record`; fluxes on zeropoint 30, offsets px in the convention's frame)."""
 
     component: str
     flux: float
@@ -167,7 +169,7 @@ class SourceRow:
 
 @dataclass(frozen=True, eq=False)
 class FitSummary:
-    """The numbers the window shows: the fit's record (`smp_model.record.fit_record`,
+    """The numbers the window shows: the fit's record (`smp_model.outputs.record.fit_record`,
     the projection every output reads), built once, in the worker."""
 
     record: FitRecord

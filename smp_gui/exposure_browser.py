@@ -1,5 +1,5 @@
 """Every exposure of the fit: thumbnail, expnum, band, zeropoint, usable-pixel fraction and
-the engine's per-exposure diagnostics (`smp_model.diagnostics.diagnostic_columns`: chi2
+the engine's per-exposure diagnostics (`smp_model.fit.diagnostics.diagnostic_columns`: chi2
 per usable pixel, the largest |residual| / sigma, and a flag when the exposure's chi2 per
 pixel is an outlier among the exposures: a hint of a bad PSF or of something moving in a
 "static" exposure); the detection exposure highlighted; Up/Down (or PgUp/PgDn) to move
@@ -12,8 +12,8 @@ from PyQt6.QtGui import QBrush, QColor, QIcon, QImage, QPixmap
 from PyQt6.QtWidgets import (QAbstractItemView, QCheckBox, QHeaderView, QLabel, QTableWidget,
                              QTableWidgetItem, QVBoxLayout, QWidget)
 
-from smp_model.fit import SceneFit
-from smp_model.panels import display_levels
+from smp_model.fit.results import SceneFit
+from smp_model.fit.panels import display_levels
 
 THUMB_SIZE = 44
 COLUMNS = ("", "expnum", "band", "ZP", "usable", "χ²/pix", "max|r|/σ", "")
@@ -101,7 +101,7 @@ class ExposureBrowser(QWidget):
         scene = fit.scene
         expnums = [ex.entry.expnum for ex in scene.exposures]
         if diagnostics is None:
-            from smp_model.diagnostics import diagnostic_columns
+            from smp_model.fit.diagnostics import diagnostic_columns
             diagnostics = diagnostic_columns(fit)
         self.diagnostics = diagnostics
         chi2_per_pixel = np.asarray(diagnostics["chi2_per_pixel"], float)

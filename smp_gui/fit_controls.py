@@ -12,7 +12,7 @@ from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, 
                              QHBoxLayout, QPushButton, QSpinBox, QVBoxLayout, QWidget)
 
 from smp_model.conventions import PSF_NORMALIZATIONS, get_convention
-from smp_model.scene import FitSettings
+from smp_model.settings import FitSettings
 
 MODES = ("single", "binary")
 CONVENTIONS = ("exact", "legacy")

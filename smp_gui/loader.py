@@ -28,10 +28,10 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from smp_model.errors import SMPError
-from smp_model.fit import DetectionPhotometry
-from smp_model.scene import FitSettings
+from smp_model.fit.photometry import DetectionPhotometry
+from smp_model.settings import FitSettings
 
-_PRELOAD = ["smp_model.fit", "smp_model.piff_io", "piff", "smp_gui.loader"]
+_PRELOAD = ["smp_model.fit.photometry", "smp_model.psf.piff_io", "piff", "smp_gui.loader"]
 PROCESS_NAME = "smp-build"   # of every build child (multiprocessing.active_children())
 _POLL_S = 0.05
 

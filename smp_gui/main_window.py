@@ -22,12 +22,12 @@ from PyQt6.QtGui import QAction, QActionGroup, QKeySequence, QShortcut
 from PyQt6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
                              QProgressBar, QSplitter, QVBoxLayout, QWidget)
 
-from smp_model.display import STRETCHES
+from smp_model.outputs.display import STRETCHES
 from smp_model.errors import PSF_FILES_RUN_CODE, ManifestError, SMPError
-from smp_model.manifest import DetectionManifest
-from smp_model.panels import five_panels
-from smp_model.request import TargetOffsets
-from smp_model.scene import FitSettings
+from smp_model.inputs.manifest import DetectionManifest
+from smp_model.fit.panels import five_panels
+from smp_model.fit.request import TargetOffsets
+from smp_model.settings import FitSettings
 
 from . import dialogs
 from .chi2map_view import Chi2MapView
@@ -835,7 +835,7 @@ class MainWindow(QMainWindow):
     def _overlays(self, exposure, settings):
         """Regions, compass and scale of an exposure (cached: a drag refits often; the
         worker computes them with the fit for the exposure it prepared panels of)."""
-        from smp_model.display import exposure_overlays
+        from smp_model.outputs.display import exposure_overlays
         key = (id(exposure), settings)
         ready = self.result.overlays if self.result is not None else None
         if self._overlay_cache.get("key") != key and ready is not None \
@@ -860,7 +860,7 @@ class MainWindow(QMainWindow):
     def _sky_extent(self, scene):
         """The view that holds every exposure's stamp sky-aligned (once per scene: one
         WCS Jacobian per exposure, ~0.5 ms each on DES data)."""
-        from smp_model.display import exposure_sky_affine, stamp_extent
+        from smp_model.outputs.display import exposure_sky_affine, stamp_extent
         if self._sky_extent_cache.get("scene") is not scene:
             affines, shapes = [], []
             for exposure in scene.exposures:
@@ -1076,7 +1076,7 @@ class MainWindow(QMainWindow):
         """Five-panel figure (PNG/PDF/SVG by extension) drawn as the panels are (stretch,
         levels, colour map, mask overlay); ``exposures='all'`` writes one page (PDF) or
         row per exposure."""
-        from smp_model.figures import save_figure
+        from smp_model.outputs.figures import save_figure
         style, shown = self.panels_view.style(), self.selected_index
         return self._export(
             "figure", lambda fit, p, ow: save_figure(fit, p, exposures=exposures,
@@ -1086,7 +1086,7 @@ class MainWindow(QMainWindow):
 
     def export_table(self, path=None) -> Path | None:
         """Flux table (ECSV/FITS/CSV by extension) with the fit settings in its meta."""
-        from smp_model.results import write_table
+        from smp_model.outputs.tables import write_table
         return self._export("flux table",
                             lambda fit, p, ow: write_table(fit, p, overwrite=ow),
                             path, self._stem("fluxes"))
@@ -1094,14 +1094,14 @@ class MainWindow(QMainWindow):
     def export_fits(self, path=None) -> Path | None:
         """Per-exposure image, model, residual, target, weight and mask HDUs with a WCS
         each, plus tables, as one FITS file."""
-        from smp_model.results import write_fits
+        from smp_model.outputs.cubes import write_fits
         return self._export("model/residual FITS",
                             lambda fit, p, ow: write_fits(fit, p, overwrite=ow),
                             path, self._stem("cubes"))
 
     def export_regions(self, path=None) -> Path | None:
         """DS9 region file (fk5) of the fitted sources and the grid outline."""
-        from smp_model.results import write_regions
+        from smp_model.outputs.regions import write_regions
         return self._export("region file",
                             lambda fit, p, ow: write_regions(fit, p, overwrite=ow),
                             path, self._stem("regions"))
@@ -1117,9 +1117,9 @@ class MainWindow(QMainWindow):
 
     def save_session(self, path=None) -> Path | None:
         """Write the session as JSON, atomically (a temporary file renamed into place by
-        `smp_model.io_utils.atomic_output`), never replacing a file without asking;
+        `smp_model.files.atomic_output`), never replacing a file without asking;
         refused while the numbers on screen are stale."""
-        from smp_model.io_utils import atomic_output
+        from smp_model.files import atomic_output
         if self.manifest_path is None:
             self.show_error("Cannot save session", SMPError("no detection is open"))
             return None

@@ -12,13 +12,13 @@ What a panel draws of one exposure (images, mask overlay, regions) lies in stamp
 coordinates under one item per panel (``contents``) whose transform, `stamp_transform`,
 maps them to the view boxes' coordinates.  By default it is the identity: the view
 coordinates ARE stamp coordinates.  Sky-aligned (`PanelsView.set_sky_aligned`) it is the
-exposure's `smp_model.display.sky_aligned_affine`: view coordinates are arcsec from the
+exposure's `smp_model.outputs.display.sky_aligned_affine`: view coordinates are arcsec from the
 target's sky position, north up and east left, the same for every exposure, so stepping
 through the exposures keeps the sky in place.  Only the cursor readout, the zoom, the
 compass, the markers (`smp_gui.markers`) and `view_to_scene` / `scene_to_stamp` (tests)
 map between the two.
 
-The panels display arrays computed by the engine (`smp_model.panels.five_panels`); the
+The panels display arrays computed by the engine (`smp_model.fit.panels.five_panels`); the
 only arithmetic here is choosing display levels.
 """
 from __future__ import annotations
@@ -33,9 +33,10 @@ from PyQt6.QtGui import QTransform
 from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel,
                              QSizePolicy, QVBoxLayout, QWidget)
 
-from smp_model.display import (COLORMAPS, STRETCHES, DisplayStyle, Overlays, mask_overlay,
-                               stretch_curve, stretch_levels, stretched_colors)
-from smp_model.panels import PANEL_KEYS, PANEL_TITLES, ExposurePanels
+from smp_model.outputs.display import (COLORMAPS, STRETCHES, DisplayStyle, Overlays,
+                                       mask_overlay, stretch_curve, stretch_levels,
+                                       stretched_colors)
+from smp_model.fit.panels import PANEL_KEYS, PANEL_TITLES, ExposurePanels
 
 # Contrast/bias by right-drag (DS9): a drag across the whole panel moves the level
 # window by its width (bias) or scales it by e^±1 (contrast).
@@ -106,7 +107,7 @@ def make_colormap(name: str, stretch: str = "published", invert: bool = False,
                   panels: ExposurePanels | None = None,
                   levels: tuple[float, float] | None = None) -> pg.ColorMap:
     """Colour map ``name`` (matplotlib's) re-spaced by the stretch's curve
-    (`smp_model.display.stretch_curve`), so a linear level range shows the stretch."""
+    (`smp_model.outputs.display.stretch_curve`), so a linear level range shows the stretch."""
     base = pg.colormap.get(name, source="matplotlib")
     t = np.linspace(0.0, 1.0, 256)
     colors = stretched_colors(base.map(t, mode="byte"),
@@ -387,7 +388,7 @@ class PanelsView(QWidget):
 
     def set_sky_extent(self, extent: tuple[float, float, float, float] | None):
         """(x0, x1, y0, y1) of the view that holds every exposure's stamp sky-aligned
-        (`smp_model.display.stamp_extent`; None: the shown exposure's): the whole-stamp
+        (`smp_model.outputs.display.stamp_extent`; None: the shown exposure's): the whole-stamp
         zoom is then the same for every exposure."""
         rect = None if extent is None else \
             QRectF(extent[0], extent[2], extent[1] - extent[0], extent[3] - extent[2])

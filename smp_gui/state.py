@@ -19,9 +19,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from smp_model.display import COLORMAPS, STRETCHES
-from smp_model.request import MODES, FitRequest, TargetOffsets, default_offsets
-from smp_model.scene import FitSettings
+from smp_model.outputs.display import COLORMAPS, STRETCHES
+from smp_model.fit.request import MODES, FitRequest, TargetOffsets, default_offsets
+from smp_model.settings import FitSettings
 
 SESSION_FORMAT = "smp-session/1"
 SETTINGS_KEYS = {"grid_size": int, "grid_step_arcsec": float, "fit_sky": bool,

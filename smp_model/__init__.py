@@ -19,11 +19,22 @@ __version__ = "0.1.0"
 
 # The engine classes are imported on first use (PEP 562): `smp --version`, `smp --help`
 # and the batch client must not pay for galsim, Piff and scipy.
-_LAZY = {"BinaryFit": "fit", "DetectionPhotometry": "fit", "SceneFit": "fit",
-         "SingleFit": "fit", "SourceEstimate": "fit", "DetectionManifest": "manifest",
-         "ExposureEntry": "manifest", "FitSettings": "scene", "SceneModel": "scene",
-         "FitRequest": "request", "TargetOffsets": "request", "measure": "request",
-         "fit_record": "record"}
+_LAZY = {
+    # inputs
+    "DetectionManifest": "inputs.manifest", "ExposureEntry": "inputs.manifest",
+    "read_stamp": "inputs.stamps", "manifest_from_folder": "inputs.folder",
+    "load_psf": "psf.models",
+    # the fit
+    "FitSettings": "settings", "SceneModel": "scene.model",
+    "DetectionPhotometry": "fit.photometry", "SceneFit": "fit.results",
+    "SingleFit": "fit.results", "BinaryFit": "fit.results", "SourceEstimate": "fit.results",
+    "FitRequest": "fit.request", "TargetOffsets": "fit.request", "measure": "fit.measure",
+    # outputs
+    "fit_record": "outputs.record", "write_table": "outputs.tables",
+    "write_fits": "outputs.cubes", "write_regions": "outputs.regions",
+    # simulation and validation
+    "simulate_detection": "simulation.detection", "run_validation": "validation.injection",
+}
 
 __all__ = sorted([*_LAZY, "FitError", "ManifestError", "MissingDependencyError",
                   "PSFError", "ResourceLimitError", "SMPError", "StampError",

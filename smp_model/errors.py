@@ -70,6 +70,14 @@ class ResourceLimitError(SMPError):
     """A requested fit would need more memory than allowed; refused before allocating."""
 
 
+def one_line(exc: BaseException) -> str:
+    """The exception as one line: an `SMPError`'s own line (naming its source), else the
+    message with its white space folded, else the exception's type name."""
+    if isinstance(exc, SMPError):
+        return exc.one_line()
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 _NUMPY_WARNINGS = ("encountered in", "Mean of empty slice", "Degrees of freedom <= 0",
                    "invalid value", "divide by zero", "overflow", "underflow")
 

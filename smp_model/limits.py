@@ -11,13 +11,7 @@ number for each:
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from .errors import ResourceLimitError
-
-if TYPE_CHECKING:
-    from .manifest import DetectionManifest
-    from .scene import FitSettings
 
 # Zeropoints (magnitudes of one SCI unit) of CCD images are ~25-35 in any unit in use
 # (ADU, electrons, electrons/s, nJy); outside this range the value is a mistake (a flux
@@ -37,45 +31,26 @@ MAX_MEDIAN_PIXEL_SNR = 1e6
 MAX_REDUCED_CHI2 = 1e6
 
 
-def fit_memory_bytes(n_exposures: int, n_pixels: int, settings: "FitSettings") -> int:
+def fit_memory_bytes(n_exposures: int, n_pixels: int, grid_size: int) -> int:
     """Bytes a scene fit of ``n_exposures`` stamps of ``n_pixels`` pixels needs at most:
     the design matrix (rows x parameters) twice over while it is weighted, and the normal
     matrix three times (matrix, factor, a work copy)."""
-    n_par = settings.grid_size ** 2 + n_exposures
+    n_par = grid_size ** 2 + n_exposures
     return 8 * (2 * n_exposures * n_pixels * n_par + 3 * n_par ** 2)
 
 
-def memory_refusal(n_exposures: int, n_pixels: int, settings: "FitSettings",
+def memory_refusal(n_exposures: int, n_pixels: int, grid_size: int, limit_bytes: int,
                    source) -> ResourceLimitError | None:
-    """The `ResourceLimitError` for a fit above ``settings.memory_limit_bytes``, or None."""
-    estimate = fit_memory_bytes(n_exposures, n_pixels, settings)
-    if estimate <= settings.memory_limit_bytes:
+    """The `ResourceLimitError` (naming ``source``) for a fit of a ``grid_size`` squared
+    grid that needs more than ``limit_bytes`` (`fit_memory_bytes`), or None."""
+    estimate = fit_memory_bytes(n_exposures, n_pixels, grid_size)
+    if estimate <= limit_bytes:
         return None
-    n = settings.grid_size
+    n = grid_size
     return ResourceLimitError(
         f"a {n}x{n} grid over {n_exposures} exposures of {n_pixels} pixels needs about "
         f"{estimate / 1024**3:.1f} GiB, above the limit of "
-        f"{settings.memory_limit_bytes / 1024**3:.1f} GiB; use a smaller grid or fewer "
+        f"{limit_bytes / 1024**3:.1f} GiB; use a smaller grid or fewer "
         "exposures", source)
 
 
-def estimate_fit_memory(manifest: "DetectionManifest", settings: "FitSettings") -> int:
-    """Bytes the fit of ``manifest`` with ``settings`` needs at most, from the manifest and
-    the detection stamp alone (all stamps of a detection share its shape): no PSF file
-    and no other stamp is read.  Raises `StampError` if the detection stamp is unusable."""
-    return fit_memory_bytes(len(manifest.exposures), _detection_pixels(manifest), settings)
-
-
-def check_fit_memory(manifest: "DetectionManifest", settings: "FitSettings") -> None:
-    """Raise `ResourceLimitError` (naming the manifest) if the fit of ``manifest`` would
-    need more than ``settings.memory_limit_bytes`` (`estimate_fit_memory`); call it before
-    loading the detection."""
-    error = memory_refusal(len(manifest.exposures), _detection_pixels(manifest), settings,
-                           manifest.path or manifest.name)
-    if error is not None:
-        raise error
-
-
-def _detection_pixels(manifest: "DetectionManifest") -> int:
-    from .stamps import read_stamp
-    return read_stamp(manifest.detection_exposure.stamp).sci.size

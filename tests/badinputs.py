@@ -19,7 +19,7 @@ import numpy as np
 import tomli_w
 from astropy.io import fits
 
-from smp_model.manifest import DetectionManifest
+from smp_model.inputs.manifest import DetectionManifest
 
 DETECTION = "eris"              # the sample detection the catalogue breaks
 FAKE_PIXMAPPY_CLASS = "GalSimWCS"

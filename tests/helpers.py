@@ -1,6 +1,6 @@
 """Shared test helpers: small synthetic detections whose truth is known analytically.
 
-A synthetic detection is a set of stamps, pixelised PSF files (`smp_model.psf.PixelizedPSF`
+A synthetic detection is a set of stamps, pixelised PSF files (`smp_model.psf.models.PixelizedPSF`
 layout: primary header = a plain TAN WCS, HDU ``PIXPSF``) and a ``detection.toml`` written
 into a temporary directory.  The PSF is a circular Gaussian of ``sigma_px`` CCD pixels whose
 pixel-integrated value is known in closed form (`pixel_integrated_gaussian`), so tests can
@@ -148,7 +148,7 @@ def make_synthetic_detection(directory: Path, *, n_exposures: int = 3, shape=(30
     target and zeropoint-30 fluxes.  Noise is Gaussian with standard deviation
     ``noise_zp30`` on the zeropoint-30 scale; WGT is its inverse variance in SCI units.
     """
-    from smp_model.psf import PixelizedPSF
+    from smp_model.psf.models import PixelizedPSF
     import galsim
 
     directory = Path(directory)

@@ -4,8 +4,10 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from smp_model.batch import BatchOptions, read_batch_list, run_batch
-from smp_model.survey_sim import SurveyObject, simulate_survey
+from smp_model.batch.worker import BatchOptions
+from smp_model.batch.items import read_batch_list
+from smp_model.batch.run import run_batch
+from smp_model.simulation.survey import SurveyObject, simulate_survey
 
 TINY = (SurveyObject("rotator", 6, 20.6, period_hours=7.3, amplitude_mag=0.6,
                      bands=("r",)),

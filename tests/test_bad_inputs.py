@@ -30,17 +30,17 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from smp_model.cli import main
+from smp_model.cli.command import main
 from smp_model.errors import (FitError, ManifestError, MissingDependencyError, PSFError,
                               ResourceLimitError, SMPError, StampError, ZeropointError)
-from smp_model.exposures import DroppedExposureWarning
-from smp_model.fit import DetectionPhotometry
-from smp_model.folder import manifest_from_folder
-from smp_model.io_utils import OutputExistsError
-from smp_model.manifest import DetectionManifest
-from smp_model.psf import load_psf
-from smp_model.scene import FitSettings
-from smp_model.stamps import read_stamp
+from smp_model.scene.exposures import DroppedExposureWarning
+from smp_model.fit.photometry import DetectionPhotometry
+from smp_model.inputs.folder import manifest_from_folder
+from smp_model.files import OutputExistsError
+from smp_model.inputs.manifest import DetectionManifest
+from smp_model.psf.models import load_psf
+from smp_model.settings import FitSettings
+from smp_model.inputs.stamps import read_stamp
 
 from badinputs import (BlockImports, broken_stamp, copy_file, detection_entry, folder_args,
                        garbage_file, is_root, manifest_doc, non_piff_fits, other_entry,
@@ -695,7 +695,7 @@ def test_grid_too_large_is_refused_fast(des_sample):
 # ``smp`` in a child where pixmappy cannot be imported even if installed (./dev setup
 # installs the vendored one): the fake pixmappy Piff file must meet the missing import.
 _SMP_WITHOUT_PIXMAPPY = ("import sys; sys.modules['pixmappy'] = None; "
-                         "from smp_model.cli import main; sys.exit(main(sys.argv[1:]))")
+                         "from smp_model.cli.command import main; sys.exit(main(sys.argv[1:]))")
 
 
 def run_smp(*args: str) -> subprocess.CompletedProcess:
@@ -846,7 +846,7 @@ BLANK_SKY_OFFSET = (-10.0, 8.0)
 
 
 def test_negative_flux_gives_a_limit_magnitude(des_sample, tmp_path, capsys):
-    from smp_model.commands.fit import text_summary
+    from smp_model.cli.fit import text_summary
     manifest = write_doc(tmp_path, small_doc(des_sample))
     fit = DetectionPhotometry(manifest).fit_single(BLANK_SKY_OFFSET)
     assert fit.flux < -2 * fit.flux_err
@@ -883,17 +883,17 @@ def small_manifest(sample: Path) -> DetectionManifest:
 
 
 def _write_table(fit, path, overwrite):
-    from smp_model.results import write_table
+    from smp_model.outputs.tables import write_table
     return write_table(fit, path, overwrite=overwrite)
 
 
 def _write_fits(fit, path, overwrite):
-    from smp_model.results import write_fits
+    from smp_model.outputs.cubes import write_fits
     return write_fits(fit, path, overwrite=overwrite)
 
 
 def _save_figure(fit, path, overwrite):
-    from smp_model.figures import save_figure
+    from smp_model.outputs.figures import save_figure
     return save_figure(fit, path, overwrite=overwrite)
 
 
@@ -1113,13 +1113,13 @@ def test_suspicious_manifest_warns_once_and_fits(what, tmp_path, des_sample, cap
 
 
 def test_sample_manifests_give_no_warning(des_sample):
-    from smp_model.exposures import manifest_warnings
+    from smp_model.scene.exposures import manifest_warnings
     for name in ("eris", "2014vv39", "2014lq28"):
         assert manifest_warnings(sample_manifest(des_sample, name)) == []
 
 
 def test_identical_duplicate_zeropoint_rows_are_fine(tmp_path, des_sample):
-    from smp_model.folder import read_zeropoints
+    from smp_model.inputs.zeropoints import read_zeropoints
     table = Table.read(des_sample / "zeropoints.ecsv")
     doubled = Table(table)
     doubled.add_row(list(table[0]))
@@ -1130,7 +1130,7 @@ def test_identical_duplicate_zeropoint_rows_are_fine(tmp_path, des_sample):
 # -- issue 13: no numpy warning text reaches the user ----------------------------------------
 
 def test_numpy_warnings_are_not_printed(capsys):
-    from smp_model.cli import _warning_to_stderr
+    from smp_model.cli.command import _warning_to_stderr
     with np.errstate(all="warn"), pytest.warns(RuntimeWarning) as record:
         np.array([1e300]) * 1e300
     _warning_to_stderr(record[0].message, RuntimeWarning, "x.py", 1)
@@ -1155,22 +1155,23 @@ def huge_manifest(sample: Path, tmp: Path) -> Path:
 
 
 def test_memory_estimate_from_the_manifest(des_sample, tmp_path):
-    from smp_model.limits import estimate_fit_memory, fit_memory_bytes
+    from smp_model.scene.memory import estimate_fit_memory
+    from smp_model.limits import fit_memory_bytes
     manifest = DetectionManifest.read(huge_manifest(des_sample, tmp_path))
     settings = FitSettings()
     n_par = 20 * 20 + N_HUGE
-    assert fit_memory_bytes(N_HUGE, 900, settings) == 8 * (2 * N_HUGE * 900 * n_par
+    assert fit_memory_bytes(N_HUGE, 900, settings.grid_size) == 8 * (2 * N_HUGE * 900 * n_par
                                                            + 3 * n_par ** 2)
-    assert estimate_fit_memory(manifest, settings) == fit_memory_bytes(N_HUGE, 900, settings)
+    assert estimate_fit_memory(manifest, settings) == fit_memory_bytes(N_HUGE, 900, settings.grid_size)
     # the same number as the scene's own check on a real detection
     small = small_manifest(des_sample)
-    assert estimate_fit_memory(small, settings) == fit_memory_bytes(N_EXPOSURES, 900, settings)
+    assert estimate_fit_memory(small, settings) == fit_memory_bytes(N_EXPOSURES, 900, settings.grid_size)
 
 
 def test_huge_manifest_refused_fast_in_the_library(des_sample, tmp_path, monkeypatch):
-    import smp_model.exposures
+    import smp_model.scene.exposures
     manifest = huge_manifest(des_sample, tmp_path)
-    monkeypatch.setattr(smp_model.exposures, "load_psf",
+    monkeypatch.setattr(smp_model.scene.exposures, "load_psf",
                         lambda *a: pytest.fail("a PSF file was read"))
     with pytest.raises(ResourceLimitError, match=f"{N_HUGE} exposures") as info:
         DetectionPhotometry(manifest)
@@ -1196,8 +1197,8 @@ def test_huge_manifest_refused_by_the_cli_in_seconds(des_sample, tmp_path):
 
 
 def test_folder_form_refused_before_reading_psfs(des_sample, monkeypatch):
-    import smp_model.folder
-    monkeypatch.setattr(smp_model.folder, "load_psf",
+    import smp_model.inputs.folder
+    monkeypatch.setattr(smp_model.inputs.folder, "load_psf",
                         lambda *a: pytest.fail("a PSF file was read"))
     m = sample_manifest(des_sample)
     with pytest.raises(ResourceLimitError, match="2000x2000"):
@@ -1226,7 +1227,7 @@ def test_closed_stdout_is_quiet(des_sample, tmp_path):
 
 def test_failed_write_names_the_requested_file(tmp_path):
     """A writer whose temporary file vanished used to report the temporary name."""
-    from smp_model.io_utils import atomic_write
+    from smp_model.files import atomic_write
     target = tmp_path / "flux.ecsv"
     with pytest.raises(OSError) as info:
         atomic_write(target, lambda tmp: tmp.unlink())

@@ -16,14 +16,14 @@ import numpy as np
 import pytest
 from astropy.table import QTable, Table
 
-from smp_model.batch import (BatchItem, BatchPaths, BatchReport, DetectionOutcome,
-                             detection_key, read_batch_list)
-from smp_model.cli import main
-from smp_model.commands.batch import BatchProgress
-from smp_model.fit import DetectionPhotometry
-from smp_model.folder import manifest_from_folder
-from smp_model.manifest import DetectionManifest
-from smp_model.scene import FitSettings
+from smp_model.batch.items import BatchItem, detection_key, read_batch_list
+from smp_model.batch.work import BatchPaths, BatchReport, DetectionOutcome
+from smp_model.cli.command import main
+from smp_model.cli.batch import BatchProgress
+from smp_model.fit.photometry import DetectionPhotometry
+from smp_model.inputs.folder import manifest_from_folder
+from smp_model.inputs.manifest import DetectionManifest
+from smp_model.settings import FitSettings
 
 SAMPLE = ("eris", "2014vv39", "2014lq28")
 KEYS = {"eris": "eris_234928_20", "2014vv39": "2014vv39_572637_9",
@@ -216,7 +216,7 @@ def test_progress_is_throttled_off_a_terminal():
 # -- issue 7 options: position search and the source shot-noise refit --------------------
 
 def simulated(tmp_path, name, **options):
-    from smp_model.simulate import simulate_detection
+    from smp_model.simulation.detection import simulate_detection
     return simulate_detection(tmp_path / name, seed=options.pop("seed"), name=name,
                               **options).manifest_path
 
@@ -289,16 +289,18 @@ def _det(manifest_path):
 def test_batch_options_in_the_work_directory(tmp_path):
     """Resume compares the new options too; work directories written before they existed
     count as made with their defaults."""
-    from smp_model.batch import BatchError, BatchOptions, _check_outputs
+    from smp_model.batch.items import BatchError
+    from smp_model.batch.worker import BatchOptions
+    from smp_model.batch.work import check_outputs
     paths = BatchPaths(tmp_path / "fluxes.ecsv")
     paths.work_dir.mkdir()
     old = {"settings": FitSettings().as_meta(), "binary_search_if": None}
     paths.options_file.write_text(json.dumps(old))
-    _check_outputs(paths, BatchOptions(), force=False)   # same as before: accepted
+    check_outputs(paths, BatchOptions(), force=False)   # same as before: accepted
     with pytest.raises(BatchError, match="optimize_position: False then, True now"):
-        _check_outputs(paths, BatchOptions(optimize_position=True), force=False)
+        check_outputs(paths, BatchOptions(optimize_position=True), force=False)
     with pytest.raises(BatchError, match="shot_noise"):
-        _check_outputs(paths, BatchOptions(gain=4.0), force=False)
+        check_outputs(paths, BatchOptions(gain=4.0), force=False)
 
     options = BatchOptions(gain=4)
     assert options.shot_noise and options.gain == 4.0
@@ -483,7 +485,7 @@ def test_colliding_keys_are_all_kept(des_sample, tmp_path, cluster, capsys):
     items = read_batch_list(listing)
     assert {i.key for i in items} == {"eris_x_234928_20"}
 
-    from smp_model.batch import distinct_keys
+    from smp_model.batch.items import distinct_keys
     keys = [i.key for i in distinct_keys(items)]
     assert len(set(keys)) == 3
     assert keys[0].startswith("eris_x_234928_20-") and keys[1].startswith("eris_x_234928_20-")
@@ -507,7 +509,7 @@ def test_colliding_keys_are_all_kept(des_sample, tmp_path, cluster, capsys):
 
 def test_no_work_directory_when_the_cluster_is_unreachable(tmp_path, des_sample):
     """Finding 9: an unreachable --scheduler used to leave an empty .work folder."""
-    from smp_model.batch import run_batch
+    from smp_model.batch.run import run_batch
 
     def unreachable():
         raise OSError("Timed out trying to connect to tcp://10.255.255.1:8786")
@@ -523,7 +525,7 @@ def test_no_work_directory_when_the_cluster_is_unreachable(tmp_path, des_sample)
 
 def test_too_large_detection_is_a_recorded_failure_on_the_worker(des_sample, tmp_path):
     """Finding 4 on a worker: refused from the manifest (no PSF read) and recorded."""
-    from smp_model.batch import BatchOptions, fit_detection
+    from smp_model.batch.worker import BatchOptions, fit_detection
     manifest = DetectionManifest.read(des_sample / "eris" / "detection.toml")
     # The other exposures' PSF files do not exist: refused before any of them is opened.
     manifest = manifest.with_exposures(tuple(
@@ -542,7 +544,7 @@ def test_too_large_detection_is_a_recorded_failure_on_the_worker(des_sample, tmp
 def test_list_reading_psf_files_elsewhere_says_so(des_sample, tmp_path, capsys):
     """Finding 8 (batch part): a list that makes the batch read PSF files (code) from
     outside its own folder says so in one warning line, before any work."""
-    from smp_model.batch import psf_sources_outside
+    from smp_model.batch.items import psf_sources_outside
     listing = tmp_path / "list.ecsv"
     Table({"manifest": [str(des_sample / n / "detection.toml") for n in SAMPLE]}).write(listing)
     items = read_batch_list(listing)
@@ -589,12 +591,12 @@ def test_bad_folder_row_values_fail_that_row(change, message, tmp_path):
 def test_too_large_folder_row_is_refused_before_reading_psfs(des_sample, monkeypatch):
     """The folder form on a worker: refused from the stamps found (kills a surviving
     mutant that dropped the settings from the worker's folder call)."""
-    import smp_model.folder
-    from smp_model.batch import BatchOptions, fit_detection
+    import smp_model.inputs.folder
+    from smp_model.batch.worker import BatchOptions, fit_detection
 
     def no_psf(*args):
         raise RuntimeError("a PSF file was read")
-    monkeypatch.setattr(smp_model.folder, "load_psf", no_psf)
+    monkeypatch.setattr(smp_model.inputs.folder, "load_psf", no_psf)
     folder = {"stamps": des_sample / "eris" / "stamps", "psfs": des_sample / "psfs",
               "zeropoints": des_sample / "zeropoints.ecsv", "name": "eris",
               "ra": 25.62472153, "dec": -3.41797168, "band": "Y", "expnum": 234928,
@@ -607,7 +609,7 @@ def test_too_large_folder_row_is_refused_before_reading_psfs(des_sample, monkeyp
 
 
 def test_numpy_warnings_are_not_recorded():
-    from smp_model.batch import _warning_lines
+    from smp_model.batch.worker import _warning_lines
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with np.errstate(all="warn"):

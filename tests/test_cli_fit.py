@@ -14,8 +14,8 @@ from astropy.io import fits
 from astropy.table import Table
 
 from helpers import absolute_manifest_dict, make_synthetic_detection, write_toml
-from smp_model.cli import main
-from smp_model.manifest import DetectionManifest
+from smp_model.cli.command import main
+from smp_model.inputs.manifest import DetectionManifest
 
 SINGLE_KEYS = {"flux", "flux_err", "mag", "mag_err", "chi2", "dof", "convention", "timings"}
 SOURCE_KEYS = {"flux", "flux_err", "mag", "mag_err", "dx", "dy", "dx_err", "dy_err"}

@@ -1,4 +1,4 @@
-"""DES-rule cutouts (`smp_model.cutout`, `smp cutout`): the rule against index arithmetic,
+"""DES-rule cutouts (`smp_model.inputs.cutout`, `smp cutout`): the rule against index arithmetic,
 CCD edges (partial stamps, zero fill), fpacked images, and a simulated survey whose CCD
 images give back the simulator's own stamps and fit to its truth."""
 from __future__ import annotations
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from smp_model.cutout import cut_stamp, read_planes, write_ccd_image
+from smp_model.inputs.cutout import cut_stamp, read_planes, write_ccd_image
 from smp_model.errors import StampError
-from smp_model.manifest import DetectionManifest, des_stamp_origin
+from smp_model.inputs.manifest import DetectionManifest, des_stamp_origin
 
 REPO = Path(__file__).resolve().parent.parent
 NY, NX = 120, 80
@@ -76,7 +76,7 @@ def test_image_without_weight_is_refused(tmp_path):
 
 @pytest.fixture(scope="module")
 def survey(tmp_path_factory):
-    from smp_model.simulate import simulate_detection
+    from smp_model.simulation.detection import simulate_detection
     out = tmp_path_factory.mktemp("survey")
     return out, simulate_detection(out, seed=5, ccd_images=True, flux=3000.0)
 

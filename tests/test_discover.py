@@ -1,4 +1,4 @@
-"""Exposure discovery (`smp_model.decam`, `find_exposures`, `smp discover`) against a
+"""Exposure discovery (`smp_model.wcs.decam`, `find_exposures`, `smp discover`) against a
 brute-force footprint check, CCD edges and gaps, the real DES exposure table, and a
 simulated survey."""
 from __future__ import annotations
@@ -13,8 +13,8 @@ import pytest
 from astropy.table import Table
 from astropy.wcs import WCS
 
-from smp_model import decam
-from smp_model.discovery import find_exposures, read_exposure_table
+from smp_model.wcs import decam
+from smp_model.inputs.discovery import find_exposures, read_exposure_table
 from smp_model.errors import ManifestError
 
 REPO = Path(__file__).resolve().parent.parent
@@ -54,7 +54,7 @@ def test_random_positions_agree_with_brute_force():
         ra0, dec0 = rng.uniform(0, 360), rng.uniform(-70, 10)
         # within the field of view, gaps and the outside included
         r, angle = 1.2 * np.sqrt(rng.uniform()), rng.uniform(0, 2 * np.pi)
-        from smp_model.wcs import sky_from_tangent
+        from smp_model.wcs.transforms import sky_from_tangent
         ra, dec = (float(v) for v in sky_from_tangent(r * 3600 * np.cos(angle),
                                                       r * 3600 * np.sin(angle), ra0, dec0))
         got = decam.locate(ra, dec, ra0, dec0)
@@ -91,7 +91,7 @@ def test_edges_and_gaps(ccd, x, y, inside):
 def test_real_des_exposure_table_finds_the_sample_ccds(des_sample):
     """2014lq28 in the sample's survey table: the same exposures and CCDs as its manifest,
     positions from each PSF file's WCS matching the manifest's reference target_xy."""
-    from smp_model.manifest import DetectionManifest
+    from smp_model.inputs.manifest import DetectionManifest
     manifest = DetectionManifest.read(des_sample / "2014lq28" / "detection.toml")
     table = read_exposure_table(des_sample / "exposures.ecsv")
     layout_only = find_exposures(table, manifest.ra, manifest.dec, band="r")
@@ -147,7 +147,7 @@ class FakeDestnosimSurvey:
 
 
 def _simulate(tmp_path_factory):
-    from smp_model.simulate import simulate_detection
+    from smp_model.simulation.detection import simulate_detection
     out = tmp_path_factory.mktemp("survey")
     truth = simulate_detection(out, seed=3, ccd_images=True)
     return out, truth
@@ -189,7 +189,7 @@ def test_smp_discover_cli_writes_table_and_manifest(survey, tmp_path):
     assert {(r["expnum"], r["ccdnum"]) for r in rows} == {
         (e.expnum, e.ccdnum) for e in truth.exposures}
     assert len(Table.read(tmp_path / "found.ecsv")) == len(rows)
-    from smp_model.manifest import DetectionManifest
+    from smp_model.inputs.manifest import DetectionManifest
     written = DetectionManifest.read(tmp_path / "m.toml")
     shipped = DetectionManifest.read(out / "detection.toml")
     assert written.detection_ccdnum == truth.detection_ccdnum

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from smp_model.discovery import (DestnosimExposures, ExposureRef, ExposureSource,
-                                 exposures_for_detection)
-from smp_model.folder import manifest_from_folder
-from smp_model.manifest import DetectionManifest
+from smp_model.inputs.discovery import (DestnosimExposures, ExposureRef, ExposureSource,
+                                        exposures_for_detection)
+from smp_model.inputs.folder import manifest_from_folder
+from smp_model.inputs.manifest import DetectionManifest
 
 
 class FakeExposure:

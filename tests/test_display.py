@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from smp_model.demo import demo_manifest_path
-from smp_model.display import (STRETCHES, exposure_overlays, exposure_sky_affine,
-                               pixel_jacobian, sky_aligned_affine, stamp_extent,
-                               stretch_curve, stretched_colors)
-from smp_model.fit import DetectionPhotometry
-from smp_model.panels import five_panels
+from smp_model.simulation.demo import demo_manifest_path
+from smp_model.outputs.display import (STRETCHES, exposure_overlays, exposure_sky_affine,
+                                       pixel_jacobian, sky_aligned_affine, stamp_extent,
+                                       stretch_curve, stretched_colors)
+from smp_model.fit.photometry import DetectionPhotometry
+from smp_model.fit.panels import five_panels
 
 
 @pytest.fixture(scope="module")
@@ -157,8 +157,8 @@ def test_sky_affine_is_the_overlays_and_the_extent_holds_every_stamp(demo_fit):
 
 
 def test_sky_aligned_figure_draws_north_up_east_left(demo_fit):
-    from smp_model.display import DisplayStyle
-    from smp_model.figures import five_panel_figure
+    from smp_model.outputs.display import DisplayStyle
+    from smp_model.outputs.figures import five_panel_figure
     det = demo_fit.scene.detection_index
     ex = demo_fit.scene.exposures[det]
     ra0, dec0 = ex.pixel_to_sky(*ex.target_xy)

@@ -22,10 +22,11 @@ from helpers import (make_synthetic_detection, pixel_integrated_gaussian, render
                      sky_to_pixel, tan_header)
 from smp_model.conventions import piff_box_origin
 from smp_model.errors import FitError, ResourceLimitError
-from smp_model.exposures import load_exposures
-from smp_model.fit import DetectionPhotometry
-from smp_model.manifest import DetectionManifest, des_stamp_origin
-from smp_model.scene import FitSettings, SceneModel
+from smp_model.scene.exposures import load_exposures
+from smp_model.fit.photometry import DetectionPhotometry
+from smp_model.inputs.manifest import DetectionManifest, des_stamp_origin
+from smp_model.settings import FitSettings
+from smp_model.scene.model import SceneModel
 
 SMALL_GRID = dict(grid_size=6, grid_step_arcsec=0.5)
 

@@ -7,11 +7,11 @@ import math
 import numpy as np
 import pytest
 
-from smp_model.fit import DetectionPhotometry
-from smp_model.scene import FitSettings
+from smp_model.fit.photometry import DetectionPhotometry
+from smp_model.settings import FitSettings
 
 # 2014 LQ28 has two all-masked exposures; their drop is tested in test_engine_io.py.
-pytestmark = pytest.mark.filterwarnings("ignore::smp_model.exposures.DroppedExposureWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::smp_model.scene.exposures.DroppedExposureWarning")
 
 # Published results of the original code (legacy convention): flux, sigma, mag, sigma_mag.
 PUBLISHED_LEGACY = {

@@ -15,10 +15,11 @@ import galsim
 import numpy as np
 import pytest
 
-from smp_model.fit import DetectionPhotometry
-from smp_model.manifest import DetectionManifest
-from smp_model.psf import OversampledPSF, PiffPSF, draw_profile, load_psf
-from smp_model.scene import FitSettings
+from smp_model.fit.photometry import DetectionPhotometry
+from smp_model.inputs.manifest import DetectionManifest
+from smp_model.psf.oversampled import OversampledPSF
+from smp_model.psf.models import PiffPSF, draw_profile, load_psf
+from smp_model.settings import FitSettings
 
 # A few exposures of each object, each band (Y, i, r); the LQ28 one is the near-edge CCD.
 PSF_CASES = [("eris", 0), ("eris", 3), ("2014vv39", 0), ("2014vv39", 5), ("2014lq28", 0),

@@ -18,8 +18,8 @@ import pytest
 from astropy.io import fits
 
 from helpers import absolute_manifest_dict, write_toml
-from smp_model.fit import DetectionPhotometry
-from smp_model.scene import FitSettings
+from smp_model.fit.photometry import DetectionPhotometry
+from smp_model.settings import FitSettings
 
 # (object, exposure to relabel as the detection, injected flux on ZP 30, CCD offset of the
 # injected source from the object's position in that exposure).  Fluxes give S/N ~ 25-40.

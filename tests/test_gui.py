@@ -19,11 +19,11 @@ from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
 from PyQt6.QtGui import QMouseEvent
 from PyQt6.QtWidgets import QApplication, QMessageBox
 
-from smp_model.fit import DetectionPhotometry
-from smp_model.manifest import DetectionManifest
-from smp_model.panels import PANEL_KEYS, five_panels
-from smp_model.request import FitRequest as EngineFitRequest
-from smp_model.scene import FitSettings
+from smp_model.fit.photometry import DetectionPhotometry
+from smp_model.inputs.manifest import DetectionManifest
+from smp_model.fit.panels import PANEL_KEYS, five_panels
+from smp_model.fit.request import FitRequest as EngineFitRequest
+from smp_model.settings import FitSettings
 from smp_gui.controller import FitController, FitRequest
 from smp_gui.main_window import MainWindow
 from smp_gui.panels import ccd_to_view, pixel_rect, view_to_ccd, view_to_pixel
@@ -607,7 +607,7 @@ def wait_settled_or_idle(qtbot, window):
 # -- sessions are written atomically and never replace a file without asking -------------
 
 def test_session_save_refuses_overwrite(qtbot, window, lq28_path, tmp_path, monkeypatch):
-    import smp_model.io_utils as io_utils
+    import smp_model.files as io_utils
     open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
     used = []
     real = io_utils.atomic_output
@@ -717,7 +717,7 @@ def test_dropped_exposures_listed_in_the_browser(qtbot, window, lq28_path):
 
 def test_exposure_diagnostics_in_browser(qtbot, window, lq28_path, engine):
     from smp_gui.exposure_browser import COL_CHI2, COL_MAXRES, COL_OUTLIER, OUTLIER_MARK
-    from smp_model.diagnostics import exposure_diagnostics
+    from smp_model.fit.diagnostics import exposure_diagnostics
     open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
     diag = exposure_diagnostics(engine.fit_binary(START))
     table = window.browser.table
@@ -743,7 +743,7 @@ def test_exposure_diagnostics_in_browser(qtbot, window, lq28_path, engine):
 
 def test_drag_does_not_compute_full_covariance(qtbot, window, lq28_path, engine,
                                                monkeypatch):
-    from smp_model.scene import SceneModel
+    from smp_model.scene.model import SceneModel
     calls = []
     real = SceneModel.full_covariance
     monkeypatch.setattr(SceneModel, "full_covariance",

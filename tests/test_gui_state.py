@@ -11,8 +11,8 @@ import pytest
 
 from smp_gui.state import (SESSION_FORMAT, InspectorModel, Measurement, SessionError,
                            parse_session, psf_files_outside)
-from smp_model.request import TargetOffsets
-from smp_model.scene import FitSettings
+from smp_model.fit.request import TargetOffsets
+from smp_model.settings import FitSettings
 
 
 def binary(*values) -> TargetOffsets:

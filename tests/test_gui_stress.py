@@ -23,9 +23,9 @@ from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, QThreadPool, Qt
 from PyQt6.QtGui import QMouseEvent
 from PyQt6.QtWidgets import QApplication
 
-from smp_model.fit import DetectionPhotometry
-from smp_model.manifest import DetectionManifest
-from smp_model.panels import five_panels
+from smp_model.fit.photometry import DetectionPhotometry
+from smp_model.inputs.manifest import DetectionManifest
+from smp_model.fit.panels import five_panels
 from smp_gui.main_window import MainWindow
 from smp_gui.panels import ccd_to_view
 

@@ -20,7 +20,8 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 # What the sdist of the project holds (copied so that pip builds outside the work tree
 # and leaves no build/ or *.egg-info in it).
-PROJECT_FILES = ("smp_model", "smp_gui", "resources", "pyproject.toml", "README.md", "LICENSE")
+PROJECT_FILES = ("smp_model", "smp_gui", "resources", "pyproject.toml", "setup.py", "README.md",
+                 "LICENSE")
 # Engine tests that need neither Qt nor dask (the quick ones: this suite runs them again
 # against the work tree).
 ENGINE_TESTS = ("test_wcs.py", "test_engine_reference.py", "test_discovery.py",
@@ -90,7 +91,7 @@ def test_headless_install_has_no_qt_or_dask(headless):
     assert found == {"PyQt6": False, "pyqtgraph": False, "dask": False,
                      "distributed": False}
     resources = _run([venv / "bin" / "python", "-c",
-                      "from smp_model.decam import load_ccd_layout; "
+                      "from smp_model.wcs.decam import load_ccd_layout; "
                       "print(len(load_ccd_layout()))"], cwd=tmp, env=env)
     assert resources.stdout.strip() == "62", resources.stderr
 

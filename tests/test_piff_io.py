@@ -1,4 +1,4 @@
-"""`smp_model.piff_io` reads what `piff.PSF.read` reads, on every Piff file of the sample."""
+"""`smp_model.psf.piff_io` reads what `piff.PSF.read` reads, on every Piff file of the sample."""
 
 import warnings
 
@@ -8,7 +8,7 @@ import numpy as np
 import piff
 import pytest
 
-from smp_model.piff_io import PiffFile, _has_wide_strings, read_piff
+from smp_model.psf.piff_io import PiffFile, _has_wide_strings, read_piff
 
 
 @pytest.fixture(scope="module")

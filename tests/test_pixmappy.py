@@ -1,5 +1,5 @@
 """The real pixmappy: original DES Piff files fitted at the manifest's colour, and pixmappy's
-own colour-dependent test map through every conversion of `smp_model.wcs`.
+own colour-dependent test map through every conversion of `smp_model.wcs.transforms`.
 
 Needs pixmappy (``./dev setup`` installs ``../shared/vendor/pixmappy-1.0.0.tar.gz``); the
 tests that need it skip when it is absent.  The missing-pixmappy error is tested without it.
@@ -14,7 +14,8 @@ import galsim
 import numpy as np
 import pytest
 
-from smp_model.wcs import local_jacobians, local_pixel_scale, pixel_to_sky, sky_to_pixel
+from smp_model.wcs.transforms import (local_jacobians, local_pixel_scale, pixel_to_sky,
+                                      sky_to_pixel)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -141,7 +142,7 @@ def test_colour_dependent_map_through_every_conversion(colour_map):
 
 def test_psf_profile_jacobian_uses_the_colour(colour_map):
     """A PSF seen through the colour-dependent map: drawing needs the colour too."""
-    from smp_model.psf import GalsimPSF
+    from smp_model.psf.models import GalsimPSF
     wcs, ref = colour_map
     x, y = ref["xpix"][2], ref["ypix"][2]
     with pytest.raises(Exception, match="ColorTerm"):
@@ -154,7 +155,7 @@ def test_cli_without_pixmappy_says_how_to_install_it(pixmappy_sample):
     """With pixmappy not importable, ``smp fit`` on the original files exits 2 with one line
     saying what to install."""
     code = ("import sys; sys.modules['pixmappy'] = None; "
-            "from smp_model.cli import main; sys.exit(main(sys.argv[1:]))")
+            "from smp_model.cli.command import main; sys.exit(main(sys.argv[1:]))")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     result = subprocess.run([sys.executable, "-c", code, "fit",
                              str(pixmappy_sample / "2014lq28.toml"), "--json", "--quiet"],
@@ -172,8 +173,8 @@ def test_per_exposure_colour_overrides_the_detection_colour(pixmappy_sample, tmp
     real_pixmappy()
     from dataclasses import replace
 
-    from smp_model.exposures import load_exposure
-    from smp_model.manifest import DetectionManifest
+    from smp_model.scene.exposures import load_exposure
+    from smp_model.inputs.manifest import DetectionManifest
     manifest = DetectionManifest.read(pixmappy_sample / "2014lq28.toml")
     entry = replace(manifest.detection_exposure, color_gi=0.0)
     changed = manifest.with_exposures((entry,))

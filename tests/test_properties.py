@@ -24,9 +24,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from smp_model.errors import ManifestError, MissingDependencyError, PSFError, StampError
-from smp_model.manifest import DetectionManifest
-from smp_model.psf import load_psf
-from smp_model.stamps import read_stamp
+from smp_model.inputs.manifest import DetectionManifest
+from smp_model.psf.models import load_psf
+from smp_model.inputs.stamps import read_stamp
 
 from badinputs import manifest_doc, write_hdus
 

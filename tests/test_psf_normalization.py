@@ -10,10 +10,10 @@ import galsim
 import numpy as np
 import pytest
 
-from smp_model.cli import add_model_arguments, settings_from_args
+from smp_model.cli.arguments import add_model_arguments, settings_from_args
 from smp_model.conventions import PSF_NORMALIZATIONS
-from smp_model.psf import OversampledPSF, band_limited_samples
-from smp_model.scene import FitSettings
+from smp_model.psf.oversampled import OversampledPSF, band_limited_samples
+from smp_model.settings import FitSettings
 
 RNG = np.random.default_rng(17)
 
@@ -141,8 +141,8 @@ def test_the_option_round_trips_through_meta_and_the_cli(value):
 
 
 def test_the_scene_renders_target_and_grid_with_the_option(tmp_path):
-    from smp_model.fit import DetectionPhotometry
-    from smp_model.simulate import simulate_detection
+    from smp_model.fit.photometry import DetectionPhotometry
+    from smp_model.simulation.detection import simulate_detection
     truth = simulate_detection(tmp_path / "sim", seed=3, n_exposures=3)
     model = DetectionPhotometry(truth.manifest_path, FitSettings(psf_normalization="model"))
     unit = DetectionPhotometry(truth.manifest_path, FitSettings(psf_normalization="unit-sum"))

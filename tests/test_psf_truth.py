@@ -1,4 +1,4 @@
-"""The PSF phase study (`smp_model.psf_truth`): its Piff setup against the sample's files,
+"""The PSF phase study (`smp_model.validation.psf_phase`): its Piff setup against the sample's files,
 its DES-like PixelGrid model against the DES models' pixel sums, and a small run whose
 control (SMP with the true PSF) is unbiased."""
 from __future__ import annotations
@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from smp_model.conventions import PSF_NORMALIZATIONS
-from smp_model.psf import OversampledPSF
-from smp_model.psf_truth import (CONTROL, SAMPLE_PIFF_FILE, SAMPLED, PhaseStudyConfig,
-                                 PiffSetup, SampledPixelGridPSF, default_setup, format_study,
-                                 run_phase_study)
+from smp_model.psf.oversampled import OversampledPSF
+from smp_model.validation.psf_phase import (CONTROL, SAMPLE_PIFF_FILE, SAMPLED,
+                                            PhaseStudyConfig, PiffSetup, SampledPixelGridPSF,
+                                            default_setup, format_study, run_phase_study)
 
 PHASES = np.meshgrid(np.linspace(0, 1, 12, endpoint=False), np.linspace(0, 1, 12,
                                                                           endpoint=False))

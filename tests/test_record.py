@@ -15,16 +15,18 @@ from astropy.io import fits
 from astropy.table import QTable
 from astropy.wcs import WCS
 
-from smp_model.cli import main
-from smp_model.exposures import load_exposures
-from smp_model.fit import DetectionPhotometry
-from smp_model.manifest import DetectionManifest
-from smp_model.record import FLAGS, NJY_PER_COUNT, decode_flags, fit_record
-from smp_model.request import FitRequest, TargetOffsets, measure
+from smp_model.cli.command import main
+from smp_model.scene.exposures import load_exposures
+from smp_model.fit.photometry import DetectionPhotometry
+from smp_model.inputs.manifest import DetectionManifest
+from smp_model.outputs.columns import FLAGS, NJY_PER_COUNT, decode_flags
+from smp_model.outputs.record import fit_record
+from smp_model.fit.request import FitRequest, TargetOffsets
+from smp_model.fit.measure import measure
 
 from helpers import make_synthetic_detection
 
-pytestmark = pytest.mark.filterwarnings("ignore::smp_model.exposures.DroppedExposureWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::smp_model.scene.exposures.DroppedExposureWarning")
 
 
 @pytest.fixture(scope="module")
@@ -138,7 +140,8 @@ def test_cli_batch_and_gui_projections_agree(synthetic, tmp_path, capsys):
     """The same request through the CLI, the batch worker and the GUI's summary gives
     identical numbers in every field they share."""
     from smp_gui.controller import summarize
-    from smp_model.batch import BatchItem, BatchOptions, fit_detection
+    from smp_model.batch.items import BatchItem
+    from smp_model.batch.worker import BatchOptions, fit_detection
     table_path = tmp_path / "cli.ecsv"
     assert main(["fit", str(synthetic.manifest_path), "--optimize", "--table",
                  str(table_path), "--json", "--quiet"]) == 0
@@ -177,7 +180,7 @@ def test_record_is_cheap_and_meta_lazy(synthetic):
 
 
 def test_binary_seed_grids_cover_each_pair_once():
-    from smp_model.fit import _separation_grid
+    from smp_model.fit.binary_search import _separation_grid
     full = _separation_grid(0.5, 3.0)
     half = _separation_grid(0.5, 3.0, half_plane=True)
     assert len(full) == 2 * len(half)

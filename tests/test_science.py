@@ -17,13 +17,16 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from smp_model.cli import main
-from smp_model.diagnostics import exposure_diagnostics
-from smp_model.fit import DetectionPhotometry
-from smp_model.results import fit_table, write_fits
-from smp_model.scene import FitSettings
-from smp_model.simulate import SimulationConfig, build_field, simulate_detection
-from smp_model.validation import SimulatedFieldFit
+from smp_model.cli.command import main
+from smp_model.fit.diagnostics import exposure_diagnostics
+from smp_model.fit.photometry import DetectionPhotometry
+from smp_model.outputs.tables import fit_table
+from smp_model.outputs.cubes import write_fits
+from smp_model.settings import FitSettings
+from smp_model.simulation.config import SimulationConfig
+from smp_model.simulation.field import build_field
+from smp_model.simulation.detection import simulate_detection
+from smp_model.validation.injection import SimulatedFieldFit
 
 GAIN = 4.0            # electrons per SCI count (DECam-like)
 
@@ -130,7 +133,7 @@ def test_position_search_on_the_sample_is_fast(eris):
 def test_binary_geometry_from_the_sources_equals_the_scene_geometry(eris):
     """BinaryFit reads separation and angle off its sources' positions; the general
     function (used for the error propagation) must agree at the fitted offsets."""
-    from smp_model.fit import BinaryFit
+    from smp_model.fit.results import BinaryFit
     fit = eris.fit_binary((0.0, 2.0, 0.0, 1.5))
     expected = BinaryFit.scene_geometry(fit.scene, fit.offsets)
     got = (fit.separation_px, fit.separation_arcsec, fit.position_angle_deg)

@@ -11,14 +11,16 @@ from astropy.io import fits
 from astropy.table import Table
 
 from smp_model import DetectionManifest, DetectionPhotometry, FitSettings
-from smp_model.cli import main
-from smp_model.exposures import load_exposures
-from smp_model.io_utils import OutputExistsError
-from smp_model.manifest import des_stamp_origin
-from smp_model.psf import PixelizedPSF, load_psf
-from smp_model.simulate import (MASK_BPM, MASK_CRAY, SimulationConfig, SimulationTruth,
-                                build_field, simulate_detection)
-from smp_model.stamps import read_stamp
+from smp_model.cli.command import main
+from smp_model.scene.exposures import load_exposures
+from smp_model.files import OutputExistsError
+from smp_model.inputs.manifest import des_stamp_origin
+from smp_model.psf.models import PixelizedPSF, load_psf
+from smp_model.simulation.config import MASK_BPM, MASK_CRAY, SimulationConfig
+from smp_model.simulation.field import build_field
+from smp_model.simulation.truth import SimulationTruth
+from smp_model.simulation.detection import simulate_detection
+from smp_model.inputs.stamps import read_stamp
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +186,7 @@ def test_cli_writes_and_prints_the_manifest(tmp_path, capsys):
 
 def test_demo_is_generated_once_into_the_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SMP_CACHE_DIR", str(tmp_path))
-    from smp_model import demo
+    from smp_model.simulation import demo
     path = demo.demo_manifest_path()
     assert path == tmp_path / "demo-v1" / "detection.toml" and path.is_file()
     mtime = path.stat().st_mtime_ns
@@ -197,7 +199,7 @@ def test_demo_is_generated_once_into_the_cache(tmp_path, monkeypatch):
 
 
 def test_demo_generation_is_atomic_under_concurrency(tmp_path):
-    code = ("from smp_model.demo import demo_manifest_path, demo_truth; "
+    code = ("from smp_model.simulation.demo import demo_manifest_path, demo_truth; "
             "p = demo_manifest_path(); demo_truth(); print(p)")
     env = dict(os.environ, SMP_CACHE_DIR=str(tmp_path), PYTHONPATH=os.pathsep.join(sys.path))
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE,

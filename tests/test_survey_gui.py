@@ -19,7 +19,7 @@ from PyQt6.QtWidgets import QApplication, QFileDialog, QInputDialog
 
 from smp_gui import loader
 from smp_gui.survey import SurveyWindow
-from smp_model.survey import Survey
+from smp_model.survey.core import Survey
 
 pytestmark = pytest.mark.gui
 pg.setConfigOption("mouseRateLimit", -1)
@@ -385,7 +385,8 @@ def test_drop_a_batch_output_on_either_window(qtbot, window, batch, tmp_path):
 def test_des_sample_batch_screenshot_and_export(des_sample, tmp_path):
     """The issue's check on the real sample: `smp batch` of the three detections, then
     `smp-gui fluxes.ecsv --screenshot` and `--select KEY --export-table` (= batch rows)."""
-    from smp_model.batch import read_batch_list, run_batch
+    from smp_model.batch.items import read_batch_list
+    from smp_model.batch.run import run_batch
     from survey_helpers import threads_client
     listing = tmp_path / "detections.ecsv"
     Table({"manifest": [str(des_sample / n / "detection.toml")
@@ -418,7 +419,7 @@ def test_build_cache_keeps_hands_over_and_forgets(tiny_survey, tmp_path):
     """`loader.BuildCache`: a prefetched build is handed over (the same object, no second
     build), a failed one gives None (the worker then builds and reports), the oldest is
     dropped beyond ``max_items``."""
-    from smp_model.scene import FitSettings
+    from smp_model.settings import FitSettings
     folder, out, truth = tiny_survey
     manifests = sorted(folder.glob("*/*/detection.toml"))[:3]
     cache = loader.BuildCache(max_items=2)

@@ -1,6 +1,6 @@
-"""The Qt-free survey model (`smp_model.survey`): filter language, sorting, reading batch
+"""The Qt-free survey model (`smp_model.survey.core`): filter language, sorting, reading batch
 outputs (old and new), the review sidecar and the curated export; and the simulated
-survey (`smp_model.survey_sim`) fitted by the real batch against its truth."""
+survey (`smp_model.simulation.survey`) fitted by the real batch against its truth."""
 from __future__ import annotations
 
 import json
@@ -13,12 +13,13 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from smp_model.scene import FitSettings
-from smp_model.survey_sim import SurveyObject
-from smp_model.survey import (FLAG_EXPOSURE_DROPPED, FilterError, ReviewSidecar, Survey,
-                              fit_rotation, fold,
-                              compile_filter, decode_flags, detection_mjd, read_table,
-                              sort_indices)
+from smp_model.settings import FitSettings
+from smp_model.simulation.survey import SurveyObject
+from smp_model.survey.core import FLAG_EXPOSURE_DROPPED, Survey, flags_text, sort_indices
+from smp_model.survey.filters import FilterError, compile_filter
+from smp_model.survey.review import ReviewSidecar
+from smp_model.survey.rotation import fit_rotation, fold
+from smp_model.survey.tables import detection_mjd, read_table
 
 NAN = math.nan
 
@@ -87,10 +88,10 @@ def test_sort_nan_last_both_ways_and_stable(columns):
 
 
 def test_decode_flags():
-    assert decode_flags(0) == ""
-    assert decode_flags(2 | FLAG_EXPOSURE_DROPPED) == "position_fixed, exposure_dropped"
-    assert decode_flags(8) == "unresolved"
-    assert decode_flags(64 | 1) == "nonpositive_flux, bits 64"
+    assert flags_text(0) == ""
+    assert flags_text(2 | FLAG_EXPOSURE_DROPPED) == "position_fixed, exposure_dropped"
+    assert flags_text(8) == "unresolved"
+    assert flags_text(64 | 1) == "nonpositive_flux, bits 64"
 
 
 # -- a batch output written like `smp batch` writes it ---------------------------------------
@@ -164,7 +165,7 @@ def test_fast_ecsv_reader_matches_astropy(batch_out):
 
 
 def test_fits_and_csv_outputs_open(tmp_path):
-    from smp_model.results import write_table
+    from smp_model.outputs.tables import write_table
     for suffix in (".fits", ".csv"):
         out = tmp_path / f"fluxes{suffix}"
         write_table(batch_table(), out)
@@ -189,7 +190,7 @@ def test_older_batch_output_degrades(tmp_path, monkeypatch):
 
 
 def test_not_a_batch_output(tmp_path):
-    from smp_model.survey import SurveyError
+    from smp_model.survey.tables import SurveyError
     out = tmp_path / "other.ecsv"
     Table({"a": [1]}).write(out)
     with pytest.raises(SurveyError, match="no 'key' column"):
@@ -279,10 +280,10 @@ def test_curated_export_joins_marks(batch_out, tmp_path, suffix):
     filtered = Table.read(survey.export_curated(tmp_path / f"only{suffix}",
                                                 keys=["obj1_1001_5"]))
     assert filtered["component"].tolist() == ["primary", "secondary"]
-    from smp_model.io_utils import OutputExistsError
+    from smp_model.files import OutputExistsError
     with pytest.raises(OutputExistsError):
         survey.export_curated(out)
-    from smp_model.survey import SurveyError
+    from smp_model.survey.tables import SurveyError
     with pytest.raises(SurveyError, match="refusing"):
         survey.export_curated(batch_out, overwrite=True)
 
@@ -375,8 +376,8 @@ def test_fit_rotation_recovers_an_exact_sinusoid():
 
 def test_smp_simulate_survey_command(tmp_path, monkeypatch, capsys):
     """`smp simulate --survey DIR` writes the survey and prints its batch list."""
-    import smp_model.survey_sim as survey_sim
-    from smp_model.cli import main
+    import smp_model.simulation.survey as survey_sim
+    from smp_model.cli.command import main
     real = survey_sim.simulate_survey
     small = (SurveyObject("steady", 2, 21.0),)
     monkeypatch.setattr(survey_sim, "simulate_survey",

@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from smp_model import DetectionPhotometry
-from smp_model.cli import main
-from smp_model.simulate import simulate_detection
-from smp_model.validation import (PullStats, Recovery, ValidationReport, delta_chi2_summary,
-                                  relabelled_manifests, run_validation)
+from smp_model.cli.command import main
+from smp_model.simulation.detection import simulate_detection
+from smp_model.validation.injection import (PullStats, Recovery, ValidationReport,
+                                            delta_chi2_summary, relabelled_manifests,
+                                            run_validation)
 
 
 @pytest.fixture(scope="module")

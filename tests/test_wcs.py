@@ -1,4 +1,4 @@
-"""smp_model.wcs against analytic truths and astropy's coordinate frames."""
+"""smp_model.wcs.transforms against analytic truths and astropy's coordinate frames."""
 
 import galsim
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 from astropy.coordinates import SkyCoord
 import astropy.units as u
 
-from smp_model.wcs import pixel_to_sky, separation_and_position_angle, sky_to_pixel
+from smp_model.wcs.transforms import pixel_to_sky, separation_and_position_angle, sky_to_pixel
 
 
 @pytest.mark.parametrize("dra_arcsec, ddec_arcsec, pa", [

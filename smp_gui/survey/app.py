@@ -25,7 +25,7 @@ def survey_main(args, app) -> int:
         return 2
     path = args.path
     if args.survey_demo:
-        from smp_model.survey_sim import survey_demo_batch_path
+        from smp_model.simulation.survey import survey_demo_batch_path
         path = survey_demo_batch_path(progress=_say)
     window = SurveyWindow()
     window.show()

@@ -15,7 +15,8 @@ from PyQt6.QtCore import pyqtSignal
 from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, QLabel,
                              QTabWidget, QVBoxLayout, QWidget)
 
-from smp_model.survey import Survey, fit_rotation, fold
+from smp_model.survey.core import Survey
+from smp_model.survey.rotation import fit_rotation, fold
 
 BAND_COLOURS = {"g": (40, 160, 60), "r": (210, 50, 40), "i": (230, 140, 20),
                 "z": (140, 60, 170), "Y": (120, 80, 40)}

@@ -1,4 +1,4 @@
-"""The survey table: a Qt model over `smp_model.survey.Survey` showing the filtered,
+"""The survey table: a Qt model over `smp_model.survey.core.Survey` showing the filtered,
 sorted detections (``order``: survey indices, one per table row)."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import numpy as np
 from PyQt6.QtCore import QAbstractTableModel, QModelIndex, Qt, pyqtSignal
 from PyQt6.QtGui import QBrush, QColor
 
-from smp_model.survey import Survey
+from smp_model.survey.core import Survey
 
 MARK_COLOURS = {"good": QColor(200, 240, 200), "bad": QColor(250, 205, 205),
                 "binary": QColor(210, 220, 255)}

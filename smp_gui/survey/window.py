@@ -7,7 +7,7 @@ detection of the filtered, sorted table (in the inspector too, when it is open);
 mark good, bad, binary candidate, U clears the mark, E edits the note (Alt+G, Alt+B,
 Alt+C, Alt+U, Alt+N also in the inspector, whose plain G, B, C are its own).  Ctrl+F focuses the filter.
 
-Marks are saved at once in the review sidecar (`smp_model.survey.ReviewSidecar`); the batch
+Marks are saved at once in the review sidecar (`smp_model.survey.review.ReviewSidecar`); the batch
 output is only read.  While a detection is shown, its neighbours in the table are built
 ahead in child processes (`smp_gui.loader.prefetched`) so that stepping shows them at once.
 """
@@ -23,7 +23,9 @@ from PyQt6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeade
                              QTabWidget, QVBoxLayout, QWidget)
 
 from smp_model.errors import SMPError
-from smp_model.survey import MARKS, FilterError, Survey
+from smp_model.survey.review import MARKS
+from smp_model.survey.filters import FilterError
+from smp_model.survey.core import Survey
 
 from .. import loader
 from ..dialogs import dropped_local_file
@@ -449,7 +451,7 @@ class SurveyWindow(QMainWindow):
             self.statusBar().showMessage(f"the inspector shows another detection ({shown})",
                                          5000)
             return False
-        from smp_model.results import fit_table
+        from smp_model.outputs.tables import fit_table
         fit = inspector.result.fit
         request = getattr(fit, "request", None)
         try:

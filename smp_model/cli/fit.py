@@ -1,0 +1,154 @@
+"""``smp fit``: fit one detection from a manifest, a DES-style folder set, or the demo."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from ..errors import PSF_FILES_RUN_CODE, ManifestError
+from .arguments import (Progress, add_model_arguments, add_shot_noise_arguments, float_list,
+                        number, settings_from_args)
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "fit", help="fit one detection",
+        description="Scene-modelling photometry of one detection. Offsets are pixels relative "
+                    "to the target's WCS position in the detection exposure, in the chosen "
+                    "convention's frame. Write negative values with '=': --binary=-1,0,-1,0.",
+        epilog=PSF_FILES_RUN_CODE)
+    src = p.add_argument_group("input (a manifest, --demo, or the folder form)")
+    src.add_argument("manifest", nargs="?", help="detection manifest (detection.toml)")
+    src.add_argument("--demo", action="store_true", help="fit the built-in demo detection")
+    src.add_argument("--stamps", help="stamp directory (<name>_<expnum>.fits)")
+    src.add_argument("--psfs", help="PSF directory (<expnum>/<expnum>_<ccdnum>_piff.fits)")
+    src.add_argument("--zeropoints", help="zeropoint table (ECSV/CSV/FITS)")
+    src.add_argument("--name")
+    src.add_argument("--ra", type=number(0, 360), help="detection RA, ICRS degrees")
+    src.add_argument("--dec", type=number(-90, 90), help="detection Dec, ICRS degrees")
+    src.add_argument("--band")
+    src.add_argument("--expnum", type=int, help="detection exposure")
+    src.add_argument("--ccdnum", type=int, help="detection CCD")
+    src.add_argument("--color-gi", type=number(), default=0.61, help="g-i for the WCS (0.61)")
+    src.add_argument("--origin-rule", choices=("des", "piff"), default="des",
+                     help="stamp-origin rule for the folder form (default: des, ceil(x)-14)")
+    src.add_argument("--write-manifest", metavar="PATH",
+                     help="write the manifest built from the folder form")
+    m = add_model_arguments(p)
+    m.add_argument("--offset", type=float_list(2), metavar="DX,DY",
+                   help="single-target offset, px (default 0,0 exact; -1,-1 legacy)")
+    m.add_argument("--binary", type=float_list(4), metavar="DX1,DX2,DY1,DY2",
+                   help="fit two sources at these offsets (published order)")
+    m.add_argument("--optimize", action="store_true",
+                   help="search positions (Powell) from --binary or --offset")
+    m.add_argument("--shot-noise", action="store_true",
+                   help="also refit with the source's Poisson variance (gain from the "
+                        "manifest's detection exposure, or --gain)")
+    add_shot_noise_arguments(m, "detection-stamp gain, electrons per SCI unit (implies "
+                                "--shot-noise)")
+    o = p.add_argument_group("output")
+    o.add_argument("--table", metavar="PATH", help="flux table (.ecsv, .fits, .csv)")
+    o.add_argument("--fits", metavar="PATH",
+                   help="per-exposure image/model/residual/weight/mask HDUs with a WCS each")
+    o.add_argument("--regions", metavar="PATH",
+                   help="DS9 region file (fk5) of the fitted sources and the grid outline")
+    o.add_argument("--figure", metavar="PATH", help="five-panel figure (.png, .pdf, .svg)")
+    o.add_argument("--figure-exposures", choices=("detection", "all"), default="detection")
+    o.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    o.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    o.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    p.set_defaults(func=run)
+
+
+def load_manifest(args):
+    """The manifest named by the arguments (positional, --demo or the folder form)."""
+    from ..inputs.manifest import DetectionManifest
+    folder = [args.stamps, args.psfs, args.zeropoints]
+    if sum([bool(args.manifest), args.demo, any(folder)]) != 1:
+        raise ManifestError("give exactly one of: a manifest, --demo, or the folder form "
+                            "(--stamps --psfs --zeropoints ...)")
+    if args.demo:
+        from ..simulation.demo import demo_manifest_path
+        return DetectionManifest.read(demo_manifest_path())
+    if args.manifest:
+        return DetectionManifest.read(args.manifest)
+    needed = {"--stamps": args.stamps, "--psfs": args.psfs, "--zeropoints": args.zeropoints,
+              "--name": args.name, "--ra": args.ra, "--dec": args.dec, "--band": args.band,
+              "--expnum": args.expnum, "--ccdnum": args.ccdnum}
+    missing = [k for k, v in needed.items() if v is None]
+    if missing:
+        raise ManifestError(f"the folder form needs {', '.join(missing)}")
+    from ..inputs.folder import manifest_from_folder
+    manifest = manifest_from_folder(args.stamps, args.psfs, args.zeropoints, name=args.name,
+                                    ra=args.ra, dec=args.dec, band=args.band,
+                                    expnum=args.expnum, ccdnum=args.ccdnum,
+                                    color_gi=args.color_gi, origin_rule=args.origin_rule,
+                                    settings=settings_from_args(args))
+    if args.write_manifest:
+        path = manifest.write(args.write_manifest, overwrite=args.overwrite)
+        print(f"smp: wrote manifest {path}", file=sys.stderr)
+    return manifest
+
+
+def request_from_args(args):
+    """The `FitRequest` the options describe."""
+    from ..fit.request import FitRequest
+    if args.binary is not None and args.offset is not None:
+        raise ValueError("give --offset (single target) or --binary (two sources), not both")
+    return FitRequest(mode="binary" if args.binary is not None else "single",
+                      offsets=args.binary if args.binary is not None else args.offset,
+                      optimize=args.optimize, shot_noise=args.shot_noise, gain=args.gain,
+                      shot_noise_iterations=args.shot_noise_iterations,
+                      settings=settings_from_args(args))
+
+
+def run(args) -> int:
+    from ..fit.photometry import DetectionPhotometry
+    from ..files import check_writable
+    from ..fit.measure import measure
+    t0 = time.perf_counter()
+    request = request_from_args(args)   # option errors before any file is read
+    for path in (args.table, args.fits, args.regions, args.figure):   # refuse before a fit
+        if path:
+            check_writable(path, args.overwrite)
+    progress = Progress(args.quiet)
+    manifest = load_manifest(args)
+    phot = DetectionPhotometry(manifest, request.settings, progress=progress)
+    if request.optimize:
+        progress(0.0, "searching binary positions" if request.mode == "binary"
+                 else "searching the target position")
+    fit = measure(phot, request)
+    write_outputs(fit, args)
+    fit.timings["total_s"] = time.perf_counter() - t0
+    if args.json:
+        print(json.dumps(fit_summary(fit), indent=2, allow_nan=True))
+    else:
+        print(text_summary(fit))
+    return 0
+
+
+def write_outputs(fit, args) -> None:
+    from ..outputs.cubes import write_fits
+    from ..outputs.regions import write_regions
+    from ..outputs.tables import write_table
+    if args.table:
+        write_table(fit, args.table, overwrite=args.overwrite)
+    if args.fits:
+        write_fits(fit, args.fits, overwrite=args.overwrite)
+    if args.regions:
+        write_regions(fit, args.regions, overwrite=args.overwrite)
+    if args.figure:
+        from ..outputs.figures import save_figure   # matplotlib (the [plot] extra) only for figures
+        save_figure(fit, args.figure, exposures=args.figure_exposures,
+                    overwrite=args.overwrite)
+
+
+def fit_summary(fit) -> dict:
+    """The ``--json`` object (`FitRecord.to_json`)."""
+    from ..outputs.record import fit_record
+    return fit_record(fit).to_json()
+
+
+def text_summary(fit) -> str:
+    from ..outputs.record import fit_record
+    return fit_record(fit).text()

@@ -1,0 +1,70 @@
+"""TODO docstring."""
+from __future__ import annotations
+
+import math
+import numpy as np
+from ..errors import FitError
+from ..scene.model import SceneModel
+
+
+# Coarse scan for binary seeds (px): the secondary about the best single position on a
+# grid of ANCHORED_STEP out to ANCHORED_RADIUS (an unequal pair: the single fit sits on
+# the brighter component), and the pair split symmetrically about it every SPLIT_STEP out
+# to SPLIT_RADIUS (a near-equal pair: the single fit sits between them).
+ANCHORED_STEP, ANCHORED_RADIUS = 1.0, 8.0
+
+
+SPLIT_STEP, SPLIT_RADIUS = 0.5, 3.0
+
+
+N_SEEDS = 3
+
+
+def binary_seeds(scene: SceneModel, single: np.ndarray, n_seeds: int = N_SEEDS
+                 ) -> tuple[list[np.ndarray], int]:
+    """Starts for a binary search: the ``n_seeds`` best pairs of a coarse scan about the
+    best single position ``single`` (dx, dy), at least a pixel apart (pairs compared up
+    to the swap of the two sources); also returns the number of solves made.
+
+    The best anchored pair always comes first: it keeps the single source where it was and
+    adds a free-flux secondary, so it fits at least as well as one source.
+    """
+    anchored = _separation_grid(ANCHORED_STEP, ANCHORED_RADIUS)
+    split = _separation_grid(SPLIT_STEP, SPLIT_RADIUS, half_plane=True)
+    pairs = ([np.array([single, single + d]) for d in anchored]
+             + [np.array([single - d / 2, single + d / 2]) for d in split])
+    chi2 = np.array([chi2_or_inf(scene, pair) for pair in pairs])
+    n_anchored = len(anchored)
+    first = int(np.argmin(chi2[:n_anchored]))
+    seeds = [pairs[first]]
+    for k in np.argsort(chi2):
+        if len(seeds) >= n_seeds or not np.isfinite(chi2[k]):
+            break
+        if all(_pair_distance(pairs[k], s) > 1.0 for s in seeds):
+            seeds.append(pairs[k])
+    return seeds, len(pairs)
+
+
+def _separation_grid(step: float, radius: float, half_plane: bool = False) -> np.ndarray:
+    """Separation vectors (k, 2) px on a square grid of ``step`` within ``radius``, zero
+    left out; ``half_plane`` keeps one of each +-d (a symmetric split about a point is the
+    same pair for d and -d)."""
+    axis = np.arange(-radius, radius + step / 2, step)
+    d = np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2)
+    length = np.hypot(*d.T)
+    d = d[(length <= radius + 1e-9) & (length > 0)]
+    if half_plane:
+        d = d[(d[:, 1] > 0) | ((d[:, 1] == 0) & (d[:, 0] > 0))]
+    return d
+
+
+def _pair_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest source displacement between two pairs, the smaller over both labellings."""
+    return min(np.abs(a - b).max(), np.abs(a - b[::-1]).max())
+
+
+def chi2_or_inf(scene: SceneModel, offsets: np.ndarray) -> float:
+    try:
+        return scene.solve(offsets).chi2
+    except FitError:   # sources on top of each other: no minimum there
+        return math.inf

@@ -1,0 +1,125 @@
+"""TODO docstring."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ..inputs.stamps import COMMON_ZEROPOINT
+
+
+#: nJy per count on the common zeropoint (AB: a source of 3631 Jy has magnitude 0).
+NJY_PER_COUNT = 3631.0 * 10 ** (-0.4 * COMMON_ZEROPOINT) * 1e9
+
+
+@dataclass(frozen=True)
+class Flag:
+    """One bit of the ``flags`` column."""
+
+    bit: int
+    name: str
+    meaning: str
+
+
+FLAGS = (
+    Flag(1, "nonpositive_flux", "flux <= 0: the magnitude is undefined; quote mag_limit_3sigma"),
+    Flag(2, "position_fixed", "position not fitted: dx_err, dy_err and flux_err_total are NaN"),
+    Flag(4, "position_err_undefined", "position fitted but the chi2 curvature is not "
+         "positive-definite: position errors and flux_err_total are undefined"),
+    Flag(8, "unresolved", "binary whose components the data cannot separate (delta_chi2 "
+         "< 25 or separation < 7 sigma): quote total_flux +- total_flux_err"),
+    Flag(16, "exposure_dropped", "an exposure of the manifest had no usable pixel and was "
+         "left out (meta exposures_dropped)"),
+)
+
+
+FLAG_BITS = {f.name: f.bit for f in FLAGS}
+
+
+def decode_flags(value: int) -> tuple[str, ...]:
+    """Names of the flags set in ``value``; bits no flag owns are named last, as
+    ``"bits N"`` (their sum)."""
+    value = int(value)
+    names = tuple(f.name for f in FLAGS if value & f.bit)
+    unknown = value & ~sum(f.bit for f in FLAGS)
+    return names + (f"bits {unknown}",) if unknown else names
+
+
+def flags_description() -> str:
+    return "; ".join(f"{f.bit}: {f.name} ({f.meaning})" for f in FLAGS)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of the flux table: its unit (astropy unit name, or None) and meaning."""
+
+    name: str
+    unit: str | None
+    description: str
+
+
+def _columns(*specs: tuple) -> dict[str, Column]:
+    return {name: Column(name, unit, text) for name, unit, text in specs}
+
+
+#: Every column of the flux table, in table order.  Shot-noise and batch columns are
+#: present only when the request asked for them.
+COLUMNS = _columns(
+    ("name", None, "object name"),
+    ("expnum", None, "detection exposure"),
+    ("ccdnum", None, "detection CCD"),
+    ("band", None, "filter"),
+    ("mjd", "d", "start of the detection exposure, MJD (UTC); NaN when unknown"),
+    ("fit_kind", None, "single or binary"),
+    ("component", None, "target, or primary (brighter after a search) / secondary"),
+    ("flux", None, "flux on zeropoint 30 (counts)"),
+    ("flux_err", None, "1-sigma flux error at fixed positions (published)"),
+    ("flux_err_total", None, "1-sigma flux error including the fitted positions' "
+     "uncertainty (NaN if positions were fixed)"),
+    ("flux_njy", "nJy", "flux in nJy (1 count on zeropoint 30 = 3.631 nJy)"),
+    ("flux_njy_err", "nJy", "flux_err in nJy"),
+    ("mag", "mag(AB)", "AB magnitude, 30 - 2.5 log10(flux); NaN when flux <= 0"),
+    ("mag_err", "mag", "1-sigma magnitude error from flux_err"),
+    ("mag_limit_3sigma", "mag(AB)", "AB magnitude of 3 x flux_err"),
+    ("x", "pix", "1-indexed CCD x of the source in the detection exposure"),
+    ("y", "pix", "1-indexed CCD y of the source in the detection exposure"),
+    ("dx", "pix", "offset from the target's WCS position, convention frame"),
+    ("dy", "pix", "offset from the target's WCS position, convention frame"),
+    ("dx_err", "pix", "1-sigma error of dx (NaN if not fitted)"),
+    ("dy_err", "pix", "1-sigma error of dy (NaN if not fitted)"),
+    ("ra", "deg", "ICRS right ascension of the source"),
+    ("dec", "deg", "ICRS declination of the source"),
+    ("chi2", None, "chi2 of the fit"),
+    ("dof", None, "degrees of freedom"),
+    ("chi2_single", None, "chi2 of one source treated as the binary was (searched when "
+     "it was searched)"),
+    ("delta_chi2", None, "chi2_single - chi2: evidence for a second source"),
+    ("chi2_single_default", None, "chi2 of one source at the convention's default offset"),
+    ("delta_chi2_default", None, "chi2_single_default - chi2 (the published definition)"),
+    ("total_flux", None, "flux of the pair, zeropoint 30"),
+    ("total_flux_err", None, "1-sigma error of total_flux (with the flux covariance and, "
+     "when searched, the positions' uncertainty)"),
+    ("separation", "pix", "separation of the pair"),
+    ("separation_err", "pix", "1-sigma error of separation (NaN if positions fixed)"),
+    ("separation_arcsec", "arcsec", "separation of the pair on the sky"),
+    ("separation_arcsec_err", "arcsec", "1-sigma error of separation_arcsec"),
+    ("position_angle", "deg", "position angle of the secondary, east of north"),
+    ("position_angle_err", "deg", "1-sigma error of position_angle"),
+    ("convention", None, "pixel convention (exact or legacy)"),
+    ("grid_size", None, "grid sources per axis"),
+    ("grid_step", "arcsec", "nominal grid step"),
+    ("fit_sky", None, "one sky level per exposure fitted"),
+    ("flags", None, flags_description()),
+    ("flux_sn", None, "flux refitted with the source's shot noise, zeropoint 30"),
+    ("flux_err_sn", None, "1-sigma error of flux_sn"),
+    ("mag_sn", "mag(AB)", "AB magnitude of flux_sn"),
+    ("mag_err_sn", "mag", "1-sigma error of mag_sn"),
+    ("binary_delta_chi2", None, "delta chi2 of the binary search run for this detection "
+     "(kept when above the batch threshold)"),
+)
+
+
+#: Columns that describe the whole fit, the same in every row of it.
+FIT_COLUMNS = ("name", "expnum", "ccdnum", "band", "mjd", "fit_kind", "chi2", "dof",
+               "chi2_single", "delta_chi2", "chi2_single_default", "delta_chi2_default",
+               "total_flux", "total_flux_err", "separation", "separation_err",
+               "separation_arcsec", "separation_arcsec_err", "position_angle",
+               "position_angle_err", "convention", "grid_size", "grid_step", "fit_sky",
+               "binary_delta_chi2")

@@ -1,0 +1,378 @@
+"""The scene model: a fixed-sky grid of point sources, one sky level per exposure and the
+moving target (one or two point sources) in the detection exposure.
+
+Pixel p of exposure mu is modelled as
+
+    M[mu, p] = sum_k a_k P_mu(x_p - x_k,mu) + s_mu + [mu == det] sum_t f_t P_mu(x_p - x_t)
+
+with fluxes on the common zeropoint 30.  The static part (grid amplitudes ``a`` and skies
+``s``) does not depend on where the target is, so its normal matrix is built and factorised
+once; moving the target only changes the few target columns, and a refit is a Schur-
+complement update that costs well under a millisecond.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import math
+from collections.abc import Callable, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+from threadpoolctl import ThreadpoolController
+
+from ..errors import FitError
+from ..limits import MAX_REDUCED_CHI2, memory_refusal
+from ..psf.oversampled import OversampledPSF
+from ..settings import FitSettings
+from ..wcs.transforms import local_jacobians, sky_from_tangent
+from .exposures import LoadedExposure
+
+# Above this condition number of the Jacobi-scaled normal matrix the errors are not
+# trustworthy in double precision (they carry ~cond * 1e-16 relative error, and the
+# pivots start to be dominated by rounding).
+MAX_CONDITION = 1e12
+
+Progress = Callable[[float, str], None]
+
+@functools.lru_cache(maxsize=1)
+def _blas_controller() -> ThreadpoolController:
+    # Scanning the loaded libraries is the slow part (~0.3-7 ms); do it once.  Created on
+    # first use, after numpy and scipy have loaded their BLAS.
+    return ThreadpoolController()
+
+
+@contextmanager
+def single_threaded_blas():
+    """Run BLAS/LAPACK on one thread.  Our matrices are a few hundred wide: threading them
+    gains nothing, and OpenBLAS threads that spin against other busy processes turned a
+    20 ms factorisation into seconds, and a 1.4 ms solve into 7 ms, in measurements here.
+    Entering costs ~12 us, so even single solves are wrapped."""
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        yield
+
+
+def grid_offsets_arcsec(settings: FitSettings) -> tuple[np.ndarray, np.ndarray]:
+    """Tangent-plane (u, v) offsets of the grid sources, arcsec, flattened (n*n,)."""
+    n, s = settings.grid_size, settings.grid_step_arcsec
+    axis = np.linspace(-s * n / 2, s * n / 2, n)
+    uu, vv = np.meshgrid(axis, axis)
+    return uu.ravel(), vv.ravel()
+
+
+def grid_sky_positions(ra: float, dec: float, settings: FitSettings):
+    """(ra, dec) in degrees of the grid sources about the detection position."""
+    u, v = grid_offsets_arcsec(settings)
+    return sky_from_tangent(u, v, ra, dec)
+
+
+@dataclass(frozen=True, eq=False)
+class LinearSolution:
+    """Result of one weighted least-squares solve at fixed target positions.
+
+    ``static`` are the grid amplitudes followed by the skies, ``target`` the target fluxes
+    (zeropoint 30); ``target_covariance`` their covariance with everything else profiled.
+    """
+
+    static: np.ndarray
+    target: np.ndarray
+    target_covariance: np.ndarray
+    chi2: float
+
+
+class SceneModel:
+    """Design matrix of a detection at fixed settings, factorised for fast target updates.
+
+    Parameters
+    ----------
+    exposures : the usable exposures (`load_exposures`).
+    detection_index : index of the detection exposure in ``exposures``.
+    ra, dec : detection position, degrees (the grid centre).
+    settings : `FitSettings`.
+    """
+
+    def __init__(self, exposures: Sequence[LoadedExposure], detection_index: int,
+                 ra: float, dec: float, settings: FitSettings = FitSettings(),
+                 progress: Progress | None = None):
+        self.exposures = list(exposures)
+        self.detection_index = detection_index
+        self.settings = settings
+        self.convention = settings.pixel_convention
+        self._check_memory()   # before anything grid-sized is allocated
+        self.grid_ra, self.grid_dec = grid_sky_positions(ra, dec, settings)
+        self.shape = self.exposures[0].shape
+        npix = self.shape[0] * self.shape[1]
+        n_exp = len(self.exposures)
+        self.n_grid = self.grid_ra.size
+        self.n_sky = n_exp if settings.fit_sky else 0
+        self.rows = [slice(m * npix, (m + 1) * npix) for m in range(n_exp)]
+        self.data = np.concatenate([ex.image.ravel() for ex in self.exposures])
+        self.weight = np.concatenate([ex.weight.ravel() for ex in self.exposures])
+        self.renderers: list[OversampledPSF] = []
+        self._last_target_stamps: tuple[bytes, np.ndarray] | None = None
+        self.sampling_origins: list[tuple[int, int]] = []
+        self.grid_xy: list[tuple[np.ndarray, np.ndarray]] = []
+        self.static_design = np.zeros((n_exp * npix, self.n_grid + self.n_sky))
+        with single_threaded_blas():   # band-limited renderers multiply small matrices
+            for m, ex in enumerate(self.exposures):
+                if progress:
+                    progress(m / n_exp, f"rendering PSF grid of {ex.entry.label}")
+                self._render_exposure(m, ex)
+        if progress:
+            progress(1.0, "factorising the normal matrix")
+        with single_threaded_blas():
+            self._factorise()
+
+    # -- construction -----------------------------------------------------------------
+
+    def _check_memory(self):
+        error = memory_refusal(len(self.exposures), self.exposures[0].image.size,
+                               self.settings.grid_size, self.settings.memory_limit_bytes,
+                               "grid")
+        if error is not None:
+            raise error
+
+    def _render_exposure(self, m: int, ex: LoadedExposure):
+        gx, gy = ex.sky_to_pixel(self.grid_ra, self.grid_dec)
+        origin = self.convention.sampling_origin(ex.origin, ex.target_xy, ex.shape)
+        ny, nx = ex.shape
+        # Farthest any stamp pixel lies from any grid source or the target (+2 px for
+        # target offsets); the PSF's own support usually bounds it much sooner.
+        far_x = np.max(np.abs(np.r_[gx, ex.target_xy[0]][:, None]
+                              - (origin[0] + np.array([0, nx - 1]))[None, :]))
+        far_y = np.max(np.abs(np.r_[gy, ex.target_xy[1]][:, None]
+                              - (origin[1] + np.array([0, ny - 1]))[None, :]))
+        renderer = OversampledPSF(ex.psf.pixel_profile(*ex.target_xy),
+                                  max(far_x, far_y) + 2, self.settings.oversampling,
+                                  normalization=self.settings.psf_normalization)
+        self.renderers.append(renderer)
+        self.sampling_origins.append(origin)
+        self.grid_xy.append((gx, gy))
+        stamps = self.convention.orient_background(
+            renderer.render(gx, gy, origin, ex.shape, self._distortions(m, gx, gy)))
+        block = self.static_design[self.rows[m]]
+        block[:, :self.n_grid] = stamps.reshape(self.n_grid, -1).T
+        if self.n_sky:
+            block[:, self.n_grid + m] = 1.0
+
+    def _distortions(self, m: int, cx: np.ndarray, cy: np.ndarray) -> np.ndarray:
+        """``J_target^-1 J_k`` for sources at CCD (cx, cy) of exposure m: the renderer's
+        profile is the PSF seen through the Jacobian at the target, and each source is
+        imaged through the Jacobian at its own centre (as Piff's ``draw`` does)."""
+        ex = self.exposures[m]
+        return np.linalg.solve(self._reference_jacobians[m],
+                               local_jacobians(ex.psf.wcs, cx, cy, color=ex.color_gi))
+
+    @functools.cached_property
+    def _reference_jacobians(self) -> list[np.ndarray]:
+        """The WCS Jacobian at each exposure's target, the one its renderer's profile was
+        made with (once per scene: a DES WCS costs ~0.3 ms a call, and every refit of the
+        target asked for it again)."""
+        return [local_jacobians(ex.psf.wcs, *ex.target_xy, color=ex.color_gi)[0]
+                for ex in self.exposures]
+
+    def _factorise(self):
+        normal = self._static_normal_matrix()
+        diag = np.diag(normal).copy()
+        dead = np.flatnonzero(diag <= 0)
+        if dead.size:
+            raise FitError(f"{dead.size} scene parameter(s) touch no usable pixel "
+                           f"({self._describe_params(dead)}); the system is singular", "fit")
+        self._scale = 1.0 / np.sqrt(diag)
+        scaled = normal * np.outer(self._scale, self._scale)
+        try:
+            self._cho = scipy.linalg.cho_factor(scaled, lower=True, check_finite=False)
+            # LAPACK's 1-norm estimate from the factor: O(n^2), unlike an eigen-solve.
+            rcond, _ = scipy.linalg.lapack.dpocon(self._cho[0], np.abs(scaled).sum(0).max(),
+                                                  uplo="L")
+        except np.linalg.LinAlgError:
+            rcond = 0.0
+        self.condition_number = 1.0 / rcond if rcond > 0 else math.inf
+        if not self.condition_number < MAX_CONDITION:
+            raise FitError(f"the scene system is singular or ill-conditioned (condition "
+                           f"number {self.condition_number:.3g} > {MAX_CONDITION:.0e}); "
+                           "reduce the grid size or increase the grid step", "fit")
+        self._set_data_terms()
+
+    def _static_normal_matrix(self) -> np.ndarray:
+        """A^T W A over the static columns, from the pixels with non-zero weight.
+
+        Written as B^T B with B = W^1/2 A so that numpy hands it to BLAS ``syrk`` (half the
+        work of a general product; and unlike scipy's BLAS wrappers it releases the GIL).
+        """
+        used = self.weight > 0
+        scaled = self.static_design[used]
+        scaled *= np.sqrt(self.weight[used])[:, None]
+        return scaled.T @ scaled
+
+    def _set_data_terms(self):
+        """The data-dependent terms of the normal equations (the factor is not)."""
+        self._rhs_static = self.static_design.T @ (self.weight * self.data)
+        self._ywy = float(self.data @ (self.weight * self.data))
+        self._static_solution = self._solve_static(self._rhs_static)
+
+    def with_weights(self, weight: np.ndarray) -> "SceneModel":
+        """The same design and data with other inverse variances (flattened like
+        ``weight``), factorised anew; the rendered PSF columns are shared, not copied."""
+        weight = np.asarray(weight, float)
+        if weight.shape != self.weight.shape:
+            raise ValueError(f"weights of shape {weight.shape}, expected {self.weight.shape}")
+        new = copy.copy(self)
+        new.weight = weight
+        with single_threaded_blas():
+            new._factorise()
+        return new
+
+    def with_data(self, images: Sequence[np.ndarray]) -> "SceneModel":
+        """The same design and weights with other images (another noise realisation, an
+        injected source): shares the rendered columns and the factorisation and only
+        recomputes the data terms (about a millisecond instead of a rebuild).
+
+        ``images``: one (ny, nx) array per exposure, in the order of ``exposures``, on
+        zeropoint 30 like `LoadedExposure.image`; pixels of weight 0 are ignored.  The new
+        model's ``exposures`` carry the new images.
+        """
+        if len(images) != len(self.exposures):
+            raise ValueError(f"expected {len(self.exposures)} images, got {len(images)}")
+        exposures = []
+        for ex, image, rows in zip(self.exposures, images, self.rows):
+            image = np.asarray(image, float)
+            if image.shape != ex.shape:
+                raise ValueError(f"image of shape {image.shape} for {ex.entry.label}, "
+                                 f"expected {ex.shape}")
+            usable = self.weight[rows].reshape(ex.shape) > 0
+            exposures.append(dataclasses.replace(ex, image=np.where(usable, image, 0.0)))
+        new = copy.copy(self)
+        new.exposures = exposures
+        new.data = np.concatenate([ex.image.ravel() for ex in exposures])
+        with single_threaded_blas():
+            new._set_data_terms()
+        return new
+
+    def _describe_params(self, idx: np.ndarray) -> str:
+        names = [f"grid source {i}" if i < self.n_grid
+                 else f"sky of {self.exposures[i - self.n_grid].entry.label}" for i in idx[:3]]
+        return ", ".join(names) + (" ..." if idx.size > 3 else "")
+
+    def _solve_static(self, rhs: np.ndarray) -> np.ndarray:
+        """N_bb^-1 rhs through the scaled Cholesky factor (rhs (P,) or (P, k))."""
+        s = self._scale if rhs.ndim == 1 else self._scale[:, None]
+        return s * scipy.linalg.cho_solve(self._cho, s * rhs, check_finite=False)
+
+    # -- target -----------------------------------------------------------------------
+
+    @property
+    def detection(self) -> LoadedExposure:
+        return self.exposures[self.detection_index]
+
+    def target_centers(self, offsets: np.ndarray) -> np.ndarray:
+        """CCD centres (n_t, 2) of target sources at pixel offsets (n_t, 2) from the
+        detection's WCS position in the detection exposure."""
+        return np.asarray(self.detection.target_xy)[None, :] + np.asarray(offsets, float)
+
+    def target_stamps(self, offsets) -> np.ndarray:
+        """Unit-flux target stamps (n_t, ny, nx) in the detection exposure (read-only).
+
+        The last result is kept: a fit needs the stamps of one set of offsets twice (normal
+        equations, then the model), and a drag asks for nothing else."""
+        offsets = np.atleast_2d(np.asarray(offsets, float))
+        key = offsets.tobytes()
+        last = self._last_target_stamps   # one read: another thread may replace it
+        if last is not None and last[0] == key:
+            return last[1]
+        centers = self.target_centers(offsets)
+        m = self.detection_index
+        stamps = self.renderers[m].render(centers[:, 0], centers[:, 1],
+                                          self.sampling_origins[m], self.shape,
+                                          self._distortions(m, centers[:, 0], centers[:, 1]))
+        stamps.flags.writeable = False
+        self._last_target_stamps = (key, stamps)
+        return stamps
+
+    def solve(self, offsets) -> LinearSolution:
+        with single_threaded_blas():
+            return self._solve(offsets)
+
+    def _solve(self, offsets) -> LinearSolution:
+        """Weighted least squares with targets at ``offsets`` (n_t, 2), pixels.
+
+        Partitioned solve: with N the normal matrix, b the static and t the target
+        parameters, t = S^-1 (r_t - N_tb N_bb^-1 r_b) with the Schur complement
+        S = N_tt - N_tb N_bb^-1 N_bt, and Cov(t) = S^-1.
+        """
+        n_bt, n_tt, r_t = self._target_normal_terms(offsets)
+        x = self._solve_static(n_bt)
+        schur = n_tt - n_bt.T @ x
+        self._check_target_identifiable(schur, n_tt)
+        target_cov = np.linalg.inv(schur)
+        target = target_cov @ (r_t - n_bt.T @ self._static_solution)
+        static = self._static_solution - x @ target
+        chi2 = float(self._ywy - static @ self._rhs_static - target @ r_t)
+        self._check_plausible(target, chi2)
+        return LinearSolution(static=static, target=target, target_covariance=target_cov,
+                              chi2=chi2)
+
+    def _check_plausible(self, target: np.ndarray, chi2: float) -> None:
+        """Refuse results that only absurd data give (a SCI of 1e38, a WGT of 1e300):
+        non-finite numbers, or a model off by ~1000 sigma in every pixel."""
+        dof = max(self.dof(target.size), 1)
+        if np.all(np.isfinite(target)) and math.isfinite(chi2) \
+                and chi2 <= MAX_REDUCED_CHI2 * dof:
+            return
+        raise FitError(f"implausible fit (chi2/dof = {chi2 / dof:.3g}, target flux(es) "
+                       f"{', '.join(f'{f:.3g}' for f in target)}): the stamps' SCI or WGT "
+                       "values are not plausible (units? corrupt data?)",
+                       self.detection.entry.stamp)
+
+    def _check_target_identifiable(self, schur: np.ndarray, n_tt: np.ndarray):
+        d = np.diag(n_tt)
+        if np.any(d <= 0):
+            raise FitError("a target source falls on no usable pixel of the detection "
+                           "exposure", self.detection.entry.label)
+        scaled = schur / np.sqrt(np.outer(d, d))
+        eig = np.linalg.eigvalsh(scaled)
+        if not eig[0] > 1.0 / MAX_CONDITION:
+            raise FitError("the target flux(es) are degenerate with the scene model at these "
+                           "positions (two sources on top of each other?)",
+                           self.detection.entry.label)
+
+    def _target_normal_terms(self, offsets):
+        """N_bt (P, n_t), N_tt (n_t, n_t) and r_t (n_t,) of targets at ``offsets``: only
+        the detection exposure's rows carry target columns."""
+        offsets = np.atleast_2d(np.asarray(offsets, float))
+        rows = self.rows[self.detection_index]
+        cols = self.target_stamps(offsets).reshape(offsets.shape[0], -1).T   # (npix, n_t)
+        wcols = cols * self.weight[rows][:, None]
+        return (self.static_design[rows].T @ wcols, cols.T @ wcols,
+                wcols.T @ self.data[rows])
+
+    def full_covariance(self, offsets, solution: LinearSolution) -> np.ndarray:
+        """Covariance of all parameters (grid amplitudes, skies, target fluxes: the order of
+        `SceneFit.parameters`) by block inversion around the factorised static part."""
+        n_bt, _, _ = self._target_normal_terms(offsets)
+        x = self._solve_static(n_bt)
+        n_bb_inv = self._solve_static(np.eye(n_bt.shape[0]))
+        s_inv = solution.target_covariance
+        cov_bb = n_bb_inv + x @ s_inv @ x.T
+        cov_bt = -x @ s_inv
+        return np.block([[cov_bb, cov_bt], [cov_bt.T, s_inv]])
+
+    def model_stamps(self, offsets, solution: LinearSolution) -> tuple[np.ndarray, np.ndarray]:
+        """(model, target_model) arrays (n_exp, ny, nx) on the common zeropoint: the full
+        model M and the fitted target part S (zero outside the detection exposure)."""
+        n_exp = len(self.exposures)
+        model = (self.static_design @ solution.static).reshape(n_exp, *self.shape)
+        target = np.zeros_like(model)
+        stamps = self.target_stamps(offsets)
+        target[self.detection_index] = np.tensordot(solution.target, stamps, axes=1)
+        return model + target, target
+
+    @property
+    def n_usable_pixels(self) -> int:
+        return int(np.count_nonzero(self.weight > 0))
+
+    def dof(self, n_target: int) -> int:
+        return self.n_usable_pixels - self.n_grid - self.n_sky - n_target

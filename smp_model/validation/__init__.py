@@ -1,0 +1,3 @@
+"""Validation against known truths: injection-recovery of fluxes and their errors
+(`injection`) and the PSF sub-pixel phase study (`psf_phase`).
+"""
