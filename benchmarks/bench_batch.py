@@ -20,9 +20,9 @@ from pathlib import Path
 
 from astropy.table import Table
 
-from smp_model.batch.worker import BatchOptions
-from smp_model.batch.run import open_client, run_batch
 from smp_model.batch.items import read_batch_list
+from smp_model.batch.run import open_client, run_batch
+from smp_model.batch.worker import BatchOptions
 from smp_model.inputs.manifest import DetectionManifest
 
 REPO = Path(__file__).resolve().parent.parent

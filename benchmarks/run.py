@@ -60,6 +60,7 @@ def worker_cold(manifest: str) -> dict:
     t0 = time.perf_counter()
     import galsim  # noqa: F401
     import piff  # noqa: F401
+
     from smp_model.fit.photometry import DetectionPhotometry
     from smp_model.settings import FitSettings
     t1 = time.perf_counter()
@@ -81,6 +82,7 @@ def worker_session(manifest: str, repeats: int) -> dict:
     import warnings
 
     import numpy as np
+
     from smp_model.fit.photometry import DetectionPhotometry
     from smp_model.fit.request import TargetOffsets
     from smp_model.settings import FitSettings
@@ -159,6 +161,7 @@ def worker_piff(manifest: str, draws: int) -> dict:
 
     import numpy as np
     import piff
+
     from smp_model.inputs.manifest import DetectionManifest
     m = DetectionManifest.read(manifest)
     rng = np.random.default_rng(1)

@@ -33,14 +33,14 @@ from PyQt6.QtCore import QObject, QThread, pyqtSignal
 
 from smp_model.fit.chi2map import Chi2Map, chi2_map
 from smp_model.fit.diagnostics import diagnostic_columns
-from smp_model.outputs.display import exposure_overlays
-from smp_model.fit.photometry import DetectionPhotometry
-from smp_model.fit.results import SceneFit
-from smp_model.fit.panels import ExposurePanels, five_panels
-from smp_model.outputs.columns import FLAG_BITS
-from smp_model.outputs.record import FitRecord, fit_record
-from smp_model.fit.request import FitRequest as EngineFitRequest
 from smp_model.fit.measure import measure
+from smp_model.fit.panels import ExposurePanels, five_panels
+from smp_model.fit.photometry import DetectionPhotometry
+from smp_model.fit.request import FitRequest as EngineFitRequest
+from smp_model.fit.results import SceneFit
+from smp_model.outputs.columns import FLAG_BITS
+from smp_model.outputs.display import exposure_overlays
+from smp_model.outputs.record import FitRecord, fit_record
 from smp_model.settings import FitSettings
 
 from . import loader
@@ -82,6 +82,7 @@ def preload_engine():
     if BUILD_IN_CHILD_PROCESS and loader.available():
         loader.start_server()
     import piff  # noqa: F401
+
     # The ~150k objects of the imported libraries live as long as the process; left to
     # the cyclic collector, each full collection walks them all with the GIL held
     # (80-105 ms measured: a frozen window mid-drag).  Frozen, collections skip them.

@@ -12,8 +12,8 @@ from PyQt6.QtGui import QBrush, QColor, QIcon, QImage, QPixmap
 from PyQt6.QtWidgets import (QAbstractItemView, QCheckBox, QHeaderView, QLabel, QTableWidget,
                              QTableWidgetItem, QVBoxLayout, QWidget)
 
-from smp_model.fit.results import SceneFit
 from smp_model.fit.panels import display_levels
+from smp_model.fit.results import SceneFit
 
 THUMB_SIZE = 44
 COLUMNS = ("", "expnum", "band", "ZP", "usable", "χ²/pix", "max|r|/σ", "")

@@ -22,11 +22,11 @@ from PyQt6.QtGui import QAction, QActionGroup, QKeySequence, QShortcut
 from PyQt6.QtWidgets import (QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox,
                              QProgressBar, QSplitter, QVBoxLayout, QWidget)
 
-from smp_model.outputs.display import STRETCHES
 from smp_model.errors import PSF_FILES_RUN_CODE, ManifestError, SMPError
-from smp_model.inputs.manifest import DetectionManifest
 from smp_model.fit.panels import five_panels
 from smp_model.fit.request import TargetOffsets
+from smp_model.inputs.manifest import DetectionManifest
+from smp_model.outputs.display import STRETCHES
 from smp_model.settings import FitSettings
 
 from . import dialogs
@@ -38,8 +38,7 @@ from .keys import keep_combo_keys
 from .markers import MarkerLayer, component_offset
 from .panels import ccd_to_view
 from .results_table import ResultsTable
-from .state import (InspectorModel, Measurement, SessionError, parse_session,
-                    psf_files_outside)
+from .state import InspectorModel, Measurement, SessionError, parse_session, psf_files_outside
 
 SESSION_SUFFIX = ".smpsession.json"
 MANIFEST_NAME = "detection.toml"

@@ -30,13 +30,13 @@ import pyqtgraph as pg
 from astropy.coordinates import Angle
 from PyQt6.QtCore import QEvent, QPointF, QRectF, Qt, pyqtSignal
 from PyQt6.QtGui import QTransform
-from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel,
-                             QSizePolicy, QVBoxLayout, QWidget)
+from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QSizePolicy,
+                             QVBoxLayout, QWidget)
 
+from smp_model.fit.panels import PANEL_KEYS, PANEL_TITLES, ExposurePanels
 from smp_model.outputs.display import (COLORMAPS, STRETCHES, DisplayStyle, Overlays,
                                        mask_overlay, stretch_curve, stretch_levels,
                                        stretched_colors)
-from smp_model.fit.panels import PANEL_KEYS, PANEL_TITLES, ExposurePanels
 
 # Contrast/bias by right-drag (DS9): a drag across the whole panel moves the level
 # window by its width (bias) or scales it by e^±1 (contrast).

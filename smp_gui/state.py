@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from smp_model.outputs.display import COLORMAPS, STRETCHES
 from smp_model.fit.request import MODES, FitRequest, TargetOffsets, default_offsets
+from smp_model.outputs.display import COLORMAPS, STRETCHES
 from smp_model.settings import FitSettings
 
 SESSION_FORMAT = "smp-session/1"

@@ -3,6 +3,7 @@ so an interrupted run never leaves a half-written file, and an existing file is 
 only when the caller says so.  Also a cheap check that an input FITS file is complete."""
 from __future__ import annotations
 
+import datetime as _dt
 import os
 import tempfile
 from collections.abc import Callable
@@ -10,7 +11,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import SMPError
-
 
 # astropy table format of each file suffix we read and write (ECSV, FITS, CSV).
 TABLE_FORMATS = {".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits", ".fts": "fits",
@@ -185,3 +185,9 @@ def require_fits_file(path: Path, error: type[SMPError], what: str) -> None:
     problem = fits_file_problem(path)
     if problem:
         raise error(problem, path)
+
+
+def utc_timestamp() -> str:
+    """The current time as an ISO 8601 UTC timestamp to the second (``created`` and
+    ``updated`` of outputs and review entries)."""
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

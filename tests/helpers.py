@@ -148,8 +148,9 @@ def make_synthetic_detection(directory: Path, *, n_exposures: int = 3, shape=(30
     target and zeropoint-30 fluxes.  Noise is Gaussian with standard deviation
     ``noise_zp30`` on the zeropoint-30 scale; WGT is its inverse variance in SCI units.
     """
-    from smp_model.psf.models import PixelizedPSF
     import galsim
+
+    from smp_model.psf.models import PixelizedPSF
 
     directory = Path(directory)
     (directory / "stamps").mkdir(parents=True, exist_ok=True)

@@ -4,9 +4,9 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from smp_model.batch.worker import BatchOptions
 from smp_model.batch.items import read_batch_list
 from smp_model.batch.run import run_batch
+from smp_model.batch.worker import BatchOptions
 from smp_model.simulation.survey import SurveyObject, simulate_survey
 
 TINY = (SurveyObject("rotator", 6, 20.6, period_hours=7.3, amplitude_mag=0.6,

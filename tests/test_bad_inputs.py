@@ -29,23 +29,22 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 from astropy.table import Table
+from badinputs import (BlockImports, broken_stamp, copy_file, detection_entry, folder_args,
+                       garbage_file, is_root, manifest_doc, non_piff_fits, other_entry,
+                       pixmappy_piff, sample_manifest, stamp_arrays, truncated_copy, write_doc,
+                       zeropoints_without)
 
 from smp_model.cli.command import main
 from smp_model.errors import (FitError, ManifestError, MissingDependencyError, PSFError,
                               ResourceLimitError, SMPError, StampError, ZeropointError)
-from smp_model.scene.exposures import DroppedExposureWarning
+from smp_model.files import OutputExistsError
 from smp_model.fit.photometry import DetectionPhotometry
 from smp_model.inputs.folder import manifest_from_folder
-from smp_model.files import OutputExistsError
 from smp_model.inputs.manifest import DetectionManifest
-from smp_model.psf.models import load_psf
-from smp_model.settings import FitSettings
 from smp_model.inputs.stamps import read_stamp
-
-from badinputs import (BlockImports, broken_stamp, copy_file, detection_entry, folder_args,
-                       garbage_file, is_root, manifest_doc, non_piff_fits, other_entry,
-                       pixmappy_piff, sample_manifest, stamp_arrays, truncated_copy,
-                       write_doc, zeropoints_without)
+from smp_model.psf.models import load_psf
+from smp_model.scene.exposures import DroppedExposureWarning
+from smp_model.settings import FitSettings
 
 N_EXPOSURES = 2        # detection + one other: enough for every check, and fast
 
@@ -1155,8 +1154,8 @@ def huge_manifest(sample: Path, tmp: Path) -> Path:
 
 
 def test_memory_estimate_from_the_manifest(des_sample, tmp_path):
-    from smp_model.scene.memory import estimate_fit_memory
     from smp_model.limits import fit_memory_bytes
+    from smp_model.scene.memory import estimate_fit_memory
     manifest = DetectionManifest.read(huge_manifest(des_sample, tmp_path))
     settings = FitSettings()
     n_par = 20 * 20 + N_HUGE

@@ -18,8 +18,8 @@ from astropy.table import QTable, Table
 
 from smp_model.batch.items import BatchItem, detection_key, read_batch_list
 from smp_model.batch.work import BatchPaths, BatchReport, DetectionOutcome
-from smp_model.cli.command import main
 from smp_model.cli.batch import BatchProgress
+from smp_model.cli.command import main
 from smp_model.fit.photometry import DetectionPhotometry
 from smp_model.inputs.folder import manifest_from_folder
 from smp_model.inputs.manifest import DetectionManifest
@@ -290,8 +290,8 @@ def test_batch_options_in_the_work_directory(tmp_path):
     """Resume compares the new options too; work directories written before they existed
     count as made with their defaults."""
     from smp_model.batch.items import BatchError
-    from smp_model.batch.worker import BatchOptions
     from smp_model.batch.work import check_outputs
+    from smp_model.batch.worker import BatchOptions
     paths = BatchPaths(tmp_path / "fluxes.ecsv")
     paths.work_dir.mkdir()
     old = {"settings": FitSettings().as_meta(), "binary_search_if": None}

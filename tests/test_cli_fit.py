@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 from astropy.table import Table
-
 from helpers import absolute_manifest_dict, make_synthetic_detection, write_toml
+
 from smp_model.cli.command import main
 from smp_model.inputs.manifest import DetectionManifest
 

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from smp_model.inputs.cutout import cut_stamp, read_planes, write_ccd_image
 from smp_model.errors import StampError
+from smp_model.inputs.cutout import cut_stamp, read_planes, write_ccd_image
 from smp_model.inputs.manifest import DetectionManifest, des_stamp_origin
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,9 +13,9 @@ import pytest
 from astropy.table import Table
 from astropy.wcs import WCS
 
-from smp_model.wcs import decam
-from smp_model.inputs.discovery import find_exposures, read_exposure_table
 from smp_model.errors import ManifestError
+from smp_model.inputs.discovery import find_exposures, read_exposure_table
+from smp_model.wcs import decam
 
 REPO = Path(__file__).resolve().parent.parent
 RNG_SEED = 11

@@ -4,12 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from smp_model.simulation.demo import demo_manifest_path
+from smp_model.fit.panels import five_panels
+from smp_model.fit.photometry import DetectionPhotometry
 from smp_model.outputs.display import (STRETCHES, exposure_overlays, exposure_sky_affine,
                                        pixel_jacobian, sky_aligned_affine, stamp_extent,
                                        stretch_curve, stretched_colors)
-from smp_model.fit.photometry import DetectionPhotometry
-from smp_model.fit.panels import five_panels
+from smp_model.simulation.demo import demo_manifest_path
 
 
 @pytest.fixture(scope="module")

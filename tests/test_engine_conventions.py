@@ -17,16 +17,16 @@ import numpy as np
 import pytest
 import scipy.linalg
 from astropy.nddata import Cutout2D
-
 from helpers import (make_synthetic_detection, pixel_integrated_gaussian, render_truth,
                      sky_to_pixel, tan_header)
+
 from smp_model.conventions import piff_box_origin
 from smp_model.errors import FitError, ResourceLimitError
-from smp_model.scene.exposures import load_exposures
 from smp_model.fit.photometry import DetectionPhotometry
 from smp_model.inputs.manifest import DetectionManifest, des_stamp_origin
-from smp_model.settings import FitSettings
+from smp_model.scene.exposures import load_exposures
 from smp_model.scene.model import SceneModel
+from smp_model.settings import FitSettings
 
 SMALL_GRID = dict(grid_size=6, grid_step_arcsec=0.5)
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from astropy.table import Table
-
 from helpers import absolute_manifest_dict, read_toml, write_stamp, write_toml
+
 from smp_model.errors import ManifestError, SMPError, StampError, ZeropointError
-from smp_model.scene.exposures import DroppedExposureWarning, load_exposures
 from smp_model.inputs.folder import manifest_from_folder
-from smp_model.inputs.zeropoints import read_zeropoints
 from smp_model.inputs.manifest import DetectionManifest
 from smp_model.inputs.stamps import read_stamp
+from smp_model.inputs.zeropoints import read_zeropoints
+from smp_model.scene.exposures import DroppedExposureWarning, load_exposures
 
 SAMPLE = {"eris": (6, 234928, 20), "2014vv39": (8, 572637, 9), "2014lq28": (11, 696265, 32)}
 

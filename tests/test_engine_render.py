@@ -17,8 +17,8 @@ import pytest
 
 from smp_model.fit.photometry import DetectionPhotometry
 from smp_model.inputs.manifest import DetectionManifest
-from smp_model.psf.oversampled import OversampledPSF
 from smp_model.psf.models import PiffPSF, draw_profile, load_psf
+from smp_model.psf.oversampled import OversampledPSF
 from smp_model.settings import FitSettings
 
 # A few exposures of each object, each band (Y, i, r); the LQ28 one is the near-edge CCD.

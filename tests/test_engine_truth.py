@@ -16,8 +16,8 @@ import galsim
 import piff
 import pytest
 from astropy.io import fits
-
 from helpers import absolute_manifest_dict, write_toml
+
 from smp_model.fit.photometry import DetectionPhotometry
 from smp_model.settings import FitSettings
 

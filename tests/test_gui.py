@@ -19,15 +19,15 @@ from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
 from PyQt6.QtGui import QMouseEvent
 from PyQt6.QtWidgets import QApplication, QMessageBox
 
-from smp_model.fit.photometry import DetectionPhotometry
-from smp_model.inputs.manifest import DetectionManifest
-from smp_model.fit.panels import PANEL_KEYS, five_panels
-from smp_model.fit.request import FitRequest as EngineFitRequest
-from smp_model.settings import FitSettings
 from smp_gui.controller import FitController, FitRequest
 from smp_gui.main_window import MainWindow
 from smp_gui.panels import ccd_to_view, pixel_rect, view_to_ccd, view_to_pixel
 from smp_gui.results_table import summary_rows
+from smp_model.fit.panels import PANEL_KEYS, five_panels
+from smp_model.fit.photometry import DetectionPhotometry
+from smp_model.fit.request import FitRequest as EngineFitRequest
+from smp_model.inputs.manifest import DetectionManifest
+from smp_model.settings import FitSettings
 
 pytestmark = pytest.mark.gui
 

@@ -18,9 +18,9 @@ from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
 from PyQt6.QtGui import QMouseEvent
 from PyQt6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
-from smp_model.simulation.demo import demo_manifest_path
-from smp_model.outputs.figures import five_panel_figure
 from smp_gui.main_window import MainWindow
+from smp_model.outputs.figures import five_panel_figure
+from smp_model.simulation.demo import demo_manifest_path
 from tests.test_gui import _send_mouse, drag_marker, exported, press, redo, undo
 
 pytestmark = pytest.mark.gui

@@ -19,15 +19,15 @@ import time
 import numpy as np
 import pyqtgraph as pg
 import pytest
-from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, QThreadPool, Qt
+from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt, QThreadPool
 from PyQt6.QtGui import QMouseEvent
 from PyQt6.QtWidgets import QApplication
 
-from smp_model.fit.photometry import DetectionPhotometry
-from smp_model.inputs.manifest import DetectionManifest
-from smp_model.fit.panels import five_panels
 from smp_gui.main_window import MainWindow
 from smp_gui.panels import ccd_to_view
+from smp_model.fit.panels import five_panels
+from smp_model.fit.photometry import DetectionPhotometry
+from smp_model.inputs.manifest import DetectionManifest
 
 pytestmark = pytest.mark.gui
 

@@ -8,10 +8,10 @@ import time
 import numpy as np
 import pytest
 
+from smp_gui import loader
 from smp_model.errors import ManifestError, SMPError, StampError
 from smp_model.fit.photometry import DetectionPhotometry
 from smp_model.settings import FitSettings
-from smp_gui import loader
 
 pytestmark = pytest.mark.skipif(not loader.available(), reason="needs a forkserver (POSIX)")
 

@@ -173,8 +173,8 @@ def test_per_exposure_colour_overrides_the_detection_colour(pixmappy_sample, tmp
     real_pixmappy()
     from dataclasses import replace
 
-    from smp_model.scene.exposures import load_exposure
     from smp_model.inputs.manifest import DetectionManifest
+    from smp_model.scene.exposures import load_exposure
     manifest = DetectionManifest.read(pixmappy_sample / "2014lq28.toml")
     entry = replace(manifest.detection_exposure, color_gi=0.0)
     changed = manifest.with_exposures((entry,))

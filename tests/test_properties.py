@@ -19,16 +19,15 @@ import numpy as np
 import pytest
 import tomli_w
 from astropy.io import fits
+from badinputs import manifest_doc, write_hdus
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from smp_model.errors import ManifestError, MissingDependencyError, PSFError, StampError
 from smp_model.inputs.manifest import DetectionManifest
-from smp_model.psf.models import load_psf
 from smp_model.inputs.stamps import read_stamp
-
-from badinputs import manifest_doc, write_hdus
+from smp_model.psf.models import load_psf
 
 SETTINGS = settings(max_examples=150, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -14,17 +14,16 @@ from astropy.coordinates import SkyCoord
 from astropy.io import fits
 from astropy.table import QTable
 from astropy.wcs import WCS
+from helpers import make_synthetic_detection
 
 from smp_model.cli.command import main
-from smp_model.scene.exposures import load_exposures
+from smp_model.fit.measure import measure
 from smp_model.fit.photometry import DetectionPhotometry
+from smp_model.fit.request import FitRequest, TargetOffsets
 from smp_model.inputs.manifest import DetectionManifest
 from smp_model.outputs.columns import FLAGS, NJY_PER_COUNT, decode_flags
 from smp_model.outputs.record import fit_record
-from smp_model.fit.request import FitRequest, TargetOffsets
-from smp_model.fit.measure import measure
-
-from helpers import make_synthetic_detection
+from smp_model.scene.exposures import load_exposures
 
 pytestmark = pytest.mark.filterwarnings("ignore::smp_model.scene.exposures.DroppedExposureWarning")
 

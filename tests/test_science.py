@@ -20,12 +20,12 @@ from astropy.io import fits
 from smp_model.cli.command import main
 from smp_model.fit.diagnostics import exposure_diagnostics
 from smp_model.fit.photometry import DetectionPhotometry
-from smp_model.outputs.tables import fit_table
 from smp_model.outputs.cubes import write_fits
+from smp_model.outputs.tables import fit_table
 from smp_model.settings import FitSettings
 from smp_model.simulation.config import SimulationConfig
-from smp_model.simulation.field import build_field
 from smp_model.simulation.detection import simulate_detection
+from smp_model.simulation.field import build_field
 from smp_model.validation.injection import SimulatedFieldFit
 
 GAIN = 4.0            # electrons per SCI count (DECam-like)

@@ -12,15 +12,15 @@ from astropy.table import Table
 
 from smp_model import DetectionManifest, DetectionPhotometry, FitSettings
 from smp_model.cli.command import main
-from smp_model.scene.exposures import load_exposures
 from smp_model.files import OutputExistsError
 from smp_model.inputs.manifest import des_stamp_origin
+from smp_model.inputs.stamps import read_stamp
 from smp_model.psf.models import PixelizedPSF, load_psf
+from smp_model.scene.exposures import load_exposures
 from smp_model.simulation.config import MASK_BPM, MASK_CRAY, SimulationConfig
+from smp_model.simulation.detection import simulate_detection
 from smp_model.simulation.field import build_field
 from smp_model.simulation.truth import SimulationTruth
-from smp_model.simulation.detection import simulate_detection
-from smp_model.inputs.stamps import read_stamp
 
 
 @pytest.fixture(scope="module")

@@ -385,9 +385,10 @@ def test_drop_a_batch_output_on_either_window(qtbot, window, batch, tmp_path):
 def test_des_sample_batch_screenshot_and_export(des_sample, tmp_path):
     """The issue's check on the real sample: `smp batch` of the three detections, then
     `smp-gui fluxes.ecsv --screenshot` and `--select KEY --export-table` (= batch rows)."""
+    from survey_helpers import threads_client
+
     from smp_model.batch.items import read_batch_list
     from smp_model.batch.run import run_batch
-    from survey_helpers import threads_client
     listing = tmp_path / "detections.ecsv"
     Table({"manifest": [str(des_sample / n / "detection.toml")
                         for n in ("eris", "2014vv39", "2014lq28")]}).write(listing)

@@ -1,10 +1,10 @@
 """smp_model.wcs.transforms against analytic truths and astropy's coordinate frames."""
 
+import astropy.units as u
 import galsim
 import numpy as np
 import pytest
 from astropy.coordinates import SkyCoord
-import astropy.units as u
 
 from smp_model.wcs.transforms import pixel_to_sky, separation_and_position_angle, sky_to_pixel
 

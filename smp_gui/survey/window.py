@@ -19,13 +19,13 @@ from PyQt6.QtCore import QEvent, QSettings, Qt, pyqtSignal
 from PyQt6.QtGui import QAction, QKeySequence, QShortcut
 from PyQt6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView,
                              QInputDialog, QLabel, QLineEdit, QMainWindow, QMessageBox,
-                             QSplitter, QTableView, QTableWidget, QTableWidgetItem,
-                             QTabWidget, QVBoxLayout, QWidget)
+                             QSplitter, QTableView, QTableWidget, QTableWidgetItem, QTabWidget,
+                             QVBoxLayout, QWidget)
 
 from smp_model.errors import SMPError
-from smp_model.survey.review import MARKS
-from smp_model.survey.filters import FilterError
 from smp_model.survey.core import Survey
+from smp_model.survey.filters import FilterError
+from smp_model.survey.review import MARKS
 
 from .. import loader
 from ..dialogs import dropped_local_file

@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""The detection list of a batch: one row per detection naming a manifest or giving the
+folder-input fields (`read_batch_list`), with a distinct key per detection
+(`detection_key`, `distinct_keys`).
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -12,11 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
 import numpy as np
-from ..errors import one_line, SMPError
+
+from ..errors import SMPError, one_line
 from ..files import TABLE_FORMATS, read_input_table
 from ..inputs.manifest import DetectionManifest
-
 
 FOLDER_COLUMNS = ("stamps", "psfs", "zeropoints", "name", "ra", "dec", "band", "expnum",
                   "ccdnum")

@@ -36,7 +36,6 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-
 from ..errors import one_line
 from ..outputs.tables import table_format
 from .items import BatchError, BatchItem, distinct_keys
@@ -47,12 +46,6 @@ from .worker import BatchOptions, fit_detection
 # Share of a worker's memory limit that one fit may plan to use (the engine refuses larger
 # fits with ResourceLimitError before allocating; the rest is head room for Python/Piff).
 FIT_MEMORY_SHARE = 0.5
-
-
-# -- the list ---------------------------------------------------------------------------
-
-
-# -- one detection (runs on a worker) ---------------------------------------------------
 
 
 # -- the batch (runs on the client) -----------------------------------------------------
@@ -229,5 +222,3 @@ def _with_worker_memory(client, options: BatchOptions) -> BatchOptions:
         return options
     settings = dataclasses.replace(options.settings, memory_limit_bytes=cap)
     return dataclasses.replace(options, settings=settings)
-
-

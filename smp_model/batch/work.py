@@ -1,4 +1,7 @@
-"""TODO docstring."""
+"""The batch's files: the work folder (``<out>.work/<key>.ecsv`` per detection, the run's
+settings in ``batch.json``), the checks that the batch owns the paths it writes, and the
+merged table and failures written at the end (`write_results`).
+"""
 from __future__ import annotations
 
 import datetime as _dt
@@ -10,12 +13,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+
 from astropy.table import QTable, Table, vstack
+
 from ..errors import one_line
 from ..files import OutputExistsError, atomic_write
 from .items import BatchError, BatchItem
 from .worker import BatchOptions
-
 
 WORK_SUFFIX = ".work"
 

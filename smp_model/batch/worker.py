@@ -1,10 +1,13 @@
-"""TODO docstring."""
+"""What a Dask worker runs: the fit of one detection of a batch (`fit_detection`), which
+returns one small flux table (or the failure's one-line reason), never images.
+"""
 from __future__ import annotations
 
 import time
 import warnings
 from dataclasses import dataclass
-from ..errors import one_line, is_numpy_warning
+
+from ..errors import is_numpy_warning, one_line
 from ..fit.request import FitRequest
 from ..settings import FitSettings
 from .items import BatchItem
@@ -70,9 +73,9 @@ def fit_detection(item: BatchItem, options: BatchOptions) -> dict:
     "warnings"}`` (wall and worker-process CPU time).  Only the small flux table travels
     back to the client.
     """
+    from ..fit.measure import measure
     from ..fit.photometry import DetectionPhotometry
     from ..inputs.folder import manifest_from_folder
-    from ..fit.measure import measure
     from ..outputs.tables import fit_table
 
     t0, cpu0 = time.perf_counter(), time.process_time()

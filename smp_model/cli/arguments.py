@@ -1,9 +1,13 @@
-"""TODO docstring."""
+"""Argument types and option groups shared by the ``smp`` subcommands: validated numbers
+and lists, the model options (grid, convention, PSF normalisation) and the shot-noise
+options, and the progress line printed to stderr.
+"""
 from __future__ import annotations
 
 import argparse
 import math
 import sys
+
 from ..conventions import PSF_NORMALIZATIONS
 from ..limits import MAX_GRID_STEP_ARCSEC
 

@@ -57,9 +57,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..batch.worker import BatchOptions
-    from ..batch.run import open_client, run_batch
     from ..batch.items import read_batch_list
+    from ..batch.run import open_client, run_batch
+    from ..batch.worker import BatchOptions
     if not args.debug:
         _quiet_dask_logging()
     if args.workers is not None and args.scheduler:

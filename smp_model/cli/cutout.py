@@ -42,8 +42,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..inputs.discovery import ExposureRef, read_found_table
     from ..files import check_writable
+    from ..inputs.discovery import ExposureRef, read_found_table
     check_writable(args.write_manifest, args.overwrite)
     found = read_found_table(args.found)
     refs = [r for r in found if r.band == args.band]
@@ -78,9 +78,9 @@ def _find_image(folder: Path, pattern: str, ref) -> Path | None:
 
 
 def _cut_one(args, ref, image: Path, stamps: Path) -> None:
+    from ..errors import PSFError
     from ..inputs.cutout import cut_stamp, read_planes, write_stamp
     from ..inputs.discovery import psf_file
-    from ..errors import PSFError
     from ..psf.models import load_psf
     from ..wcs.transforms import sky_to_pixel
     psf_path = psf_file(args.psfs, ref.expnum, ref.ccdnum)

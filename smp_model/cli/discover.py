@@ -41,9 +41,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from ..files import check_writable
     from ..inputs.discovery import (destnosim_survey, find_exposures, read_exposure_table,
                                     refs_of)
-    from ..files import check_writable
     if args.out:
         check_writable(args.out, args.overwrite)
     if args.write_manifest:

@@ -103,9 +103,9 @@ def request_from_args(args):
 
 
 def run(args) -> int:
-    from ..fit.photometry import DetectionPhotometry
     from ..files import check_writable
     from ..fit.measure import measure
+    from ..fit.photometry import DetectionPhotometry
     t0 = time.perf_counter()
     request = request_from_args(args)   # option errors before any file is read
     for path in (args.table, args.fits, args.regions, args.figure):   # refuse before a fit
@@ -138,7 +138,8 @@ def write_outputs(fit, args) -> None:
     if args.regions:
         write_regions(fit, args.regions, overwrite=args.overwrite)
     if args.figure:
-        from ..outputs.figures import save_figure   # matplotlib (the [plot] extra) only for figures
+        from ..outputs.figures import \
+            save_figure  # matplotlib (the [plot] extra) only for figures
         save_figure(fit, args.figure, exposures=args.figure_exposures,
                     overwrite=args.overwrite)
 

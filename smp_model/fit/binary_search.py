@@ -1,11 +1,18 @@
-"""TODO docstring."""
+"""Starting points of a binary position search.
+
+A pair's chi2 surface has several basins (the pair swapped, a companion on either side), so
+the search polishes a few seeds instead of one start: the best pairs of a coarse scan about
+the best single position (`binary_seeds`).  Offsets are detection-exposure pixels in the
+convention's frame (`smp_model.fit.request.TargetOffsets`).
+"""
 from __future__ import annotations
 
 import math
+
 import numpy as np
+
 from ..errors import FitError
 from ..scene.model import SceneModel
-
 
 # Coarse scan for binary seeds (px): the secondary about the best single position on a
 # grid of ANCHORED_STEP out to ANCHORED_RADIUS (an unequal pair: the single fit sits on

@@ -1,7 +1,10 @@
-"""TODO docstring."""
+"""The one entry point that runs a `FitRequest` on a loaded detection: the CLI, the GUI's
+worker and the batch all call `measure`.
+"""
 from __future__ import annotations
 
 import dataclasses
+
 from .photometry import DetectionPhotometry
 from .request import FitRequest
 from .results import SceneFit

@@ -2,7 +2,7 @@
 
 `DetectionPhotometry` loads a detection once and builds its `SceneModel`; every fit after
 that (new offsets, binary instead of single, a position search) only re-solves the target
-part.  Results are immutable `SingleFit` / `BinaryFit` objects.
+part.  Results are immutable `SingleFit` / `BinaryFit` objects (`smp_model.fit.results`).
 
 Offsets are pixels in the detection exposure relative to the WCS position of the
 detection's (ra, dec), in the frame of the chosen convention (`smp_model.conventions`).
@@ -28,10 +28,10 @@ from ..scene.exposures import load_exposures
 from ..scene.memory import check_fit_memory
 from ..scene.model import LinearSolution, Progress, SceneModel, single_threaded_blas
 from ..settings import FitSettings
-from .binary_search import chi2_or_inf, binary_seeds
+from .binary_search import binary_seeds, chi2_or_inf
 from .request import TargetOffsets
-from .results import BinaryFit, SceneFit, ShotNoiseEstimate, SingleFit, SourceEstimate
-from .results import data_frame_centers
+from .results import (BinaryFit, SceneFit, ShotNoiseEstimate, SingleFit, SourceEstimate,
+                      data_frame_centers)
 
 # Published Powell tolerances: single-source search xtol 0.01 px, binary 0.001 px.
 SINGLE_XTOL = 0.01

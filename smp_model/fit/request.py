@@ -1,4 +1,4 @@
-"""What to fit, as one immutable request, and the one engine entry point that runs it.
+"""What to fit, as one immutable request.
 
 `TargetOffsets` holds the target's point-source positions as pixel offsets ``(dx, dy)``
 per source, relative to the WCS position of the detection's (ra, dec) in the detection
@@ -8,7 +8,8 @@ is converted to and from the ``(n, 2)`` layout the engine uses.
 
 `FitRequest` says what a user asked for (single or binary, where, search or not, the
 source shot-noise refit, the batch's binary search) and `measure` runs it on a loaded
-detection.  The CLI, the GUI's worker and the batch all go through `measure`.
+detection (`smp_model.fit.measure`).  The CLI, the GUI's worker and the batch all go
+through `measure`.  This module imports no engine machinery: the CLI parses requests first.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+
 import numpy as np
 
 from ..settings import FitSettings

@@ -1,17 +1,25 @@
-"""TODO docstring."""
+"""The immutable results of a fit: `SingleFit` and `BinaryFit` (both `SceneFit`), with one
+`SourceEstimate` per target source and, after a shot-noise refit, a `ShotNoiseEstimate`.
+
+Fluxes are counts on the common zeropoint 30 (``mag = 30 - 2.5 log10 flux``, AB); offsets
+are detection-exposure pixels from the WCS position of the detection's (ra, dec), in the
+frame of the fit's pixel convention.  Derived values (magnitudes, errors, the pair's
+separation and total flux) are properties computed from the stored solution.
+"""
 from __future__ import annotations
 
 import functools
 import math
 from dataclasses import dataclass, field
+
 import numpy as np
+
 from ..inputs.manifest import DetectionManifest
 from ..inputs.stamps import COMMON_ZEROPOINT
 from ..scene.model import LinearSolution, SceneModel, single_threaded_blas
 from ..settings import FitSettings
 from ..wcs.transforms import separation_and_position_angle
 from .request import FitRequest, TargetOffsets
-
 
 # A searched binary is "unresolved" (its component fluxes and errors are not trustworthy;
 # the pair's total is) below either threshold: delta chi2 under 25 is no evidence of a

@@ -254,11 +254,11 @@ def manifest_from_refs(refs, *, stamps: str | os.PathLike, psfs: str | os.PathLi
     """The manifest of a detection over the exposures ``refs`` that have a stamp
     ``<stamps>/<name>_<expnum>.fits``: PSF files found by `psf_file`, zeropoints from the
     table, stamp origins by the DES rule at the PSF WCS's position of (ra, dec)."""
-    from .zeropoints import read_zeropoints
-    from .manifest import DetectionManifest, ExposureEntry, des_stamp_origin
     from ..psf.models import load_psf
-    from .stamps import read_stamp
     from ..wcs.transforms import sky_to_pixel
+    from .manifest import DetectionManifest, ExposureEntry, des_stamp_origin
+    from .stamps import read_stamp
+    from .zeropoints import read_zeropoints
     zps = read_zeropoints(zeropoints)
     entries = []
     for ref in sorted(set(refs)):

@@ -17,7 +17,6 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 
-
 from ..conventions import piff_box_origin
 from ..errors import ManifestError, PSFError, ZeropointError
 from ..limits import memory_refusal

@@ -7,7 +7,6 @@ Array convention: ``sci[j, i]`` is CCD pixel ``(x0 + i, y0 + j)`` for the stamp 
 from __future__ import annotations
 
 import math
-
 import os
 from dataclasses import dataclass
 from pathlib import Path

@@ -1,10 +1,15 @@
-"""TODO docstring."""
+"""Zeropoint tables: ``expnum, ccdnum, zeropoint`` and optionally ``band`` per exposure, in
+ECSV, CSV or FITS; read by the folder form of a detection and by discovery.  Zeropoints are
+magnitudes of one SCI unit (`smp_model.limits.ZEROPOINT_RANGE`).
+"""
 from __future__ import annotations
 
 import math
 import os
 from pathlib import Path
+
 import numpy as np
+
 from ..errors import ZeropointError
 from ..files import read_input_table
 from .manifest import zeropoint_problem

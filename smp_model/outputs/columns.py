@@ -1,9 +1,15 @@
-"""TODO docstring."""
+"""The registry of the flux table: every column (unit, description) and every flag bit
+(name, meaning), in one place that the tables, their metadata, the docs and the survey
+view all read (as photutils keeps its PSF flags).
+
+Fluxes are counts on the common zeropoint 30; ``flux_njy`` the same in nJy
+(`NJY_PER_COUNT`); magnitudes are AB.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ..inputs.stamps import COMMON_ZEROPOINT
 
+from ..inputs.stamps import COMMON_ZEROPOINT
 
 #: nJy per count on the common zeropoint (AB: a source of 3631 Jy has magnitude 0).
 NJY_PER_COUNT = 3631.0 * 10 ** (-0.4 * COMMON_ZEROPOINT) * 1e9

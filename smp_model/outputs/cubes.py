@@ -1,17 +1,21 @@
-"""TODO docstring."""
+"""FITS cubes of a fit: one image HDU per exposure and quantity (image, model, residual,
+target, weight, mask) with BUNIT and a TAN-SIP WCS fitted to the exposure's WCS over the
+stamp, the flux table and a per-exposure table, all from the fit's one record.
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
 import numpy as np
 from astropy.io import fits
+
 from ..files import atomic_output
 from ..fit.diagnostics import exposure_diagnostics
 from ..fit.results import SceneFit
 from .columns import NJY_PER_COUNT
 from .record import fit_record
 from .tables import flat_meta, set_card, table_hdu
-
 
 #: Image HDUs of the cube file, per exposure: (EXTNAME, BUNIT, what).
 CUBE_QUANTITIES = (

@@ -24,12 +24,11 @@ from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.transforms import Affine2D
 
-from .display import (PUBLISHED_STYLE, DisplayStyle, exposure_sky_affine, mask_overlay,
-                      stamp_extent, stretch_curve, stretch_levels, stretched_colors)
-
 from ..files import atomic_output
 from ..fit.panels import PANEL_KEYS, PANEL_TITLES, ExposurePanels, five_panels
 from ..fit.results import SceneFit
+from .display import (PUBLISHED_STYLE, DisplayStyle, exposure_sky_affine, mask_overlay,
+                      stamp_extent, stretch_curve, stretch_levels, stretched_colors)
 from .record import fit_record
 
 FIGURE_FORMATS = (".png", ".pdf", ".svg")

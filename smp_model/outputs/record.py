@@ -19,7 +19,6 @@ Conventions (stated once, here and in each column's description):
 """
 from __future__ import annotations
 
-import datetime as _dt
 import functools
 import math
 import weakref
@@ -29,9 +28,10 @@ import astropy.units as u
 import numpy as np
 from astropy.table import QTable
 
+from ..files import utc_timestamp
 from ..fit.results import BinaryFit, SceneFit
 from ..inputs.stamps import COMMON_ZEROPOINT
-from .columns import COLUMNS, FIT_COLUMNS, FLAGS, FLAG_BITS, NJY_PER_COUNT
+from .columns import COLUMNS, FIT_COLUMNS, FLAG_BITS, FLAGS, NJY_PER_COUNT
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,7 +67,7 @@ class FitRecord:
     def output_meta(self) -> dict:
         """`meta` for a file written now: ``created`` is the time of writing (the record
         of a fit is built once and may be written more than once)."""
-        return dict(self.meta, created=_now())
+        return dict(self.meta, created=utc_timestamp())
 
     def table(self):
         """The flux table: an astropy `QTable` with units, descriptions and `meta`."""
@@ -240,7 +240,7 @@ def record_meta(fit: SceneFit) -> dict:
     offsets = fit.target_offsets
     return {
         "software": f"smp-inspector {__version__}",
-        "created": _now(),
+        "created": utc_timestamp(),
         "manifest": str(manifest.path) if manifest.path else None,
         "name": manifest.name, "ra": manifest.ra, "dec": manifest.dec,
         "band": manifest.band, "color_gi": manifest.color_gi, "mjd": manifest.mjd,
@@ -265,9 +265,6 @@ def record_meta(fit: SceneFit) -> dict:
         "per_exposure": diagnostics_records(fit),
     }
 
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
 def _json(value):

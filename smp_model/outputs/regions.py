@@ -1,10 +1,14 @@
-"""TODO docstring."""
+"""DS9 region files of a fit, written with the ``regions`` package: a circle at each fitted
+source and the outline of the background grid, in sky coordinates.
+"""
 from __future__ import annotations
 
 import os
 from pathlib import Path
+
 import astropy.units as u
 import numpy as np
+
 from ..files import atomic_output
 from ..fit.results import SceneFit
 from .record import fit_record

@@ -1,9 +1,10 @@
-"""Fit results as tables, FITS cubes and DS9 region files.
+"""Fit results as flux tables.
 
 The flux table follows photutils: an astropy `QTable` with one row per fitted source,
 ``_err`` columns, units, a ``flags`` column and ``meta`` holding every setting needed to
 repeat the fit, all from the fit's one record (`smp_model.outputs.record`).  It is written
-through astropy's registry (ECSV, FITS, CSV).  Fluxes are on the common zeropoint 30
+through astropy's registry (ECSV, FITS, CSV).  FITS cubes and DS9 regions are written by
+`smp_model.outputs.cubes` and `smp_model.outputs.regions`.  Fluxes are on the common zeropoint 30
 (``mag = 30 - 2.5 log10 flux``, AB), with ``flux_njy`` in nJy.
 """
 from __future__ import annotations
@@ -20,6 +21,7 @@ from astropy.table import QTable, Table
 from ..files import TABLE_FORMATS, atomic_output
 from ..fit.results import SceneFit
 from .record import fit_record
+
 
 def fit_table(fit: SceneFit) -> QTable:
     """The flux table of ``fit``: one row per target source (`smp_model.outputs.record`)."""

@@ -1,4 +1,4 @@
-"""PSF models and fast rendering of shifted, pixel-integrated PSF stamps.
+"""PSF models: what a manifest's PSF file becomes.
 
 Every PSF source (a Piff file, a pixelised PSF image, an analytic galsim profile) is
 reduced to one thing: the *pixel-integrated* PSF at a CCD position, as a galsim profile in
@@ -6,11 +6,8 @@ CCD pixel units with unit flux (`PSFModel.pixel_profile`).  Drawing that profile
 ``method='no_pixel'`` on a grid of scale 1 gives the expected counts per pixel of a unit
 point source; evaluating it anywhere gives the value a pixel centred there would have.
 
-`OversampledPSF` samples that profile once per exposure on a grid ``oversampling`` times
-finer than the pixels and evaluates it at any shift with a cubic spline: 400 grid stamps
-cost one spline evaluation instead of 400 galsim draws.  With the default 6x oversampling
-it reproduces exact draws to ~1.3e-4 of the peak on the DES sample (tested to 1e-3; 8x
-gives 7e-5 but costs 1.8x the drawing time, 4x gives 3.3e-4).
+The renderer that draws such profiles fast at many positions is
+`smp_model.psf.oversampled.OversampledPSF`.
 
 Coordinates: CCD positions are 1-indexed (galsim/FITS); ``origin = (x0, y0)`` is the CCD
 pixel of array element ``[0, 0]`` of a stamp, so element ``[j, i]`` is CCD ``(x0+i, y0+j)``.

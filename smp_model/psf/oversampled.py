@@ -1,12 +1,24 @@
-"""TODO docstring."""
+"""Fast rendering of shifted, pixel-integrated PSF stamps.
+
+`OversampledPSF` samples a model's pixel-integrated profile once per exposure on a grid
+``oversampling`` times finer than the pixels and evaluates it at any shift with a cubic
+spline: 400 grid stamps cost one spline evaluation instead of 400 galsim draws.  With the
+default 6x oversampling it reproduces exact draws to about 1e-4 of the peak on the DES
+sample (tested to 1e-3).  ``band-limited`` rendering (`band_limited_samples`) removes the
+model's power at and above the pixel's Nyquist frequency, so that neither the pixel sum nor
+the sampled shape depends on the sub-pixel position.
+
+Coordinates: CCD positions are 1-indexed (galsim/FITS); ``origin = (x0, y0)`` is the CCD
+pixel of array element ``[0, 0]`` of a stamp, so element ``[j, i]`` is CCD ``(x0+i, y0+j)``.
+"""
 from __future__ import annotations
 
 import galsim
 import numpy as np
 from scipy import ndimage
+
 from ..conventions import PSF_NORMALIZATIONS
 from ..settings import DEFAULT_OVERSAMPLING
-
 
 _SPLINE_ORDER = 3
 

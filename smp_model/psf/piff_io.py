@@ -63,6 +63,7 @@ class PiffFile:
         import piff
         from piff.config import LoggerWrapper
         from piff.readers import FitsReader
+
         # What piff.PSF.read does after opening the file; _read is Piff's documented hook
         # for reading a PSF from a reader.
         return piff.PSF._read(FitsReader(self, base_name=None), "psf", LoggerWrapper(None))

@@ -1,11 +1,13 @@
-"""TODO docstring."""
+"""What a simulation is made of: `SimulationConfig` and the constants of the simulated
+camera (DECam-like pixel scale and CCD size, mask bits, PSF storage, galsim accuracy).
+"""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
 import galsim
 import numpy as np
-
 
 MANIFEST_FILENAME = "detection.toml"
 

@@ -1,24 +1,29 @@
-"""TODO docstring."""
+"""A simulated field: the static scene (stars, Sersic galaxies) seen in several exposures,
+each with its own PSF, WCS, zeropoint, noise and defects, drawn with galsim, and written
+in the on-disk form of the DES sample (`SimulatedField.write`).  See
+`smp_model.simulation.detection` for the files and conventions.
+"""
 from __future__ import annotations
 
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+
 import galsim
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
+
 from ..files import atomic_output
 from ..inputs.manifest import DetectionManifest, ExposureEntry, des_stamp_origin
 from ..inputs.stamps import flux_scale
 from ..psf.models import PixelizedPSF
 from ..wcs.transforms import (separation_and_position_angle, sky_from_tangent, sky_to_pixel,
                               tangent_offsets)
-from .config import (CCD_MARGIN_PX, CCD_NX, CCD_NY, EXPOSURES_FILENAME, GSPARAMS,
+from .config import (CCD_MARGIN_PX, CCD_NX, CCD_NY, DES_CCDS, EXPOSURES_FILENAME, GSPARAMS,
                      MANIFEST_FILENAME, MASK_BPM, MASK_CRAY, PIXEL_SCALE_ARCSEC,
-                     PSF_MIN_HALF_SIZE_PX, PSF_OVERSAMPLING, SURVEY_MJD0, SimulationConfig,
-                     DES_CCDS)
+                     PSF_MIN_HALF_SIZE_PX, PSF_OVERSAMPLING, SURVEY_MJD0, SimulationConfig)
 from .truth import ExposureTruth, SceneSource, SimulationTruth, TargetSource
 
 

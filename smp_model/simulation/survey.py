@@ -152,9 +152,9 @@ def survey_demo_batch_path(progress=None, workers: int | None = None) -> Path:
     (`smp_model.simulation.demo.cache_dir`), simulated and fitted on first use (a few minutes:
     `smp batch` with ``--binary-search-if 25`` on a local cluster).  ``progress(text)``
     reports the steps."""
-    from ..batch.worker import BatchOptions
-    from ..batch.run import open_client, run_batch
     from ..batch.items import read_batch_list
+    from ..batch.run import open_client, run_batch
+    from ..batch.worker import BatchOptions
     from .demo import cache_dir
     folder = cache_dir() / SURVEY_DEMO_VERSION
     out = folder / "fluxes.ecsv"

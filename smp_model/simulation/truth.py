@@ -1,15 +1,19 @@
-"""TODO docstring."""
+"""What a simulation drew, written beside it as ``truth.json``: the target and scene
+sources and each exposure's PSF, WCS, zeropoint and noise (`SimulationTruth`).  Fluxes are
+counts on zeropoint 30, positions ICRS degrees.
+"""
 from __future__ import annotations
 
 import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
 import galsim
 import numpy as np
+
 from ..files import atomic_write_bytes
 from .config import GSPARAMS, MANIFEST_FILENAME, SimulationConfig
-
 
 TRUTH_FORMAT = "smp-simulation-truth/1"
 

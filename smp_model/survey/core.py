@@ -9,14 +9,12 @@ columns), the failures of ``<out stem>.failures.ecsv``, and the marks of the rev
 sidecar.  Everything is plain numpy columns so that a 10,000-detection survey filters and
 sorts in milliseconds.  No Qt here: the survey window (`smp_gui.survey`) shows this model.
 
-Filters are a small safe language (`compile_filter`; nothing is evaluated as Python):
-comparisons of columns with numbers, quoted strings or other columns, joined by ``and``,
-``or``, ``not`` and parentheses, e.g. ``chi2_dof > 1.5 and flags & exposure_dropped != 0``
-(flag names stand for their bits, `smp_model.outputs.columns.FLAG_BITS`).
+Filters are a small safe language (`smp_model.survey.filters.compile_filter`; nothing is
+evaluated as Python), e.g. ``chi2_dof > 1.5 and flags & exposure_dropped != 0``.
 
 Review marks (good / bad / binary candidate, a note, and optionally a refit saved from the
 inspector) live in the sidecar ``<out stem>.review.ecsv`` next to the batch output
-(`ReviewSidecar`), written atomically; the batch output itself is never written.
+(`smp_model.survey.review.ReviewSidecar`), written atomically; the batch output itself is never written.
 
 Units and conventions are the batch's: fluxes on zeropoint 30, magnitudes
 ``30 - 2.5 log10 flux``, offsets in detection-exposure pixels (published order), MJD of the
@@ -37,7 +35,7 @@ from ..outputs.columns import FLAG_BITS, decode_flags
 from ..settings import FitSettings
 from .filters import FilterError, compile_filter
 from .review import MARKS, REVIEWED_FLOAT_COLUMNS, REVIEWED_STR_COLUMNS, ReviewSidecar
-from .tables import (SurveyError, COLUMN_DEFAULTS, mjd_from_manifests, read_failures,
+from .tables import (COLUMN_DEFAULTS, SurveyError, mjd_from_manifests, read_failures,
                      read_table, settings_from_meta)
 
 #: The record's flag for lost exposures; batch outputs written before the record had it
@@ -297,14 +295,3 @@ def sort_indices(columns: dict[str, np.ndarray], indices: np.ndarray, by: str,
         key = -ranks if descending else ranks
     # lexsort: the last key is the primary one; equal values keep batch order
     return indices[np.lexsort((key, missing))]
-
-
-# -- rotation ---------------------------------------------------------------------------
-
-
-# -- the filter language -------------------------------------------------------------------
-
-
-# -- the review sidecar ---------------------------------------------------------------------
-
-

@@ -1,8 +1,16 @@
-"""TODO docstring."""
+"""The survey's filter language: a small safe expression language over the survey's columns
+(nothing is evaluated as Python).
+
+Comparisons of columns with numbers, quoted strings or other columns, joined by ``and``,
+``or``, ``not`` and parentheses, e.g. ``chi2_dof > 1.5 and flags & exposure_dropped != 0``;
+a flag name stands for its bit (`smp_model.outputs.columns.FLAG_BITS`).
+"""
 from __future__ import annotations
 
 import re
+
 import numpy as np
+
 from ..outputs.columns import FLAG_BITS
 
 

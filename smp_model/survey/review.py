@@ -1,18 +1,21 @@
-"""TODO docstring."""
+"""The review sidecar of a survey: marks (good / bad / binary candidate), notes and refits
+saved from the inspector, kept in ``<out stem>.review.ecsv`` beside the batch output and
+written atomically; the batch output itself is never written.
+"""
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
 import numpy as np
 from astropy.table import Table
-from ..files import atomic_write
-from .tables import SurveyError
 
+from ..files import atomic_write, utc_timestamp
+from .tables import SurveyError
 
 REVIEW_SUFFIX = ".review.ecsv"
 
@@ -91,7 +94,7 @@ class ReviewSidecar:
             entry.mark = mark
         if note is not None:
             entry.note = " ".join(note.split())
-        entry.updated = _now()
+        entry.updated = utc_timestamp()
         if not (entry.mark or entry.note or entry.reviewed):
             del self.entries[key]
 
@@ -127,7 +130,7 @@ class ReviewSidecar:
         entry = self.entries.setdefault(key, ReviewEntry())
         entry.reviewed = {k: v for k, v in reviewed.items()
                           if not (isinstance(v, float) and math.isnan(v))}
-        entry.updated = _now()
+        entry.updated = utc_timestamp()
 
     def table(self) -> Table:
         keys = sorted(self.entries)
@@ -160,6 +163,3 @@ class ReviewSidecar:
                                                                overwrite=True),
                             overwrite=True)
 
-
-def _now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")

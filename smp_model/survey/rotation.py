@@ -1,8 +1,11 @@
-"""TODO docstring."""
+"""Rotation periods from a survey's light curve: folding at a period (`fold`) and a
+sinusoid fitted to the folded magnitudes (`fit_rotation`).
+"""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
 import numpy as np
 
 

@@ -1,16 +1,20 @@
-"""TODO docstring."""
+"""Reading batch outputs fast: the flux table (ECSV, FITS or CSV) as plain numpy columns,
+with defaults for columns older batches lack, the failures table, and the MJD and settings
+of the run.
+"""
 from __future__ import annotations
 
 import math
 import os
 import tomllib
 from pathlib import Path
+
 import numpy as np
 from astropy.table import Table
+
 from ..errors import SMPError
 from ..files import TABLE_FORMATS
 from ..settings import FitSettings
-
 
 FAILURES_SUFFIX = ".failures.ecsv"   # as `smp_model.batch.work.FAILURES_SUFFIX`
 
