@@ -33,6 +33,9 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+__all__ = ["CONVENTIONS", "EXACT", "LEGACY", "PSF_NORMALIZATIONS", "Convention",
+           "get_convention", "piff_box_origin"]
+
 if TYPE_CHECKING:   # numpy is not needed to import this module (the CLI's start-up)
     import numpy as np
 

@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+__all__ = ["PSF_FILES_RUN_CODE", "Cancelled", "FitError", "ManifestError",
+           "MissingDependencyError", "PSFError", "ResourceLimitError", "SMPError",
+           "StampError", "ZeropointError", "is_numpy_warning", "one_line"]
+
+
 # The trust boundary, stated once for the CLI help and the GUI (here: the CLI's help must
 # not import the engine).
 PSF_FILES_RUN_CODE = (
@@ -68,6 +73,11 @@ class FitError(SMPError):
 
 class ResourceLimitError(SMPError):
     """A requested fit would need more memory than allowed; refused before allocating."""
+
+
+class Cancelled(Exception):
+    """A long engine job (a Δχ² map, a search) stopped because its caller asked it to,
+    through the job's progress or cancel callback.  Not an `SMPError`: nothing is wrong."""
 
 
 def one_line(exc: BaseException) -> str:

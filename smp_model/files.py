@@ -12,6 +12,10 @@ from pathlib import Path
 
 from .errors import SMPError
 
+__all__ = ["FITS_BLOCK", "TABLE_FORMATS", "OutputExistsError", "atomic_output", "atomic_write",
+           "atomic_write_bytes", "check_writable", "fits_file_problem", "read_input_table",
+           "require_fits_file", "utc_timestamp"]
+
 # astropy table format of each file suffix we read and write (ECSV, FITS, CSV).
 TABLE_FORMATS = {".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits", ".fts": "fits",
                  ".csv": "ascii.csv"}

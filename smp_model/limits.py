@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from .errors import ResourceLimitError
 
+__all__ = ["COLOR_GI_RANGE", "MAX_GRID_STEP_ARCSEC", "MAX_MEDIAN_PIXEL_SNR",
+           "MAX_REDUCED_CHI2", "ZEROPOINT_RANGE", "fit_memory_bytes", "memory_refusal"]
+
 # Zeropoints (magnitudes of one SCI unit) of CCD images are ~25-35 in any unit in use
 # (ADU, electrons, electrons/s, nJy); outside this range the value is a mistake (a flux
 # scale, a zeropoint of another system) and 10**(-0.4 zp) under/overflows far out.

@@ -11,6 +11,8 @@ from dataclasses import asdict, dataclass, field
 from .conventions import PSF_NORMALIZATIONS, Convention, get_convention
 from .limits import MAX_GRID_STEP_ARCSEC
 
+__all__ = ["DEFAULT_MEMORY_LIMIT", "DEFAULT_OVERSAMPLING", "FitSettings"]
+
 DEFAULT_MEMORY_LIMIT = 4 * 1024 ** 3   # bytes a fit may use (`smp_model.limits`)
 DEFAULT_OVERSAMPLING = 6               # PSF samples per CCD pixel of the renderer
 

@@ -22,6 +22,9 @@ from ..errors import SMPError, one_line
 from ..files import TABLE_FORMATS, read_input_table
 from ..inputs.manifest import DetectionManifest
 
+__all__ = ["FOLDER_COLUMNS", "OPTIONAL_FOLDER_COLUMNS", "BatchError", "BatchItem",
+           "detection_key", "distinct_keys", "psf_sources_outside", "read_batch_list"]
+
 FOLDER_COLUMNS = ("stamps", "psfs", "zeropoints", "name", "ra", "dec", "band", "expnum",
                   "ccdnum")
 

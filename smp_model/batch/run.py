@@ -43,6 +43,8 @@ from .work import (BatchPaths, BatchReport, DetectionOutcome, check_outputs, pre
                    write_results, write_work_file)
 from .worker import BatchOptions, fit_detection
 
+__all__ = ["FIT_MEMORY_SHARE", "ClientFactory", "OutcomeCallback", "open_client", "run_batch"]
+
 # Share of a worker's memory limit that one fit may plan to use (the engine refuses larger
 # fits with ResourceLimitError before allocating; the rest is head room for Python/Piff).
 FIT_MEMORY_SHARE = 0.5

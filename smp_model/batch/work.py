@@ -21,6 +21,10 @@ from ..files import OutputExistsError, atomic_write
 from .items import BatchError, BatchItem
 from .worker import BatchOptions
 
+__all__ = ["FAILURES_SUFFIX", "OPTIONS_FILE", "WORK_SUFFIX", "BatchPaths", "BatchReport",
+           "DetectionOutcome", "check_outputs", "prepare_work_dir", "write_results",
+           "write_work_file"]
+
 WORK_SUFFIX = ".work"
 
 

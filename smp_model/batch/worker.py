@@ -12,6 +12,8 @@ from ..fit.request import FitRequest
 from ..settings import FitSettings
 from .items import BatchItem
 
+__all__ = ["BatchOptions", "fit_detection"]
+
 
 @dataclass(frozen=True)
 class BatchOptions:

@@ -11,6 +11,9 @@ import sys
 from ..conventions import PSF_NORMALIZATIONS
 from ..limits import MAX_GRID_STEP_ARCSEC
 
+__all__ = ["Progress", "add_model_arguments", "add_shot_noise_arguments", "float_list",
+           "number", "settings_from_args"]
+
 
 def float_list(n: int):
     """argparse type for ``n`` comma-separated finite floats (``--binary=-1,0,-1,0``)."""

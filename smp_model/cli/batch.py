@@ -14,6 +14,8 @@ import warnings
 from .arguments import (add_model_arguments, add_shot_noise_arguments, number,
                         settings_from_args)
 
+__all__ = ["BatchProgress", "register", "run"]
+
 
 def register(sub) -> None:
     p = sub.add_parser(

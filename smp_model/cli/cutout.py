@@ -7,6 +7,8 @@ from pathlib import Path
 
 from ..errors import ManifestError
 
+__all__ = ["DEFAULT_IMAGE_PATTERN", "register", "run"]
+
 DEFAULT_IMAGE_PATTERN = "D{expnum:08d}_*_c{ccdnum:02d}_*.fits*"
 
 

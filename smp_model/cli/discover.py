@@ -6,6 +6,8 @@ import sys
 
 from ..errors import ManifestError
 
+__all__ = ["register", "run"]
+
 
 def register(sub) -> None:
     p = sub.add_parser(

@@ -9,6 +9,9 @@ from ..errors import PSF_FILES_RUN_CODE, ManifestError
 from .arguments import (Progress, add_model_arguments, add_shot_noise_arguments, float_list,
                         number, settings_from_args)
 
+__all__ = ["fit_summary", "load_manifest", "register", "request_from_args", "run",
+           "text_summary", "write_outputs"]
+
 
 def register(sub) -> None:
     p = sub.add_parser(

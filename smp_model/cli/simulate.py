@@ -6,6 +6,8 @@ import argparse
 
 from .arguments import number
 
+__all__ = ["register", "run"]
+
 
 def register(sub) -> None:
     p = sub.add_parser(

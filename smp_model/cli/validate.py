@@ -8,6 +8,8 @@ import sys
 
 from .arguments import Progress, number
 
+__all__ = ["format_summary", "register", "run"]
+
 
 def register(sub) -> None:
     p = sub.add_parser(

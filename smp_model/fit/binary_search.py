@@ -14,6 +14,9 @@ import numpy as np
 from ..errors import FitError
 from ..scene.model import SceneModel
 
+__all__ = ["ANCHORED_RADIUS", "ANCHORED_STEP", "N_SEEDS", "SPLIT_RADIUS", "SPLIT_STEP",
+           "binary_seeds", "chi2_or_inf"]
+
 # Coarse scan for binary seeds (px): the secondary about the best single position on a
 # grid of ANCHORED_STEP out to ANCHORED_RADIUS (an unequal pair: the single fit sits on
 # the brighter component), and the pair split symmetrically about it every SPLIT_STEP out

@@ -14,13 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import minimize
 
-from ..errors import FitError
+from ..errors import Cancelled, FitError
 from ..scene.model import single_threaded_blas
 from .photometry import SINGLE_XTOL, DetectionPhotometry
 
-
-class Cancelled(Exception):
-    """The caller asked to stop."""
+__all__ = ["Chi2Map", "chi2_map"]
 
 
 @dataclass(frozen=True, eq=False)

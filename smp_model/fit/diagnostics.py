@@ -12,6 +12,9 @@ from astropy.table import Table
 
 from .results import SceneFit
 
+__all__ = ["OUTLIER_SIGMA", "WORST_RESIDUALS", "diagnostic_columns", "diagnostics_records",
+           "exposure_diagnostics", "outlier_flags"]
+
 OUTLIER_SIGMA = 5.0
 WORST_RESIDUALS = 3
 

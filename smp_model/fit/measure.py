@@ -9,6 +9,8 @@ from .photometry import DetectionPhotometry
 from .request import FitRequest
 from .results import SceneFit
 
+__all__ = ["measure"]
+
 
 def measure(photometry: "DetectionPhotometry", request: FitRequest) -> "SceneFit":
     """Run ``request`` on a loaded detection (built with ``request.settings``)."""

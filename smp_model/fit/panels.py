@@ -18,6 +18,9 @@ from astropy.stats import sigma_clipped_stats
 from ..inputs.stamps import flux_scale
 from .results import SceneFit
 
+__all__ = ["PANEL_KEYS", "PANEL_TITLES", "ExposurePanels", "display_levels", "exposure_levels",
+           "five_panels"]
+
 PANEL_KEYS = ("image", "model", "image_minus_background", "image_minus_target", "residual")
 PANEL_TITLES = {
     "image": "Image",

@@ -33,6 +33,9 @@ from .request import TargetOffsets
 from .results import (BinaryFit, SceneFit, ShotNoiseEstimate, SingleFit, SourceEstimate,
                       data_frame_centers)
 
+__all__ = ["BINARY_XTOL", "CURVATURE_STEP", "FTOL", "SEED_FTOL", "SEED_XTOL", "SINGLE_XTOL",
+           "DetectionPhotometry"]
+
 # Published Powell tolerances: single-source search xtol 0.01 px, binary 0.001 px.
 SINGLE_XTOL = 0.01
 BINARY_XTOL = 0.001

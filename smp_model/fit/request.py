@@ -22,6 +22,8 @@ import numpy as np
 
 from ..settings import FitSettings
 
+__all__ = ["MODES", "PUBLISHED_ORDER", "FitRequest", "TargetOffsets", "default_offsets"]
+
 #: How offsets are written anywhere a user reads or types them (CLI, JSON, tables, sessions).
 PUBLISHED_ORDER = {1: ("dx", "dy"), 2: ("dx1", "dx2", "dy1", "dy2")}
 MODES = ("single", "binary")

@@ -21,6 +21,10 @@ from ..settings import FitSettings
 from ..wcs.transforms import separation_and_position_angle
 from .request import FitRequest, TargetOffsets
 
+__all__ = ["UNRESOLVED_DELTA_CHI2", "UNRESOLVED_SEPARATION_SIGMA", "BinaryFit", "SceneFit",
+           "ShotNoiseEstimate", "SingleFit", "SourceEstimate", "data_frame_centers",
+           "magnitude", "magnitude_error"]
+
 # A searched binary is "unresolved" (its component fluxes and errors are not trustworthy;
 # the pair's total is) below either threshold: delta chi2 under 25 is no evidence of a
 # companion (a single source gains more than 16 in 1 % of cases), and a separation known

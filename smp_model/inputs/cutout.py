@@ -23,6 +23,8 @@ from ..files import atomic_output, require_fits_file
 from .manifest import des_stamp_origin
 from .stamps import REQUIRED_HDUS
 
+__all__ = ["STAMP_SIZE", "cut_stamp", "read_planes", "write_ccd_image", "write_stamp"]
+
 STAMP_SIZE = 30
 
 

@@ -21,6 +21,12 @@ from ..errors import ManifestError
 from ..files import read_input_table
 from ..wcs.transforms import tangent_offsets
 
+__all__ = ["DECAM_CCD_SIZE_DEG", "EXPOSURE_COLUMNS", "SEARCH_RADIUS_DEG",
+           "WCS_CHECK_MARGIN_PX", "DestnosimExposures", "ExposureRef", "ExposureSource",
+           "destnosim_survey", "exposures_for_detection", "find_exposures",
+           "manifest_from_refs", "psf_file", "read_exposure_table", "read_found_table",
+           "refs_of"]
+
 
 @dataclass(frozen=True, order=True)
 class ExposureRef:

@@ -28,6 +28,8 @@ from .manifest import DEFAULT_COLOR_GI, DetectionManifest, ExposureEntry, des_st
 from .stamps import read_stamp
 from .zeropoints import read_zeropoints
 
+__all__ = ["ORIGIN_RULES", "OriginRule", "manifest_from_folder"]
+
 OriginRule = Callable[[float, float, tuple[int, int]], tuple[int, int]]
 ORIGIN_RULES: dict[str, OriginRule] = {
     "des": des_stamp_origin,

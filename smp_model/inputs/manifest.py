@@ -20,6 +20,9 @@ from typing import Any
 from ..errors import ManifestError
 from ..limits import ZEROPOINT_RANGE
 
+__all__ = ["DEFAULT_COLOR_GI", "FORMAT", "DetectionManifest", "ExposureEntry",
+           "des_stamp_origin", "paths_outside", "zeropoint_problem"]
+
 FORMAT = "smp-detection/1"
 DEFAULT_COLOR_GI = 0.61
 

@@ -17,6 +17,8 @@ from astropy.io import fits
 from ..errors import StampError
 from ..files import require_fits_file
 
+__all__ = ["COMMON_ZEROPOINT", "REQUIRED_HDUS", "Stamp", "flux_scale", "read_stamp"]
+
 COMMON_ZEROPOINT = 30.0
 REQUIRED_HDUS = ("SCI", "MSK", "WGT")
 

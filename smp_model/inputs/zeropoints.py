@@ -14,6 +14,8 @@ from ..errors import ZeropointError
 from ..files import read_input_table
 from .manifest import zeropoint_problem
 
+__all__ = ["read_zeropoints"]
+
 
 def read_zeropoints(path: str | os.PathLike) -> dict[tuple[int, int], tuple[float, str | None]]:
     """``{(expnum, ccdnum): (zeropoint, band or None)}`` from an ECSV/CSV/FITS table.

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 
 from ..inputs.stamps import COMMON_ZEROPOINT
 
+__all__ = ["COLUMNS", "FIT_COLUMNS", "FLAGS", "FLAG_BITS", "NJY_PER_COUNT", "Column", "Flag",
+           "decode_flags", "flags_description"]
+
 #: nJy per count on the common zeropoint (AB: a source of 3631 Jy has magnitude 0).
 NJY_PER_COUNT = 3631.0 * 10 ** (-0.4 * COMMON_ZEROPOINT) * 1e9
 

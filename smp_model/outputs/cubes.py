@@ -17,6 +17,8 @@ from .columns import NJY_PER_COUNT
 from .record import fit_record
 from .tables import flat_meta, set_card, table_hdu
 
+__all__ = ["CUBE_QUANTITIES", "stamp_wcs_header", "write_fits"]
+
 #: Image HDUs of the cube file, per exposure: (EXTNAME, BUNIT, what).
 CUBE_QUANTITIES = (
     ("IMAGE", "ct", "calibrated stamp on zeropoint 30, masked pixels as stored"),

@@ -19,6 +19,11 @@ import numpy as np
 
 from ..fit.panels import ExposurePanels
 
+__all__ = ["ASINH_SOFTENING", "COLORMAPS", "CURVE_POINTS", "LOG_EXPONENT", "MASK_RGBA",
+           "PUBLISHED_STYLE", "STRETCHES", "DisplayStyle", "Overlays", "exposure_overlays",
+           "exposure_sky_affine", "mask_overlay", "pixel_jacobian", "sky_aligned_affine",
+           "stamp_extent", "stretch_curve", "stretch_levels", "stretched_colors"]
+
 STRETCHES = {
     "published": "Published (-3..+4 σ)",
     "zscale": "zscale",

@@ -31,6 +31,9 @@ from .display import (PUBLISHED_STYLE, DisplayStyle, exposure_sky_affine, mask_o
                       stamp_extent, stretch_curve, stretch_levels, stretched_colors)
 from .record import fit_record
 
+__all__ = ["FIGURE_FORMATS", "PANEL_SIZE_IN", "SKY_BACKGROUND", "five_panel_figure",
+           "save_figure", "style_colormap"]
+
 FIGURE_FORMATS = (".png", ".pdf", ".svg")
 PANEL_SIZE_IN = 2.4
 

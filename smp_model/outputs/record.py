@@ -33,6 +33,9 @@ from ..fit.results import BinaryFit, SceneFit
 from ..inputs.stamps import COMMON_ZEROPOINT
 from .columns import COLUMNS, FIT_COLUMNS, FLAG_BITS, FLAGS, NJY_PER_COUNT
 
+__all__ = ["FitRecord", "fit_record", "pair_text", "quoted_flux_err", "record_meta",
+           "record_table", "source_text"]
+
 
 @dataclass(frozen=True, eq=False)
 class FitRecord:

@@ -13,6 +13,8 @@ from ..files import atomic_output
 from ..fit.results import SceneFit
 from .record import fit_record
 
+__all__ = ["write_regions"]
+
 
 def write_regions(fit: SceneFit, path: str | os.PathLike, overwrite: bool = False,
                   radius_arcsec: float = 1.0) -> Path:

@@ -22,6 +22,8 @@ from ..files import TABLE_FORMATS, atomic_output
 from ..fit.results import SceneFit
 from .record import fit_record
 
+__all__ = ["fit_table", "flat_meta", "set_card", "table_format", "table_hdu", "write_table"]
+
 
 def fit_table(fit: SceneFit) -> QTable:
     """The flux table of ``fit``: one row per target source (`smp_model.outputs.record`)."""

@@ -27,6 +27,9 @@ from ..errors import MissingDependencyError, PSFError
 from ..files import require_fits_file
 from .piff_io import PiffFile
 
+__all__ = ["PIFF_EXTNAME", "PIXELIZED_PSF_EXTNAME", "GalsimPSF", "PSFModel", "PiffPSF",
+           "PixelizedPSF", "draw_profile", "load_psf"]
+
 PIXELIZED_PSF_EXTNAME = "PIXPSF"
 PIFF_EXTNAME = "PSF"        # what piff.PSF.read looks for (its default name, 'psf')
 

@@ -20,6 +20,9 @@ from scipy import ndimage
 from ..conventions import PSF_NORMALIZATIONS
 from ..settings import DEFAULT_OVERSAMPLING
 
+__all__ = ["BAND_LIMIT_CYCLES_PER_PIXEL", "BAND_LIMIT_TAPER_START", "OversampledPSF",
+           "band_limited_samples"]
+
 _SPLINE_ORDER = 3
 
 

@@ -17,6 +17,8 @@ import fitsio
 import numpy as np
 from astropy.io import fits
 
+__all__ = ["PiffFile", "read_piff"]
+
 # String columns at least this wide (bytes) are decoded by us; narrower ones cost fitsio
 # little, and leaving them to it keeps its behaviour exactly.
 _WIDE_STRING_BYTES = 1024

@@ -17,6 +17,9 @@ from ..limits import COLOR_GI_RANGE, MAX_MEDIAN_PIXEL_SNR
 from ..psf.models import PSFModel, load_psf
 from ..wcs.transforms import local_pixel_scale, pixel_to_sky, sky_to_pixel
 
+__all__ = ["DroppedExposureWarning", "LoadedExposure", "load_exposure", "load_exposures",
+           "log", "manifest_target_xy", "manifest_warnings"]
+
 log = logging.getLogger(__name__)
 
 

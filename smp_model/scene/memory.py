@@ -7,6 +7,8 @@ from ..inputs.stamps import read_stamp
 from ..limits import fit_memory_bytes, memory_refusal
 from ..settings import FitSettings
 
+__all__ = ["check_fit_memory", "estimate_fit_memory"]
+
 
 def estimate_fit_memory(manifest: DetectionManifest, settings: FitSettings) -> int:
     """Bytes the fit of ``manifest`` with ``settings`` needs at most, from the manifest and

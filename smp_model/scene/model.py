@@ -31,6 +31,9 @@ from ..settings import FitSettings
 from ..wcs.transforms import local_jacobians, sky_from_tangent
 from .exposures import LoadedExposure
 
+__all__ = ["MAX_CONDITION", "LinearSolution", "Progress", "SceneModel", "grid_offsets_arcsec",
+           "grid_sky_positions", "single_threaded_blas"]
+
 # Above this condition number of the Jacobi-scaled normal matrix the errors are not
 # trustworthy in double precision (they carry ~cond * 1e-16 relative error, and the
 # pivots start to be dominated by rounding).

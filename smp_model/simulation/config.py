@@ -9,6 +9,10 @@ from dataclasses import dataclass
 import galsim
 import numpy as np
 
+__all__ = ["CCD_MARGIN_PX", "CCD_NX", "CCD_NY", "DES_CCDS", "EXPOSURES_FILENAME", "GSPARAMS",
+           "MANIFEST_FILENAME", "MASK_BPM", "MASK_CRAY", "PIXEL_SCALE_ARCSEC",
+           "PSF_MIN_HALF_SIZE_PX", "PSF_OVERSAMPLING", "SURVEY_MJD0", "SimulationConfig"]
+
 MANIFEST_FILENAME = "detection.toml"
 
 

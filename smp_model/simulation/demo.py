@@ -18,6 +18,9 @@ from .config import MANIFEST_FILENAME
 from .detection import TRUTH_FILENAME, simulate_detection
 from .truth import SimulationTruth
 
+__all__ = ["DEMO_SETTINGS", "DEMO_VERSION", "START_ROUNDING_PX", "cache_dir", "demo_dir",
+           "demo_manifest_path", "demo_start_offsets", "demo_truth"]
+
 DEMO_VERSION = "demo-v1"
 # A binary 2.8 px apart (like 2014 LQ28 in the DES sample), fluxes 2500 and 1750 (ZP30,
 # S/N ~ 20 each), beside a Sersic galaxy, six exposures.

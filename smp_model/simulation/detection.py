@@ -66,6 +66,8 @@ from .config import SimulationConfig
 from .field import build_field
 from .truth import SimulationTruth
 
+__all__ = ["TRUTH_FILENAME", "check_output_dir", "simulate_detection", "target_layout"]
+
 TRUTH_FILENAME = "truth.json"
 
 

@@ -26,6 +26,9 @@ from .config import (CCD_MARGIN_PX, CCD_NX, CCD_NY, DES_CCDS, EXPOSURES_FILENAME
                      PSF_MIN_HALF_SIZE_PX, PSF_OVERSAMPLING, SURVEY_MJD0, SimulationConfig)
 from .truth import ExposureTruth, SceneSource, SimulationTruth, TargetSource
 
+__all__ = ["SimulatedExposure", "SimulatedField", "binary_geometry", "build_field",
+           "ccd_image_relpath", "psf_relpath", "stamp_relpath", "tan_sip_header"]
+
 
 @dataclass(eq=False)
 class SimulatedExposure:

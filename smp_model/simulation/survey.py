@@ -39,6 +39,10 @@ from astropy.table import Table
 from ..files import atomic_write
 from .detection import check_output_dir, simulate_detection
 
+__all__ = ["BAND_OFFSET_MAG", "MASK_ALL_BAD", "MJD_RANGE", "SURVEY_DEMO_BATCH",
+           "SURVEY_DEMO_VERSION", "SURVEY_OBJECTS", "SurveyObject", "simulate_survey",
+           "survey_demo_batch_path"]
+
 MJD_RANGE = (56530.0, 58000.0)        # DES Y1-Y5 seasons, roughly
 BAND_OFFSET_MAG = {"r": 0.0, "i": -0.3}
 MASK_ALL_BAD = 1                      # DES BADPIX bit used for the flagged exposure

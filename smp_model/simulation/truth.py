@@ -15,6 +15,8 @@ import numpy as np
 from ..files import atomic_write_bytes
 from .config import GSPARAMS, MANIFEST_FILENAME, SimulationConfig
 
+__all__ = ["TRUTH_FORMAT", "ExposureTruth", "SceneSource", "SimulationTruth", "TargetSource"]
+
 TRUTH_FORMAT = "smp-simulation-truth/1"
 
 

@@ -38,6 +38,9 @@ from .review import MARKS, REVIEWED_FLOAT_COLUMNS, REVIEWED_STR_COLUMNS, ReviewS
 from .tables import (COLUMN_DEFAULTS, SurveyError, mjd_from_manifests, read_failures,
                      read_table, settings_from_meta)
 
+__all__ = ["DISPLAY_COLUMNS", "FLAG_EXPOSURE_DROPPED", "OpenSpec", "Survey", "flags_text",
+           "sort_indices"]
+
 #: The record's flag for lost exposures; batch outputs written before the record had it
 #: get it from their ``n_dropped`` column.
 FLAG_EXPOSURE_DROPPED = FLAG_BITS["exposure_dropped"]

@@ -13,6 +13,8 @@ import numpy as np
 
 from ..outputs.columns import FLAG_BITS
 
+__all__ = ["FilterError", "compile_filter"]
+
 
 class FilterError(ValueError):
     """A filter expression that cannot be parsed or applied (message for the user)."""

@@ -17,6 +17,9 @@ from astropy.table import Table
 from ..files import atomic_write, utc_timestamp
 from .tables import SurveyError
 
+__all__ = ["MARKS", "REVIEWED_FLOAT_COLUMNS", "REVIEWED_STR_COLUMNS", "REVIEW_SUFFIX",
+           "ReviewEntry", "ReviewSidecar"]
+
 REVIEW_SUFFIX = ".review.ecsv"
 
 

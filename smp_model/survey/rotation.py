@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+__all__ = ["RotationFit", "fit_rotation", "fold"]
+
 
 @dataclass(frozen=True)
 class RotationFit:

@@ -16,6 +16,10 @@ from ..errors import SMPError
 from ..files import TABLE_FORMATS
 from ..settings import FitSettings
 
+__all__ = ["COLUMN_DEFAULTS", "FAILURES_SUFFIX", "MJD_FROM_MANIFESTS_MAX", "SurveyError",
+           "detection_mjd", "mjd_from_manifests", "read_failures", "read_table",
+           "settings_from_meta"]
+
 FAILURES_SUFFIX = ".failures.ecsv"   # as `smp_model.batch.work.FAILURES_SUFFIX`
 
 

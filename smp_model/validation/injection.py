@@ -44,6 +44,15 @@ from ..settings import FitSettings
 from ..simulation.config import SimulationConfig
 from ..simulation.field import SimulatedField, build_field
 
+__all__ = ["BINARY_FLUX_RATIO_RANGE", "BINARY_SNR_RANGE", "BLENDINGS", "CLOSE_FRACTION",
+           "CLOSE_SEPARATION_RANGE_PX", "DELTA_CHI2_THRESHOLDS", "INJECTIONS_PER_FIELD",
+           "REAL_MIN_USABLE_FRACTION", "REAL_OFFSETS_PX", "REAL_SNR_RANGE",
+           "SEPARATION_RANGE_PX", "SNR_BIN_EDGES", "SNR_RANGE", "START_ROUNDING_PX",
+           "Progress", "PullStats", "Recovery", "SimulatedFieldFit", "ValidationReport",
+           "binary_injections", "delta_chi2_summary", "real_injections",
+           "relabelled_manifests", "run_validation", "save_validation_figure",
+           "single_injections", "validation_figure"]
+
 SNR_RANGE = (5.0, 200.0)
 BINARY_SNR_RANGE = (20.0, 200.0)            # of the primary
 BINARY_FLUX_RATIO_RANGE = (0.5, 1.0)

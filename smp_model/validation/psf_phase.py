@@ -60,6 +60,10 @@ from ..settings import FitSettings
 from ..simulation.config import CCD_NX, CCD_NY, GSPARAMS, SimulationConfig
 from ..simulation.field import SimulatedField, build_field
 
+__all__ = ["CONTROL", "FITTED", "SAMPLED", "SAMPLE_PIFF_FILE", "PhaseResult", "PhaseStudy",
+           "PhaseStudyConfig", "PiffSetup", "Progress", "SampledPixelGridPSF", "default_setup",
+           "fit_piff", "format_study", "phase_figure", "run_phase_study"]
+
 Progress = Callable[[float, str], None]
 
 # 2014lq28's detection exposure (r band): the DES model whose pixel sum varies most.

@@ -24,6 +24,9 @@ from astropy.table import Table
 
 from .transforms import sky_from_tangent, tangent_offsets
 
+__all__ = ["LAYOUT_RESOURCE", "FocalPlane", "ccd_positions", "ccd_tan_header", "focal_plane",
+           "load_ccd_layout", "locate", "on_ccd", "pointing_for"]
+
 LAYOUT_RESOURCE = "decam_ccd_layout.ecsv"
 
 

@@ -19,6 +19,10 @@ from __future__ import annotations
 import galsim
 import numpy as np
 
+__all__ = ["local_jacobians", "local_pixel_scale", "pixel_to_sky",
+           "separation_and_position_angle", "sky_from_tangent", "sky_to_pixel",
+           "tangent_offsets"]
+
 _NEWTON_TOL_PX = 1e-9
 _NEWTON_MAX_ITER = 50
 _JACOBIAN_REFRESH_PX = 2.0
