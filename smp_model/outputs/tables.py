@@ -102,4 +102,9 @@ def set_card(header: fits.Header, key: str, value) -> None:
         card_value = value
     else:
         card_value = str(value)
-    header[f"HIERARCH SMP {key}"] = card_value
+    keyword = f"HIERARCH SMP {key}"
+    header[keyword] = card_value
+    if len(header.cards[keyword].image) > fits.Card.length and "LONGSTRN" not in header:
+        # the value continues over CONTINUE cards: declare the OGIP convention (FITS
+        # standard, section 4.2.1.2), as fitsverify asks
+        header["LONGSTRN"] = ("OGIP 1.0", "The OGIP long string convention may be used")
