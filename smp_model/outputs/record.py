@@ -33,8 +33,8 @@ from ..fit.results import BinaryFit, SceneFit
 from ..inputs.stamps import COMMON_ZEROPOINT
 from .columns import COLUMNS, FIT_COLUMNS, FLAG_BITS, FLAGS, NJY_PER_COUNT
 
-__all__ = ["FitRecord", "fit_record", "pair_text", "quoted_flux_err", "record_meta",
-           "record_table", "source_text"]
+__all__ = ["FitRecord", "conditioning_text", "fit_record", "pair_text", "quoted_flux_err",
+           "record_meta", "record_table", "source_text"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -110,6 +110,8 @@ class FitRecord:
                              f"{row['flux_err_sn']:.2f}")
         if self.kind == "binary":
             lines.append("  " + pair_text(r0))
+        if r0["grid_sources_dropped"] or r0["scene_modes_cut"]:
+            lines.append("  " + conditioning_text(r0))
         return "\n".join(lines)
 
     def caption(self) -> str:
@@ -146,6 +148,19 @@ def source_text(row: dict) -> str:
     if math.isfinite(row["dx_err"]):
         text += f" +- ({row['dx_err']:.3f}, {row['dy_err']:.3f})"
     return text
+
+
+def conditioning_text(row: dict) -> str:
+    """What the solve fixed at 0 because no usable pixel constrains it (empty when
+    nothing)."""
+    parts = []
+    if row["grid_sources_dropped"]:
+        parts.append(f"{row['grid_sources_dropped']} grid source(s) on no usable pixel "
+                     "dropped")
+    if row["scene_modes_cut"]:
+        parts.append(f"{row['scene_modes_cut']} unconstrained scene direction(s) cut")
+    return ("scene: " + ", ".join(parts) + " (fixed at 0; the target flux is unaffected)"
+            if parts else "")
 
 
 def pair_text(row: dict) -> str:
@@ -185,6 +200,8 @@ def _build_record(fit: SceneFit) -> FitRecord:
         **_pair_values(fit if binary else None),
         "convention": settings.convention, "grid_size": settings.grid_size,
         "grid_step": settings.grid_step_arcsec, "fit_sky": settings.fit_sky,
+        "grid_sources_dropped": len(fit.scene.conditioning.dropped_grid_sources),
+        "scene_modes_cut": fit.scene.conditioning.modes_cut,
     }
     names = ("primary", "secondary") if binary else ("target",)
     fit_flags = ((FLAG_BITS["unresolved"] if binary and fit.unresolved else 0)
@@ -260,6 +277,7 @@ def record_meta(fit: SceneFit) -> dict:
         "exposures_used": fit.used_expnums,
         "exposures_dropped": fit.dropped_expnums,
         "condition_number": fit.scene.condition_number,
+        "conditioning": fit.scene.conditioning.as_meta(),
         "n_chi2_evaluations": fit.n_chi2_evaluations,
         "search_starts": fit.search_starts,
         "shot_noise": (None if fit.shot_noise is None else
