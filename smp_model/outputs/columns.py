@@ -117,8 +117,8 @@ COLUMNS = _columns(
     ("fit_sky", None, "one sky level per exposure fitted"),
     ("grid_sources_dropped", None, "grid sources that touch no usable pixel, fixed at 0 "
      "(meta conditioning)"),
-    ("scene_modes_cut", None, "combinations of grid amplitudes that no usable pixel "
-     "constrains (eigenvalue below 1e-12 of the largest), fixed at 0 (meta conditioning)"),
+    ("scene_modes_cut", None, "combinations of grid amplitudes the data do not constrain "
+     "(eigenvalue below 1e-12 of the largest), fixed at 0 (meta conditioning)"),
     ("flags", None, flags_description()),
     ("flux_sn", None, "flux refitted with the source's shot noise, zeropoint 30"),
     ("flux_err_sn", None, "1-sigma error of flux_sn"),

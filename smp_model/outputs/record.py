@@ -111,7 +111,7 @@ class FitRecord:
         if self.kind == "binary":
             lines.append("  " + pair_text(r0))
         if r0["grid_sources_dropped"] or r0["scene_modes_cut"]:
-            lines.append("  " + conditioning_text(r0))
+            lines.append("  " + conditioning_text(r0, float(max(self.fit.target_cut_share))))
         return "\n".join(lines)
 
     def caption(self) -> str:
@@ -150,17 +150,18 @@ def source_text(row: dict) -> str:
     return text
 
 
-def conditioning_text(row: dict) -> str:
-    """What the solve fixed at 0 because no usable pixel constrains it (empty when
-    nothing)."""
+def conditioning_text(row: dict, target_cut_share: float) -> str:
+    """What the solve fixed at 0 because the data do not constrain it, and the share of the
+    target flux's information that lay there (`smp_model.scene.conditioning`; empty when
+    nothing was fixed)."""
     parts = []
     if row["grid_sources_dropped"]:
         parts.append(f"{row['grid_sources_dropped']} grid source(s) on no usable pixel "
                      "dropped")
     if row["scene_modes_cut"]:
         parts.append(f"{row['scene_modes_cut']} unconstrained scene direction(s) cut")
-    return ("scene: " + ", ".join(parts) + " (fixed at 0; the target flux is unaffected)"
-            if parts else "")
+    return (f"scene: {', '.join(parts)} (fixed at 0; {100 * target_cut_share:.2g} % of the "
+            "target flux's information lay in them)" if parts else "")
 
 
 def pair_text(row: dict) -> str:
@@ -277,7 +278,8 @@ def record_meta(fit: SceneFit) -> dict:
         "exposures_used": fit.used_expnums,
         "exposures_dropped": fit.dropped_expnums,
         "condition_number": fit.scene.condition_number,
-        "conditioning": fit.scene.conditioning.as_meta(),
+        "conditioning": {**fit.scene.conditioning.as_meta(),
+                         "target_cut_share": [float(v) for v in fit.target_cut_share]},
         "n_chi2_evaluations": fit.n_chi2_evaluations,
         "search_starts": fit.search_starts,
         "shot_noise": (None if fit.shot_noise is None else

@@ -74,12 +74,15 @@ class LinearSolution:
 
     ``static`` are the grid amplitudes followed by the skies, ``target`` the target fluxes
     (zeropoint 30); ``target_covariance`` their covariance with everything else profiled.
+    ``target_cut_share``: per target, the share of its information that lies in static
+    directions fixed at 0 (`SceneModel.conditioning`; 0 when none were).
     """
 
     static: np.ndarray
     target: np.ndarray
     target_covariance: np.ndarray
     chi2: float
+    target_cut_share: np.ndarray | None = None
 
 
 class SceneModel:
@@ -295,14 +298,15 @@ class SceneModel:
         n_bt, n_tt, r_t = self._target_normal_terms(offsets)
         x = self._solve_static(n_bt)
         schur = n_tt - n_bt.T @ x
-        self._check_target_identifiable(schur, n_tt, n_bt)
+        self._check_target_identifiable(schur, n_tt)
+        cut_share = self._checked_cut_share(n_bt, schur)
         target_cov = np.linalg.inv(schur)
         target = target_cov @ (r_t - n_bt.T @ self._static_solution)
         static = self._static_solution - x @ target
         chi2 = float(self._ywy - static @ self._rhs_static - target @ r_t)
         self._check_plausible(target, chi2)
         return LinearSolution(static=static, target=target, target_covariance=target_cov,
-                              chi2=chi2)
+                              chi2=chi2, target_cut_share=cut_share)
 
     def _check_plausible(self, target: np.ndarray, chi2: float) -> None:
         """Refuse results that only absurd data give (a SCI of 1e38, a WGT of 1e300):
@@ -316,8 +320,7 @@ class SceneModel:
                        "values are not plausible (units? corrupt data?)",
                        self.detection.entry.stamp)
 
-    def _check_target_identifiable(self, schur: np.ndarray, n_tt: np.ndarray,
-                                   n_bt: np.ndarray):
+    def _check_target_identifiable(self, schur: np.ndarray, n_tt: np.ndarray):
         d = np.diag(n_tt)
         if np.any(d <= 0):
             raise FitError("a target source falls on no usable pixel of the detection "
@@ -328,15 +331,20 @@ class SceneModel:
             raise FitError("the target flux(es) are degenerate with the scene model at these "
                            "positions (two sources on top of each other?)",
                            self.detection.entry.label)
+
+    def _checked_cut_share(self, n_bt: np.ndarray, schur: np.ndarray) -> np.ndarray:
+        """The targets' share of information in the static directions fixed at 0
+        (`smp_model.scene.conditioning`); refuses targets that depend on them."""
         share = self._static_solver.cut_share(n_bt, schur)
         if np.any(share > MAX_TARGET_CUT_SHARE):
             c = self.conditioning
             raise FitError(f"the scene is ill-conditioned (condition number "
                            f"{c.condition_number:.3g}) and the target flux is not determined "
-                           f"without the {c.n_fixed} scene direction(s) that no usable pixel "
-                           f"constrains: {100 * share.max():.2g} % of its information lies "
+                           f"without the {c.n_fixed} scene direction(s) that the data do not "
+                           f"constrain: {100 * share.max():.2g} % of its information lies "
                            "in them; reduce the grid size or increase the grid step",
                            self.detection.entry.label)
+        return share
 
     def _target_normal_terms(self, offsets):
         """N_bt (P, n_t), N_tt (n_t, n_t) and r_t (n_t,) of targets at ``offsets``: only
