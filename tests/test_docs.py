@@ -67,7 +67,8 @@ def test_outputs_page_lists_every_column_and_flag(site):
     registry = smp_docs.registry()
     page = html.unescape((site / "reference" / "outputs.html").read_text())
     columns = smp_docs.registry_columns(registry)
-    assert {"flux", "flux_err", "flux_err_total", "total_flux", "flags"} <= {c.name for c in columns}
+    names = {c.name for c in columns}
+    assert {"flux", "flux_err", "flux_err_total", "total_flux", "flags"} <= names
     for column in columns:
         assert f">{column.name}<" in page, column.name
         assert column.description in page, column.name
