@@ -682,7 +682,7 @@ def test_headless_exports_equal_smp_fit(repo_root, tmp_path):
     assert len(lines) == 1 and "'mode' must be one of" in lines[0]
 
 
-# -- the PSF normalisation (README "PSF phase"), chosen in the Fit panel by keyboard ---------
+# -- the PSF normalisation (docs/validation/psf_phase.rst), chosen in the Fit panel by keyboard
 
 def choose(qtbot, combo, text: str):
     """Pick an item of a focused combo box with the arrow keys, as a keyboard user does
