@@ -1,4 +1,4 @@
-"""The five inspection panels of an exposure (SMP_METHOD §5), computed in one place for
+"""The five inspection panels of an exposure (docs/method.rst, "The five panels"), computed in one place for
 the CLI figures, the exports and the GUI.
 
 1. image ``I``; 2. model ``M``; 3. image minus background model ``I - (M - S)`` (only the
