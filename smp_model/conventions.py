@@ -40,8 +40,9 @@ if TYPE_CHECKING:   # numpy is not needed to import this module (the CLI's start
     import numpy as np
 
 # How rendered PSF stamps are conditioned (`smp_model.psf.oversampled.OversampledPSF`,
-# docs/validation/psf_phase.rst): as the model draws them, with their pixel sum or sum of squares made independent
-# of the sub-pixel position, or with the frequencies the pixel lattice aliases removed.
+# docs/validation/psf_phase.rst): as the model draws them, with their pixel sum or sum of
+# squares made independent of the sub-pixel position, or with the frequencies the pixel
+# lattice aliases removed.
 PSF_NORMALIZATIONS = ("model", "unit-sum", "psf-weighted", "band-limited")
 
 

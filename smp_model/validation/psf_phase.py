@@ -145,8 +145,8 @@ class SampledPixelGridPSF(PSFModel):
     with the sub-pixel position by +-0.54 % at FWHM 0.8 arcsec, 0.45 % at 0.95 and 0.20 %
     at 1.45, this model's (Kolmogorov, CCD axes along u, v) by 0.56, 0.44 and 0.18 %, and
     a Piff fit's (`fit_piff`) as much as this model's at the same PSF
-    (docs/validation/psf_phase.rst).  With CCD axes at 45 degrees to (u, v) neither varies (the grid's aliases then
-    miss the pixel frequencies).
+    (docs/validation/psf_phase.rst).  With CCD axes at 45 degrees to (u, v) neither
+    varies (the grid's aliases then miss the pixel frequencies).
     """
 
     def __init__(self, profile: galsim.GSObject, wcs: galsim.BaseWCS, setup: PiffSetup):
