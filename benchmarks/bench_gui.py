@@ -91,7 +91,7 @@ def measure_moves(app, window, n_moves: int) -> dict:
             step = 0.05 if (n // 10) % 2 == 0 else -0.05
             displayed = window.fits_displayed
             t0 = time.perf_counter()
-            item.setPos(u + step, v)            # -> dragged -> FitRequest
+            item.setPos(u + step, v)            # -> dragged -> FitJob
             target = window.controller.last_submitted
             wait_for(app, lambda: window.fits_displayed > displayed
                      and window.result.request_id == target)

@@ -5,7 +5,7 @@ The inspector's state (detection, measurement = mode, offsets, settings, shot no
 undo history; which fit is shown and whether it is stale) lives in the Qt-free
 `smp_gui.state.InspectorModel`; the window forwards user actions to it and observes it.
 Offsets are the engine's `TargetOffsets` (px relative to the target's WCS position in the
-convention's frame).  Every change of the measurement becomes a `FitRequest` for the
+convention's frame).  Every change of the measurement becomes a `FitJob` for the
 controller; results come back as `FitResult` and are shown by `_show_result`, which emits
 `fitDisplayed`.
 """
@@ -31,7 +31,7 @@ from smp_model.scene import FitSettings
 
 from . import dialogs
 from .chi2map_view import Chi2MapView
-from .controller import Chi2MapRequest, FitController, FitRequest, FitResult, JobFailure
+from .controller import Chi2MapJob, FitController, FitJob, FitResult, JobFailure
 from .exposure_browser import ExposureBrowser
 from .fit_controls import FitControls
 from .keys import keep_combo_keys
@@ -646,7 +646,7 @@ class MainWindow(QMainWindow):
         if self.manifest_path is None:
             return None
         m = self.model.measurement
-        request = FitRequest(str(self.manifest_path), m.request(optimize),
+        request = FitJob(str(self.manifest_path), m.request(optimize),
                              panel_index=self.selected_index)
         request_id = self.controller.submit(request)
         if optimize:
@@ -943,11 +943,11 @@ class MainWindow(QMainWindow):
             box.open()
             return None
         offsets = self.offsets["binary"]
-        request = Chi2MapRequest(str(self.manifest_path), self.settings,
-                                 primary=component_offset(offsets, 0),
-                                 center=component_offset(offsets, 1),
-                                 half_width=half_width, step=step,
-                                 reoptimize_primary=reoptimize_primary)
+        request = Chi2MapJob(str(self.manifest_path), self.settings,
+                             primary=component_offset(offsets, 0),
+                             center=component_offset(offsets, 1),
+                             half_width=half_width, step=step,
+                             reoptimize_primary=reoptimize_primary)
         self.map_action.setEnabled(True)
         self.map_action.setChecked(True)
         self.statusBar().showMessage(f"computing the Δχ² map (about {estimate:.0f} s)…")
@@ -988,9 +988,9 @@ class MainWindow(QMainWindow):
         request = failure.request
         # A new detection or new settings that cannot be fitted: back to what is shown
         # (the worker kept that detection's model, so it keeps working at once).
-        if isinstance(request, FitRequest):
+        if isinstance(request, FitJob):
             self._end_transition(request.request_id, failed=True)
-        title = ("Fit failed" if isinstance(request, FitRequest) else "Δχ² map failed")
+        title = ("Fit failed" if isinstance(request, FitJob) else "Δχ² map failed")
         details = None if isinstance(failure.error, SMPError) else failure.traceback
         self.show_error(title, failure.error, context=request.manifest_path, details=details)
 
@@ -1180,7 +1180,7 @@ class MainWindow(QMainWindow):
                                    keep_gain=True):
             return False
         if session.fit is not None:
-            self._transition_id = self.controller.submit(FitRequest(
+            self._transition_id = self.controller.submit(FitJob(
                 str(manifest_path), session.fit.replace(optimize=True)))
         self._pending_view = {"selected_expnum": session.selected_expnum, **session.view}
         return True

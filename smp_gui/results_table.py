@@ -40,8 +40,8 @@ def summary_rows(summary: FitSummary) -> tuple[list[str], list[tuple[str, list[s
     if summary.has_shot_noise:
         per_source += [
             ("flux_sn (ZP 30)", [_fmt(s.flux_sn, 1) for s in summary.sources]),
-            ("err_sn", [_fmt(s.flux_sn_err, 1) for s in summary.sources]),
-            ("mag_sn", [_fmt(s.mag_sn, 3, s.mag_sn_err) for s in summary.sources]),
+            ("err_sn", [_fmt(s.flux_err_sn, 1) for s in summary.sources]),
+            ("mag_sn", [_fmt(s.mag_sn, 3, s.mag_err_sn) for s in summary.sources]),
         ]
     per_source += [
         ("dx (px)", [_fmt(s.dx, 3, s.dx_err) for s in summary.sources]),

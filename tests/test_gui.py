@@ -24,7 +24,7 @@ from smp_model.manifest import DetectionManifest
 from smp_model.panels import PANEL_KEYS, five_panels
 from smp_model.request import FitRequest as EngineFitRequest
 from smp_model.scene import FitSettings
-from smp_gui.controller import FitController, FitRequest
+from smp_gui.controller import FitController, FitJob
 from smp_gui.main_window import MainWindow
 from smp_gui.panels import ccd_to_view, pixel_rect, view_to_ccd, view_to_pixel
 from smp_gui.results_table import summary_rows
@@ -456,7 +456,7 @@ def test_controller_latest_request_wins(qtbot, lq28_path, engine):
     controller.fitFinished.connect(delivered.append)
     try:
         offsets = [(0.0, 1.0 + 0.05 * n, 0.0, 1.0) for n in range(30)]
-        ids = [controller.submit(FitRequest(str(lq28_path), binary_request(engine, o)))
+        ids = [controller.submit(FitJob(str(lq28_path), binary_request(engine, o)))
                for o in offsets]
         qtbot.waitUntil(lambda: bool(delivered) and delivered[-1].request_id == ids[-1],
                         timeout=FIT_TIMEOUT_MS)
@@ -466,7 +466,7 @@ def test_controller_latest_request_wins(qtbot, lq28_path, engine):
         assert delivered[-1].summary.offsets == offsets[-1]
         # cancel: nothing of the cancelled requests is delivered
         n = len(delivered)
-        controller.submit(FitRequest(str(lq28_path), binary_request(engine, START)))
+        controller.submit(FitJob(str(lq28_path), binary_request(engine, START)))
         controller.cancel()
         assert controller.wait_idle(30)
         qtbot.wait(50)
@@ -681,7 +681,7 @@ def test_shot_noise_option(qtbot, window, lq28_path, engine):
     rows = window.result.summary.sources
     for k in range(2):
         assert rows[k].flux_sn == pytest.approx(expected.flux[k], rel=1e-9)
-        assert rows[k].flux_sn_err == pytest.approx(expected.flux_err[k], rel=1e-9)
+        assert rows[k].flux_err_sn == pytest.approx(expected.flux_err[k], rel=1e-9)
     names, table_rows = summary_rows(window.result.summary)
     cells = dict(table_rows)
     assert cells["flux_sn (ZP 30)"] == [f"{f:.1f}" for f in expected.flux]
@@ -696,7 +696,7 @@ def test_shot_noise_option(qtbot, window, lq28_path, engine):
                           check_params_cb=lambda r: r.summary.shot_noise_gain == 2.0):
         fc.gain.setValue(2.0)
     expected = engine.with_shot_noise(engine.fit_binary(START), 2.0, 1).shot_noise
-    assert window.result.summary.sources[1].flux_sn_err == pytest.approx(
+    assert window.result.summary.sources[1].flux_err_sn == pytest.approx(
         expected.flux_err[1], rel=1e-9)
     assert window.session_state()["shot_noise"] == {"enabled": True, "gain": 2.0,
                                                      "iterations": 1}

@@ -3,7 +3,7 @@ middle of a cold fit, headless, on the real 2014 LQ28 sample.
 
 * 1000 moves go through the code path of a drag (a marker item marked ``moving`` gets
   ``setPos``, which emits ``sigPositionChanged`` -> `MarkerLayer` -> the window's drag
-  handler -> a `FitRequest`), plus a few hundred real mouse-move events on a marker.  The
+  handler -> a `FitJob`), plus a few hundred real mouse-move events on a marker.  The
   controller keeps one job running and one pending (latest wins), so far fewer than 1000
   fits are computed, and the numbers shown at the end equal a direct engine fit at the
   final marker positions.
