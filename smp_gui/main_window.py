@@ -38,10 +38,9 @@ from .keys import keep_combo_keys
 from .markers import MarkerLayer, component_offset
 from .panels import ccd_to_view
 from .results_table import ResultsTable
-from .state import (InspectorModel, Measurement, SessionError, parse_session,
-                    psf_files_outside)
+from .session import SESSION_SUFFIX, SessionError, parse_session
+from .state import InspectorModel, Measurement
 
-SESSION_SUFFIX = ".smpsession.json"
 MANIFEST_NAME = "detection.toml"
 MAX_RECENT = 8
 NUDGE_PX = 0.1
@@ -1173,7 +1172,7 @@ class MainWindow(QMainWindow):
         except (OSError, UnicodeDecodeError) as exc:
             self.show_error("Cannot open session", ManifestError(str(exc), path))
             return False
-        outside = psf_files_outside(path.parent, [e.psf for e in manifest.exposures])
+        outside = manifest.psf_files_outside(path.parent)
         if outside:
             self.show_psf_notice(path, outside)
         if not self.open_detection(manifest_path, measurement=session.measurement,
@@ -1204,7 +1203,7 @@ class MainWindow(QMainWindow):
         return box
 
     def _apply_view(self, view: dict):
-        """A validated view (`smp_gui.state.parse_session`)."""
+        """A validated view (`smp_gui.session.parse_session`)."""
         expnum = view.get("selected_expnum")
         if expnum is not None and self.result is not None:
             expnums = [ex.entry.expnum for ex in self.result.fit.scene.exposures]
