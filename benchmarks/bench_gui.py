@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     from PyQt6.QtWidgets import QApplication
 
     from smp_gui.controller import preload_engine
-    from smp_gui.main_window import MainWindow
+    from smp_gui.inspector import InspectorWindow
 
     warnings.simplefilter("ignore")
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         store = QSettings(str(Path(tmp) / "bench.ini"), QSettings.Format.IniFormat)
-        window = MainWindow(store)
+        window = InspectorWindow(store)
         wait_for.window = window
         window.show()
         app.processEvents()

@@ -3,10 +3,10 @@ request wins.
 
 The window describes what it wants as an immutable job (`FitJob`, `Chi2MapJob`) and
 calls `FitController.submit`.  The worker thread keeps at most one job running and one
-pending per channel ("fit", "map"); a newer job replaces the pending one.  Results come back through Qt signals as immutable objects tagged with the
-request id; a result is dropped when the request was cancelled or when a newer request
-needs another detection or other settings (its generation is over), so the window never
-shows numbers of a state it has left.
+pending per channel ("fit", "map"); a newer job replaces the pending one.  Results come
+back through Qt signals as immutable objects tagged with the job's id; a result is dropped
+when the job was cancelled or when a newer job needs another detection or other settings
+(its generation is over), so the window never shows numbers of a state it has left.
 
 The engine's `DetectionPhotometry` (loading + PSF rendering + factorisation, about a
 second) is built once per detection and settings, in a child process that the worker

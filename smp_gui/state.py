@@ -199,6 +199,12 @@ class InspectorModel:
             self._gesture_base = self.measurement
         self._set(self.measurement.with_offsets(offsets))
 
+    @property
+    def gesture_start(self) -> Measurement:
+        """The measurement the gesture under way started from (the current one when
+        there is none): a drag's displacements are added to it."""
+        return self._gesture_base or self.measurement
+
     def _set(self, measurement: Measurement) -> None:
         if measurement == self.measurement:
             return

@@ -26,8 +26,8 @@ from PyQt6.QtWidgets import QApplication
 from smp_model.fit import DetectionPhotometry
 from smp_model.manifest import DetectionManifest
 from smp_model.panels import five_panels
-from smp_gui.main_window import MainWindow
-from smp_gui.panels import ccd_to_view
+from smp_gui.inspector import InspectorWindow
+from smp_gui.inspector.coordinates import ccd_to_view
 
 pytestmark = pytest.mark.gui
 
@@ -45,9 +45,9 @@ def lq28_path(des_sample):
     return des_sample / "2014lq28" / "detection.toml"
 
 
-def new_window(tmp_path) -> MainWindow:
+def new_window(tmp_path) -> InspectorWindow:
     store = QSettings(str(tmp_path / "smp.ini"), QSettings.Format.IniFormat)
-    window = MainWindow(store)
+    window = InspectorWindow(store)
     window.show()
     return window
 

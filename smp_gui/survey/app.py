@@ -16,7 +16,7 @@ def _say(text: str) -> None:
 
 
 def survey_main(args, app) -> int:
-    from .window import SurveyWindow
+    from ..windows import WindowManager
     if args.export_table and not args.select:
         _say("error: --export-table needs --select KEY")
         return 2
@@ -27,7 +27,7 @@ def survey_main(args, app) -> int:
     if args.survey_demo:
         from smp_model.survey_sim import survey_demo_batch_path
         path = survey_demo_batch_path(progress=_say)
-    window = SurveyWindow()
+    window = WindowManager().new_survey()
     window.show()
     state = {"rc": 0}
 

@@ -13,7 +13,7 @@ from PyQt6.QtGui import QGuiApplication, QKeySequence, QShortcut
 from PyQt6.QtWidgets import (QAbstractItemView, QHeaderView, QPushButton, QTableWidget,
                              QTableWidgetItem, QVBoxLayout, QWidget)
 
-from .controller import FitSummary
+from ..controller import FitSummary
 
 
 def _fmt(value: float, digits: int = 3, err: float | None = None) -> str:
