@@ -12,6 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
+__all__ = ["SCREENSHOT_TIMEOUT_MS", "build_parser", "demo_path", "is_batch_output", "main",
+           "parse_offsets"]
+
 SCREENSHOT_TIMEOUT_MS = 300_000
 
 

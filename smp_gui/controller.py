@@ -42,6 +42,11 @@ from smp_model.scene import FitSettings
 
 from . import loader
 
+__all__ = ["BUILD_IN_CHILD_PROCESS", "FIT", "GIL_SWITCH_INTERVAL_S", "MAP", "Cancelled",
+           "Chi2MapJob", "Chi2MapResult", "FitController", "FitJob", "FitResult",
+           "FitSummary", "JobFailure", "SourceRow", "limit_blas_threads", "preload_engine",
+           "summarize"]
+
 FIT, MAP = "fit", "map"
 # Cold builds run in a child process (see `smp_gui.loader`); False: in the worker thread.
 BUILD_IN_CHILD_PROCESS = True

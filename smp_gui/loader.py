@@ -31,6 +31,9 @@ from smp_model.errors import SMPError
 from smp_model.fit import DetectionPhotometry
 from smp_model.scene import FitSettings
 
+__all__ = ["PROCESS_NAME", "BuildCache", "BuildProcessError", "available", "build_here",
+           "build_in_child", "prefetched", "start_server"]
+
 _PRELOAD = ["smp_model.fit", "smp_model.piff_io", "piff", "smp_gui.loader"]
 PROCESS_NAME = "smp-build"   # of every build child (multiprocessing.active_children())
 _POLL_S = 0.05

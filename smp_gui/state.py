@@ -50,9 +50,17 @@ class Event:
 class Measurement:
     """Everything a fit of the open detection depends on, besides the data.
 
-    offsets : the single target's and the binary's offsets (both kept: switching mode
-        and back returns to where the markers were).
-    gain : shot-noise refit gain (electrons per SCI unit of the detection stamp); None: off.
+    Attributes
+    ----------
+    mode : str
+        ``"single"`` or ``"binary"``.
+    single, binary : TargetOffsets
+        The single target's and the binary's offsets (both kept: switching mode and back
+        returns to where the markers were).
+    settings : FitSettings
+    gain : float or None
+        Shot-noise refit gain (electrons per SCI unit of the detection stamp); None: off.
+    shot_noise_iterations : int
     """
 
     mode: str = "single"

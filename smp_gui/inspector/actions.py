@@ -196,6 +196,7 @@ class MenuActions:
             action.setText(f"&{verb} {text[0].lower() + text[1:]}" if text else f"&{verb}")
 
     def update_optimize_text(self, mode: str):
+        """Fit > Optimize says position (single) or positions (binary)."""
         self.optimize_action.setText("&Optimize position" if mode == "single"
                                      else "&Optimize positions")
 

@@ -14,7 +14,8 @@ from smp_model.request import TargetOffsets
 from ..controller import Chi2MapJob, Chi2MapResult
 from .markers import component_offset
 
-__all__ = ["MAP_CELL_PER_FIT", "MAP_CONFIRM_S", "Chi2MapControl", "map_cells"]
+__all__ = ["MAP_CELL_PER_FIT", "MAP_CONFIRM_S", "REOPTIMIZE_EVALUATIONS", "Chi2MapControl",
+           "map_cells"]
 
 # A Δχ² map estimated to take longer than this asks first.
 MAP_CONFIRM_S = 10.0

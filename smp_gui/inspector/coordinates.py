@@ -18,8 +18,8 @@ from PyQt6.QtGui import QTransform
 
 from smp_model.panels import PANEL_KEYS, ExposurePanels
 
-__all__ = ["affine_transform", "ccd_to_view", "pixel_rect", "readout_text", "sexagesimal",
-           "view_to_ccd", "view_to_pixel"]
+__all__ = ["READOUT_NAMES", "affine_transform", "ccd_to_view", "pixel_rect", "readout_text",
+           "sexagesimal", "view_to_ccd", "view_to_pixel"]
 # The panels' values in the readout, in PANEL_KEYS order.
 READOUT_NAMES = ("I", "M", "I-B", "I-S", "R")
 

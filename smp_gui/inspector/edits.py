@@ -74,6 +74,7 @@ class Edits:
         self.model.preview(self.model.gesture_start.offsets.shifted(k, u1 - u0, v1 - v0))
 
     def end_drag(self, k: int, u0: float, v0: float, u1: float, v1: float):
+        """The drag of marker ``k`` from (u0, v0) ended at (u1, v1): one edit."""
         self.dragging = False
         self.model.move(f"Move {self._component_name(k)}",
                         self.model.gesture_start.offsets.shifted(k, u1 - u0, v1 - v0))
@@ -105,10 +106,12 @@ class Edits:
             w.opener.transition.wait_for(w.controller.last_submitted, replace=False)
 
     def switch_mode(self, mode: str):
+        """Single or binary (each keeps its own offsets)."""
         self.model.apply(f"Switch to {mode}", dataclasses.replace(self.model.measurement,
                                                                    mode=mode))
 
     def change_shot_noise(self):
+        """The Fit panel's shot-noise refit: on with its gain and iterations, or off."""
         options = self.window.fit_controls.shot_noise_options()
         self.window.statusBar().showMessage(
             "shot-noise refit off" if options is None else

@@ -19,8 +19,8 @@ from PyQt6.QtGui import QTransform
 
 from .coordinates import ccd_to_view
 
-__all__ = ["COMPONENT_STYLE", "ELLIPSE_POINTS", "MARKER_SIZE", "MarkerLayer",
-           "component_offset", "ellipse_points", "fitted_markers"]
+__all__ = ["COMPONENT_STYLE", "ELLIPSE_POINTS", "MARKER_SIZE", "OUTLINE_BRUSH",
+           "MarkerLayer", "component_offset", "ellipse_points", "fitted_markers"]
 
 COMPONENT_STYLE = (
     # (label, colour)

@@ -213,6 +213,7 @@ class DetectionOpener:
     # -- dialogs ------------------------------------------------------------------------
 
     def open_dialog(self):
+        """File > Open, after saying in the status bar that PSF files run code."""
         w = self.window
         w.statusBar().showMessage("Opening a detection reads its Piff PSF files, which run "
                                   "code: open only data you trust (Help > Data safety)",
@@ -223,6 +224,7 @@ class DetectionOpener:
             self.open_path(path)
 
     def open_folder_dialog(self):
+        """File > Open folder: a folder holding detection.toml."""
         path = QFileDialog.getExistingDirectory(self.window, "Open detection folder",
                                                 str(self._last_dir()))
         if path:
@@ -263,6 +265,7 @@ class DetectionOpener:
         self.refresh_recent_menu()
 
     def refresh_recent_menu(self):
+        """File > Open recent lists `recent_files` (disabled when there are none)."""
         menu = self.window.menus.recent_menu
         menu.clear()
         recent = self.recent_files()
@@ -274,10 +277,12 @@ class DetectionOpener:
     # -- drag and drop ------------------------------------------------------------------
 
     def accept_drag(self, event):
+        """A drag that carries one local file is accepted."""
         if dialogs.dropped_local_file(event):
             event.acceptProposedAction()
 
     def drop(self, event):
+        """A dropped local file is opened as File > Open would."""
         path = dialogs.dropped_local_file(event)
         if path:
             event.acceptProposedAction()

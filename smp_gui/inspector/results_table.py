@@ -15,6 +15,8 @@ from PyQt6.QtWidgets import (QAbstractItemView, QHeaderView, QPushButton, QTable
 
 from ..controller import FitSummary
 
+__all__ = ["ResultsTable", "summary_rows"]
+
 
 def _fmt(value: float, digits: int = 3, err: float | None = None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):

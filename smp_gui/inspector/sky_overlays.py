@@ -132,10 +132,12 @@ class OverlayItems:
             outline.setData(overlays.grid[:, 0], overlays.grid[:, 1])
 
     def show_regions(self, visible: bool) -> None:
+        """Target marks and grid outlines shown or hidden."""
         for item in [*self.target_marks, *self.grid_outlines]:
             item.setVisible(visible)
 
     def show_compass(self, visible: bool) -> None:
+        """Compass and scale bar shown or hidden."""
         for item in self.compass_items:
             item.setVisible(visible)
 

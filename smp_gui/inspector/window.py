@@ -11,8 +11,9 @@ controller; results come back as `FitResult` and are shown by `_show_result`, wh
 
 The window is the shell: widgets, the model's observers, fitting and display.  Its menus
 (`smp_gui.inspector.actions`), opening (`opening`), exports (`exports`), session files
-(`sessions`) and Δχ² maps (`chi2map_control`) are collaborators that hold a reference
-to it; the window's public methods for them are one line each.
+(`sessions`), Δχ² maps (`chi2map_control`) and the undoable edits its widgets ask for
+(`edits`) are collaborators that hold a reference to it; the window's public methods for
+them are one line each.
 """
 from __future__ import annotations
 
@@ -293,6 +294,7 @@ class InspectorWindow(QMainWindow):
         return self.menus.shortcut_table()
 
     def show_shortcuts(self) -> QMessageBox:
+        """Help > Keyboard shortcuts, non-modal."""
         return self.menus.show_shortcuts()
 
     def show_data_safety(self) -> QMessageBox:
@@ -447,6 +449,7 @@ class InspectorWindow(QMainWindow):
                                          f"fitted", 5000)
 
     def select_exposure(self, index: int):
+        """Show exposure ``index`` (of the fit's exposures) in the panels."""
         self.selected_index = index
         if self.result is not None:
             exposures = self.result.fit.scene.exposures

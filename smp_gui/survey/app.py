@@ -7,6 +7,8 @@ from pathlib import Path
 
 from PyQt6.QtCore import QTimer
 
+__all__ = ["SETTLE_MS", "TIMEOUT_MS", "survey_main"]
+
 SETTLE_MS = 400   # let the table and plots paint before grabbing
 TIMEOUT_MS = 300_000
 

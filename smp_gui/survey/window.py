@@ -30,6 +30,8 @@ from ..dialogs import dropped_local_file
 from .plots import SurveyPlots
 from .table_model import SurveyTableModel
 
+__all__ = ["FILTER_EXAMPLES", "PREFETCH_NEIGHBOURS", "SurveyWindow"]
+
 PREFETCH_NEIGHBOURS = 1   # detections built ahead on each side of the current one
 FILTER_EXAMPLES = ("chi2_dof > 1.5", "flags & exposure_dropped != 0", "flags != 0",
                    "binary_delta_chi2 > 25", 'name == "rotator"', 'mark == "bad"')
