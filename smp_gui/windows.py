@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from PyQt6.QtCore import QSettings
 
-from .inspector import InspectorWindow
-from .survey import SurveyWindow
+from .inspector.window import InspectorWindow
+from .survey.window import SurveyWindow
 
 __all__ = ["WindowManager"]
 
