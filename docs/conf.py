@@ -2,11 +2,6 @@
 
 Build it with ``./dev docs`` (warnings are errors).  The API pages under ``api/`` import
 every module they document.
-
-``SMP_DOCS_SKIP_API=1`` leaves ``api/`` out of the build (and silences the toctree's
-warning about the excluded pages).  It exists for building the prose pages in a checkout
-whose engine does not have the module layout the API pages name; the real build
-(``./dev docs``, ``tests/test_docs.py`` once ``smp_model.outputs`` exists) includes the API.
 """
 from __future__ import annotations
 
@@ -45,11 +40,6 @@ extensions = [
 
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 suppress_warnings: list[str] = []
-SKIP_API = os.environ.get("SMP_DOCS_SKIP_API") == "1"
-if SKIP_API:
-    exclude_patterns.append("api")
-    exclude_patterns.append("api/**")
-    suppress_warnings.append("toc.excluded")
 
 # Docstrings are numpy style.  Attributes become :ivar: fields, so that an "Attributes"
 # section and autodoc's own entry for a dataclass field never describe one name twice.

@@ -31,6 +31,9 @@ from smp_model.errors import SMPError
 from smp_model.fit.photometry import DetectionPhotometry
 from smp_model.settings import FitSettings
 
+__all__ = ["PROCESS_NAME", "BuildCache", "BuildProcessError", "available", "build_here",
+           "build_in_child", "prefetched", "start_server"]
+
 _PRELOAD = ["smp_model.fit.photometry", "smp_model.psf.piff_io", "piff", "smp_gui.loader"]
 PROCESS_NAME = "smp-build"   # of every build child (multiprocessing.active_children())
 _POLL_S = 0.05

@@ -12,8 +12,7 @@ Directives:
     The names importable from ``smp_model`` itself, each linked to the module that
     defines it.
 
-The registry lives in ``smp_model.outputs.columns`` (the engine's layout from 0.2.0 on);
-older checkouts keep it in ``smp_model.record``, which is used when the first import fails.
+The registry is ``smp_model.outputs.columns``: one fact in one place.
 """
 from __future__ import annotations
 
@@ -25,23 +24,9 @@ from sphinx import addnodes
 from sphinx.application import Sphinx
 from sphinx.util.docutils import SphinxDirective
 
-REGISTRY_MODULES = ("smp_model.outputs.columns", "smp_model.record")
-
-
 def registry():
-    """The module holding ``COLUMNS`` and ``FLAGS``: the first of `REGISTRY_MODULES`
-    that imports."""
-    errors = []
-    for name in REGISTRY_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ImportError as exc:
-            errors.append(f"{name}: {exc}")
-            continue
-        if hasattr(module, "COLUMNS") and hasattr(module, "FLAGS"):
-            return module
-        errors.append(f"{name}: no COLUMNS and FLAGS")
-    raise ImportError("no column registry found (" + "; ".join(errors) + ")")
+    """The engine's column and flag registry (`smp_model.outputs.columns`)."""
+    return importlib.import_module("smp_model.outputs.columns")
 
 
 def registry_columns(module) -> list:
