@@ -68,7 +68,7 @@ def build_in_child(manifest_path: str, settings: FitSettings,
     """`DetectionPhotometry(manifest_path, settings)` built in a child process.
 
     ``progress(fraction, message)`` is called in this thread with the child's progress
-    and ``check_cancel()`` every 50 ms; either may raise to cancel: the child is then
+    and ``check_cancel()`` before each message and at least every 50 ms; either may raise to cancel: the child is then
     terminated and the exception propagates.  An exception raised in the child (an
     `SMPError` for bad input) is re-raised here, the child's traceback chained to it.
     """
@@ -81,8 +81,10 @@ def build_in_child(manifest_path: str, settings: FitSettings,
     try:
         exposures = []
         while True:
+            # before every wait, not only after a quiet one: a child that streams progress
+            # faster than the poll interval must still be cancellable
+            check_cancel()
             if not receiver.poll(_POLL_S):
-                check_cancel()
                 continue
             try:
                 kind, payload = receiver.recv()
