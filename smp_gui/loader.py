@@ -69,9 +69,9 @@ def build_in_child(manifest_path: str, settings: FitSettings,
 
     ``progress(fraction, message)`` is called in this thread with the child's progress
     and ``check_cancel()`` before each message and at least every 50 ms; either may raise
-    to cancel: the child is then
-    terminated and the exception propagates.  An exception raised in the child (an
-    `SMPError` for bad input) is re-raised here, the child's traceback chained to it.
+    to cancel: the child is then terminated and the exception propagates.  An exception
+    raised in the child (an `SMPError` for bad input) is re-raised here, the child's
+    traceback chained to it.
     """
     ctx = _context()
     receiver, sender = ctx.Pipe(duplex=False)
