@@ -64,6 +64,8 @@ def test_smp_fit_measures_a_detection_whose_grid_the_seeing_cannot_resolve(poor_
     assert abs(doc["flux"] - true_flux) < 4 * doc["flux_err"]
     assert 0.9 < doc["chi2"] / doc["dof"] < 1.1
     assert doc["scene_modes_cut"] == 3 and doc["grid_sources_dropped"] == 0
+    assert doc["conditioning"]["condition_number"] > MAX_CONDITION
+    assert doc["conditioning"]["solved_condition_number"] <= MAX_CONDITION
     # The same numbers as the least-squares solution with nothing cut, to 1 % of sigma.
     phot = DetectionPhotometry(poor_seeing.manifest_path)
     assert phot.scene.condition_number > MAX_CONDITION

@@ -93,7 +93,9 @@ class FitRecord:
                   "exposures_used": meta["exposures_used"],
                   "dropped_exposures": meta["exposures_dropped"],
                   "shot_noise": meta["shot_noise"], "request": meta["request"],
-                  "per_exposure": meta["per_exposure"]}
+                  "per_exposure": meta["per_exposure"],
+                  "conditioning": {k: [_json(x) for x in v] if isinstance(v, list) else _json(v)
+                                   for k, v in meta["conditioning"].items()}}
         if self.kind == "binary":
             return {**sources[0], "primary": sources[0], "secondary": sources[1], **common}
         return {**sources[0], **common}
