@@ -54,12 +54,7 @@ def run(args) -> int:
     summary = report.summary()
     if args.plot:
         save_validation_figure(report, args.plot, overwrite=args.overwrite)
-    if args.json:
-        json.dump(_finite(summary), sys.stdout, indent=1)
-        print()
-    else:
-        print(format_summary(summary))
-    return 0
+    return _print_summary(summary, args.json, format_summary)
 
 
 def _run_stress(args) -> int:
@@ -71,11 +66,16 @@ def _run_stress(args) -> int:
     if others:
         raise ValueError(f"--stress runs alone: drop {', '.join(others)}")
     summary = run_stress(args.stress, seed=args.seed, progress=Progress(args.quiet)).summary()
-    if args.json:
+    return _print_summary(summary, args.json, format_stress_summary)
+
+
+def _print_summary(summary: dict, as_json: bool, formatter) -> int:
+    """Print ``summary`` as JSON or as ``formatter`` writes it; the exit code 0."""
+    if as_json:
         json.dump(_finite(summary), sys.stdout, indent=1)
         print()
     else:
-        print(format_stress_summary(summary))
+        print(formatter(summary))
     return 0
 
 
