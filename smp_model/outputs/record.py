@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import math
-import weakref
 from dataclasses import dataclass
 
 import astropy.units as u
@@ -178,16 +177,19 @@ def pair_text(row: dict) -> str:
 
 # One record per fit object: `smp fit` writes a table, cubes and JSON of one fit, and each
 # would otherwise build the record and its per-exposure metadata again.  Fits are
-# immutable, so the record cannot go stale; it lives as long as its fit.
-_RECORDS: "weakref.WeakKeyDictionary[SceneFit, FitRecord]" = weakref.WeakKeyDictionary()
+# immutable, so the record cannot go stale.  It is kept in the fit's own __dict__ (as
+# functools.cached_property does on the frozen dataclass): the record refers to its fit,
+# so a weak-keyed cache would keep every fit, its scene and its design matrix (~100 MB)
+# alive for the life of the process (a batch worker, the stress run, the GUI).
+_RECORD_ATTRIBUTE = "_fit_record"
 
 
 def fit_record(fit: SceneFit) -> FitRecord:
     """The record of ``fit`` (cheap: what a fit at fixed positions already has; built once
-    per fit object)."""
-    record = _RECORDS.get(fit)
+    per fit object, freed with it)."""
+    record = fit.__dict__.get(_RECORD_ATTRIBUTE)
     if record is None:
-        record = _RECORDS[fit] = _build_record(fit)
+        record = fit.__dict__[_RECORD_ATTRIBUTE] = _build_record(fit)
     return record
 
 
