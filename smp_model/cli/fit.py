@@ -116,6 +116,7 @@ def run(args) -> int:
             check_writable(path, args.overwrite)
     progress = Progress(args.quiet)
     manifest = load_manifest(args)
+    request.check_gain(manifest)   # a shot-noise refit without a gain: before any PSF
     phot = DetectionPhotometry(manifest, request.settings, progress=progress)
     if request.optimize:
         progress(0.0, "searching binary positions" if request.mode == "binary"
