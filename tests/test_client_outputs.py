@@ -159,9 +159,11 @@ def test_cube_sip_inverse_agrees_with_the_forward(lq28):
 
 # -- DS9 ---------------------------------------------------------------------------------------
 
-def _ds9_argv(lq28) -> list[str]:
-    return shlex.split(DS9_COMMAND.format(cube=shlex.quote(str(lq28["cube"])),
-                                          regions=shlex.quote(str(lq28["regions"]))))
+def _ds9_argv(lq28, extension: str = "") -> list[str]:
+    """The documented command (an ``extension`` such as ``[RESIDUAL]`` after the cube's
+    name, as the DS9 how-to shows for the other quantities)."""
+    cube = shlex.quote(f"{lq28['cube']}{extension}")
+    return shlex.split(DS9_COMMAND.format(cube=cube, regions=shlex.quote(str(lq28["regions"]))))
 
 
 def _source_pixels(lq28) -> np.ndarray:
@@ -199,16 +201,31 @@ DS9_TOOLS = [shutil.which(t) for t in ("ds9", "xpaget", "xpaset", "Xvfb")]
 
 
 @pytest.mark.skipif(not all(DS9_TOOLS), reason="needs ds9, xpaget/xpaset and Xvfb")
-def test_ds9_itself_shows_the_detection_with_circles_on_its_sources(lq28, tmp_path):
-    """The documented command run in DS9 (under Xvfb), asked over XPA which file and HDU
-    it shows and where it drew the circles, in that HDU's image pixels."""
-    with _ds9(_ds9_argv(lq28), tmp_path) as xpaget:
-        assert xpaget("file").strip() == f"{lq28['cube']}[IMAGE]"
+@pytest.mark.parametrize("extension, shown", [("", "IMAGE"), ("[RESIDUAL]", "RESIDUAL")])
+def test_ds9_itself_shows_the_detection_with_circles_on_its_sources(lq28, tmp_path,
+                                                                    extension, shown):
+    """The documented commands run in DS9 (under Xvfb), asked over XPA which file and
+    HDU it shows and where it drew the circles, in that HDU's image pixels."""
+    with _ds9(_ds9_argv(lq28, extension), tmp_path) as xpaget:
+        assert xpaget("file").strip() == f"{lq28['cube']}[{shown}]"
         header = fits.Header.fromstring(xpaget("fits", "header"), sep="\n")
+        assert header["EXTNAME"] == shown
         assert header["EXPNUM"] == lq28["manifest"].detection_expnum and header["DETECTN"]
-        drawn = re.findall(r"circle\(([-\d.]+),([-\d.]+),", xpaget("regions", "-system",
-                                                                    "image"))
+        drawn = _circles_drawn(xpaget)
     np.testing.assert_allclose(np.array(drawn, float), _source_pixels(lq28), atol=0.01)
+
+
+def _circles_drawn(xpaget) -> list[tuple[str, str]]:
+    """The circles DS9 drew, in image pixels, once it has loaded the region file (it
+    answers XPA before that)."""
+    import time
+    deadline = time.monotonic() + 60
+    while True:
+        drawn = re.findall(r"circle\(([-\d.]+),([-\d.]+),",
+                           xpaget("regions", "-system", "image"))
+        if drawn or time.monotonic() > deadline:
+            return drawn
+        time.sleep(0.5)
 
 
 class _ds9:
