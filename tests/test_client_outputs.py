@@ -306,6 +306,7 @@ def test_stilts_reads_the_votable_and_the_fits_provenance(lq28):
     meta = stilts("tpipe", f"in={lq28['table']}", "omode=meta")
     assert re.search(r"mag\(Double\)/mag - AB magnitude", meta)
     assert "Scene-modelling photometry" in meta and "ORIGIN" in meta
+    assert "CONTINUE" not in meta and "HIERARCH" not in meta   # long TCOMMs read whole
     rows = stilts("tpipe", f"in={lq28['table']}#2", "omode=out", "ofmt=csv")
     provenance = dict(line.split(",", 1) for line in rows.splitlines()[1:])
     assert provenance["settings.grid_size"] == "20"
