@@ -233,6 +233,7 @@ class DetectionPhotometry:
         chi2_exp = np.sum(weights * (images - model) ** 2, axis=(1, 2))
         position_cov = flux_cov = None
         if curvature is not None:
+            extra.update(position_bias=curvature.position_bias, flux_bias=curvature.flux_bias)
             position_cov = self._position_covariance(curvature)
             flux_cov = self._flux_covariance_with_positions(solution, curvature, position_cov)
         sources = self._sources(offsets, solution, position_cov, flux_cov)

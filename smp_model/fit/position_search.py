@@ -24,7 +24,8 @@ from ..errors import FitError
 from ..scene.model import MAX_CONDITION, SceneModel, single_threaded_blas
 
 __all__ = ["GRADIENT_TOLERANCE", "MAX_ITERATIONS", "STEP_TOLERANCE", "PositionSearch",
-           "ProfiledChi2", "minimize_positions", "pair_chi2", "profiled_chi2"]
+           "ProfiledChi2", "least_squares_bias", "minimize_positions", "pair_chi2",
+           "profiled_chi2"]
 
 # A search has converged when the Newton step left is below STEP_TOLERANCE px on every
 # coordinate (the published Powell searches stopped at xtol 0.001-0.01 px) or the chi2
@@ -48,6 +49,9 @@ class ProfiledChi2:
     hessian : (2 n_t, 2 n_t) d2 chi2 / d offsets^2 (per px^2), the fluxes' change with
         the positions included.
     flux_jacobian : (n_t, 2 n_t) d fluxes / d offsets (per px).
+    position_bias, flux_bias : (n_t, 2) px and (n_t,) the first-order bias of the
+        least-squares positions and fluxes if these were the true ones
+        (`least_squares_bias`).
     """
 
     chi2: float
@@ -56,6 +60,8 @@ class ProfiledChi2:
     gradient: np.ndarray
     hessian: np.ndarray
     flux_jacobian: np.ndarray
+    position_bias: np.ndarray
+    flux_bias: np.ndarray
 
     @property
     def newton_step(self) -> np.ndarray:
@@ -98,7 +104,8 @@ def profiled_chi2(scene: SceneModel, offsets: np.ndarray) -> ProfiledChi2:
     except FitError:
         nan = np.full(2 * n_t, math.nan)
         return ProfiledChi2(math.inf, np.full(n_t, math.nan), np.full((n_t, n_t), math.nan),
-                            nan, np.diag(nan), np.full((n_t, 2 * n_t), math.nan))
+                            nan, np.diag(nan), np.full((n_t, 2 * n_t), math.nan),
+                            np.full((n_t, 2), math.nan), np.full(n_t, math.nan))
     fluxes = scipy.linalg.cho_solve(factor, data[t])
     covariance = scipy.linalg.cho_solve(factor, np.eye(n_t))
     chi2 = scene.chi2_static - float(data[t] @ fluxes)
@@ -117,8 +124,42 @@ def profiled_chi2(scene: SceneModel, offsets: np.ndarray) -> ProfiledChi2:
     hessian += 2.0 * (cross + cross.T) - 2.0 * np.outer(a, a) * covariance[np.ix_(source,
                                                                                   source)]
     jacobian = -(regression * f[None, :]) + covariance[:, source] * a[None, :]
+    bias = least_squares_bias(gram, fluxes)
     return ProfiledChi2(chi2=chi2, fluxes=fluxes, flux_covariance=covariance,
-                        gradient=-2.0 * f * a, hessian=hessian, flux_jacobian=jacobian)
+                        gradient=-2.0 * f * a, hessian=hessian, flux_jacobian=jacobian,
+                        position_bias=bias[:2 * n_t].reshape(n_t, 2), flux_bias=bias[2 * n_t:])
+
+
+def least_squares_bias(gram: np.ndarray, fluxes: np.ndarray) -> np.ndarray:
+    """First-order bias of the least-squares target positions and fluxes (Box 1971,
+    J. R. Stat. Soc. B 33, 171): ``-1/2 M J^T W d`` with M the covariance of the
+    parameters theta = (offsets (2 n_t), fluxes (n_t)) once the scene is profiled out, J
+    the model's derivatives and ``d_i = tr(M H_i)``, H_i the Hessian of pixel i's model
+    in theta.  The model ``sum_t f_t T_t(p_t)`` has second derivatives f_t V (positions,
+    per source) and U (position and flux), so d is a combination of the stamps' first and
+    second derivatives and the whole expression comes from their profiled Gram matrix
+    ``gram`` over [T, U, V] (the columns of `profiled_chi2`).  Returns the (3 n_t,) bias
+    of theta, zero for a linear model; NaN where M is undefined.  Valid while it is small
+    against the parameters' errors (the estimate's distribution nearly Gaussian)."""
+    n_t = fluxes.size
+    t, u, v = slice(0, n_t), slice(n_t, 3 * n_t), slice(3 * n_t, None)
+    f = np.repeat(fluxes, 2)
+    fisher = np.block([[f[:, None] * gram[u, u] * f[None, :], f[:, None] * gram[u, t]],
+                       [gram[t, u] * f[None, :], gram[t, t]]])
+    try:
+        cov = np.linalg.inv(fisher)
+    except np.linalg.LinAlgError:
+        return np.full(3 * n_t, math.nan)
+    p = 2 * n_t
+    on_v, on_u = np.zeros(3 * n_t), np.zeros(2 * n_t)
+    for k in range(n_t):
+        x, y = 2 * k, 2 * k + 1
+        on_v[3 * k:3 * k + 3] = fluxes[k] * np.array([cov[x, x], 2 * cov[x, y], cov[y, y]])
+        on_u[[x, y]] = 2 * cov[[x, y], p + k]
+    # J^T W P d, P projecting out the static scene: J = [f U, T]
+    projected = np.concatenate([f * (gram[u, v] @ on_v + gram[u, u] @ on_u),
+                                gram[t, v] @ on_v + gram[t, u] @ on_u])
+    return -0.5 * cov @ projected
 
 
 def _identifiable_factor(gram: np.ndarray):

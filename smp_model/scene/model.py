@@ -31,7 +31,8 @@ from ..settings import FitSettings
 from ..wcs.transforms import local_jacobians, sky_from_tangent
 from .exposures import LoadedExposure
 
-__all__ = ["DERIVATIVE_STEP", "DISTORTION_STEP", "MAX_CONDITION", "LinearSolution", "Progress", "SceneModel", "grid_offsets_arcsec",
+__all__ = ["DERIVATIVE_STEP", "DISTORTION_STEP", "MAX_CONDITION", "LinearSolution", "Progress",
+           "SceneModel", "grid_offsets_arcsec",
            "grid_sky_positions", "single_threaded_blas"]
 
 # Above this condition number of the Jacobi-scaled normal matrix the errors are not
