@@ -70,7 +70,7 @@ class ProfiledChi2:
         try:
             return -scipy.linalg.cho_solve(scipy.linalg.cho_factor(self.hessian),
                                            self.gradient)
-        except np.linalg.LinAlgError:
+        except (np.linalg.LinAlgError, ValueError):   # not positive-definite, or NaN
             return np.full_like(self.gradient, math.inf)
 
 
@@ -198,6 +198,8 @@ def minimize_positions(scene: SceneModel, start: np.ndarray,
 
     def converged(result) -> bool:
         here = at(np.asarray(result.x, float))
+        if not math.isfinite(here.chi2):
+            return False
         return bool(np.linalg.norm(here.gradient) < GRADIENT_TOLERANCE
                     or np.max(np.abs(here.newton_step)) < step_tolerance)
 
@@ -205,9 +207,19 @@ def minimize_positions(scene: SceneModel, start: np.ndarray,
         if converged(intermediate_result):
             raise StopIteration
 
+    n = start.size
+
+    def gradient(p):   # a degenerate point (chi2 inf) is only ever rejected, but
+        here = at(p)   # trust-exact takes norms of its derivatives: finite stand-ins
+        return here.gradient if math.isfinite(here.chi2) else np.zeros(n)
+
+    def hessian(p):
+        here = at(p)
+        return here.hessian if math.isfinite(here.chi2) else np.eye(n)
+
     with single_threaded_blas(), np.errstate(invalid="ignore", over="ignore"):
         result = minimize(lambda p: at(p).chi2, start.ravel(), method="trust-exact",
-                          jac=lambda p: at(p).gradient, hess=lambda p: at(p).hessian,
+                          jac=gradient, hess=hessian,
                           callback=stop,
                           options={"gtol": GRADIENT_TOLERANCE, "maxiter": MAX_ITERATIONS,
                                    "initial_trust_radius": INITIAL_TRUST_RADIUS})
