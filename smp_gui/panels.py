@@ -30,8 +30,8 @@ import pyqtgraph as pg
 from astropy.coordinates import Angle
 from PyQt6.QtCore import QEvent, QPointF, QRectF, Qt, pyqtSignal
 from PyQt6.QtGui import QTransform
-from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QSizePolicy,
-                             QVBoxLayout, QWidget)
+from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFrame, QGraphicsItem, QHBoxLayout, QLabel,
+                             QSizePolicy, QVBoxLayout, QWidget)
 
 from smp_model.fit.panels import PANEL_KEYS, PANEL_TITLES, ExposurePanels
 from smp_model.outputs.display import (COLORMAPS, STRETCHES, DisplayStyle, Overlays,
@@ -212,6 +212,11 @@ class PanelsView(QWidget):
             image = pg.ImageItem(axisOrder="row-major")
             mask = pg.ImageItem(axisOrder="row-major")
             mask.setZValue(5)
+            # Repainted with every refit of a drag (the other panels' images change under
+            # the same repaint) though it rarely changes: from a cached pixmap.
+            mask.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+            if key == "image":   # the data: fixed for an exposure
+                image.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
             contents.addItem(image)
             contents.addItem(mask)
             for angle in (0, 90):
@@ -301,6 +306,8 @@ class PanelsView(QWidget):
                                                     style=Qt.PenStyle.DashLine))
             for item in (outline, mark, inner):
                 item.setZValue(12)
+                # fixed for an exposure, repainted with the panels under it: cached too
+                item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
                 contents.addItem(item)
             self.target_marks += [mark, inner]
             self.grid_outlines.append(outline)
