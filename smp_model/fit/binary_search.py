@@ -7,13 +7,15 @@ convention's frame (`smp_model.fit.request.TargetOffsets`).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..scene.model import SceneModel
 from .position_search import pair_chi2
 
 __all__ = ["ANCHORED_RADIUS", "ANCHORED_STEP", "COINCIDENT_PX", "N_SEEDS", "SPLIT_RADIUS",
-           "SPLIT_STEP", "binary_seeds", "split_if_coincident"]
+           "SPLIT_STEP", "BinarySeeds", "binary_seeds", "split_if_coincident"]
 
 # Coarse scan for binary seeds (px): the secondary about the best single position on a
 # grid of ANCHORED_STEP out to ANCHORED_RADIUS (an unequal pair: the single fit sits on
@@ -26,11 +28,22 @@ N_SEEDS = 3
 COINCIDENT_PX = 1e-3
 
 
+@dataclass(frozen=True)
+class BinarySeeds:
+    """Starts of a binary search (`binary_seeds`): ``seeds`` (each (2, 2) px), the best
+    symmetric split within `SPLIT_RADIUS` (``blend``: the start of the blend fit of an
+    unresolved pair) and ``n_solves``, the scan's solves."""
+
+    seeds: list[np.ndarray]
+    blend: np.ndarray
+    n_solves: int
+
+
 def binary_seeds(scene: SceneModel, single: np.ndarray, n_seeds: int = N_SEEDS
-                 ) -> tuple[list[np.ndarray], int]:
+                 ) -> BinarySeeds:
     """Starts for a binary search: the ``n_seeds`` best pairs of a coarse scan about the
     best single position ``single`` (dx, dy), at least a pixel apart (pairs compared up
-    to the swap of the two sources); also returns the number of solves made.
+    to the swap of the two sources), and the scan's best symmetric split.
 
     The best anchored pair always comes first: it keeps the single source where it was and
     adds a free-flux secondary, so it fits at least as well as one source.
@@ -48,7 +61,8 @@ def binary_seeds(scene: SceneModel, single: np.ndarray, n_seeds: int = N_SEEDS
             break
         if all(_pair_distance(pairs[k], s) > 1.0 for s in seeds):
             seeds.append(pairs[k])
-    return seeds, len(pairs)
+    blend = pairs[n_anchored + int(np.argmin(chi2[n_anchored:]))]
+    return BinarySeeds(seeds=seeds, blend=blend, n_solves=len(pairs))
 
 
 def _separation_grid(step: float, radius: float, half_plane: bool = False) -> np.ndarray:

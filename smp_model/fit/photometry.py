@@ -27,11 +27,11 @@ from ..scene.exposures import load_exposures
 from ..scene.memory import check_fit_memory
 from ..scene.model import LinearSolution, Progress, SceneModel, single_threaded_blas
 from ..settings import FitSettings
-from .binary_search import binary_seeds, split_if_coincident
+from .binary_search import SPLIT_RADIUS, binary_seeds, split_if_coincident
 from .position_search import ProfiledChi2, minimize_positions, profiled_chi2
 from .request import TargetOffsets
-from .results import (BinaryFit, SceneFit, ShotNoiseEstimate, SingleFit, SourceEstimate,
-                      data_frame_centers)
+from .results import (BinaryFit, BlendEstimate, SceneFit, ShotNoiseEstimate, SingleFit,
+                      SourceEstimate, data_frame_centers)
 
 __all__ = ["DetectionPhotometry"]
 
@@ -193,20 +193,37 @@ class DetectionPhotometry:
         start = (start if isinstance(start, TargetOffsets)
                  else TargetOffsets.from_published(start)).array
         single = minimize_positions(self.scene, np.array([self.default_offset], float))
-        seeds, n_scan = binary_seeds(self.scene, single.offsets[0])
+        scan = binary_seeds(self.scene, single.offsets[0])
         searches = [minimize_positions(self.scene, seed)
-                    for seed in [split_if_coincident(start), *seeds]]
+                    for seed in [split_if_coincident(start), *scan.seeds]]
         best = min(searches, key=lambda search: search.chi2).offsets
         if np.subtract(*self.scene.solve(best).target) < 0:
             best = best[::-1]   # the primary is the brighter component
-        n_eval = (single.n_evaluations + n_scan + 1
+        n_eval = (single.n_evaluations + scan.n_solves + 1
                   + sum(search.n_evaluations for search in searches))
         fit = self._result(BinaryFit, best, self._curvature(best), n_eval,
                            chi2_single=self.scene.solve(single.offsets).chi2,
                            chi2_single_default=self.chi2_single_at_default_offset,
                            search_starts=len(searches))
+        if fit.unresolved and fit.separation_px > SPLIT_RADIUS:
+            fit = dataclasses.replace(fit, blend=self._blend(scan.blend))
         fit.timings["search_s"] = time.perf_counter() - t0
         return fit
+
+    def _blend(self, start: np.ndarray) -> BlendEstimate:
+        """The pair's total flux from two sources searched from ``start``, the scan's best
+        symmetric split within `SPLIT_RADIUS`: for an unresolved pair whose best
+        secondary lies farther, on a noise fluctuation or another source, and would add
+        that flux to the pair's."""
+        search = minimize_positions(self.scene, start)
+        curvature = self._curvature(search.offsets)
+        position_cov = self._position_covariance(curvature)
+        solution = self.scene.solve(search.offsets)
+        cov = self._flux_covariance_with_positions(solution, curvature, position_cov)
+        cov = solution.target_covariance if cov is None else cov
+        return BlendEstimate(total_flux=float(solution.target.sum()),
+                             total_flux_err=float(math.sqrt(cov.sum())),
+                             separation_px=float(np.hypot(*np.subtract(*search.offsets))))
 
     @property
     def default_binary_offsets(self) -> tuple[float, float, float, float]:

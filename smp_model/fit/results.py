@@ -22,7 +22,7 @@ from ..wcs.transforms import separation_and_position_angle
 from .request import FitRequest, TargetOffsets
 
 __all__ = ["UNRESOLVED_BIAS_SIGMA", "UNRESOLVED_DELTA_CHI2", "UNRESOLVED_SEPARATION_SIGMA",
-           "BinaryFit", "SceneFit",
+           "BinaryFit", "BlendEstimate", "SceneFit",
            "ShotNoiseEstimate", "SingleFit", "SourceEstimate", "data_frame_centers",
            "magnitude", "magnitude_error"]
 
@@ -126,6 +126,21 @@ class ShotNoiseEstimate:
     @property
     def mag_err(self) -> tuple[float, ...]:
         return tuple(magnitude_error(f, e) for f, e in zip(self.flux, self.flux_err))
+
+
+@dataclass(frozen=True)
+class BlendEstimate:
+    """An unresolved pair's total flux from two sources searched from the best symmetric
+    split of the seed scan (within `smp_model.fit.binary_search.SPLIT_RADIUS`), when the
+    searched binary's secondary lies farther (`DetectionPhotometry.optimize_binary`);
+    ``separation_px`` (px) is where that search ended.
+
+    total_flux, total_flux_err : zeropoint 30; the error includes the positions'.
+    """
+
+    total_flux: float
+    total_flux_err: float
+    separation_px: float
 
 
 @dataclass(frozen=True, eq=False)
@@ -250,6 +265,7 @@ class BinaryFit(SceneFit):
 
     chi2_single: float = math.nan
     chi2_single_default: float = math.nan
+    blend: BlendEstimate | None = None
 
     kind = "binary"
 
@@ -289,13 +305,20 @@ class BinaryFit(SceneFit):
 
     @property
     def total_flux(self) -> float:
-        """Flux of the pair (zeropoint 30): what close pairs measure best."""
+        """Flux of the pair (zeropoint 30): what close pairs measure best.  The sum of the
+        components' fluxes, except for an unresolved pair whose secondary was found beyond
+        the detection's core: then the ``blend``'s (its secondary fitted noise or another
+        source, whose flux the sum would add; docs: validation/injection)."""
+        if self.blend is not None:
+            return self.blend.total_flux
         return float(self.primary.flux + self.secondary.flux)
 
     @property
     def total_flux_err(self) -> float:
         """1-sigma error of ``total_flux`` with the covariance of the two fluxes, including
         the fitted positions' uncertainty when positions were searched and defined."""
+        if self.blend is not None:
+            return self.blend.total_flux_err
         cov = (self.flux_covariance_with_positions
                if self.flux_covariance_with_positions is not None else self.target_covariance)
         return float(math.sqrt(cov.sum()))

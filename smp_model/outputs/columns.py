@@ -103,7 +103,8 @@ COLUMNS = _columns(
     ("delta_chi2", None, "chi2_single - chi2: evidence for a second source"),
     ("chi2_single_default", None, "chi2 of one source at the convention's default offset"),
     ("delta_chi2_default", None, "chi2_single_default - chi2 (the published definition)"),
-    ("total_flux", None, "flux of the pair, zeropoint 30"),
+    ("total_flux", None, "flux of the pair, zeropoint 30 (of an unresolved pair whose "
+     "secondary lies beyond 3 px: of the best pair within 3 px)"),
     ("total_flux_err", None, "1-sigma error of total_flux (with the flux covariance and, "
      "when searched, the positions' uncertainty)"),
     ("separation", "pix", "separation of the pair"),
