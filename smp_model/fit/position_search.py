@@ -42,16 +42,24 @@ INITIAL_TRUST_RADIUS = 0.5
 class ProfiledChi2:
     """The chi2 at fixed target positions with all fluxes solved, and its derivatives.
 
-    chi2 : float (inf where the target fluxes are not identifiable).
-    fluxes : (n_t,) target fluxes, zeropoint 30; ``flux_covariance`` (n_t, n_t) their
-        covariance at these fixed positions.
-    gradient : (2 n_t,) d chi2 / d offsets, flattened like ``offsets.ravel()`` (per px).
-    hessian : (2 n_t, 2 n_t) d2 chi2 / d offsets^2 (per px^2), the fluxes' change with
-        the positions included.
-    flux_jacobian : (n_t, 2 n_t) d fluxes / d offsets (per px).
-    position_bias, flux_bias : (n_t, 2) px and (n_t,) the first-order bias of the
-        least-squares positions and fluxes if these were the true ones
-        (`least_squares_bias`).
+    Attributes
+    ----------
+    chi2 : float
+        inf where the target fluxes are not identifiable.
+    fluxes : numpy.ndarray
+        (n_t,) target fluxes, zeropoint 30.
+    flux_covariance : numpy.ndarray
+        (n_t, n_t) their covariance at these fixed positions.
+    gradient : numpy.ndarray
+        (2 n_t,) d chi2 / d offsets, flattened like ``offsets.ravel()`` (per px).
+    hessian : numpy.ndarray
+        (2 n_t, 2 n_t) d2 chi2 / d offsets^2 (per px^2), the fluxes' change with the
+        positions included.
+    flux_jacobian : numpy.ndarray
+        (n_t, 2 n_t) d fluxes / d offsets (per px).
+    position_bias, flux_bias : numpy.ndarray
+        (n_t, 2) px and (n_t,): the first-order bias of the least-squares positions and
+        fluxes if these were the true ones (`least_squares_bias`).
     """
 
     chi2: float
@@ -77,12 +85,12 @@ class ProfiledChi2:
 def profiled_chi2(scene: SceneModel, offsets: np.ndarray) -> ProfiledChi2:
     """`ProfiledChi2` of target sources at ``offsets`` (n_t, 2) px.
 
-    The chi2 is min over the linear parameters theta of phi(p, theta) = |y - X(p) theta|^2_W;
-    its derivatives follow from phi's at the solved theta: gradient ``phi_p``, Hessian
-    ``phi_pp - phi_p.theta phi_theta.theta^-1 phi_theta.p``.  With T the unit-flux target
-    stamps, U and V their first and second position derivatives (per source), f the
-    fluxes, e the residual and P the projection out of the scene and T, per position
-    coordinates k, l (of sources t(k), t(l)):
+    The chi2 is min over the linear parameters theta of ``phi(p, theta) = |y - X(p)
+    theta|^2_W``; its derivatives follow from phi's at the solved theta: gradient
+    ``phi_p``, Hessian ``phi_pp - phi_p.theta phi_theta.theta^-1 phi_theta.p``.  With T
+    the unit-flux target stamps, U and V their first and second position derivatives (per
+    source), f the fluxes, e the residual and P the projection out of the scene and T, per
+    position coordinates k, l (of sources t(k), t(l))::
 
         gradient_k = -2 f_t(k) a_k,            a = U^T W e
         hessian_kl = 2 f_k f_l (U^T W P U)_kl - 2 [t(k) = t(l)] f_t (V^T W e)_kl
