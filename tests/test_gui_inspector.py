@@ -777,3 +777,42 @@ def test_a_settings_change_keeps_what_the_session_set_and_the_panel_does_not_sho
     undo(qtbot, window)
     settled(qtbot, window)
     assert window.result.fit.settings.grid_size == 20
+
+
+# -- the drag repaints only what changed ----------------------------------------------------
+# The data image, the mask overlays, the target marks and the grid outlines are painted
+# from cached pixmaps (they stay put while a drag refits).  A cache that is not redrawn
+# when its item does change would show stale pixels: compare with the same panels drawn
+# without any cache.
+
+def drawn_panels(window):
+    window.panels_view.graphics.viewport().repaint()
+    return window.panels_view.graphics.grab().toImage()
+
+
+def test_cached_panels_draw_what_changed(qtbot, window, demo):
+    from PyQt6.QtWidgets import QGraphicsItem
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    pv = window.panels_view
+    before = drawn_panels(window)
+    drag_marker(qtbot, window, 1, 0.8, 0.0)
+    settled(qtbot, window)
+    press(qtbot, window, Qt.Key.Key_M)                   # mask overlay off
+    window.browser.blink.setChecked(True)               # the image panel blinks the model
+    window.browser.blink.setChecked(False)
+    pv.set_blink_model(True)
+    press(qtbot, window, Qt.Key.Key_G)                   # regions off and on again
+    press(qtbot, window, Qt.Key.Key_G)
+    cached = drawn_panels(window)
+    items = pv.graphics.scene().items()
+    modes = {item: item.cacheMode() for item in items}
+    assert any(mode != QGraphicsItem.CacheMode.NoCache for mode in modes.values())
+    for item in items:
+        item.setCacheMode(QGraphicsItem.CacheMode.NoCache)
+    uncached = drawn_panels(window)
+    for item, mode in modes.items():
+        item.setCacheMode(mode)
+    assert cached != before        # the drag, the mask and the blink are on screen
+    assert cached == uncached
+    pv.set_blink_model(False)
+    press(qtbot, window, Qt.Key.Key_M)

@@ -6,11 +6,12 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtCore import QRectF, Qt, pyqtSignal
+from PyQt6.QtWidgets import QGraphicsItem
 
 from smp_model.fit.panels import ExposurePanels
 from smp_model.outputs.display import stretch_curve, stretched_colors
 
-__all__ = ["PanelViewBox", "make_colormap", "set_title", "show_image"]
+__all__ = ["PanelViewBox", "cache_as_pixmap", "make_colormap", "set_title", "show_image"]
 
 
 class PanelViewBox(pg.ViewBox):
@@ -39,6 +40,15 @@ def show_image(item: pg.ImageItem, array: np.ndarray, rect: QRectF, levels) -> N
         return
     item.setImage(array, autoLevels=False, levels=levels)
     item.setRect(rect)
+
+
+def cache_as_pixmap(item: QGraphicsItem) -> None:
+    """Paint ``item`` from a pixmap of it at the view's resolution, redrawn only when the
+    item changes or the view zooms.  For what stays put during a marker drag (the data
+    image, the mask overlays, the target marks and grid outlines): the refit's new model
+    and residual images repaint the panels under them, and drawing those items again each
+    time was most of the repaint."""
+    item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
 
 
 def set_title(plot: pg.PlotItem, text: str) -> None:

@@ -34,7 +34,7 @@ from smp_model.outputs.display import (COLORMAPS, STRETCHES, DisplayStyle, Overl
                                        mask_overlay, stretch_levels)
 
 from .coordinates import affine_transform, pixel_rect, readout_text
-from .panel_items import PanelViewBox, make_colormap, set_title, show_image
+from .panel_items import PanelViewBox, cache_as_pixmap, make_colormap, set_title, show_image
 from .sky_overlays import OverlayItems
 
 __all__ = ["CONTRAST_PER_PANEL", "PanelsView", "best_columns"]
@@ -153,6 +153,9 @@ class PanelsView(QWidget):
         image = pg.ImageItem(axisOrder="row-major")
         mask = pg.ImageItem(axisOrder="row-major")
         mask.setZValue(5)
+        cache_as_pixmap(mask)
+        if key == "image":   # the data: fixed for an exposure
+            cache_as_pixmap(image)
         contents.addItem(image)
         contents.addItem(mask)
         for angle in (0, 90):

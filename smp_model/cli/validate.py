@@ -150,12 +150,14 @@ def format_summary(summary: dict) -> str:
             rec = s["recommended"]
             out.append(line("  resolved, flux_err_total", rec))
             out.append(f"  {'':<24} unresolved (quote the total): "
-                       f"{100 * rec['unresolved_fraction']:.0f} % of pairs; separation of "
-                       f"resolved pairs: bias {rec['separation']['bias_sigma']:+.3f} sigma, "
-                       f"pull std {rec['separation']['pull_std']:.3f}")
-            out.append(f"  {'':<24} separation pull std {s['separation_pull_std']:.3f}, "
-                       f"bias {s['separation_bias_sigma']:+.3f} sigma "
-                       f"({s['n_pairs']} pairs)")
+                       f"{100 * rec['unresolved_fraction']:.0f} % of pairs; debiased "
+                       f"separation of resolved pairs: bias "
+                       f"{rec['separation']['bias_sigma']:+.3f} sigma, pull std "
+                       f"{rec['separation']['pull_std']:.3f} (fitted: bias "
+                       f"{rec['separation_fitted']['bias_sigma']:+.3f} sigma)")
+            out.append(f"  {'':<24} fitted separation of all {s['n_pairs']} pairs (unresolved "
+                       f"included): pull std {s['separation_pull_std']:.3f}, bias "
+                       f"{s['separation_bias_sigma']:+.3f} sigma")
     if summary.get("real") is not None:
         out.append("real DES stamps (Piff PSF injections):")
         out.append(line("all", summary["real"]))

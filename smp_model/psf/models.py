@@ -172,9 +172,11 @@ class GalsimPSF(PSFModel):
         return galsim.Convolve(jac.profileToImage(self.profile), galsim.Pixel(1.0))
 
 
-def load_psf(path: str | os.PathLike, color: float | None = None) -> PSFModel:
+def load_psf(path: str | os.PathLike, color: float | None = None, stars: bool = True
+             ) -> PSFModel:
     """Read a PSF file: a pixelised PSF (HDU ``PIXPSF``) or a Piff file; ``color`` (g-i)
-    is the sources' colour for a colour-dependent WCS (`PSFModel.color`).
+    is the sources' colour for a colour-dependent WCS (`PSFModel.color`); ``stars=False``
+    leaves a Piff PSF's stars unread (drawing does not use them; `PiffFile`).
 
     Raises `PSFError` for a missing or corrupt file and `MissingDependencyError` when the
     file pickles a pixmappy WCS and pixmappy is not installed.
@@ -182,7 +184,8 @@ def load_psf(path: str | os.PathLike, color: float | None = None) -> PSFModel:
     path = Path(path)
     require_fits_file(path, PSFError, "PSF file")
     try:
-        psf_file = PiffFile(path)   # opened once: to tell the kind, then to read Piff's
+        # opened once: to tell the kind, then to read Piff's
+        psf_file = PiffFile(path, stars=stars)
     except (OSError, ValueError) as exc:
         raise PSFError(f"not a readable FITS file ({exc})", path) from None
     with psf_file:

@@ -83,7 +83,7 @@ def load_exposure(entry: ExposureEntry, manifest: DetectionManifest,
     stamp = read_stamp(entry.stamp) if stamp is None else stamp
     _check_pixel_values(entry, stamp)
     color = manifest.color_of(entry)
-    psf = load_psf(entry.psf, color=color)
+    psf = load_psf(entry.psf, color=color, stars=False)   # a fit never uses Piff's stars
     x, y = _place_target(entry, stamp, psf, manifest, color)
     image, weight = stamp.calibrated(entry.zeropoint)
     n_nan = int((~np.isfinite(stamp.sci) & (stamp.msk == 0) & (stamp.wgt > 0)).sum())
