@@ -66,10 +66,13 @@ class RowMessage:
 
 
 def write_votable(table: Table, path: str | os.PathLike) -> Path:
-    """Write ``table`` as a VOTable through astropy's registry (units and descriptions
-    kept; masked cells become VOTable nulls)."""
+    """Write ``table`` as a VOTable through astropy's registry: units and descriptions
+    kept (AB magnitudes as ``mag``, `without_ab_units`), nested meta flattened
+    (`flat_meta`), masked cells as VOTable nulls."""
+    from .tables import flat_meta, without_ab_units
     path = Path(path)
-    table.write(path, format="votable", overwrite=True)
+    without_ab_units(table, meta=flat_meta(table.meta)).write(path, format="votable",
+                                                              overwrite=True)
     return path
 
 
@@ -83,7 +86,7 @@ def write_panel_images(fit, folder: str | os.PathLike) -> list[Path]:
     panels = five_panels(fit)
     detection = fit.scene.detection
     header, _ = stamp_wcs_header(detection)
-    name = fit.scene.manifest.name
+    name = fit.manifest.name
     paths = []
     for key in PANEL_KEYS:
         hdu = fits.PrimaryHDU(panels[key].astype("float32"), header=header.copy())

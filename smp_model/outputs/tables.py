@@ -22,7 +22,8 @@ from ..files import TABLE_FORMATS, atomic_output
 from ..fit.results import SceneFit
 from .record import fit_record
 
-__all__ = ["fit_table", "flat_meta", "set_card", "table_format", "table_hdu", "write_table"]
+__all__ = ["fit_table", "flat_meta", "set_card", "table_format", "table_hdu",
+           "without_ab_units", "write_table"]
 
 
 def fit_table(fit: SceneFit) -> QTable:
@@ -66,15 +67,21 @@ def write_table(fit_or_table: SceneFit | Table, path: str | os.PathLike,
 
 
 def table_hdu(table: Table) -> fits.BinTableHDU:
-    """A table as a FITS HDU.  FITS has no AB-magnitude unit: such columns are written
-    with TUNIT ``mag`` and say "AB" in their description (TCOMM), not with a warning."""
-    out = Table(table, meta={}, copy=True)   # plain columns: units kept on the columns
+    """A table as a FITS HDU (`without_ab_units`, no meta)."""
+    return fits.table_to_hdu(without_ab_units(table, meta={}))
+
+
+def without_ab_units(table: Table, meta: dict | None = None) -> Table:
+    """A plain-column copy of ``table`` (with ``meta`` if given) for formats without an
+    AB-magnitude unit (FITS, VOTable's VOUnits): such columns get the unit ``mag`` and say
+    "AB" in their description, rather than a unit their readers warn about."""
+    out = Table(table, meta=table.meta if meta is None else meta, copy=True)
     for name in out.colnames:
         unit = out[name].unit
         if isinstance(unit, u.MagUnit):
             out[name].unit = u.mag
             out[name].info.description = f"{out[name].info.description or ''} [AB]".strip()
-    return fits.table_to_hdu(out)
+    return out
 
 
 def flat_meta(meta: dict, prefix: str = "") -> dict:
