@@ -46,12 +46,30 @@ class SampError(SMPError):
 
 @dataclass(frozen=True)
 class SentTable:
-    """A table sent to the hub: its SAMP ``table-id`` and the URL of the VOTable."""
+    """A table sent to the hub: its SAMP ``table-id``, the URL of the VOTable and, when
+    sent with a key column, each row's key (to map the tools' row indices back)."""
 
     table_id: str
     url: str
     name: str
     n_rows: int
+    row_keys: tuple[str, ...] = ()
+
+    def is_for(self, message: "RowMessage") -> bool:
+        """Whether ``message`` is about this table (by table-id, else by URL)."""
+        if message.table_id is not None:
+            return message.table_id == self.table_id
+        return message.url == self.url
+
+    def keys_of(self, rows: Sequence[int]) -> list[str]:
+        """Keys of 0-based ``rows`` (in order, without repeats; rows out of range left
+        out)."""
+        return list(dict.fromkeys(self.row_keys[r] for r in rows
+                                  if 0 <= r < len(self.row_keys)))
+
+    def rows_of(self, key: str) -> list[int]:
+        """0-based rows whose key is ``key`` (a binary has two)."""
+        return [r for r, k in enumerate(self.row_keys) if k == key]
 
 
 @dataclass(frozen=True)
@@ -152,7 +170,12 @@ class SampLink:
 
     @property
     def connected(self) -> bool:
+        """Registered, as far as this client knows (`alive` asks the hub)."""
         return self._client.is_connected
+
+    def alive(self) -> bool:
+        """Whether the hub still answers (a ping, within the timeout)."""
+        return self.connected and self._within_timeout(self._client.ping, "ping")[1] is None
 
     def close(self) -> None:
         """Unregister (if registered) and remove the files written for the tools."""
@@ -195,13 +218,17 @@ class SampLink:
         return {cid: str(self._client.get_metadata(cid).get("samp.name", cid))
                 for cid in self._client.get_registered_clients() if cid != own}
 
-    def recipients(self, mtype: str, target: str | None) -> list[str]:
+    def subscribed(self, mtype: str, target: str | None) -> list[str]:
         """Ids of the clients subscribed to ``mtype`` whose ``samp.name`` is ``target``
-        (case-insensitive; None: all); `SampError` if there is none."""
+        (case-insensitive; None: all)."""
         self._require_connection()
         subscribed = set(self._client.get_subscribed_clients(mtype))
-        chosen = [cid for cid, name in self.clients().items() if cid in subscribed
-                  and (target is None or name.lower() == target.lower())]
+        return [cid for cid, name in self.clients().items() if cid in subscribed
+                and (target is None or name.lower() == target.lower())]
+
+    def recipients(self, mtype: str, target: str | None) -> list[str]:
+        """`subscribed`, or `SampError` if there is none."""
+        chosen = self.subscribed(mtype, target)
         if not chosen:
             who = "no client" if target is None else f"no {target!r}"
             raise SampError(f"{who} registered with the SAMP hub accepts {mtype}")
@@ -213,12 +240,15 @@ class SampLink:
 
     # -- sending ------------------------------------------------------------------------
 
-    def send_table(self, table: Table, name: str, target: str | None = None) -> SentTable:
+    def send_table(self, table: Table, name: str, target: str | None = None,
+                   key_column: str | None = None) -> SentTable:
         """Send ``table`` as a VOTable (``table.load.votable``) to ``target`` (a
-        ``samp.name``, None: every client that loads tables); waits for each to answer."""
+        ``samp.name``, None: every client that loads tables); waits for each to answer.
+        ``key_column``: the column whose values `SentTable.keys_of` gives for rows."""
         table_id = f"smp-{uuid.uuid4().hex[:12]}"
         path = write_votable(table, Path(self._folder.name) / f"{table_id}.xml")
-        sent = SentTable(table_id, path.as_uri(), name, len(table))
+        keys = tuple(str(k) for k in table[key_column]) if key_column else ()
+        sent = SentTable(table_id, path.as_uri(), name, len(table), keys)
         self._send(LOAD_TABLE, target, url=sent.url, name=name, **{"table-id": table_id})
         return sent
 
@@ -235,6 +265,22 @@ class SampLink:
         for path in paths:
             self.send_image(path, target=target)
         return paths
+
+    def send_fit(self, fit, target: str | None = None) -> SentTable | None:
+        """A fit's flux table (`smp_model.outputs.tables.fit_table`) to the clients of
+        ``target`` that load tables, and its five panels (`send_panels`) to those that
+        load FITS images; the sent table, if any.  `SampError` if none loads either."""
+        from .tables import fit_table
+        tables = bool(self.subscribed(LOAD_TABLE, target))
+        images = bool(self.subscribed(LOAD_IMAGE, target))
+        if not (tables or images):
+            who = "no client" if target is None else f"no {target!r}"
+            raise SampError(f"{who} registered with the SAMP hub loads tables or images")
+        sent = self.send_table(fit_table(fit), f"{fit.manifest.name} fluxes",
+                               target) if tables else None
+        if images:
+            self.send_panels(fit, target)
+        return sent
 
     def highlight_row(self, sent: SentTable, row: int, target: str | None = None) -> None:
         """Ask the tools to highlight 0-based ``row`` of a table sent before."""
