@@ -28,7 +28,8 @@ from astropy.table import Table
 
 from ..errors import SMPError
 
-__all__ = ["SAMP_TIMEOUT_S", "SEND_TARGETS", "RowMessage", "SampError", "SampLink",
+__all__ = ["HIGHLIGHT_ROW", "LOAD_IMAGE", "LOAD_TABLE", "SAMP_TIMEOUT_S", "SELECT_ROWS",
+           "SEND_TARGETS", "RowMessage", "SampError", "SampLink",
            "SentTable", "table_file_kind", "write_panel_images", "write_votable"]
 
 SAMP_TIMEOUT_S = 5.0
