@@ -207,7 +207,7 @@ class DetectionManifest:
         of a session or batch list that names this manifest).  Reading a Piff file runs
         code stored in it, so a caller that opens someone else's list should say which
         files will be read."""
-        return paths_outside([p for e in self.exposures for p in e.psf_files], folder)
+        return paths_outside([e.psf for e in self.exposures], folder)
 
     def with_exposures(self, exposures: tuple[ExposureEntry, ...]) -> "DetectionManifest":
         return replace(self, exposures=tuple(exposures))

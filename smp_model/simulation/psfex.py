@@ -34,7 +34,7 @@ from ..files import atomic_output
 from ..inputs.manifest import PSFEX, ExposureEntry, des_stamp_origin
 from ..psf.models import PSFExPSF
 from .config import CCD_MARGIN_PX, CCD_NX, CCD_NY, GSPARAMS, SimulationConfig
-from .detection import TRUTH_FILENAME, check_output_dir, target_layout
+from .detection import check_output_dir, write_detection
 from .field import (SimulatedExposure, SimulatedField, draw_defects, draw_scene,
                     place_on_ccd, scene_sources)
 from .truth import ExposureTruth, SimulationTruth
@@ -85,14 +85,8 @@ def simulate_psfex_detection(outdir: str | os.PathLike, psfex: str | os.PathLike
     from the header's ``FILTER``)."""
     outdir = Path(outdir).absolute()
     check_output_dir(outdir, overwrite)
-    sim_field = build_psfex_field(psfex, header, SimulationConfig(**options))
-    sources = sim_field.target_sources(*target_layout(sim_field.config))
-    stamps = sim_field.realise(sim_field.config.rng(2), sources, noise=sim_field.config.noise,
-                               gain=sim_field.config.shot_noise_gain)
-    manifest_path = sim_field.write(outdir, stamps, overwrite=overwrite)
-    truth = sim_field.truth(manifest_path, sources)
-    truth.write(outdir / TRUTH_FILENAME, overwrite=overwrite)
-    return truth
+    return write_detection(build_psfex_field(psfex, header, SimulationConfig(**options)),
+                           outdir, overwrite)
 
 
 def build_psfex_field(psfex: str | os.PathLike, header: str | os.PathLike,
