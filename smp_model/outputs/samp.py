@@ -18,7 +18,6 @@ import os
 import tempfile
 import threading
 import uuid
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,9 +196,7 @@ class SampLink:
 
         def run():
             try:
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    outcome["value"] = call()
+                outcome["value"] = call()
             except Exception as exc:   # noqa: BLE001 - pyvo raises several kinds
                 outcome["error"] = str(exc) or type(exc).__name__
 
