@@ -2,8 +2,9 @@
 hearing which rows they select, with `pyvo.samp`.
 
 `SampLink` is one registration with the running hub (found as the SAMP standard profile
-says: ``$SAMP_HUB`` or ``~/.samp``).  Tables go as VOTables (``table.load.votable``, units
-kept), images as FITS files with a celestial WCS (``image.load.fits``), row choices as
+says: ``$SAMP_HUB`` or ``~/.samp``).  Tables go as VOTables (``table.load.votable``;
+written by `smp_model.outputs.votable`: VO units, UCDs, the metadata as PARAMs), images
+as FITS files with a celestial WCS (``image.load.fits``), row choices as
 ``table.highlight.row`` and ``table.select.rowList`` on a table sent before (its
 ``table-id``); the same two messages coming from a tool reach `SampLink.on_rows`.
 
@@ -26,10 +27,11 @@ from astropy.io import fits
 from astropy.table import Table
 
 from ..errors import SMPError
+from .votable import write_votable
 
 __all__ = ["HIGHLIGHT_ROW", "LOAD_IMAGE", "LOAD_TABLE", "SAMP_TIMEOUT_S", "SELECT_ROWS",
            "SEND_TARGETS", "RowMessage", "SampError", "SampLink",
-           "SentTable", "table_file_kind", "write_panel_images", "write_votable"]
+           "SentTable", "table_file_kind", "write_panel_images"]
 
 SAMP_TIMEOUT_S = 5.0
 
@@ -83,27 +85,15 @@ class RowMessage:
     rows: tuple[int, ...]
 
 
-def write_votable(table: Table, path: str | os.PathLike) -> Path:
-    """Write ``table`` as a VOTable through astropy's registry: units and descriptions
-    kept (AB magnitudes as ``mag``, `without_ab_units`), nested meta flattened
-    (`flat_meta`), masked cells as VOTable nulls."""
-    from .tables import flat_meta, without_ab_units
-    path = Path(path)
-    without_ab_units(table, meta=flat_meta(table.meta)).write(path, format="votable",
-                                                              overwrite=True)
-    return path
-
-
 def write_panel_images(fit, folder: str | os.PathLike) -> list[Path]:
     """The detection exposure's five panels (`smp_model.fit.panels`) as FITS images, one
     file each, with BUNIT (counts on zeropoint 30) and the stamp's celestial WCS
-    (`smp_model.outputs.cubes.stamp_wcs_header`), so that DS9 and Aladin place them on
-    the sky."""
+    (`smp_model.outputs.stamp_wcs.stamp_wcs`, the cube's), so that DS9 and Aladin place
+    them on the sky."""
     from ..fit.panels import PANEL_KEYS, PANEL_TITLES, five_panels
-    from .cubes import stamp_wcs_header
+    from .stamp_wcs import stamp_wcs
     panels = five_panels(fit)
-    detection = fit.scene.detection
-    header, _ = stamp_wcs_header(detection)
+    header = stamp_wcs(fit.scene.detection).header
     name = fit.manifest.name
     paths = []
     for key in PANEL_KEYS:
