@@ -15,7 +15,8 @@ __all__ = ["SampController"]
 
 class SampController(QObject):
     """Runs ``job(link)`` calls one at a time in a worker thread, registering with the hub
-    on first use (and again after a failure, so that a hub started later is found).
+    on first use (and again when the hub no longer answers, so that a hub started later
+    is found).
 
     Signals: finished(what, result, error) after each job (error None on success);
     rowsChosen(RowMessage) when a tool highlights or selects rows of a table we sent.
@@ -42,8 +43,6 @@ class SampController(QObject):
                 try:
                     result = job(self._connected_link())
                 except Exception as exc:   # noqa: BLE001 - shown to the user
-                    if self._link is not None and not self._link.alive():
-                        self._drop_link()   # the hub went away: find the next one
                     self.finished.emit(what, None, exc)
                 else:
                     self.finished.emit(what, result, None)
@@ -58,7 +57,9 @@ class SampController(QObject):
             thread.join(timeout)
 
     def _connected_link(self) -> SampLink:
-        if self._link is None or not self._link.connected:
+        if self._link is not None and not self._link.alive():
+            self._drop_link()   # the hub went away since: register with the running one
+        if self._link is None:
             link = SampLink(name=self.name)
             link.on_rows(self.rowsChosen.emit)   # emitted from the SAMP thread: queued
             self._link = link.connect()

@@ -142,3 +142,31 @@ def test_survey_rows_go_both_ways_with_topcat(qtbot, survey_window, tools):
     assert highlights[-1][0]["table-id"] == params["table-id"]
     # what came from TOPCAT was not echoed back to it
     assert [p["row"] for p, _ in highlights] == [str(sent_keys.index(key))]
+
+
+def test_a_hub_restarted_between_sends_is_found(qtbot, inspector, psfex_detection, samp_hub,
+                                                tmp_path):
+    from pyvo.samp import SAMPHubServer
+
+    from tests.samp_helpers import Recorder
+    open_fitted(qtbot, inspector, psfex_detection.manifest_path)
+    send = menu_action(inspector, "File", "Send to", "TOPCAT")
+    first = Recorder("topcat")
+    with qtbot.waitSignal(inspector.samp.controller.finished, timeout=TIMEOUT_MS):
+        send.trigger()
+    first.wait_for("table.load.votable")
+    first.close()
+    samp_hub.stop()   # TOPCAT quits, and a new one starts its own hub
+    hub = SAMPHubServer(web_profile=False, lockfile=str(tmp_path / "samp-lock"),
+                        mode="multiple")
+    hub.start()
+    try:
+        second = Recorder("topcat")
+        with qtbot.waitSignal(inspector.samp.controller.finished, timeout=TIMEOUT_MS) as done:
+            send.trigger()
+        assert done.args[2] is None
+        (params, table), = second.wait_for("table.load.votable")
+        assert table["flux"][0] == pytest.approx(inspector.result.fit.sources[0].flux)
+        second.close()
+    finally:
+        hub.stop()
