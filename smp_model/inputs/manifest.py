@@ -20,11 +20,16 @@ from typing import Any
 from ..errors import ManifestError
 from ..limits import ZEROPOINT_RANGE
 
-__all__ = ["DEFAULT_COLOR_GI", "FORMAT", "DetectionManifest", "ExposureEntry",
-           "des_stamp_origin", "paths_outside", "zeropoint_problem"]
+__all__ = ["DEFAULT_COLOR_GI", "FORMAT", "PSFEX", "PSF_FORMATS", "DetectionManifest",
+           "ExposureEntry", "des_stamp_origin", "paths_outside", "zeropoint_problem"]
 
 FORMAT = "smp-detection/1"
 DEFAULT_COLOR_GI = 0.61
+PSFEX = "psfex"
+# What an exposure's ``psf`` may be: a Piff file or a pixelised PSF (told apart by the
+# file's HDUs; the default, written as a plain path), or a PSFEx model with the FITS header
+# that holds its CCD's WCS (``psf = {format = "psfex", path = "...", wcs_header = "..."}``).
+PSF_FORMATS = ("piff", PSFEX)
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,8 @@ class ExposureEntry:
     ``color_gi`` (optional) overrides the detection's g-i colour for this exposure's
     colour-dependent WCS.
     ``mjd`` (optional): start of the exposure, MJD (UTC days), as DES's ``MJD-OBS``.
+    ``psf_format`` is one of `PSF_FORMATS`; a ``"psfex"`` PSF has no WCS of its own, and
+    ``psf_wcs_header`` is the FITS file whose primary header holds the CCD's WCS.
     """
 
     expnum: int
@@ -49,6 +56,19 @@ class ExposureEntry:
     gain: float | None = None
     mjd: float | None = None
     color_gi: float | None = None
+    psf_format: str = "piff"
+    psf_wcs_header: Path | None = None
+
+    def __post_init__(self):
+        if self.psf_format not in PSF_FORMATS:
+            raise ValueError(f"unknown PSF format {self.psf_format!r}")
+        if (self.psf_format == PSFEX) != (self.psf_wcs_header is not None):
+            raise ValueError("a PSFEx PSF needs a WCS header, and only a PSFEx PSF has one")
+
+    @property
+    def psf_files(self) -> tuple[Path, ...]:
+        """Every file read for this exposure's PSF and WCS."""
+        return (self.psf,) if self.psf_wcs_header is None else (self.psf, self.psf_wcs_header)
 
     @property
     def label(self) -> str:
@@ -152,8 +172,11 @@ class DetectionManifest:
         exposures = []
         for e in self.exposures:
             d: dict[str, Any] = dict(expnum=e.expnum, ccdnum=e.ccdnum, band=e.band,
-                                     zeropoint=e.zeropoint, stamp=rel(e.stamp), psf=rel(e.psf),
-                                     stamp_origin=list(e.stamp_origin))
+                                     zeropoint=e.zeropoint, stamp=rel(e.stamp),
+                                     psf=rel(e.psf), stamp_origin=list(e.stamp_origin))
+            if e.psf_format == PSFEX:
+                d["psf"] = dict(format=PSFEX, path=rel(e.psf),
+                                wcs_header=rel(e.psf_wcs_header))
             if e.target_xy is not None:
                 d["target_xy"] = list(e.target_xy)
             if e.gain is not None:
@@ -258,12 +281,33 @@ def _exposure_from_dict(entry: Any, base: Path, source: Path, n: int) -> Exposur
         raise ManifestError(f"key '{get.prefix}zeropoint' {problem}", source)
     return ExposureEntry(
         expnum=get.int("expnum"), ccdnum=get.int("ccdnum"), band=get.str("band"),
-        zeropoint=zeropoint,
-        stamp=_resolve(base, get.str("stamp")), psf=_resolve(base, get.str("psf")),
-        stamp_origin=get.pair("stamp_origin", int),
+        zeropoint=zeropoint, stamp=_resolve(base, get.str("stamp")),
+        **_psf_from_dict(get, base, source), stamp_origin=get.pair("stamp_origin", int),
         target_xy=get.pair("target_xy", float, None), gain=gain,
         mjd=get.float("mjd") if "mjd" in entry else None,
         color_gi=get.float("color_gi", None) if "color_gi" in entry else None)
+
+
+def _psf_from_dict(get: _Getter, base: Path, source: Path) -> dict[str, Any]:
+    """``psf``, ``psf_format`` and ``psf_wcs_header`` of an exposure: ``psf`` is a path (a
+    Piff or pixelised PSF file) or a table ``{format, path[, wcs_header]}``."""
+    if not isinstance(get._get("psf", _Getter._MISSING), dict):
+        return dict(psf=_resolve(base, get.str("psf")))
+    table = _Getter(get.subtable("psf"), source, f"{get.prefix}psf.")
+    fmt = table.str("format", "piff")
+    if fmt not in PSF_FORMATS:
+        raise table._bad("format", fmt, f"one of {', '.join(map(repr, PSF_FORMATS))}")
+    unknown = sorted(set(table.table) - {"format", "path", "wcs_header"})
+    if unknown:
+        raise ManifestError(f"unknown key(s) {', '.join(unknown)} in '{get.prefix}psf'",
+                            source)
+    header = None
+    if fmt == PSFEX:
+        header = _resolve(base, table.str("wcs_header"))
+    elif "wcs_header" in table.table:
+        raise ManifestError(f"key '{get.prefix}psf.wcs_header' is only for format "
+                            f"{PSFEX!r} (a Piff file carries its own WCS)", source)
+    return dict(psf=_resolve(base, table.str("path")), psf_format=fmt, psf_wcs_header=header)
 
 
 def zeropoint_problem(value: float) -> str | None:
