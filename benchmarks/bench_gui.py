@@ -91,7 +91,7 @@ def measure_moves(app, window, n_moves: int) -> dict:
             step = 0.05 if (n // 10) % 2 == 0 else -0.05
             displayed = window.fits_displayed
             t0 = time.perf_counter()
-            item.setPos(u + step, v)            # -> dragged -> FitRequest
+            item.setPos(u + step, v)            # -> dragged -> FitJob
             target = window.controller.last_submitted
             wait_for(app, lambda: window.fits_displayed > displayed
                      and window.result.request_id == target)
@@ -119,7 +119,7 @@ def main(argv=None) -> int:
     from PyQt6.QtWidgets import QApplication
 
     from smp_gui.controller import preload_engine
-    from smp_gui.main_window import MainWindow
+    from smp_gui.inspector import InspectorWindow
 
     warnings.simplefilter("ignore")
     app = QApplication.instance() or QApplication(sys.argv[:1])
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     import tempfile
     with tempfile.TemporaryDirectory() as tmp:
         store = QSettings(str(Path(tmp) / "bench.ini"), QSettings.Format.IniFormat)
-        window = MainWindow(store)
+        window = InspectorWindow(store)
         wait_for.window = window
         window.show()
         app.processEvents()

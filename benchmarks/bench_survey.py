@@ -156,12 +156,12 @@ def bench_steps(batch: Path) -> dict:
 
     from smp_gui import loader
     from smp_gui.controller import limit_blas_threads, preload_engine
-    from smp_gui.survey import SurveyWindow
     from smp_gui.survey import window as survey_window
+    from smp_gui.windows import WindowManager
     app = QApplication.instance() or QApplication(sys.argv[:1])
     app.blas_limit = limit_blas_threads()
     preload_engine()
-    window = SurveyWindow()
+    window = WindowManager().new_survey()
     window.show()
     window.open_survey(batch)
     survey = window.survey

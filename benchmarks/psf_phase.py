@@ -1,4 +1,4 @@
-"""PSF phase study (README, "PSF phase"): SMP flux bias against the target's sub-pixel
+"""PSF phase study (docs/validation/psf_phase.rst): SMP flux bias against the target's sub-pixel
 position when the PSF is a Piff model fitted to stars of a known PSF, for each
 ``--psf-normalization``.  Prints, per option, the largest |flux bias| over the phase cells
 (mmag) and the pull statistics, for a target alone and for one blended with a galaxy and

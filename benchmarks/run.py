@@ -40,7 +40,7 @@ DEFAULT_SAMPLE = ROOT.parent / "shared" / "des-sample"
 
 # Targets of issue 2 ("Speed").
 TARGETS = {"cold_fit_s": 1.5, "refit_s": 0.005, "search_s": 2.0, "peak_memory_mb": 400.0}
-# What the published code took on this machine (SMP_METHOD.md §6), for context.
+# What the published code took on this machine (docs/performance.rst), for context.
 PUBLISHED = {"cold_fit_s": {"eris": 21.0, "2014vv39": 29.0, "2014lq28": 45.0},
              "search_s": 118.0, "peak_memory_mb": 2.2 * 1024}
 DRAWS_PER_EXPOSURE = 400

@@ -12,6 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
+__all__ = ["SCREENSHOT_TIMEOUT_MS", "build_parser", "demo_path", "is_batch_output", "main",
+           "parse_offsets"]
+
 SCREENSHOT_TIMEOUT_MS = 300_000
 
 
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from .controller import limit_blas_threads, preload_engine
-    from .main_window import MainWindow
+    from .windows import WindowManager
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     # One BLAS thread for the whole process, set once and kept alive with the app.
@@ -112,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.survey_demo or is_batch_output(args.path):
         from .survey.app import survey_main
         return survey_main(args, app)
-    window = MainWindow()
+    window = WindowManager().new_inspector()
     window.show()
 
     path = args.path

@@ -1,13 +1,12 @@
 """The thin controller between the window and the engine: one worker thread, latest
 request wins.
 
-The window describes what it wants as an immutable request (`FitRequest`,
-`Chi2MapRequest`) and calls `FitController.submit`.  The worker thread keeps at most one
-job running and one pending per channel ("fit", "map"); a newer request replaces the
-pending one.  Results come back through Qt signals as immutable objects tagged with the
-request id; a result is dropped when the request was cancelled or when a newer request
-needs another detection or other settings (its generation is over), so the window never
-shows numbers of a state it has left.
+The window describes what it wants as an immutable job (`FitJob`, `Chi2MapJob`) and
+calls `FitController.submit`.  The worker thread keeps at most one job running and one
+pending per channel ("fit", "map"); a newer job replaces the pending one.  Results come
+back through Qt signals as immutable objects tagged with the job's id; a result is dropped
+when the job was cancelled or when a newer job needs another detection or other settings
+(its generation is over), so the window never shows numbers of a state it has left.
 
 The engine's `DetectionPhotometry` (loading + PSF rendering + factorisation, about a
 second) is built once per detection and settings, in a child process that the worker
@@ -31,12 +30,13 @@ from pathlib import Path
 
 from PyQt6.QtCore import QObject, QThread, pyqtSignal
 
+from smp_model.errors import Cancelled
 from smp_model.fit.chi2map import Chi2Map, chi2_map
 from smp_model.fit.diagnostics import diagnostic_columns
 from smp_model.fit.measure import measure
 from smp_model.fit.panels import ExposurePanels, five_panels
 from smp_model.fit.photometry import DetectionPhotometry
-from smp_model.fit.request import FitRequest as EngineFitRequest
+from smp_model.fit.request import FitRequest
 from smp_model.fit.results import SceneFit
 from smp_model.outputs.columns import FLAG_BITS
 from smp_model.outputs.display import exposure_overlays
@@ -44,6 +44,10 @@ from smp_model.outputs.record import FitRecord, fit_record
 from smp_model.settings import FitSettings
 
 from . import loader
+
+__all__ = ["BUILD_IN_CHILD_PROCESS", "FIT", "GIL_SWITCH_INTERVAL_S", "MAP", "Chi2MapJob",
+           "Chi2MapResult", "FitController", "FitJob", "FitResult", "FitSummary", "JobFailure",
+           "SourceRow", "limit_blas_threads", "preload_engine", "summarize"]
 
 FIT, MAP = "fit", "map"
 # Cold builds run in a child process (see `smp_gui.loader`); False: in the worker thread.
@@ -90,21 +94,17 @@ def preload_engine():
     gc.freeze()
 
 
-class Cancelled(Exception):
-    """Raised inside the worker (through the engine's progress callback) to stop a job."""
-
-
 @dataclass(frozen=True)
-class FitRequest:
+class FitJob:
     """Fit ``manifest_path`` as the engine's request ``fit`` says (`smp_model.fit.request`:
-    mode, offsets, search, shot noise, settings).
+    mode, offsets, search, shot noise, settings), a job on the worker's fit channel.
 
     panel_index : exposure (index into the fit's exposures; None: the detection) whose
         five panels the worker prepares with the fit, so the GUI thread only draws.
     """
 
     manifest_path: str
-    fit: EngineFitRequest
+    fit: FitRequest
     panel_index: int | None = None
     request_id: int = 0
     generation: int = 0
@@ -117,9 +117,9 @@ class FitRequest:
 
 
 @dataclass(frozen=True)
-class Chi2MapRequest:
+class Chi2MapJob:
     """chi2 of the binary over secondary offsets ``center +- half_width`` px every
-    ``step`` px, primary at ``primary`` (dx, dy) held or re-optimised."""
+    ``step`` px, primary at ``primary`` (dx, dy) held or re-optimised (the map channel)."""
 
     manifest_path: str
     settings: FitSettings
@@ -155,17 +155,26 @@ class SourceRow:
     flux_err_total: float = math.nan   # with the fitted positions' uncertainty
     flux_njy: float = math.nan
     flags: int = 0
-    flux_sn: float = math.nan          # shot-noise refit (FLUX_SN, FLUX_ERR_SN)
-    flux_sn_err: float = math.nan
+    flux_sn: float = math.nan          # shot-noise refit
+    flux_err_sn: float = math.nan
     mag_sn: float = math.nan
-    mag_sn_err: float = math.nan
+    mag_err_sn: float = math.nan
 
     @classmethod
     def from_record(cls, row: dict) -> "SourceRow":
-        names = {"flux_err_sn": "flux_sn_err", "mag_err_sn": "mag_sn_err"}
+        """The row's values of this class's fields (the record's own names).
+
+        Parameters
+        ----------
+        row : dict
+            One source row of a `smp_model.outputs.record.FitRecord` (``record.rows``).
+
+        Returns
+        -------
+        SourceRow
+        """
         fields = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{names.get(k, k): v for k, v in row.items()
-                      if names.get(k, k) in fields})
+        return cls(**{k: v for k, v in row.items() if k in fields})
 
 
 @dataclass(frozen=True, eq=False)
@@ -235,7 +244,7 @@ class FitResult:
     requested exposure and the per-exposure diagnostics (`diagnostic_columns`, one entry
     per exposure of ``fit.scene.exposures``)."""
 
-    request: FitRequest
+    request: FitJob
     fit: SceneFit
     summary: FitSummary
     panels: ExposurePanels | None = None
@@ -252,7 +261,7 @@ class FitResult:
 
 @dataclass(frozen=True, eq=False)
 class Chi2MapResult:
-    request: Chi2MapRequest
+    request: Chi2MapJob
     chi2map: Chi2Map
 
     @property
@@ -376,7 +385,7 @@ class _Worker(QThread):
         t0 = time.perf_counter()
         photometry = self._get_photometry(request)
         self._check_cancel(request.request_id)
-        if isinstance(request, Chi2MapRequest):
+        if isinstance(request, Chi2MapJob):
             progress = self._progress_callback(request.request_id)
 
             def progress_and_fits(fraction: float, message: str):

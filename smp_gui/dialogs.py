@@ -12,6 +12,8 @@ from PyQt6.QtWidgets import QMessageBox, QWidget
 
 from smp_model.errors import SMPError
 
+__all__ = ["confirm_overwrite", "describe_error", "dropped_local_file", "show_error"]
+
 
 def describe_error(error: BaseException, context: str | None = None) -> tuple[str, str]:
     """(file or subject, problem) of an error, in words for a user."""

@@ -12,6 +12,8 @@ from __future__ import annotations
 from PyQt6.QtCore import QEvent, QObject, Qt
 from PyQt6.QtWidgets import QComboBox, QWidget
 
+__all__ = ["ComboBoxKeys", "keep_combo_keys"]
+
 
 class ComboBoxKeys(QObject):
     """Event filter: a focused, non-editable combo box keeps the printable keys typed

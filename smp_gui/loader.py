@@ -31,6 +31,9 @@ from smp_model.errors import SMPError
 from smp_model.fit.photometry import DetectionPhotometry
 from smp_model.settings import FitSettings
 
+__all__ = ["PROCESS_NAME", "BuildCache", "BuildProcessError", "available", "build_here",
+           "build_in_child", "prefetched", "start_server"]
+
 _PRELOAD = ["smp_model.fit.photometry", "smp_model.psf.piff_io", "piff", "smp_gui.loader"]
 PROCESS_NAME = "smp-build"   # of every build child (multiprocessing.active_children())
 _POLL_S = 0.05
@@ -65,9 +68,10 @@ def build_in_child(manifest_path: str, settings: FitSettings,
     """`DetectionPhotometry(manifest_path, settings)` built in a child process.
 
     ``progress(fraction, message)`` is called in this thread with the child's progress
-    and ``check_cancel()`` every 50 ms; either may raise to cancel: the child is then
-    terminated and the exception propagates.  An exception raised in the child (an
-    `SMPError` for bad input) is re-raised here, the child's traceback chained to it.
+    and ``check_cancel()`` before each message and at least every 50 ms; either may raise
+    to cancel: the child is then terminated and the exception propagates.  An exception
+    raised in the child (an `SMPError` for bad input) is re-raised here, the child's
+    traceback chained to it.
     """
     ctx = _context()
     receiver, sender = ctx.Pipe(duplex=False)
@@ -78,8 +82,10 @@ def build_in_child(manifest_path: str, settings: FitSettings,
     try:
         exposures = []
         while True:
+            # before every wait, not only after a quiet one: a child that streams progress
+            # faster than the poll interval must still be cancellable
+            check_cancel()
             if not receiver.poll(_POLL_S):
-                check_cancel()
                 continue
             try:
                 kind, payload = receiver.recv()

@@ -39,9 +39,10 @@ __all__ = ["CONVENTIONS", "EXACT", "LEGACY", "PSF_NORMALIZATIONS", "Convention",
 if TYPE_CHECKING:   # numpy is not needed to import this module (the CLI's start-up)
     import numpy as np
 
-# How rendered PSF stamps are conditioned (`smp_model.psf.oversampled.OversampledPSF`, README "PSF
-# phase"): as the model draws them, with their pixel sum or sum of squares made independent
-# of the sub-pixel position, or with the frequencies the pixel lattice aliases removed.
+# How rendered PSF stamps are conditioned (`smp_model.psf.oversampled.OversampledPSF`,
+# docs/validation/psf_phase.rst): as the model draws them, with their pixel sum or sum of
+# squares made independent of the sub-pixel position, or with the frequencies the pixel
+# lattice aliases removed.
 PSF_NORMALIZATIONS = ("model", "unit-sum", "psf-weighted", "band-limited")
 
 

@@ -21,20 +21,28 @@ DEFAULT_OVERSAMPLING = 6               # PSF samples per CCD pixel of the render
 class FitSettings:
     """Everything, besides the data, that determines a fit.
 
-    grid_size : number of grid sources per axis (n; n x n sources).
-    grid_step_arcsec : nominal step s; offsets are ``linspace(-s n/2, s n/2, n)`` arcsec in
+    Attributes
+    ----------
+    grid_size
+        number of grid sources per axis (n; n x n sources).
+    grid_step_arcsec
+        nominal step s; offsets are ``linspace(-s n/2, s n/2, n)`` arcsec in
         both tangent-plane axes about the detection's (ra, dec), as published (so the
         actual spacing is ``s n / (n - 1)``).
-    fit_sky : one free constant sky level per exposure.
-    convention : ``"exact"`` or ``"legacy"`` (see `smp_model.conventions`).
-    oversampling : PSF samples per pixel for the spline renderer.
-    psf_normalization : ``"model"`` uses the PSF model's stamps as drawn (Piff's draw; the
+    fit_sky
+        one free constant sky level per exposure.
+    convention
+        ``"exact"`` or ``"legacy"`` (see `smp_model.conventions`).
+    oversampling
+        PSF samples per pixel for the spline renderer.
+    psf_normalization
+        ``"model"`` uses the PSF model's stamps as drawn (Piff's draw; the
         published code); ``"unit-sum"`` and ``"psf-weighted"`` rescale every rendered
         stamp (target and grid) so that its pixel sum, or its sum of squares, does not
         depend on the source's sub-pixel position; ``"band-limited"`` renders the model
         without its frequencies at and above 0.5 cycles per pixel, so that neither its sum
         nor its shape does (`OversampledPSF`).  None (the default): the convention's,
-        band-limited for ``exact`` and model for ``legacy`` (README, "PSF phase").
+        band-limited for ``exact`` and model for ``legacy`` (docs/validation/psf_phase.rst).
     """
 
     grid_size: int = 20

@@ -2,10 +2,11 @@
 synthetic detections whose truth is analytic (tests/helpers.py): a Gaussian PSF whose
 pixel-integrated value is known in closed form, a plain TAN WCS, known fluxes.
 
-Truths used: SMP_METHOD.md §2-§3 (``SCI[j, i]`` is CCD ``(x0 + i, y0 + j)``; legacy draws in
-Piff's box, one pixel off, with the target at ``(x_t - 1, y_t - 1)`` and every background
-stamp rotated by 180 degrees), astropy's ``Cutout2D`` for the DES stamp rule, Piff's own
-``draw(stamp_size=N)`` box, and ``scipy.linalg.lstsq`` / explicit sums for the solve.
+Truths used: docs/method.rst and docs/conventions.rst (``SCI[j, i]`` is CCD
+``(x0 + i, y0 + j)``; legacy draws in Piff's box, one pixel off, with the target at
+``(x_t - 1, y_t - 1)`` and every background stamp rotated by 180 degrees), astropy's
+``Cutout2D`` for the DES stamp rule, Piff's own ``draw(stamp_size=N)`` box, and
+``scipy.linalg.lstsq`` / explicit sums for the solve.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ def settings(convention="exact", **kw):
     # The model's own stamps in both conventions: these tests compare pixel placement with
     # the analytic truth and legacy with exact.  The exact default (psf-weighted) rescales
     # this undersampled Gaussian (sigma 0.9 px, FWHM 0.56" on DECam) by up to 2.6e-4
-    # (tests/test_psf_normalization.py; README "PSF phase").
+    # (tests/test_psf_normalization.py; docs/validation/psf_phase.rst).
     return FitSettings(convention=convention,
                        **{**SMALL_GRID, "psf_normalization": "model", **kw})
 

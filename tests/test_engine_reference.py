@@ -1,4 +1,4 @@
-"""The real DES sample against the reference numbers of SMP_METHOD.md §6 (20x20 grid,
+"""The real DES sample against the reference numbers of docs/validation/reference.rst (20x20 grid,
 0.35 arcsec, sky on) and the 2014 LQ28 binary of the published example."""
 from __future__ import annotations
 
@@ -33,8 +33,9 @@ def photometry(des_sample):
     def get(name, convention):
         key = (name, convention)
         if key not in _cache:
-            # The reference numbers (SMP_METHOD.md §6) were computed with Piff's own draws:
-            # the "model" normalisation (psf-weighted's shift is tested below).
+            # The reference numbers (docs/validation/reference.rst) were computed with
+            # Piff's own draws: the "model" normalisation (psf-weighted's shift is tested
+            # below).
             _cache[key] = DetectionPhotometry(
                 des_sample / name / "detection.toml",
                 FitSettings(convention=convention, psf_normalization="model"))
@@ -70,7 +71,7 @@ def test_exact_matches_reference_table(photometry, name):
 
 
 # m(psf-weighted) - m(model normalisation), mmag, of the exact convention at offset (0, 0)
-# (README, "PSF phase").
+# (docs/validation/psf_phase.rst, "On the real sample").
 PSF_WEIGHTED_SHIFT_MMAG = {"eris": -2.48, "2014vv39": -3.64, "2014lq28": -1.34}
 
 
@@ -87,7 +88,7 @@ def test_psf_weighted_normalisation_moves_fluxes_by_the_documented_amount(
 
 
 # m(band-limited, the exact convention's default) - m(model normalisation), mmag, at offset
-# (0, 0) (README, "PSF phase").
+# (0, 0) (docs/validation/psf_phase.rst, "On the real sample").
 BAND_LIMITED_SHIFT_MMAG = {"eris": -3.46, "2014vv39": -5.01, "2014lq28": -2.85}
 
 
@@ -125,7 +126,7 @@ def lq28_binaries(photometry):
 @pytest.mark.parametrize("convention", sorted(BINARY_STARTS))
 def test_lq28_binary_search(lq28_binaries, convention):
     phot, fit = lq28_binaries[convention]
-    # The two all-masked exposures are dropped (SMP_METHOD §2).
+    # The two all-masked exposures are dropped (docs/method.rst, "The common zeropoint").
     assert len(phot.dropped) == 2 and len(phot.exposures) == 9
     assert fit.kind == "binary"
     # Converged: a local minimum (Powell stopped well inside its budget, the chi2

@@ -80,7 +80,7 @@ def test_pixel_profile_is_piffs_own_draw(manifests, name, index):
 
 def replace_with_piff_draws(scene, target_offsets, legacy: bool):
     """Overwrite every grid column and the target rendering of ``scene`` with plain Piff
-    draws, following SMP_METHOD §3 literally, and refactorise."""
+    draws, following docs/conventions.rst literally, and refactorise."""
     ny, nx = scene.shape
     n_grid = scene.n_grid
     for m, ex in enumerate(scene.exposures):
@@ -129,7 +129,8 @@ def test_eris_fluxes_match_a_solve_from_plain_piff_draws(des_sample, convention)
     assert abs(fast_flux - ref_flux) < 0.01 * ref_err
     assert fast_err == pytest.approx(ref_err, rel=1e-3)
     assert fast.chi2 == pytest.approx(reference.chi2, abs=1.0)
-    # The plain-draw solve is the method of SMP_METHOD §6: it reproduces its numbers.
+    # The plain-draw solve is how the reference numbers were made (docs/validation/reference.rst):
+    # it reproduces them.
     published = {"exact": (37742.60, 918.88), "legacy": (37942.36, 924.97)}[convention]
     assert abs(ref_flux - published[0]) < 0.02 * published[1]
 

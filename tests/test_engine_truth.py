@@ -4,7 +4,7 @@ detection (the real detection exposure, which holds the real moving target, is l
 and the fit must recover the injected flux within its reported error.
 
 The injection is independent of the engine: Piff's own ``draw`` on the stamp grid
-(``SCI[j, i]`` = CCD ``(x0 + i, y0 + j)``, SMP_METHOD §3), the zeropoint scale written out,
+(``SCI[j, i]`` = CCD ``(x0 + i, y0 + j)``, docs/conventions.rst), the zeropoint scale written out,
 the sky position from galsim's forward WCS.  The sample is never modified: the changed
 stamp is written to a temporary directory, and a new manifest there points at the rest.
 """

@@ -19,10 +19,10 @@ from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
 from PyQt6.QtGui import QMouseEvent
 from PyQt6.QtWidgets import QApplication, QMessageBox
 
-from smp_gui.controller import FitController, FitRequest
-from smp_gui.main_window import MainWindow
-from smp_gui.panels import ccd_to_view, pixel_rect, view_to_ccd, view_to_pixel
-from smp_gui.results_table import summary_rows
+from smp_gui.controller import FitController, FitJob
+from smp_gui.inspector import InspectorWindow
+from smp_gui.inspector.coordinates import ccd_to_view, pixel_rect, view_to_ccd, view_to_pixel
+from smp_gui.inspector.results_table import summary_rows
 from smp_model.fit.panels import PANEL_KEYS, five_panels
 from smp_model.fit.photometry import DetectionPhotometry
 from smp_model.fit.request import FitRequest as EngineFitRequest
@@ -50,10 +50,10 @@ def engine(lq28_path):
         return DetectionPhotometry(lq28_path)
 
 
-def _new_window(tmp_path_factory) -> MainWindow:
+def _new_window(tmp_path_factory) -> InspectorWindow:
     store = QSettings(str(tmp_path_factory.mktemp("qsettings") / "smp.ini"),
                       QSettings.Format.IniFormat)
-    window = MainWindow(store)
+    window = InspectorWindow(store)
     window.show()
     return window
 
@@ -251,7 +251,7 @@ def test_drag_secondary_refits(qtbot, window, lq28_path, engine):
     assert window.markers.positions[1] == pytest.approx(
         ccd_to_view(direct.secondary.x, direct.secondary.y, origin), abs=1e-9)
     # one undo step restores the start
-    assert window.undo_action.text() == "&Undo move secondary"
+    assert window.menus.undo_action.text() == "&Undo move secondary"
     undo(qtbot, window)
     wait_settled(qtbot, window)
     assert window.offsets["binary"] == START
@@ -267,7 +267,7 @@ def test_arrow_keys_nudge_selected_marker(qtbot, window, lq28_path):
     wait_settled(qtbot, window)
     assert window.offsets["binary"] == pytest.approx((0.1, 1.0, 0.1, 1.0))
     assert window.result.summary.offsets == pytest.approx((0.1, 1.0, 0.1, 1.0))
-    assert window.undo_action.text() == "&Undo nudge primary"
+    assert window.menus.undo_action.text() == "&Undo nudge primary"
     undo(qtbot, window)
     undo(qtbot, window)
     wait_settled(qtbot, window)
@@ -319,7 +319,7 @@ def test_chi2_map_and_click(qtbot, window, lq28_path, engine):
     j, i = 1, 3
     expected = engine.chi2(np.array([[0.0, 0.0], [m.dx[i], m.dy[j]]]))
     assert m.chi2[j, i] == pytest.approx(expected, rel=1e-10)
-    window._on_map_cell_clicked(i, j)
+    window.chi2map_control.move_secondary(i, j)
     wait_settled(qtbot, window)
     assert window.offsets["binary"] == pytest.approx((0.0, m.dx[i], 0.0, m.dy[j]))
 
@@ -456,7 +456,7 @@ def test_controller_latest_request_wins(qtbot, lq28_path, engine):
     controller.fitFinished.connect(delivered.append)
     try:
         offsets = [(0.0, 1.0 + 0.05 * n, 0.0, 1.0) for n in range(30)]
-        ids = [controller.submit(FitRequest(str(lq28_path), binary_request(engine, o)))
+        ids = [controller.submit(FitJob(str(lq28_path), binary_request(engine, o)))
                for o in offsets]
         qtbot.waitUntil(lambda: bool(delivered) and delivered[-1].request_id == ids[-1],
                         timeout=FIT_TIMEOUT_MS)
@@ -466,7 +466,7 @@ def test_controller_latest_request_wins(qtbot, lq28_path, engine):
         assert delivered[-1].summary.offsets == offsets[-1]
         # cancel: nothing of the cancelled requests is delivered
         n = len(delivered)
-        controller.submit(FitRequest(str(lq28_path), binary_request(engine, START)))
+        controller.submit(FitJob(str(lq28_path), binary_request(engine, START)))
         controller.cancel()
         assert controller.wait_idle(30)
         qtbot.wait(50)
@@ -647,7 +647,7 @@ def test_optimize_single_position(qtbot, window, lq28_path, engine):
     open_and_wait(qtbot, window, lq28_path, mode="single", offsets=(0.0, 0.0))
     button = window.fit_controls.optimize_button
     assert button.text() == "Optimize position"
-    assert "position" in window.optimize_action.text()
+    assert "position" in window.menus.optimize_action.text()
     with qtbot.waitSignal(window.fitDisplayed, timeout=FIT_TIMEOUT_MS,
                           check_params_cb=lambda r: r.request.fit.optimize):
         button.click()
@@ -681,7 +681,7 @@ def test_shot_noise_option(qtbot, window, lq28_path, engine):
     rows = window.result.summary.sources
     for k in range(2):
         assert rows[k].flux_sn == pytest.approx(expected.flux[k], rel=1e-9)
-        assert rows[k].flux_sn_err == pytest.approx(expected.flux_err[k], rel=1e-9)
+        assert rows[k].flux_err_sn == pytest.approx(expected.flux_err[k], rel=1e-9)
     names, table_rows = summary_rows(window.result.summary)
     cells = dict(table_rows)
     assert cells["flux_sn (ZP 30)"] == [f"{f:.1f}" for f in expected.flux]
@@ -696,7 +696,7 @@ def test_shot_noise_option(qtbot, window, lq28_path, engine):
                           check_params_cb=lambda r: r.summary.shot_noise_gain == 2.0):
         fc.gain.setValue(2.0)
     expected = engine.with_shot_noise(engine.fit_binary(START), 2.0, 1).shot_noise
-    assert window.result.summary.sources[1].flux_sn_err == pytest.approx(
+    assert window.result.summary.sources[1].flux_err_sn == pytest.approx(
         expected.flux_err[1], rel=1e-9)
     assert window.session_state()["shot_noise"] == {"enabled": True, "gain": 2.0,
                                                      "iterations": 1}
@@ -716,7 +716,8 @@ def test_dropped_exposures_listed_in_the_browser(qtbot, window, lq28_path):
 
 
 def test_exposure_diagnostics_in_browser(qtbot, window, lq28_path, engine):
-    from smp_gui.exposure_browser import COL_CHI2, COL_MAXRES, COL_OUTLIER, OUTLIER_MARK
+    from smp_gui.inspector.exposure_browser import (COL_CHI2, COL_MAXRES, COL_OUTLIER,
+                                                    OUTLIER_MARK)
     from smp_model.fit.diagnostics import exposure_diagnostics
     open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
     diag = exposure_diagnostics(engine.fit_binary(START))
@@ -804,7 +805,7 @@ def test_recent_files_menu_reopens_a_detection(qtbot, fresh_window, des_sample, 
     open_and_wait(qtbot, window, eris)
     open_and_wait(qtbot, window, lq28_path)
     assert window.recent_files()[:2] == [str(lq28_path), str(eris)]
-    actions = {a.text(): a for a in window.recent_menu.actions()}
+    actions = {a.text(): a for a in window.menus.recent_menu.actions()}
     assert list(actions)[:2] == [str(lq28_path), str(eris)]
     with qtbot.waitSignal(window.fitDisplayed, timeout=FIT_TIMEOUT_MS) as blocker:
         actions[str(eris)].trigger()
@@ -814,7 +815,7 @@ def test_recent_files_menu_reopens_a_detection(qtbot, fresh_window, des_sample, 
     # The list is kept in the settings store: a new window sees it.
     store = window.store
     store.sync()
-    again = MainWindow(store)
+    again = InspectorWindow(store)
     try:
         assert again.recent_files()[:2] == [str(eris), str(lq28_path)]
     finally:
@@ -852,7 +853,7 @@ def test_dropping_a_manifest_opens_it(qtbot, fresh_window, des_sample):
 # -- panel grid ------------------------------------------------------------------------------
 
 def test_best_columns_fills_the_space():
-    from smp_gui.panels import best_columns
+    from smp_gui.inspector.panels_view import best_columns
     assert best_columns(1500, 300, 5, 1.0) == 5          # wide: one row
     assert best_columns(300, 1500, 5, 1.0) == 1          # narrow and tall: one column
     assert best_columns(630, 720, 5, 1.0, 22) == 3       # 3 + 2 (2 columns: 4 % larger)

@@ -18,7 +18,7 @@ from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
 from PyQt6.QtGui import QMouseEvent
 from PyQt6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
-from smp_gui.main_window import MainWindow
+from smp_gui.inspector import InspectorWindow
 from smp_model.outputs.figures import five_panel_figure
 from smp_model.simulation.demo import demo_manifest_path
 from tests.test_gui import _send_mouse, drag_marker, exported, press, redo, undo
@@ -44,7 +44,7 @@ def store_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def window(qapp, store_dir):
     store = QSettings(str(store_dir / "smp.ini"), QSettings.Format.IniFormat)
-    w = MainWindow(store)
+    w = InspectorWindow(store)
     w.show()
     yield w
     w.shutdown()
@@ -125,7 +125,7 @@ def test_markers_refit_during_a_map_and_cancel_keeps_their_numbers(qtbot, window
     qtbot.keyClick(window.panels_view.graphics, Qt.Key.Key_Right)
     # the refit runs between two rows of the map: the numbers follow the marker
     qtbot.waitUntil(lambda: not window.is_stale, timeout=TIMEOUT_MS)
-    assert window.controller.busy and window.chi2map_result is None   # map still running
+    assert window.controller.busy and window.chi2map_control.result is None   # map still running
     assert window.result.summary.offsets == pytest.approx((0.1, 1.0, 0.0, 1.0))
     press(qtbot, window, Qt.Key.Key_Escape)
     settled(qtbot, window)
@@ -153,7 +153,7 @@ def test_a_long_map_asks_first(qtbot, window, demo):
     opened(qtbot, window, demo, mode="binary", offsets=START)
     submitted = window.controller.last_submitted
     assert window.request_chi2map(half_width=10.0, step=0.02) is None   # 1001 x 1001
-    box = window.map_confirm_dialog
+    box = window.chi2map_control.confirm_dialog
     assert box is not None and box.isVisible() and "1002001 cells" in box.text()
     box.button(QMessageBox.StandardButton.No).click()
     assert window.controller.last_submitted == submitted and not window.controller.busy
@@ -320,14 +320,14 @@ def test_viewer_keys(qtbot, window, demo):
     assert pv.crosshair and pv.crosshairs[0].isVisible()
     press(qtbot, window, Qt.Key.Key_C)
     # regions (target's sky position, scene grid) and compass: shown, and G / K hide them
-    assert pv.target_marks[0].isVisible() and pv.grid_outlines[0].isVisible()
-    assert pv.compass_lines.isVisible() and pv.scale_label.toPlainText().endswith('"')
+    assert pv.overlay_items.target_marks[0].isVisible() and pv.overlay_items.grid_outlines[0].isVisible()
+    assert pv.overlay_items.compass_lines.isVisible() and pv.overlay_items.scale_label.toPlainText().endswith('"')
     press(qtbot, window, Qt.Key.Key_G)
     press(qtbot, window, Qt.Key.Key_K)
-    assert not pv.target_marks[0].isVisible() and not pv.compass_lines.isVisible()
+    assert not pv.overlay_items.target_marks[0].isVisible() and not pv.overlay_items.compass_lines.isVisible()
     press(qtbot, window, Qt.Key.Key_G)
     press(qtbot, window, Qt.Key.Key_K)
-    assert pv.grid_outlines[0].isVisible() and pv.compass_lines.isVisible()
+    assert pv.overlay_items.grid_outlines[0].isVisible() and pv.overlay_items.compass_lines.isVisible()
     first = window.browser.current_index
     press(qtbot, window, Qt.Key.Key_BracketRight)
     assert window.browser.current_index == (first + 1) % len(window.browser.expnums())
@@ -428,8 +428,8 @@ def test_sky_aligned_from_the_menu_and_the_key(qtbot, window, demo, sky_off):
     action.trigger()
     assert action.isChecked() and north_up_east_left(window)
     # the compass says so: N points up, E left, in the panel's view coordinates
-    anchor = np.array(pv.compass_lines.getData())[:, 0]
-    for label, want in zip(pv.compass_labels, ((0.0, 1.0), (-1.0, 0.0))):
+    anchor = np.array(pv.overlay_items.compass_lines.getData())[:, 0]
+    for label, want in zip(pv.overlay_items.compass_labels, ((0.0, 1.0), (-1.0, 0.0))):
         arrow = np.array([label.pos().x(), label.pos().y()]) - anchor
         assert arrow / np.hypot(*arrow) == pytest.approx(want, abs=1e-6)
     press(qtbot, window, Qt.Key.Key_A)                     # the key toggles it off ...
@@ -682,7 +682,7 @@ def test_headless_exports_equal_smp_fit(repo_root, tmp_path):
     assert len(lines) == 1 and "'mode' must be one of" in lines[0]
 
 
-# -- the PSF normalisation (README "PSF phase"), chosen in the Fit panel by keyboard ---------
+# -- the PSF normalisation (docs/validation/psf_phase.rst), chosen in the Fit panel by keyboard
 
 def choose(qtbot, combo, text: str):
     """Pick an item of a focused combo box with the arrow keys, as a keyboard user does
@@ -737,18 +737,18 @@ def test_letters_typed_into_a_combo_box_search_it_not_the_window_shortcuts(qtbot
     combo = window.fit_controls.psf_normalization
     choose(qtbot, combo, "psf-weighted")
     settled(qtbot, window)
-    blinking = window.blink_exposures_action.isChecked()
+    blinking = window.menus.blink_exposures_action.isChecked()
     qtbot.keyClick(combo, "b")
     settled(qtbot, window)
     assert combo.currentText() == "band-limited"
     assert shown_normalization(window) == "band-limited"
-    assert window.blink_exposures_action.isChecked() == blinking
+    assert window.menus.blink_exposures_action.isChecked() == blinking
     # the shortcut still works where the panels have the focus
     window.panels_view.graphics.setFocus()
     qtbot.keyClick(window.panels_view.graphics, "b")
-    assert window.blink_exposures_action.isChecked() != blinking
+    assert window.menus.blink_exposures_action.isChecked() != blinking
     qtbot.keyClick(window.panels_view.graphics, "b")
-    assert window.blink_exposures_action.isChecked() == blinking
+    assert window.menus.blink_exposures_action.isChecked() == blinking
 
 
 def test_a_settings_change_keeps_what_the_session_set_and_the_panel_does_not_show(

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from smp_gui.state import (SESSION_FORMAT, InspectorModel, Measurement, SessionError,
-                           parse_session, psf_files_outside)
+from smp_gui.session import SessionError, parse_session
+from smp_gui.state import SESSION_FORMAT, InspectorModel, Measurement
 from smp_model.fit.request import TargetOffsets
+from smp_model.inputs.manifest import DetectionManifest, ExposureEntry
 from smp_model.settings import FitSettings
 
 
@@ -173,4 +174,8 @@ def test_deeply_nested_json_is_refused(tmp_path):
 def test_psf_files_outside_the_folder(tmp_path):
     inside = tmp_path / "psf" / "a.fits"
     outside = tmp_path.parent / "elsewhere" / "b.fits"
-    assert psf_files_outside(tmp_path, [inside, outside]) == [outside.resolve()]
+    # the rule the window's session opening asks the manifest for
+    exposures = tuple(ExposureEntry(expnum, 1, "r", 30.0, tmp_path / "s.fits", psf, (1, 1))
+                      for expnum, psf in ((1, inside), (2, outside)))
+    manifest = DetectionManifest("t", 10.0, 0.0, "r", 1, 1, exposures)
+    assert manifest.psf_files_outside(tmp_path) == [outside.resolve()]

@@ -3,7 +3,7 @@ middle of a cold fit, headless, on the real 2014 LQ28 sample.
 
 * 1000 moves go through the code path of a drag (a marker item marked ``moving`` gets
   ``setPos``, which emits ``sigPositionChanged`` -> `MarkerLayer` -> the window's drag
-  handler -> a `FitRequest`), plus a few hundred real mouse-move events on a marker.  The
+  handler -> a `FitJob`), plus a few hundred real mouse-move events on a marker.  The
   controller keeps one job running and one pending (latest wins), so far fewer than 1000
   fits are computed, and the numbers shown at the end equal a direct engine fit at the
   final marker positions.
@@ -23,8 +23,8 @@ from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt, QThreadPool
 from PyQt6.QtGui import QMouseEvent
 from PyQt6.QtWidgets import QApplication
 
-from smp_gui.main_window import MainWindow
-from smp_gui.panels import ccd_to_view
+from smp_gui.inspector import InspectorWindow
+from smp_gui.inspector.coordinates import ccd_to_view
 from smp_model.fit.panels import five_panels
 from smp_model.fit.photometry import DetectionPhotometry
 from smp_model.inputs.manifest import DetectionManifest
@@ -45,9 +45,9 @@ def lq28_path(des_sample):
     return des_sample / "2014lq28" / "detection.toml"
 
 
-def new_window(tmp_path) -> MainWindow:
+def new_window(tmp_path) -> InspectorWindow:
     store = QSettings(str(tmp_path / "smp.ini"), QSettings.Format.IniFormat)
-    window = MainWindow(store)
+    window = InspectorWindow(store)
     window.show()
     return window
 

@@ -113,7 +113,7 @@ def test_distorted_sources_keep_most_of_the_correction():
 # -- the option -------------------------------------------------------------------------
 
 def test_settings_default_to_the_conventions_normalisation():
-    # exact: band-limited (README "PSF phase"); legacy: the model's stamps, as published
+    # exact: band-limited (docs/validation/psf_phase.rst); legacy: the model's stamps, as published
     assert FitSettings().psf_normalization == "band-limited"
     assert FitSettings(convention="legacy").psf_normalization == "model"
     assert FitSettings(convention="bernardinelli2023").psf_normalization == "model"

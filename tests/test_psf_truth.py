@@ -35,7 +35,8 @@ def test_the_built_in_setup_is_the_sample_files(des_sample):
 @pytest.mark.parametrize("fwhm, des_half_range", [(0.8, 0.0054), (0.95, 0.0045),
                                                   (1.45, 0.0020)])
 def test_sampled_pixel_grid_has_the_des_models_pixel_sums(fwhm, des_half_range):
-    # The DES sample's models at these FWHMs (README "PSF phase"); CCD axes along (u, v).
+    # The DES sample's models at these FWHMs (docs/validation/psf_phase.rst); CCD axes
+    # along (u, v).
     wcs = galsim.JacobianWCS(0.0, -0.263, -0.263, 0.0)
     psf = SampledPixelGridPSF(galsim.Kolmogorov(fwhm=fwhm), wcs, PiffSetup())
     sums = OversampledPSF(psf.pixel_profile(1000.0, 2000.0), 20).pixel_sums(

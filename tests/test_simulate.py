@@ -100,7 +100,7 @@ def test_engine_psf_model_reproduces_the_simulated_point_source(tmp_path):
     # The renderer's fidelity: the PSF as the model draws it ...
     phot = DetectionPhotometry(truth.manifest_path, FitSettings(psf_normalization="model"))
     # ... and the exact convention's default, which removes what the pixels alias: a
-    # physical PSF has almost nothing there (README "PSF phase").
+    # physical PSF has almost nothing there (docs/validation/psf_phase.rst).
     limited = DetectionPhotometry(truth.manifest_path)
     assert limited.settings.psf_normalization == "band-limited"
     det = sim.detection

@@ -18,7 +18,7 @@ from PyQt6.QtGui import QMouseEvent
 from PyQt6.QtWidgets import QApplication, QFileDialog, QInputDialog
 
 from smp_gui import loader
-from smp_gui.survey import SurveyWindow
+from smp_gui.windows import WindowManager
 from smp_model.survey.core import Survey
 
 pytestmark = pytest.mark.gui
@@ -39,7 +39,7 @@ def batch(tiny_survey, tmp_path):
 @pytest.fixture
 def window(qapp, tmp_path):
     store = QSettings(str(tmp_path / "smp.ini"), QSettings.Format.IniFormat)
-    w = SurveyWindow(store)
+    w = WindowManager(store).new_survey()
     w.show()
     yield w
     w.shutdown()
@@ -360,9 +360,8 @@ def test_drop_a_batch_output_on_either_window(qtbot, window, batch, tmp_path):
         _drop(window, path)
     assert window.model.rowCount() == len(truth)
     # on the inspector: a survey window opens and browses in that inspector
-    from smp_gui.main_window import MainWindow
     store = QSettings(str(tmp_path / "inspector.ini"), QSettings.Format.IniFormat)
-    inspector = MainWindow(store)
+    inspector = WindowManager(store).new_inspector()
     inspector.show()
     try:
         _drop(inspector, path)

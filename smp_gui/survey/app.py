@@ -7,6 +7,8 @@ from pathlib import Path
 
 from PyQt6.QtCore import QTimer
 
+__all__ = ["SETTLE_MS", "TIMEOUT_MS", "survey_main"]
+
 SETTLE_MS = 400   # let the table and plots paint before grabbing
 TIMEOUT_MS = 300_000
 
@@ -16,7 +18,7 @@ def _say(text: str) -> None:
 
 
 def survey_main(args, app) -> int:
-    from .window import SurveyWindow
+    from ..windows import WindowManager
     if args.export_table and not args.select:
         _say("error: --export-table needs --select KEY")
         return 2
@@ -27,7 +29,7 @@ def survey_main(args, app) -> int:
     if args.survey_demo:
         from smp_model.simulation.survey import survey_demo_batch_path
         path = survey_demo_batch_path(progress=_say)
-    window = SurveyWindow()
+    window = WindowManager().new_survey()
     window.show()
     state = {"rc": 0}
 

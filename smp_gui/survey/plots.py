@@ -18,6 +18,8 @@ from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, 
 from smp_model.survey.core import Survey
 from smp_model.survey.rotation import fit_rotation, fold
 
+__all__ = ["BAND_COLOURS", "HIGHLIGHT", "SurveyPlots"]
+
 BAND_COLOURS = {"g": (40, 160, 60), "r": (210, 50, 40), "i": (230, 140, 20),
                 "z": (140, 60, 170), "Y": (120, 80, 40)}
 HIGHLIGHT = pg.mkPen((0, 0, 0), width=2)

@@ -10,6 +10,8 @@ from PyQt6.QtGui import QBrush, QColor
 
 from smp_model.survey.core import Survey
 
+__all__ = ["MARK_COLOURS", "SurveyTableModel", "format_cell"]
+
 MARK_COLOURS = {"good": QColor(200, 240, 200), "bad": QColor(250, 205, 205),
                 "binary": QColor(210, 220, 255)}
 _DIGITS = {"flux": 1, "flux_err": 1, "total_flux": 1, "mag": 3, "mag_err": 3, "chi2_dof": 3,

@@ -32,6 +32,8 @@ from ..dialogs import dropped_local_file
 from .plots import SurveyPlots
 from .table_model import SurveyTableModel
 
+__all__ = ["FILTER_EXAMPLES", "PREFETCH_NEIGHBOURS", "SurveyWindow"]
+
 PREFETCH_NEIGHBOURS = 1   # detections built ahead on each side of the current one
 FILTER_EXAMPLES = ("chi2_dof > 1.5", "flags & exposure_dropped != 0", "flags != 0",
                    "binary_delta_chi2 > 25", 'name == "rotator"', 'mark == "bad"')
@@ -46,9 +48,11 @@ class SurveyWindow(QMainWindow):
     inspectorOpened = pyqtSignal(str)
     marked = pyqtSignal(str, str)
 
-    def __init__(self, settings_store: QSettings | None = None, inspector=None):
+    def __init__(self, settings_store: QSettings | None = None, inspector=None,
+                 inspector_factory=None):
         """``inspector``: the five-panel window to browse in (default: one made on first
-        use, and closed with this window)."""
+        use by ``inspector_factory()``, and closed with this window; without a factory,
+        detections cannot be opened).  `smp_gui.windows.WindowManager` gives both."""
         super().__init__()
         self.setWindowTitle("SMP Inspector — survey")
         self.setAcceptDrops(True)
@@ -56,8 +60,9 @@ class SurveyWindow(QMainWindow):
         self.survey: Survey | None = None
         self.model: SurveyTableModel | None = None
         self.plots: SurveyPlots | None = None
-        self.inspector = inspector   # the five-panel MainWindow
+        self.inspector = inspector   # the five-panel InspectorWindow
         self._owns_inspector = inspector is None
+        self._inspector_factory = inspector_factory
         self.error_dialog: QMessageBox | None = None
         self._build_widgets()
         self._build_menus()
@@ -324,13 +329,14 @@ class SurveyWindow(QMainWindow):
     # -- browsing in the inspector ------------------------------------------------------
 
     def ensure_inspector(self):
+        """The inspector to browse in, made when there is none (or it was closed); None
+        when this window was given no way to make one."""
         if self.inspector is not None and not \
                 self.inspector.controller.worker_thread.isRunning():
             self.inspector = None   # closed by the user: its worker is gone
-        if self.inspector is None:
+        if self.inspector is None and self._inspector_factory is not None:
             self._owns_inspector = True
-            from ..main_window import MainWindow
-            self.inspector = MainWindow(self.store)
+            self.inspector = self._inspector_factory()
         return self.inspector
 
     def open_in_inspector(self, key: str | None = None) -> bool:
@@ -348,6 +354,9 @@ class SurveyWindow(QMainWindow):
             self.show_error("Cannot open detection", exc)
             return False
         inspector = self.ensure_inspector()
+        if inspector is None:
+            self.statusBar().showMessage("this survey window has no inspector", 5000)
+            return False
         if not inspector.isVisible():
             inspector.show()
         if not inspector.open_detection(spec.manifest, settings=spec.settings,

@@ -66,7 +66,7 @@ def add_model_arguments(parser) -> None:
                    default=0.35, metavar="ARCSEC", help="grid step, arcsec (0.35)")
     m.add_argument("--no-sky", action="store_true", help="no per-exposure sky level")
     m.add_argument("--psf-normalization", choices=PSF_NORMALIZATIONS,
-                   help="how PSF stamps are rendered (README 'PSF phase'): band-limited "
+                   help="how PSF stamps are rendered (docs: validation/psf_phase): band-limited "
                         "(the exact convention's default): without the frequencies the pixels "
                         "alias, so fluxes do not depend on the sub-pixel position; model "
                         "(legacy's default, as published): as the PSF model draws them; "

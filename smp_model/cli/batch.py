@@ -136,7 +136,7 @@ def _say_what_runs_code(items, list_path) -> None:
                                           else "")
         warnings.warn(f"{list_path} makes the batch read {len(outside)} PSF file(s)/folder(s) "
                       f"outside its folder, in {shown}; reading a PSF file runs code stored "
-                      "in it: use only lists and data you trust (README: Trust boundaries)",
+                      "in it: use only lists and data you trust (docs: user_guide/trust)",
                       stacklevel=2)
 
 

@@ -33,7 +33,7 @@ def diagnostic_columns(fit: SceneFit) -> dict[str, np.ndarray | list]:
     Columns: identity (expnum, ccdnum, band, zeropoint, is_detection), stamp geometry
     (x0, y0, target_x, target_y; 1-indexed CCD pixels), n_usable, usable_fraction, chi2,
     chi2_per_pixel, sky (zeropoint 30, NaN when not fitted), max_abs_residual_sigma and
-    worst_pixels (the largest |residual| / sigma and their stamp indices "j,i"), outlier.
+    worst_pixels (the largest ``|residual| / sigma`` and their stamp indices "j,i"), outlier.
     """
     scene = fit.scene
     images = np.stack([ex.image for ex in scene.exposures])

@@ -1,5 +1,5 @@
-"""The five inspection panels of an exposure (SMP_METHOD §5), computed in one place for
-the CLI figures, the exports and the GUI.
+"""The five inspection panels of an exposure (docs/method.rst, "The five panels"),
+computed in one place for the CLI figures, the exports and the GUI.
 
 1. image ``I``; 2. model ``M``; 3. image minus background model ``I - (M - S)`` (only the
 target left); 4. image minus target ``I - S`` (only the scene left); 5. residual ``I - M``,

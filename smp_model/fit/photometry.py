@@ -42,7 +42,7 @@ BINARY_XTOL = 0.001
 # Binary candidates are polished this far (px; relative chi2) before the best is refined
 # to the published tolerances: enough to tell which basin is deepest (1e-5 of chi2 ~ 7000
 # is 0.07; 1e-6 cost 18 % more evaluations and changed no validation number beyond its
-# statistical error: README "Validation").
+# statistical error: docs/validation/injection.rst).
 SEED_XTOL, SEED_FTOL = 0.05, 1e-5
 # Powell's relative chi2 tolerance for the final searches.
 FTOL = 1e-10

@@ -117,19 +117,27 @@ def default_offsets(mode: str, settings: FitSettings) -> TargetOffsets:
 class FitRequest:
     """One fit of a detection, as asked for.
 
-    mode : ``"single"`` or ``"binary"``.
-    offsets : where the sources are (or where a search starts); None: the convention's
+    Attributes
+    ----------
+    mode
+        ``"single"`` or ``"binary"``.
+    offsets
+        where the sources are (or where a search starts); None: the convention's
         default (`default_offsets`).  Must have one source for ``single``, two for
         ``binary``.
-    optimize : search the positions (Powell, as published) starting at ``offsets``.
-    shot_noise : refit with the target's own Poisson variance
+    optimize
+        search the positions (Powell, as published) starting at ``offsets``.
+    shot_noise
+        refit with the target's own Poisson variance
         (`DetectionPhotometry.with_shot_noise`); ``gain`` (electrons per SCI unit of the
         detection stamp; None: the manifest's) implies it; ``shot_noise_iterations``:
         1 as published, 0 until converged.
-    binary_search_if : single mode only: also search a binary from the default start and
+    binary_search_if
+        single mode only: also search a binary from the default start and
         keep it when its delta chi2 exceeds this value (the batch option); the searched
         delta chi2 is recorded on the kept fit either way (``binary_search_delta_chi2``).
-    settings : grid, sky, convention, ... (`FitSettings`).
+    settings
+        grid, sky, convention, ... (`FitSettings`).
     """
 
     mode: str = "single"

@@ -29,7 +29,7 @@ __all__ = ["UNRESOLVED_DELTA_CHI2", "UNRESOLVED_SEPARATION_SIGMA", "BinaryFit", 
 # the pair's total is) below either threshold: delta chi2 under 25 is no evidence of a
 # companion (a single source gains more than 16 in 1 % of cases), and a separation known
 # to worse than 1/7 of itself marks pairs whose component fluxes scatter far beyond their
-# errors.  Chosen on simulated 1-2 px pairs (README, validation).
+# errors.  Chosen on simulated 1-2 px pairs (docs/validation/injection.rst).
 UNRESOLVED_DELTA_CHI2 = 25.0
 
 
@@ -49,17 +49,25 @@ def magnitude_error(flux: float, flux_err: float) -> float:
 class SourceEstimate:
     """One fitted point source of the target.
 
-    flux, flux_err : counts on zeropoint 30.
-    dx, dy : offset (px) from the target's WCS position, convention frame.
-    x, y : 1-indexed CCD position of the source in the detection exposure (data frame).
-    ra, dec : degrees, from the detection exposure's WCS.
-    dx_err, dy_err : 1-sigma position errors from the chi2 curvature (NaN if the position
+    Attributes
+    ----------
+    flux, flux_err
+        counts on zeropoint 30.
+    dx, dy
+        offset (px) from the target's WCS position, convention frame.
+    x, y
+        1-indexed CCD position of the source in the detection exposure (data frame).
+    ra, dec
+        degrees, from the detection exposure's WCS.
+    dx_err, dy_err
+        1-sigma position errors from the chi2 curvature (NaN if the position
         was not fitted).
-    flux_err_total : flux error including the uncertainty of fitted positions,
+    flux_err_total
+        flux error including the uncertainty of fitted positions,
         ``sqrt(S^-1 + J C_pos J^T)`` with ``J = d flux / d positions`` (fluxes profiled);
         NaN when positions were fixed.  ``flux_err`` is the published error, exact at fixed
-        positions; for searched blended binaries it underestimates the flux scatter 2-3x
-        (see the validation in the README), ``flux_err_total`` does not.
+        positions; for searched blended binaries it underestimates the flux
+        scatter several-fold (docs/validation/injection.rst), ``flux_err_total`` does not.
     """
 
     flux: float

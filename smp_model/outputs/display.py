@@ -137,11 +137,18 @@ class Overlays:
     """Where the sky lies on an exposure's panels, in stamp coordinates (stamp array
     coordinates, pixel centres at integers; see `smp_gui.panels`).
 
-    target : the detection's (ra, dec) in this exposure.
-    grid : (5, 2) closed outline of the scene grid's corner sources.
-    north, east : unit vectors (stamp px) pointing to increasing Dec and increasing RA.
-    arcsec_px : stamp px per arcsec (for a scale bar).
-    jacobian : (2, 2) d(east, north) / d(x, y) at the target, arcsec per px
+    Attributes
+    ----------
+    target
+        the detection's (ra, dec) in this exposure.
+    grid
+        (5, 2) closed outline of the scene grid's corner sources.
+    north, east
+        unit vectors (stamp px) pointing to increasing Dec and increasing RA.
+    arcsec_px
+        stamp px per arcsec (for a scale bar).
+    jacobian
+        (2, 2) d(east, north) / d(x, y) at the target, arcsec per px
         (`pixel_jacobian`).
     """
 

@@ -53,7 +53,7 @@ class OversampledPSF:
     profile : galsim.GSObject
         Pixel-integrated PSF in CCD pixel units (`PSFModel.pixel_profile`).
     max_offset : float
-        Largest |pixel - source centre| (pixels, either axis) that will be asked for; the
+        Largest ``|pixel - source centre|`` (pixels, either axis) that will be asked for; the
         sampled region is this or the profile's support, whichever is smaller.
     oversampling : int
         Samples per CCD pixel (`DEFAULT_OVERSAMPLING` keeps errors ~1e-4 of the peak for
@@ -80,7 +80,7 @@ class OversampledPSF:
         pixel frequencies, which is what makes its pixel sum vary.  Not for undersampled
         PSFs (FWHM below ~2.5 pixels), whose real power it would remove.
         Piff's DES models sum to 1 +- 0.55 % depending on the sub-pixel position, which
-        moves fluxes by several mmag (README, "PSF phase").
+        moves fluxes by several mmag (docs/validation/psf_phase.rst).
     """
 
     def __init__(self, profile: galsim.GSObject, max_offset: float,

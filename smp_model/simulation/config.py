@@ -59,24 +59,38 @@ DES_CCDS = tuple(c for c in range(1, 63) if c not in (2, 31, 61))
 class SimulationConfig:
     """Everything that determines a simulated detection (with the seed, all of it).
 
-    flux : target flux (ZP30); for a binary the primary's, the secondary has
+    Attributes
+    ----------
+    flux
+        target flux (ZP30); for a binary the primary's, the secondary has
         ``flux * flux_ratio``.
-    separation_px : binary separation in detection-exposure pixels (position angle random).
-    galaxy : put a Sersic galaxy beside the target, ``galaxy_distance_px`` away
+    separation_px
+        binary separation in detection-exposure pixels (position angle random).
+    galaxy
+        put a Sersic galaxy beside the target, ``galaxy_distance_px`` away
         (None: random 4-6 px); 0 puts the target on the galaxy's centre.
-    n_stars : field stars 7-12 px from the target (always the same sky positions).
-    fwhm_range_arcsec : seeing FWHM range; each exposure draws one.
-    zeropoint_range : SCI zeropoints (mag), one per exposure.
-    sky_sigma_range : sky noise (SCI counts per pixel), one per exposure.
-    shot_noise_gain : electrons per SCI count for source Poisson noise (None: no source
+    n_stars
+        field stars 7-12 px from the target (always the same sky positions).
+    fwhm_range_arcsec
+        seeing FWHM range; each exposure draws one.
+    zeropoint_range
+        SCI zeropoints (mag), one per exposure.
+    sky_sigma_range
+        sky noise (SCI counts per pixel), one per exposure.
+    shot_noise_gain
+        electrons per SCI count for source Poisson noise (None: no source
         noise); written to the manifest as the exposures' ``gain``.
-    noise : False writes noiseless images (the WGT plane is still the sky's).
-    ccd_images : DECam-layout WCSs, and write full CCD images and the survey's exposure
+    noise
+        False writes noiseless images (the WGT plane is still the sky's).
+    ccd_images
+        DECam-layout WCSs, and write full CCD images and the survey's exposure
         table (module docstring).
-    target_offset_px : (dx, dy) detection-exposure pixels by which the target (both
+    target_offset_px
+        (dx, dy) detection-exposure pixels by which the target (both
         sources of a binary) is displaced from the manifest (ra, dec); the truth offsets
         include it.  Default (0, 0): the manifest position is the target's.
-    aligned_axes : CCD axes along the sky's (the random rotation rounded to a multiple of
+    aligned_axes
+        CCD axes along the sky's (the random rotation rounded to a multiple of
         90 degrees), as on DECam, instead of at any angle.
     """
 

@@ -14,7 +14,8 @@ evaluated as Python), e.g. ``chi2_dof > 1.5 and flags & exposure_dropped != 0``.
 
 Review marks (good / bad / binary candidate, a note, and optionally a refit saved from the
 inspector) live in the sidecar ``<out stem>.review.ecsv`` next to the batch output
-(`smp_model.survey.review.ReviewSidecar`), written atomically; the batch output itself is never written.
+(`smp_model.survey.review.ReviewSidecar`), written atomically; the batch output itself
+is never written.
 
 Units and conventions are the batch's: fluxes on zeropoint 30, magnitudes
 ``30 - 2.5 log10 flux``, offsets in detection-exposure pixels (published order), MJD of the

@@ -125,7 +125,7 @@ class Recovery:
 @dataclass(frozen=True)
 class PullStats:
     """Mean (``bias_sigma``) and standard deviation of pulls, and the fraction with
-    |pull| < 1 (``coverage_1sigma``; 0.683 for honest Gaussian errors)."""
+    ``|pull| < 1`` (``coverage_1sigma``; 0.683 for honest Gaussian errors)."""
 
     n: int
     bias_sigma: float

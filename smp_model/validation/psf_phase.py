@@ -35,7 +35,7 @@ centres at integers), in [-0.5, 0.5).
 Magnitude offsets are ``m_fit - m_true = -2.5 log10(flux_fit / flux_true)``, in mmag
 (positive: measured too faint).
 
-Run it with ``python benchmarks/psf_phase.py`` (README, "PSF phase").
+Run it with ``python benchmarks/psf_phase.py`` (docs/validation/psf_phase.rst).
 """
 from __future__ import annotations
 
@@ -144,9 +144,9 @@ class SampledPixelGridPSF(PSFModel):
     It isolates the model form from the fit: the DES sample's Piff models' pixel sums vary
     with the sub-pixel position by +-0.54 % at FWHM 0.8 arcsec, 0.45 % at 0.95 and 0.20 %
     at 1.45, this model's (Kolmogorov, CCD axes along u, v) by 0.56, 0.44 and 0.18 %, and
-    a Piff fit's (`fit_piff`) as much as this model's at the same PSF (README, "PSF
-    phase").  With CCD axes at 45 degrees to (u, v) neither varies (the grid's aliases then
-    miss the pixel frequencies).
+    a Piff fit's (`fit_piff`) as much as this model's at the same PSF
+    (docs/validation/psf_phase.rst).  With CCD axes at 45 degrees to (u, v) neither
+    varies (the grid's aliases then miss the pixel frequencies).
     """
 
     def __init__(self, profile: galsim.GSObject, wcs: galsim.BaseWCS, setup: PiffSetup):
@@ -226,12 +226,20 @@ def fit_piff(profile: galsim.GSObject, wcs: galsim.BaseWCS, setup: PiffSetup,
 class PhaseStudyConfig:
     """What the experiment does (deterministic in ``seed``).
 
-    n_exposures : exposures of the simulated field (one of them the detection).
-    n_phase : phases per axis (an n x n grid of cells spanning a pixel).
-    n_noise : noisy realisations per phase cell for the pulls.
-    snr : S/N of the injected source in the noisy realisations.
-    n_piff_stars : stars per exposure for each Piff fit (the sample's files used 55).
-    neighbours : a galaxy 4-6 px and two stars 7-12 px from the target (False: the target
+    Attributes
+    ----------
+    n_exposures
+        exposures of the simulated field (one of them the detection).
+    n_phase
+        phases per axis (an n x n grid of cells spanning a pixel).
+    n_noise
+        noisy realisations per phase cell for the pulls.
+    snr
+        S/N of the injected source in the noisy realisations.
+    n_piff_stars
+        stars per exposure for each Piff fit (the sample's files used 55).
+    neighbours
+        a galaxy 4-6 px and two stars 7-12 px from the target (False: the target
         alone, so that nothing but the phase moves its flux).
     """
 
@@ -293,7 +301,7 @@ class PhaseResult:
 
     @property
     def phase_amplitude_mmag(self) -> float:
-        """Largest |bias - its phase average|: the part that depends on the phase."""
+        """Largest ``|bias - its phase average|``: the part that depends on the phase."""
         return float(np.max(np.abs(self.bias_mmag - self.bias_mmag.mean())))
 
     @property

@@ -150,7 +150,7 @@ def separation_and_position_angle(ra1: float, dec1: float, ra2: float, dec2: flo
 
 def local_pixel_scale(wcs: galsim.BaseWCS, x: float, y: float,
                       color: float | None = None) -> float:
-    """Linear pixel scale (arcsec per pixel, sqrt of |det J|) at CCD position (x, y)."""
+    """Linear pixel scale (arcsec per pixel, sqrt of ``|det J|``) at CCD position (x, y)."""
     jac = wcs.jacobian(galsim.PositionD(x, y), color=color)
     return float(np.sqrt(abs(jac.pixelArea())))
 

@@ -1,6 +1,6 @@
 """Every exposure of the fit: thumbnail, expnum, band, zeropoint, usable-pixel fraction and
 the engine's per-exposure diagnostics (`smp_model.fit.diagnostics.diagnostic_columns`: chi2
-per usable pixel, the largest |residual| / sigma, and a flag when the exposure's chi2 per
+per usable pixel, the largest ``|residual| / sigma``, and a flag when the exposure's chi2 per
 pixel is an outlier among the exposures: a hint of a bad PSF or of something moving in a
 "static" exposure); the detection exposure highlighted; Up/Down (or PgUp/PgDn) to move
 through them; "Blink image/model" alternates the Image panel with the model."""
@@ -14,6 +14,9 @@ from PyQt6.QtWidgets import (QAbstractItemView, QCheckBox, QHeaderView, QLabel, 
 
 from smp_model.fit.panels import display_levels
 from smp_model.fit.results import SceneFit
+
+__all__ = ["BLINK_INTERVAL_MS", "COLUMNS", "DETECTION_BACKGROUND", "OUTLIER_COLOR",
+           "OUTLIER_MARK", "OUTLIER_TIP", "THUMB_SIZE", "ExposureBrowser", "thumbnail"]
 
 THUMB_SIZE = 44
 COLUMNS = ("", "expnum", "band", "ZP", "usable", "χ²/pix", "max|r|/σ", "")

@@ -2,12 +2,13 @@
 panel of the detection exposure, with position-error ellipses.
 
 Positions are stamp coordinates (stamp array coordinates, pixel centres at integers; see
-`smp_gui.panels`).  The marker items themselves live in the view boxes' coordinates, which
-`set_transform` (the panels' ``stamp_transform``) maps stamp coordinates to: pyqtgraph's
-`TargetItem` drags in view coordinates (``mapToView``), so a marker must not be the child
-of a transformed item.  The markers only report where the user puts them; the window
-turns stamp displacements into offset displacements (the convention's frame differs from
-the data frame by a constant shift, so displacements are the same in both).
+`smp_gui.inspector.coordinates`).  The marker items themselves live in the view boxes'
+coordinates, which `set_transform` (the panels' ``stamp_transform``) maps stamp
+coordinates to: pyqtgraph's `TargetItem` drags in view coordinates (``mapToView``), so a
+marker must not be the child of a transformed item.  The markers only report where the
+user puts them; the window turns stamp displacements into offset displacements (the
+convention's frame differs from the data frame by a constant shift, so displacements are
+the same in both).
 """
 from __future__ import annotations
 
@@ -15,6 +16,11 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtCore import QObject, QPointF, pyqtSignal
 from PyQt6.QtGui import QTransform
+
+from .coordinates import ccd_to_view
+
+__all__ = ["COMPONENT_STYLE", "ELLIPSE_POINTS", "MARKER_SIZE", "OUTLINE_BRUSH",
+           "MarkerLayer", "component_offset", "ellipse_points", "fitted_markers"]
 
 COMPONENT_STYLE = (
     # (label, colour)
@@ -44,6 +50,37 @@ def component_offset(offsets, k: int) -> tuple[float, float]:
     if len(offsets) == 2:
         return float(offsets[0]), float(offsets[1])
     return float(offsets[k]), float(offsets[2 + k])
+
+
+def fitted_markers(fit, offsets) -> tuple[list[tuple[float, float]], list | None]:
+    """Where the markers of ``fit``'s sources go, and their error ellipses.
+
+    Parameters
+    ----------
+    fit : smp_model.fit.results.SceneFit
+        The fit shown, with one source per component of ``offsets``.
+    offsets : sequence of float
+        The offsets on screen, published order (px): the markers are at the fitted
+        sources' CCD positions moved by any change not yet fitted (the view and the
+        offsets differ by a constant shift).
+
+    Returns
+    -------
+    positions : list of (float, float)
+        Stamp coordinates of each marker.
+    ellipses : list of (2, 2) arrays, or None
+        The position covariances, while the fit shown is at the offsets on screen.
+    """
+    origin = fit.scene.exposures[fit.scene.detection_index].origin
+    on_screen = [component_offset(offsets, k) for k in range(len(fit.sources))]
+    positions = []
+    for source, (cdx, cdy) in zip(fit.sources, on_screen):
+        u, v = ccd_to_view(source.x, source.y, origin)
+        positions.append((u + cdx - source.dx, v + cdy - source.dy))
+    cov = fit.position_covariance
+    if cov is None or not np.allclose(fit.offsets.ravel(), np.array(on_screen).ravel()):
+        return positions, None
+    return positions, [cov[2 * k:2 * k + 2, 2 * k:2 * k + 2] for k in range(len(on_screen))]
 
 
 class MarkerLayer(QObject):

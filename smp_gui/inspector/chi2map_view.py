@@ -15,6 +15,9 @@ from PyQt6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 from smp_model.fit.chi2map import Chi2Map
 
+__all__ = ["CONTOUR_LEVELS", "DISPLAY_PERCENTILE", "MIN_DISPLAY_MAX", "Chi2MapView",
+           "display_range"]
+
 # Δχ² of 1, 2, 3 sigma for two parameters.
 CONTOUR_LEVELS = (2.30, 6.18, 11.83)
 # The colour range: 0 to the 99th percentile of the map, at least past the 3-sigma contour.

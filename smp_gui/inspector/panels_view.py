@@ -1,12 +1,10 @@
-"""The five panels of one exposure (SMP_METHOD §5) side by side (3 + 2 or fewer columns
-when the window is tall: `best_columns`), with one set of levels, linked pan/zoom, stretch
-presets, colour maps, masked-pixel overlay and a cursor readout.
+"""The five panels of one exposure (docs/method.rst, "The five panels") side by side
+(3 + 2 or fewer columns when the window is tall: `best_columns`), with one set of levels,
+linked pan/zoom, stretch presets, colour maps, masked-pixel overlay and a cursor readout.
 
-Coordinate convention (one place, tested): stamp coordinates ``(u, v)`` are stamp array
-coordinates with pixel centres at integers.  Array element ``[j, i]`` is the unit square
-centred on ``(u, v) = (i, j)`` (x to the right, y up: origin lower, as the published
-figures), so CCD pixel ``(x, y)`` (1-indexed, centres at integers) is at ``(x - origin[0],
-y - origin[1])`` where ``origin`` is the CCD pixel of ``[0, 0]``.
+Stamp coordinates ``(u, v)`` are stamp array coordinates with pixel centres at integers,
+x to the right and y up (the convention and its conversions:
+`smp_gui.inspector.coordinates`).
 
 What a panel draws of one exposure (images, mask overlay, regions) lies in stamp
 coordinates under one item per panel (``contents``) whose transform, `stamp_transform`,
@@ -15,8 +13,8 @@ coordinates ARE stamp coordinates.  Sky-aligned (`PanelsView.set_sky_aligned`) i
 exposure's `smp_model.outputs.display.sky_aligned_affine`: view coordinates are arcsec from the
 target's sky position, north up and east left, the same for every exposure, so stepping
 through the exposures keeps the sky in place.  Only the cursor readout, the zoom, the
-compass, the markers (`smp_gui.markers`) and `view_to_scene` / `scene_to_stamp` (tests)
-map between the two.
+compass, the markers (`smp_gui.inspector.markers`) and `view_to_scene` /
+`scene_to_stamp` (tests) map between the two.
 
 The panels display arrays computed by the engine (`smp_model.fit.panels.five_panels`); the
 only arithmetic here is choosing display levels.
@@ -25,9 +23,7 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pyqtgraph as pg
-from astropy.coordinates import Angle
 from PyQt6.QtCore import QEvent, QPointF, QRectF, Qt, pyqtSignal
 from PyQt6.QtGui import QTransform
 from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QSizePolicy,
@@ -35,8 +31,13 @@ from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, 
 
 from smp_model.fit.panels import PANEL_KEYS, PANEL_TITLES, ExposurePanels
 from smp_model.outputs.display import (COLORMAPS, STRETCHES, DisplayStyle, Overlays,
-                                       mask_overlay, stretch_curve, stretch_levels,
-                                       stretched_colors)
+                                       mask_overlay, stretch_levels)
+
+from .coordinates import affine_transform, pixel_rect, readout_text
+from .panel_items import PanelViewBox, make_colormap, set_title, show_image
+from .sky_overlays import OverlayItems
+
+__all__ = ["CONTRAST_PER_PANEL", "PanelsView", "best_columns"]
 
 # Contrast/bias by right-drag (DS9): a drag across the whole panel moves the level
 # window by its width (bias) or scales it by e^±1 (contrast).
@@ -58,85 +59,6 @@ def best_columns(width: float, height: float, n: int, aspect: float,
         return min(width / columns / aspect, height / rows - title_height)
     best = max(panel_height(c) for c in range(1, n + 1))
     return max(c for c in range(1, n + 1) if panel_height(c) >= 0.95 * best)
-
-
-def _show(item: pg.ImageItem, array: np.ndarray, rect: QRectF, levels) -> None:
-    """Give ``item`` a new array unless it shows an equal one already: during a marker
-    drag the image and the mask overlays stay the same, and re-rendering them was a
-    third of each repaint."""
-    current = item.image
-    if current is not None and current.shape == array.shape and \
-            np.array_equal(current, array, equal_nan=True):
-        return
-    item.setImage(array, autoLevels=False, levels=levels)
-    item.setRect(rect)
-
-
-# -- coordinates ------------------------------------------------------------------------
-
-def ccd_to_view(x: float, y: float, origin: tuple[int, int]) -> tuple[float, float]:
-    """1-indexed CCD position -> panel view coordinates (= stamp array coordinates)."""
-    return float(x) - origin[0], float(y) - origin[1]
-
-
-def view_to_ccd(u: float, v: float, origin: tuple[int, int]) -> tuple[float, float]:
-    """Panel view coordinates -> 1-indexed CCD position."""
-    return float(u) + origin[0], float(v) + origin[1]
-
-
-def view_to_pixel(u: float, v: float) -> tuple[int, int]:
-    """Stamp array indices (i, j) of the pixel under view point (u, v)."""
-    return int(math.floor(u + 0.5)), int(math.floor(v + 0.5))
-
-
-def pixel_rect(shape: tuple[int, int]) -> QRectF:
-    """Where an (ny, nx) array goes in stamp coordinates: pixel centres at integers."""
-    ny, nx = shape
-    return QRectF(-0.5, -0.5, nx, ny)
-
-
-def affine_transform(affine) -> QTransform:
-    """The QTransform of a (2, 3) affine map ``[x', y'] = A @ [x, y] + b``."""
-    a = np.asarray(affine, float)
-    return QTransform(a[0, 0], a[1, 0], a[0, 1], a[1, 1], a[0, 2], a[1, 2])
-
-
-# -- levels and colours -----------------------------------------------------------------
-
-def make_colormap(name: str, stretch: str = "published", invert: bool = False,
-                  panels: ExposurePanels | None = None,
-                  levels: tuple[float, float] | None = None) -> pg.ColorMap:
-    """Colour map ``name`` (matplotlib's) re-spaced by the stretch's curve
-    (`smp_model.outputs.display.stretch_curve`), so a linear level range shows the stretch."""
-    base = pg.colormap.get(name, source="matplotlib")
-    t = np.linspace(0.0, 1.0, 256)
-    colors = stretched_colors(base.map(t, mode="byte"),
-                              stretch_curve(stretch, panels, levels), invert)
-    return pg.ColorMap(t, colors.astype(np.uint8))
-
-
-def sexagesimal(ra_deg: float, dec_deg: float) -> str:
-    """RA as hh:mm:ss.sss and Dec as ±dd:mm:ss.ss."""
-    ra = Angle(ra_deg, "deg").to_string(unit="hour", sep=":", precision=3, pad=True)
-    dec = Angle(dec_deg, "deg").to_string(unit="deg", sep=":", precision=2, pad=True,
-                                          alwayssign=True)
-    return f"{ra} {dec}"
-
-
-class PanelViewBox(pg.ViewBox):
-    """A panel's view: left-drag pans, wheel zooms, right-drag changes contrast and
-    bias (DS9's habit): ``levelsDragged(dx, dy)`` in fractions of the panel's size."""
-
-    levelsDragged = pyqtSignal(float, float)
-
-    def mouseDragEvent(self, ev, axis=None):
-        if ev.button() != Qt.MouseButton.RightButton:
-            return super().mouseDragEvent(ev, axis)
-        ev.accept()
-        delta = ev.pos() - ev.lastPos()
-        rect = self.boundingRect()
-        self.levelsDragged.emit(float(delta.x()) / max(rect.width(), 1.0),
-                                -float(delta.y()) / max(rect.height(), 1.0))
 
 
 class PanelsView(QWidget):
@@ -176,7 +98,10 @@ class PanelsView(QWidget):
         self.fit_view = True
         self._levels_for = None       # (expnum, stretch) the levels were chosen for
         self._blink_model = False
+        self._build_graphics()
+        self._build_controls()
 
+    def _build_graphics(self):
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         # A visible focus frame: the arrow keys nudge markers only while it is shown.
@@ -189,48 +114,11 @@ class PanelsView(QWidget):
         self.images: dict[str, pg.ImageItem] = {}
         self.masks: dict[str, pg.ImageItem] = {}
         self.contents: dict[str, pg.ItemGroup] = {}
-        first = None
         self.crosshairs = []
         for col, key in enumerate(PANEL_KEYS):
-            viewbox = PanelViewBox()
-            viewbox.levelsDragged.connect(self.drag_levels)
-            viewbox.sigRangeChangedManually.connect(self._on_user_range)
-            plot = self.graphics.addPlot(row=0, col=col, title=PANEL_TITLES[key],
-                                         viewBox=viewbox)
-            plot.setAspectLocked(True)
-            plot.hideButtons()
-            plot.setMenuEnabled(False)
-            for axis in ("left", "bottom"):
-                plot.hideAxis(axis)
-            self._set_title(plot, PANEL_TITLES[key])
-            plot.setMinimumWidth(60)
-            self.graphics.ci.layout.setColumnStretchFactor(col, 1)
-            # The exposure's content, in stamp coordinates (transformed when sky-aligned);
-            # the zoom is set explicitly (`reset_zoom`), not from the items' bounds.
-            contents = pg.ItemGroup()
-            plot.addItem(contents, ignoreBounds=True)
-            image = pg.ImageItem(axisOrder="row-major")
-            mask = pg.ImageItem(axisOrder="row-major")
-            mask.setZValue(5)
-            contents.addItem(image)
-            contents.addItem(mask)
-            for angle in (0, 90):
-                line = pg.InfiniteLine(angle=angle, movable=False,
-                                       pen=pg.mkPen((255, 255, 0, 160), width=1))
-                line.setZValue(15)
-                line.setVisible(False)
-                plot.addItem(line, ignoreBounds=True)
-                self.crosshairs.append(line)
-            if first is None:
-                first = plot
-            else:
-                plot.setXLink(first)
-                plot.setYLink(first)
-            self.plots[key] = plot
-            self.contents[key] = contents
-            self.images[key] = image
-            self.masks[key] = mask
-        self._build_overlays()
+            self._add_panel(col, key)
+        self.overlay_items = OverlayItems(self.contents.values(), self.plots["image"])
+        self.overlays: Overlays | None = None
         self.histogram = pg.HistogramLUTItem(image=self.images["image"])
         self.histogram.gradient.showTicks(False)
         self.graphics.addItem(self.histogram, row=0, col=len(PANEL_KEYS))
@@ -243,6 +131,49 @@ class PanelsView(QWidget):
         self.histogram.sigLookupTableChanged.connect(self._sync_lut)
         self.graphics.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
+    def _add_panel(self, col: int, key: str):
+        """Panel ``key`` in column ``col``: its view box, image, mask and crosshair."""
+        viewbox = PanelViewBox()
+        viewbox.levelsDragged.connect(self.drag_levels)
+        viewbox.sigRangeChangedManually.connect(self._on_user_range)
+        plot = self.graphics.addPlot(row=0, col=col, title=PANEL_TITLES[key],
+                                     viewBox=viewbox)
+        plot.setAspectLocked(True)
+        plot.hideButtons()
+        plot.setMenuEnabled(False)
+        for axis in ("left", "bottom"):
+            plot.hideAxis(axis)
+        set_title(plot, PANEL_TITLES[key])
+        plot.setMinimumWidth(60)
+        self.graphics.ci.layout.setColumnStretchFactor(col, 1)
+        # The exposure's content, in stamp coordinates (transformed when sky-aligned);
+        # the zoom is set explicitly (`reset_zoom`), not from the items' bounds.
+        contents = pg.ItemGroup()
+        plot.addItem(contents, ignoreBounds=True)
+        image = pg.ImageItem(axisOrder="row-major")
+        mask = pg.ImageItem(axisOrder="row-major")
+        mask.setZValue(5)
+        contents.addItem(image)
+        contents.addItem(mask)
+        for angle in (0, 90):
+            line = pg.InfiniteLine(angle=angle, movable=False,
+                                   pen=pg.mkPen((255, 255, 0, 160), width=1))
+            line.setZValue(15)
+            line.setVisible(False)
+            plot.addItem(line, ignoreBounds=True)
+            self.crosshairs.append(line)
+        if self.plots:     # one pan/zoom for all: linked to the first panel
+            first = next(iter(self.plots.values()))
+            plot.setXLink(first)
+            plot.setYLink(first)
+        self.plots[key] = plot
+        self.contents[key] = contents
+        self.images[key] = image
+        self.masks[key] = mask
+
+    def _build_controls(self):
+        """The bar above the panels (stretch, colour map, invert, mask) and the readout
+        below them."""
         self.stretch_box = QComboBox()
         for key, label in STRETCHES.items():
             self.stretch_box.addItem(label, key)
@@ -289,37 +220,6 @@ class PanelsView(QWidget):
 
     # -- overlays: regions (target's sky position, scene grid), compass and scale bar ----
 
-    def _build_overlays(self):
-        yellow = pg.mkPen((255, 220, 0), width=1.5)
-        self.target_marks, self.grid_outlines = [], []
-        for contents in self.contents.values():
-            mark = pg.ScatterPlotItem(size=14, symbol="+", pen=pg.mkPen((0, 0, 0), width=3),
-                                      brush=None, pxMode=True)
-            inner = pg.ScatterPlotItem(size=12, symbol="+", pen=yellow, brush=None,
-                                       pxMode=True)
-            outline = pg.PlotCurveItem(pen=pg.mkPen((255, 220, 0, 200), width=1,
-                                                    style=Qt.PenStyle.DashLine))
-            for item in (outline, mark, inner):
-                item.setZValue(12)
-                contents.addItem(item)
-            self.target_marks += [mark, inner]
-            self.grid_outlines.append(outline)
-        image = self.plots["image"]
-        white = pg.mkPen((255, 255, 255), width=2)
-        self.compass_lines = pg.PlotCurveItem(pen=white, connect="pairs")
-        self.scale_bar = pg.PlotCurveItem(pen=white)
-        self.compass_labels = [pg.TextItem(text, color=(255, 255, 255), anchor=(0.5, 0.5),
-                                           fill=(0, 0, 0, 110))
-                               for text in ("N", "E")]
-        self.scale_label = pg.TextItem("", color=(255, 255, 255), anchor=(0.5, 1.0),
-                                       fill=(0, 0, 0, 110))
-        self.compass_items = [self.compass_lines, self.scale_bar, *self.compass_labels,
-                              self.scale_label]
-        for item in self.compass_items:
-            item.setZValue(16)
-            image.addItem(item, ignoreBounds=True)
-        self.overlays: Overlays | None = None
-
     def set_overlays(self, overlays: Overlays | None):
         """Draw where the sky lies on the shown exposure (None: nothing), and place it
         sky-aligned when that is on."""
@@ -328,54 +228,17 @@ class PanelsView(QWidget):
         self.overlays = overlays
         self._apply_frame(keep_view=False)
         if overlays is None or self.panels is None:
-            for item in [*self.target_marks, *self.grid_outlines, *self.compass_items]:
-                item.setVisible(False)
+            self.overlay_items.hide()
             return
-        for mark in self.target_marks:
-            mark.setData([overlays.target[0]], [overlays.target[1]])
-        for outline in self.grid_outlines:
-            outline.setData(overlays.grid[:, 0], overlays.grid[:, 1])
+        self.overlay_items.set_regions(overlays)
         self._draw_compass()
         self.set_show_regions(self.show_regions)
         self.set_show_compass(self.show_compass)
 
     def _draw_compass(self):
-        """N/E arrows in the top right corner of the stamp as drawn (shifted so that
-        arrows and letters stay inside) and a scale bar in the bottom left, in view
-        coordinates: the arrows are the sky's directions mapped by `stamp_transform`."""
-        overlays = self.overlays
-        if overlays is None or self.panels is None:
-            return
-        tr = self.stamp_transform
-        # the whole-stamp view: sky-aligned, the one that holds every exposure, so the
-        # compass stays put while stepping through them, as the sky does
-        frame = self._fit_rect()
-        x0, y0, w, h = frame.left(), frame.top(), frame.width(), frame.height()
-        linear = np.array([[tr.m11(), tr.m21()], [tr.m12(), tr.m22()]])
-        directions = []
-        for vector in (overlays.north, overlays.east):
-            mapped = linear @ np.asarray(vector)
-            directions.append(mapped / np.hypot(*mapped))
-        length = 0.13 * min(w, h)
-        reach = 1.45 * length * np.array(directions)
-        anchor = np.array([x0 + 0.93 * w, y0 + 0.93 * h]) - np.clip(reach.max(axis=0), 0, None)
-        anchor = np.maximum(anchor, np.array([x0, y0]) - np.clip(reach.min(axis=0), None, 0)
-                            + 0.05 * w)
-        points = []
-        for label, direction in zip(self.compass_labels, directions):
-            tip = anchor + length * direction
-            points += [anchor, tip]
-            label.setPos(*(anchor + 1.35 * length * direction))
-        points = np.array(points)
-        self.compass_lines.setData(points[:, 0], points[:, 1])
-        # view units per arcsec: stamp px per arcsec times the transform's scale
-        per_arcsec = overlays.arcsec_px * math.sqrt(abs(np.linalg.det(linear)))
-        arcsec = next((a for a in (1, 2, 5, 10, 20, 60)
-                       if a * per_arcsec >= 0.12 * w), 60)
-        bx, by = x0 + 0.06 * w, y0 + 0.06 * h
-        self.scale_bar.setData([bx, bx + arcsec * per_arcsec], [by, by])
-        self.scale_label.setText(f'{arcsec}"')
-        self.scale_label.setPos(bx + 0.5 * arcsec * per_arcsec, by + 0.07 * h)
+        if self.overlays is not None and self.panels is not None:
+            self.overlay_items.draw_compass(self.overlays, self.stamp_transform,
+                                            self._fit_rect())
 
     # -- sky-aligned display ------------------------------------------------------------
 
@@ -461,14 +324,12 @@ class PanelsView(QWidget):
     def set_show_regions(self, show: bool):
         """The target's sky position (yellow +) and the scene grid's outline."""
         self.show_regions = bool(show)
-        for item in [*self.target_marks, *self.grid_outlines]:
-            item.setVisible(self.show_regions and self.overlays is not None)
+        self.overlay_items.show_regions(self.show_regions and self.overlays is not None)
 
     def set_show_compass(self, show: bool):
         """N/E arrows and a scale bar on the image panel."""
         self.show_compass = bool(show)
-        for item in self.compass_items:
-            item.setVisible(self.show_compass and self.overlays is not None)
+        self.overlay_items.show_compass(self.show_compass and self.overlays is not None)
 
     # -- layout -------------------------------------------------------------------------
 
@@ -514,8 +375,8 @@ class PanelsView(QWidget):
         overlay = mask_overlay(panels.usable)
         for key in PANEL_KEYS:
             shown = "model" if (key == "image" and self._blink_model) else key
-            _show(self.images[key], panels[shown], rect, levels)
-            _show(self.masks[key], overlay, rect, (0, 255))
+            show_image(self.images[key], panels[shown], rect, levels)
+            show_image(self.masks[key], overlay, rect, (0, 255))
             self.masks[key].setVisible(self.show_mask)
         if new_exposure or self._levels_for != (panels.expnum, self.stretch):
             self.reset_levels()
@@ -638,28 +499,8 @@ class PanelsView(QWidget):
             self.images["image"].setImage(
                 self.panels["model" if show_model else "image"], autoLevels=False,
                 levels=self.histogram.getLevels())
-            self._set_title(self.plots["image"], "Model (blink)" if show_model
+            set_title(self.plots["image"], "Model (blink)" if show_model
                             else PANEL_TITLES["image"])
-
-    @staticmethod
-    def _set_title(plot: pg.PlotItem, text: str):
-        label = plot.titleLabel
-        if not getattr(label, "_width_free", False):
-            # A long title must not widen its column: all five panels get one width.
-            # pyqtgraph's LabelItem sets its minimum and preferred width to the text's
-            # on every text change and resize (``updateMin``); keep only the height.
-            def update_min(label=label):
-                height = label.itemRect().height()
-                label.setMinimumWidth(0)
-                label.setMinimumHeight(height)
-                label._sizeHint = {Qt.SizeHint.MinimumSize: (0, height),
-                                   Qt.SizeHint.PreferredSize: (0, height),
-                                   Qt.SizeHint.MaximumSize: (-1, -1),
-                                   Qt.SizeHint.MinimumDescent: (0, 0)}
-                label.updateGeometry()
-            label.updateMin = update_min
-            label._width_free = True
-        plot.setTitle(text, size="9pt")
 
     def _apply_colormap(self):
         self.histogram.gradient.setColorMap(make_colormap(
@@ -710,28 +551,8 @@ class PanelsView(QWidget):
         self.cursorMoved.emit(text)
 
     def readout_text(self, u: float, v: float) -> str:
-        """Three lines that fit a 1280 px window: CCD x, y, stamp i, j, sigma and mask
-        bits; RA/Dec (degrees and sexagesimal); every panel's value at stamp point
-        (u, v)."""
-        p = self.panels
-        i, j = view_to_pixel(u, v)
-        x, y = view_to_ccd(u, v, p.origin)
-        ny, nx = p["image"].shape
-        position = [f"CCD x={x:.2f} y={y:.2f}", f"stamp i={i} j={j}"]
-        sky = ""
-        if self.pixel_to_sky is not None:
-            ra, dec = self.pixel_to_sky(x, y)
-            sky = (f"RA={float(ra):.6f} Dec={float(dec):+.6f} "
-                   f"({sexagesimal(float(ra), float(dec))})")
-        if 0 <= i < nx and 0 <= j < ny:
-            sigma = p.sigma[j, i]
-            position.append(f"σ={sigma:.4g}" if np.isfinite(sigma) else "σ=∞ (unused)")
-            position.append(f"mask=0x{int(p.mask_bits[j, i]):x}")
-            values = "  ".join(f"{short}={p[key][j, i]:.4g}" for key, short in
-                               zip(PANEL_KEYS, ("I", "M", "I-B", "I-S", "R")))
-        else:
-            values = "outside the stamp"
-        return "\n".join((" | ".join(position), sky, values))
+        """The readout of stamp point (u, v) on the shown exposure (`readout_text`)."""
+        return readout_text(self.panels, u, v, self.pixel_to_sky)
 
     def view_to_scene(self, key: str, u: float, v: float) -> QPointF:
         """Scene position of stamp point (u, v) in panel ``key`` (tests, markers), as

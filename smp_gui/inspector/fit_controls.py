@@ -14,6 +14,9 @@ from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, 
 from smp_model.conventions import PSF_NORMALIZATIONS, get_convention
 from smp_model.settings import FitSettings
 
+__all__ = ["CONVENTIONS", "DEFAULT_GAIN", "MAX_GRID_SIZE", "MODES", "OPTIMIZE_TEXT",
+           "FitControls"]
+
 MODES = ("single", "binary")
 CONVENTIONS = ("exact", "legacy")
 # The grid size is not capped at what fits in memory: the engine refuses a grid that would
@@ -73,7 +76,7 @@ class FitControls(QWidget):
         self.psf_normalization.addItems(PSF_NORMALIZATIONS)
         self.psf_normalization.setCurrentText(defaults.psf_normalization)
         self.psf_normalization.setToolTip(
-            "How PSF stamps are rendered (README 'PSF phase'). band-limited: without the "
+            "How PSF stamps are rendered (docs: validation/psf_phase). band-limited: without the "
             "frequencies the pixels alias, so a Piff model's flux does not depend on the "
             "target's sub-pixel position (exact's default); model: as the PSF model draws "
             "them (legacy's default, as published). A convention change selects its default.")
@@ -272,6 +275,25 @@ class FitControls(QWidget):
             for w in widgets:
                 w.blockSignals(False)
         self._update_shot_noise_enabled()
+
+    def show_measurement(self, m, shown=None):
+        """Show measurement ``m`` (a `smp_gui.state.Measurement`) without emitting
+        signals; ``shown``, the one shown before, limits that to what changed (a drag
+        changes one mode's offsets)."""
+        self.blockSignals(True)
+        try:
+            if shown is None or shown.settings != m.settings:
+                self.set_settings(m.settings)
+            if self.mode != m.mode:
+                self.set_mode(m.mode)
+            for mode in MODES:
+                if shown is None or getattr(shown, mode) != getattr(m, mode):
+                    self.set_offsets(getattr(m, mode).published, mode)
+            if shown is None or (shown.gain, shown.shot_noise_iterations) != \
+                    (m.gain, m.shot_noise_iterations):
+                self.set_shot_noise(m.gain is not None, m.gain, m.shot_noise_iterations)
+        finally:
+            self.blockSignals(False)
 
     def _update_shot_noise_enabled(self, *_):
         on = self.shot_noise.isChecked()

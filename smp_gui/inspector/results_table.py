@@ -13,7 +13,9 @@ from PyQt6.QtGui import QGuiApplication, QKeySequence, QShortcut
 from PyQt6.QtWidgets import (QAbstractItemView, QHeaderView, QPushButton, QTableWidget,
                              QTableWidgetItem, QVBoxLayout, QWidget)
 
-from .controller import FitSummary
+from ..controller import FitSummary
+
+__all__ = ["ResultsTable", "summary_rows"]
 
 
 def _fmt(value: float, digits: int = 3, err: float | None = None) -> str:
@@ -40,8 +42,8 @@ def summary_rows(summary: FitSummary) -> tuple[list[str], list[tuple[str, list[s
     if summary.has_shot_noise:
         per_source += [
             ("flux_sn (ZP 30)", [_fmt(s.flux_sn, 1) for s in summary.sources]),
-            ("err_sn", [_fmt(s.flux_sn_err, 1) for s in summary.sources]),
-            ("mag_sn", [_fmt(s.mag_sn, 3, s.mag_sn_err) for s in summary.sources]),
+            ("err_sn", [_fmt(s.flux_err_sn, 1) for s in summary.sources]),
+            ("mag_sn", [_fmt(s.mag_sn, 3, s.mag_err_sn) for s in summary.sources]),
         ]
     per_source += [
         ("dx (px)", [_fmt(s.dx, 3, s.dx_err) for s in summary.sources]),

@@ -1,0 +1,74 @@
+"""The pyqtgraph pieces of one image panel: its view box (pan, zoom, DS9's right-drag
+contrast), its title, how an image item is given a new array, and the colour map re-spaced
+by a stretch."""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6.QtCore import QRectF, Qt, pyqtSignal
+
+from smp_model.fit.panels import ExposurePanels
+from smp_model.outputs.display import stretch_curve, stretched_colors
+
+__all__ = ["PanelViewBox", "make_colormap", "set_title", "show_image"]
+
+
+class PanelViewBox(pg.ViewBox):
+    """A panel's view: left-drag pans, wheel zooms, right-drag changes contrast and
+    bias (DS9's habit): ``levelsDragged(dx, dy)`` in fractions of the panel's size."""
+
+    levelsDragged = pyqtSignal(float, float)
+
+    def mouseDragEvent(self, ev, axis=None):
+        if ev.button() != Qt.MouseButton.RightButton:
+            return super().mouseDragEvent(ev, axis)
+        ev.accept()
+        delta = ev.pos() - ev.lastPos()
+        rect = self.boundingRect()
+        self.levelsDragged.emit(float(delta.x()) / max(rect.width(), 1.0),
+                                -float(delta.y()) / max(rect.height(), 1.0))
+
+
+def show_image(item: pg.ImageItem, array: np.ndarray, rect: QRectF, levels) -> None:
+    """Give ``item`` a new array unless it shows an equal one already: during a marker
+    drag the image and the mask overlays stay the same, and re-rendering them was a
+    third of each repaint."""
+    current = item.image
+    if current is not None and current.shape == array.shape and \
+            np.array_equal(current, array, equal_nan=True):
+        return
+    item.setImage(array, autoLevels=False, levels=levels)
+    item.setRect(rect)
+
+
+def set_title(plot: pg.PlotItem, text: str) -> None:
+    """Set a panel's title without letting a long one widen its column: all five panels
+    get one width."""
+    label = plot.titleLabel
+    if not getattr(label, "_width_free", False):
+        # pyqtgraph's LabelItem sets its minimum and preferred width to the text's on
+        # every text change and resize (``updateMin``); keep only the height.
+        def update_min(label=label):
+            height = label.itemRect().height()
+            label.setMinimumWidth(0)
+            label.setMinimumHeight(height)
+            label._sizeHint = {Qt.SizeHint.MinimumSize: (0, height),
+                               Qt.SizeHint.PreferredSize: (0, height),
+                               Qt.SizeHint.MaximumSize: (-1, -1),
+                               Qt.SizeHint.MinimumDescent: (0, 0)}
+            label.updateGeometry()
+        label.updateMin = update_min
+        label._width_free = True
+    plot.setTitle(text, size="9pt")
+
+
+def make_colormap(name: str, stretch: str = "published", invert: bool = False,
+                  panels: ExposurePanels | None = None,
+                  levels: tuple[float, float] | None = None) -> pg.ColorMap:
+    """Colour map ``name`` (matplotlib's) re-spaced by the stretch's curve
+    (`smp_model.outputs.display.stretch_curve`), so a linear level range shows the stretch."""
+    base = pg.colormap.get(name, source="matplotlib")
+    t = np.linspace(0.0, 1.0, 256)
+    colors = stretched_colors(base.map(t, mode="byte"),
+                              stretch_curve(stretch, panels, levels), invert)
+    return pg.ColorMap(t, colors.astype(np.uint8))

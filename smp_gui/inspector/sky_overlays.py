@@ -1,0 +1,193 @@
+"""Where the sky lies on the shown exposure, drawn over the panels: the target's sky
+position (a yellow +) and the scene grid's outline on every panel, in stamp coordinates;
+N/E arrows and a scale bar on the image panel, in view coordinates.
+
+The positions are the engine's (`smp_model.outputs.display.exposure_overlays`, kept by
+`SkyGeometry`); only where the compass and the scale bar go is chosen here.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PyQt6.QtCore import QRectF, Qt
+from PyQt6.QtGui import QTransform
+
+from smp_model.outputs.display import (Overlays, exposure_overlays, exposure_sky_affine,
+                                       stamp_extent)
+
+__all__ = ["SCALE_BAR_ARCSEC", "OverlayItems", "SkyGeometry"]
+
+# Scale bar lengths offered (arcsec): the first at least 12 % of the view's width.
+SCALE_BAR_ARCSEC = (1, 2, 5, 10, 20, 60)
+_WHITE = (255, 255, 255)
+_LABEL_FILL = (0, 0, 0, 110)
+
+
+class SkyGeometry:
+    """The engine's sky geometry of the exposures shown, each computed once: a marker
+    drag refits often, and WCS inverses cost ~13 ms an exposure on DES data."""
+
+    def __init__(self):
+        self._overlays: dict = {}
+        self._extent: dict = {}
+
+    def overlays(self, exposure, settings, ra: float, dec: float,
+                 ready: tuple | None = None) -> Overlays | None:
+        """Regions, compass and scale of ``exposure``.
+
+        Parameters
+        ----------
+        exposure : smp_model.scene.exposures.LoadedExposure
+        settings : smp_model.settings.FitSettings
+        ra, dec : float
+            The target's sky position (degrees).
+        ready : tuple, optional
+            ``(exposure, overlays)`` computed by the worker with the fit (for the
+            exposure it prepared panels of), used when it is this exposure's.
+
+        Returns
+        -------
+        smp_model.outputs.display.Overlays or None
+            None when the exposure's WCS cannot be inverted.
+        """
+        key = (id(exposure), settings)
+        if self._overlays.get("key") != key and ready is not None and ready[0] is exposure:
+            self._overlays = {"key": key, "value": ready[1], "exposure": exposure}
+        if self._overlays.get("key") != key:
+            try:
+                value = exposure_overlays(exposure, ra, dec, settings)
+            except Exception:   # noqa: BLE001 - a WCS that cannot invert: no overlay
+                value = None
+            # the exposure is kept so that its id is not reused while it is the key
+            self._overlays = {"key": key, "value": value, "exposure": exposure}
+        return self._overlays["value"]
+
+    def sky_extent(self, scene) -> tuple[float, float, float, float] | None:
+        """(x0, x1, y0, y1) of the view that holds every exposure's stamp of ``scene``
+        sky-aligned (`smp_model.outputs.display.stamp_extent`; one WCS Jacobian per exposure,
+        ~0.5 ms each on DES data); None when no exposure's WCS gives one."""
+        if self._extent.get("scene") is not scene:
+            affines, shapes = [], []
+            for exposure in scene.exposures:
+                try:
+                    affines.append(exposure_sky_affine(exposure))
+                except Exception:   # noqa: BLE001 - a WCS that fails: not in the extent
+                    continue
+                shapes.append(exposure.shape)
+            value = stamp_extent(affines, shapes) if affines else None
+            self._extent = {"scene": scene, "value": value}
+        return self._extent["value"]
+
+
+class OverlayItems:
+    """The pyqtgraph items of the overlays of one set of panels.
+
+    Parameters
+    ----------
+    contents : iterable of pyqtgraph.ItemGroup
+        Each panel's group of items in stamp coordinates (the target mark and the grid
+        outline go there, so they follow the panel's stamp transform).
+    image_plot : pyqtgraph.PlotItem
+        The image panel, which gets the compass and the scale bar in view coordinates.
+    """
+
+    def __init__(self, contents, image_plot: pg.PlotItem):
+        yellow = pg.mkPen((255, 220, 0), width=1.5)
+        self.target_marks, self.grid_outlines = [], []
+        for group in contents:
+            mark = pg.ScatterPlotItem(size=14, symbol="+", pen=pg.mkPen((0, 0, 0), width=3),
+                                      brush=None, pxMode=True)
+            inner = pg.ScatterPlotItem(size=12, symbol="+", pen=yellow, brush=None,
+                                       pxMode=True)
+            outline = pg.PlotCurveItem(pen=pg.mkPen((255, 220, 0, 200), width=1,
+                                                    style=Qt.PenStyle.DashLine))
+            for item in (outline, mark, inner):
+                item.setZValue(12)
+                group.addItem(item)
+            self.target_marks += [mark, inner]
+            self.grid_outlines.append(outline)
+        white = pg.mkPen(_WHITE, width=2)
+        self.compass_lines = pg.PlotCurveItem(pen=white, connect="pairs")
+        self.scale_bar = pg.PlotCurveItem(pen=white)
+        self.compass_labels = [pg.TextItem(text, color=_WHITE, anchor=(0.5, 0.5),
+                                           fill=_LABEL_FILL) for text in ("N", "E")]
+        self.scale_label = pg.TextItem("", color=_WHITE, anchor=(0.5, 1.0), fill=_LABEL_FILL)
+        self.compass_items = [self.compass_lines, self.scale_bar, *self.compass_labels,
+                              self.scale_label]
+        for item in self.compass_items:
+            item.setZValue(16)
+            image_plot.addItem(item, ignoreBounds=True)
+
+    def hide(self) -> None:
+        """Nothing drawn (an exposure whose WCS does not invert)."""
+        for item in [*self.target_marks, *self.grid_outlines, *self.compass_items]:
+            item.setVisible(False)
+
+    def set_regions(self, overlays: Overlays) -> None:
+        """Place the target marks and grid outlines (stamp coordinates)."""
+        for mark in self.target_marks:
+            mark.setData([overlays.target[0]], [overlays.target[1]])
+        for outline in self.grid_outlines:
+            outline.setData(overlays.grid[:, 0], overlays.grid[:, 1])
+
+    def show_regions(self, visible: bool) -> None:
+        """Target marks and grid outlines shown or hidden."""
+        for item in [*self.target_marks, *self.grid_outlines]:
+            item.setVisible(visible)
+
+    def show_compass(self, visible: bool) -> None:
+        """Compass and scale bar shown or hidden."""
+        for item in self.compass_items:
+            item.setVisible(visible)
+
+    def draw_compass(self, overlays: Overlays, transform: QTransform, frame: QRectF) -> None:
+        """N/E arrows in the top right corner of ``frame`` (shifted so that arrows and
+        letters stay inside) and a scale bar in its bottom left, in view coordinates.
+
+        Parameters
+        ----------
+        overlays : smp_model.outputs.display.Overlays
+            The sky's directions and scale on the exposure (stamp px).
+        transform : QTransform
+            Stamp to view coordinates (the panels' ``stamp_transform``); the arrows are
+            the sky's directions mapped by it.
+        frame : QRectF
+            The whole-stamp view rectangle (sky-aligned, the one that holds every
+            exposure, so the compass stays put while stepping through them, as the sky
+            does).
+        """
+        linear = np.array([[transform.m11(), transform.m21()],
+                           [transform.m12(), transform.m22()]])
+        self._draw_arrows(overlays, linear, frame)
+        # view units per arcsec: stamp px per arcsec times the transform's scale
+        self._draw_scale_bar(overlays.arcsec_px * math.sqrt(abs(np.linalg.det(linear))),
+                             frame)
+
+    def _draw_arrows(self, overlays: Overlays, linear: np.ndarray, frame: QRectF) -> None:
+        x0, y0, w, h = frame.left(), frame.top(), frame.width(), frame.height()
+        directions = []
+        for vector in (overlays.north, overlays.east):
+            mapped = linear @ np.asarray(vector)
+            directions.append(mapped / np.hypot(*mapped))
+        length = 0.13 * min(w, h)
+        reach = 1.45 * length * np.array(directions)
+        anchor = np.array([x0 + 0.93 * w, y0 + 0.93 * h]) - np.clip(reach.max(axis=0), 0, None)
+        anchor = np.maximum(anchor, np.array([x0, y0]) - np.clip(reach.min(axis=0), None, 0)
+                            + 0.05 * w)
+        points = []
+        for label, direction in zip(self.compass_labels, directions):
+            points += [anchor, anchor + length * direction]
+            label.setPos(*(anchor + 1.35 * length * direction))
+        points = np.array(points)
+        self.compass_lines.setData(points[:, 0], points[:, 1])
+
+    def _draw_scale_bar(self, per_arcsec: float, frame: QRectF) -> None:
+        x0, y0, w, h = frame.left(), frame.top(), frame.width(), frame.height()
+        arcsec = next((a for a in SCALE_BAR_ARCSEC if a * per_arcsec >= 0.12 * w),
+                      SCALE_BAR_ARCSEC[-1])
+        bx, by = x0 + 0.06 * w, y0 + 0.06 * h
+        self.scale_bar.setData([bx, bx + arcsec * per_arcsec], [by, by])
+        self.scale_label.setText(f'{arcsec}"')
+        self.scale_label.setPos(bx + 0.5 * arcsec * per_arcsec, by + 0.07 * h)
