@@ -691,13 +691,21 @@ def _(tmp, sample, mp):
                           "Unparsable card (XTENSION)")
 
 
+def sci_stored_as(tmp: Path, sample: Path, dtype, shift: float = 0.0, detection=True):
+    """The manifest with one stamp whose SCI (plus ``shift``) is stored as the integer
+    ``dtype``, clipped to its range."""
+    def make(e):
+        sci = stamp_arrays(Path(e["stamp"]))["SCI"] + shift
+        limits = np.iinfo(dtype)
+        return broken_stamp(tmp, {}, e, SCI=np.clip(sci, limits.min, limits.max).astype(dtype))
+    path, stamp, _ = with_stamp(tmp, sample, make, detection=detection)
+    return path, stamp
+
+
 @entry("stamp-sci-unsigned-bytes")
 def _(tmp, sample, mp):
     """Issue 27: fitted without a word, with a flux 12x too small."""
-    def make(e):
-        sci = stamp_arrays(Path(e["stamp"]))["SCI"]
-        return broken_stamp(tmp, {}, e, SCI=np.clip(sci, 0, 255).astype(np.uint8))
-    path, stamp, _ = with_stamp(tmp, sample, make)
+    path, stamp = sci_stored_as(tmp, sample, np.uint8)
     return manifest_input(path, StampError, str(stamp), "SCI is stored as uint8",
                           "cannot hold a sky-subtracted image")
 
@@ -705,10 +713,7 @@ def _(tmp, sample, mp):
 @entry("stamp-sci-unsigned-16-bit")
 def _(tmp, sample, mp):
     """Unsigned 16-bit as FITS stores it (int16 with BZERO = 32768); astropy reads uint16."""
-    def make(e):
-        sci = stamp_arrays(Path(e["stamp"]))["SCI"]
-        return broken_stamp(tmp, {}, e, SCI=np.clip(sci + 1000, 0, 65535).astype(np.uint16))
-    path, stamp, _ = with_stamp(tmp, sample, make, detection=False)
+    path, stamp = sci_stored_as(tmp, sample, np.uint16, shift=1000.0, detection=False)
     return manifest_input(path, StampError, str(stamp), "SCI is stored as uint16")
 
 
