@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import errno
 import os
+from pathlib import Path
 
 import pytest
 from astropy.io import fits
@@ -185,3 +186,26 @@ def test_write_manifest_needs_the_folder_form(capsys, synthetic, tmp_path, no_fi
     code, err = smp_fit(capsys, synthetic, "--write-manifest", tmp_path / "m.toml")
     one_error_line(code, err, "--write-manifest", "folder form")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_rename_that_fails_puts_every_old_file_back(capsys, synthetic, tmp_path,
+                                                      monkeypatch):
+    """The last step can fail too (the cube's rename, after the table's): the table
+    already renamed is taken back and both old files are restored."""
+    table, cube = tmp_path / "flux.ecsv", tmp_path / "cube.fits"
+    code, err = smp_fit(capsys, synthetic, "--table", table, "--fits", cube)
+    assert code == 0, err
+    before = {p: p.read_bytes() for p in (table, cube)}
+    real_replace = os.replace
+
+    def replace(source, destination):
+        new = Path(source).name.startswith(".cube.") and ".old." not in Path(source).name
+        if Path(destination) == cube and new:   # the new cube's rename, not the restore
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_replace(source, destination)
+    monkeypatch.setattr(os, "replace", replace)
+    code, err = smp_fit(capsys, synthetic, "--table", table, "--fits", cube, "--overwrite")
+    line = one_error_line(code, err, cube, os.strerror(errno.EIO))
+    assert ".cube." not in line
+    assert {p: p.read_bytes() for p in before} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cube.fits", "flux.ecsv"]
