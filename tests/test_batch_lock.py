@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -90,8 +91,8 @@ def test_a_held_lock_refuses_the_run_and_writes_nothing(tmp_path, capsys):
     assert code == 2
     assert err.strip().splitlines() == [
         f"smp: error: {out}: another smp batch is writing this output (pid 4242 on host "
-        "survey-node-7, started 2026-01-01T00:00:00Z); wait for it to end or choose another "
-        "--out"]
+        "survey-node-7, started 2026-01-01T00:00:00Z); wait for it to end (--wait) or choose "
+        "another --out"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fluxes.csv.lock", "list.ecsv"]
 
 
@@ -130,3 +131,45 @@ def test_sigterm_ends_a_batch_with_a_message(des_sample, tmp_path):
     assert not lock_path(out).exists() and not out.exists()
     assert main(["batch", str(listing), "--out", str(out), "--workers", "1", "--quiet"]) == 0
     assert len(QTable.read(out)) == 3
+
+
+def flock_waiter_blocked(path: Path, timeout: float = 60.0) -> bool:
+    """Whether a process is blocked waiting for the flock of ``path`` (Linux /proc/locks
+    lists a blocked request with "->"), polled up to ``timeout`` seconds."""
+    inode = f":{path.stat().st_ino} "
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any("->" in line and inode in line
+               for line in Path("/proc/locks").read_text().splitlines()):
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_wait_waits_for_the_running_batch(tmp_path, capsys):
+    """``--wait``: the second run says whom it waits for, then runs once the lock is free."""
+    listing, out = unreadable_rows_list(tmp_path), tmp_path / "fluxes.csv"
+    lock = lock_path(out)
+    lock.write_text(json.dumps({"pid": 4242, "host": "survey-node-7",
+                                "started": "2026-01-01T00:00:00Z"}) + "\n")
+    held = open(lock)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    waited = []
+
+    def running_batch_ends():   # once the run waits: its lock file removed, then released
+        waited.append(flock_waiter_blocked(lock))
+        lock.unlink()
+        held.close()
+    releaser = threading.Thread(target=running_batch_ends)
+    releaser.start()
+    try:
+        code = main(["batch", str(listing), "--out", str(out), "--workers", "1", "--wait"])
+    finally:
+        releaser.join()
+    assert waited == [True]
+    assert code == 1   # its one row fails
+    err = capsys.readouterr().err
+    assert (f"smp: warning: waiting for the smp batch writing {out} (pid 4242 on host "
+            "survey-node-7, started 2026-01-01T00:00:00Z) to end") in err
+    assert "took over" not in err   # the lock file it waited on was gone: a new one made
+    assert len(Table.read(out)) == 0 and not lock.exists()

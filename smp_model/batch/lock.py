@@ -41,16 +41,25 @@ def lock_path(out: str | os.PathLike) -> Path:
 
 
 @contextlib.contextmanager
-def output_lock(out: str | os.PathLike, say=None) -> Iterator[Path]:
+def output_lock(out: str | os.PathLike, say=None, wait: bool = False) -> Iterator[Path]:
     """Hold the exclusive lock of the batch output ``out`` for the ``with`` block.
 
-    Raises `BatchLockedError` at once, naming the running batch (pid, host, start time),
-    when another run holds it.  ``say(text)`` is told when a lock file left by a run that
-    ended without removing it (killed) is taken over.  The lock file is removed on exit.
+    Parameters
+    ----------
+    out : path
+        The batch's merged table (``--out``); the lock file is `lock_path` of it.
+    say : callable, optional
+        ``say(text)`` is told when the run waits for another one, and when a lock file
+        left by a run that ended without removing it (killed) is taken over.
+    wait : bool
+        Wait for a running batch to end instead of raising `BatchLockedError` at once,
+        naming it (pid, host, start time).
+
+    The lock file is removed on exit.
     """
     path = lock_path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = _locked_fd(path, Path(out))
+    fd = _locked_fd(path, Path(out), say if wait else None)
     try:
         previous = _owner(fd)
         if previous and say:
@@ -68,8 +77,9 @@ def output_lock(out: str | os.PathLike, say=None) -> Iterator[Path]:
         os.close(fd)
 
 
-def _locked_fd(path: Path, out: Path) -> int:
-    """A descriptor of ``path`` holding its flock, the file being the one now at ``path``."""
+def _locked_fd(path: Path, out: Path, waiting=None) -> int:
+    """A descriptor of ``path`` holding its flock, the file being the one now at ``path``;
+    with ``waiting`` (a callable, told once) it waits for the owner instead of raising."""
     while True:
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -77,16 +87,18 @@ def _locked_fd(path: Path, out: Path) -> int:
             raise BatchError(f"cannot create the batch lock file ({exc.strerror or exc})",
                              path) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            owner = _owner(fd)
+            if not _try_lock(fd, path):
+                owner = _describe(_owner(fd))
+                if waiting is None:
+                    raise BatchLockedError(
+                        f"another smp batch is writing this output ({owner}); wait for it "
+                        "to end (--wait) or choose another --out", out)
+                waiting(f"waiting for the smp batch writing {out} ({owner}) to end")
+                waiting = _said
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
             os.close(fd)
-            if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise BatchLockedError(
-                    f"another smp batch is writing this output ({_describe(owner)}); wait "
-                    "for it to end or choose another --out", out) from None
-            raise BatchError(f"cannot lock the batch output ({exc.strerror or exc})",
-                             path) from None
+            raise
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:
@@ -94,6 +106,22 @@ def _locked_fd(path: Path, out: Path) -> int:
         if same:
             return fd
         os.close(fd)   # the owner removed the file as we waited: lock the new one
+
+
+def _said(text: str) -> None:
+    """Told again after the first wait: nothing to add."""
+
+
+def _try_lock(fd: int, path: Path) -> bool:
+    """Take the flock of ``fd`` if free; False when another open file holds it."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            return False
+        raise BatchError(f"cannot lock the batch output ({exc.strerror or exc})",
+                         path) from None
+    return True
 
 
 def _owner(fd: int) -> dict | None:

@@ -41,7 +41,7 @@ from pathlib import Path
 from ..errors import one_line
 from ..outputs.tables import table_format
 from .items import BatchError, BatchItem, distinct_keys
-from .lock import output_lock
+from .lock import BatchLockedError, output_lock  # noqa: F401 (named in the docstring)
 from .work import (BatchPaths, BatchReport, DetectionOutcome, check_outputs, prepare_work_dir,
                    write_results, write_work_file)
 from .worker import BatchOptions, fit_detection
@@ -89,20 +89,23 @@ def run_batch(items: Sequence[BatchItem], out: str | os.PathLike,
               client_factory: ClientFactory = open_client, force: bool = False,
               list_path: str | os.PathLike | None = None,
               on_start: Callable[[BatchReport], None] | None = None,
-              on_outcome: OutcomeCallback | None = None) -> BatchReport:
+              on_outcome: OutcomeCallback | None = None,
+              wait: bool = False) -> BatchReport:
     """Fit the detections ``items`` and write the merged table ``out`` (see module doc).
 
     ``client_factory()`` is entered only when some detection needs fitting.  Without
     ``force``: detections with a work file are skipped, and an existing ``out`` is replaced
     only when it belongs to this batch (its work directory exists); a work directory made
     with other options raises `BatchError`.  With ``force`` everything is recomputed and
-    ``out`` replaced.
+    ``out`` replaced.  Another batch writing ``out`` raises `BatchLockedError` at once, or
+    with ``wait`` is waited for.
     """
     paths = BatchPaths(Path(out))
     table_format(paths.out)   # unknown extension: ValueError before any work
     # One writer per output: taken before anything is checked, so that the checks below
     # and the writes see no other run (see smp_model.batch.lock).
-    with output_lock(paths.out, say=lambda text: warnings.warn(text, stacklevel=3)):
+    with output_lock(paths.out, say=lambda text: warnings.warn(text, stacklevel=3),
+                     wait=wait):
         return _run_locked(items, paths, options, client_factory, force, list_path,
                            on_start, on_outcome)
 

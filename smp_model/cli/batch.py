@@ -57,6 +57,9 @@ def register(sub) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--force", action="store_true",
                    help="recompute every detection and replace --out")
+    o.add_argument("--wait", action="store_true",
+                   help="if another smp batch is writing --out, wait for it to end "
+                        "(default: exit 2 at once, naming it)")
     o.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
 
@@ -81,12 +84,16 @@ def run(args) -> int:
     _say_what_runs_code(items, args.list)
     progress = BatchProgress(quiet=args.quiet)
     try:
-        with _sigterm_ends_the_run():
+        with _sigterm_ends_the_run() as termination:
+            def on_outcome(outcome, report):
+                termination.check()
+                progress.update(outcome, report)
             report = run_batch(items, args.out, options, force=args.force,
                                list_path=args.list,
                                client_factory=lambda: open_client(args.scheduler,
                                                                   args.workers),
-                               on_start=progress.start, on_outcome=progress.update)
+                               on_start=progress.start, on_outcome=on_outcome,
+                               wait=args.wait)
     except Terminated:
         from ..batch.work import BatchPaths
         progress.close()
@@ -107,20 +114,42 @@ class Terminated(BaseException):
     semaphores, the batch lock) instead of the process dying with them open."""
 
 
+class _Termination:
+    """Whether SIGTERM arrived.  Its handler raises `Terminated` where the main thread
+    is; Python drops an exception raised inside a garbage-collector callback (dask's
+    runs one), so the flag stays and `check` raises it again at the next result."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self, signum, frame):
+        self.requested = True
+        raise Terminated
+
+    def check(self) -> None:
+        if self.requested:
+            raise Terminated
+
+
 @contextlib.contextmanager
 def _sigterm_ends_the_run():
     import threading
+    termination = _Termination()
     if threading.current_thread() is not threading.main_thread():
-        yield   # only the main thread may handle signals (a caller's own thread)
+        yield termination   # only the main thread may handle signals (a caller's thread)
         return
+    previous = signal.signal(signal.SIGTERM, termination)
+    unraisable = sys.unraisablehook
 
-    def terminate(signum, frame):
-        raise Terminated
-    previous = signal.signal(signal.SIGTERM, terminate)
+    def quiet_when_dropped(info):   # the dropped `Terminated`: raised again by `check`
+        if not isinstance(info.exc_value, Terminated):
+            unraisable(info)
+    sys.unraisablehook = quiet_when_dropped
     try:
-        yield
+        yield termination
     finally:
         signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = unraisable
 
 
 def _say_what_runs_code(items, list_path) -> None:
