@@ -79,13 +79,20 @@ def unreadable_rows_list(tmp_path: Path) -> Path:
     return listing
 
 
-def test_a_held_lock_refuses_the_run_and_writes_nothing(tmp_path, capsys):
-    listing, out = unreadable_rows_list(tmp_path), tmp_path / "fluxes.csv"
+def held_lock(out: Path):
+    """The lock of ``out`` held, as by a batch (pid 4242 on survey-node-7) still running:
+    an open file holding the flock (closing it releases the lock)."""
     lock = lock_path(out)
     lock.write_text(json.dumps({"pid": 4242, "host": "survey-node-7",
                                 "started": "2026-01-01T00:00:00Z"}) + "\n")
-    with open(lock) as held:
-        fcntl.flock(held, fcntl.LOCK_EX)
+    held = open(lock)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    return held
+
+
+def test_a_held_lock_refuses_the_run_and_writes_nothing(tmp_path, capsys):
+    listing, out = unreadable_rows_list(tmp_path), tmp_path / "fluxes.csv"
+    with held_lock(out):
         code = main(["batch", str(listing), "--out", str(out), "--workers", "1"])
     err = capsys.readouterr().err
     assert code == 2
@@ -150,10 +157,7 @@ def test_wait_waits_for_the_running_batch(tmp_path, capsys):
     """``--wait``: the second run says whom it waits for, then runs once the lock is free."""
     listing, out = unreadable_rows_list(tmp_path), tmp_path / "fluxes.csv"
     lock = lock_path(out)
-    lock.write_text(json.dumps({"pid": 4242, "host": "survey-node-7",
-                                "started": "2026-01-01T00:00:00Z"}) + "\n")
-    held = open(lock)
-    fcntl.flock(held, fcntl.LOCK_EX)
+    held = held_lock(out)
     waited = []
 
     def running_batch_ends():   # once the run waits: its lock file removed, then released
