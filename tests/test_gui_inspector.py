@@ -611,6 +611,25 @@ def test_bad_session_gives_one_dialog_and_changes_nothing(qtbot, window, demo, t
     assert window.offsets["binary"] == START and not window.is_stale
 
 
+def test_session_selecting_another_detections_exposure_is_refused(qtbot, window, demo,
+                                                                  tmp_path):
+    """Issue 27: a session whose selected exposure is none of the detection's opened (and
+    exported) as if it were fine."""
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    state = window.session_state()
+    state["selected_expnum"] = 1234567
+    path = tmp_path / "other.smpsession.json"
+    path.write_text(json.dumps(state))
+    dialogs = []
+    window.errorShown.connect(dialogs.append)
+    assert not window.open_session(path)
+    assert len(dialogs) == 1
+    text = dialogs[0].text()
+    assert "'selected_expnum' 1234567 is no exposure of" in text and str(path) in text
+    dialogs[0].close()
+    assert window.offsets["binary"] == START and not window.is_stale
+
+
 def test_session_outside_its_folder_names_the_psf_files(qtbot, window, demo, tmp_path):
     opened(qtbot, window, demo, mode="binary", offsets=START)
     state = window.session_state()

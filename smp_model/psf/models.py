@@ -25,7 +25,7 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import MissingDependencyError, PSFError
-from ..files import require_fits_file
+from ..files import open_input_fits, require_fits_file
 from .piff_io import PiffFile
 
 __all__ = ["PIFF_EXTNAME", "PIXELIZED_PSF_EXTNAME", "PSFEX_EXTNAME", "GalsimPSF", "PSFExPSF", "PSFModel",
@@ -131,7 +131,7 @@ class PixelizedPSF(PSFModel):
     def read(cls, path: str | os.PathLike) -> "PixelizedPSF":
         path = Path(path)
         try:
-            with fits.open(path, memmap=False) as hdul:
+            with open_input_fits(path, PSFError, "PSF file") as hdul:
                 hdu = hdul[PIXELIZED_PSF_EXTNAME]
                 image = np.asarray(hdu.data, float)
                 oversampling = int(hdu.header["OVERSAMP"])
