@@ -166,6 +166,8 @@ def input_files(manifest, args) -> dict[str, list]:
     return {"manifest": [manifest.path] if manifest.path else [],
             "stamp": [e.stamp for e in manifest.exposures],
             "PSF file": [e.psf for e in manifest.exposures],
+            "PSF WCS header": [e.psf_wcs_header for e in manifest.exposures
+                               if e.psf_wcs_header is not None],
             "zeropoint table": [args.zeropoints] if args.zeropoints else []}
 
 
