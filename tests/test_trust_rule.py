@@ -1,5 +1,5 @@
-"""The trust rule (issue 27), through ``smp fit``: PSF files (which run code when read) from
-outside the manifest's folder are named, decided on the files that would be opened
+"""The trust rule (issue 27), through ``smp fit`` and ``smp batch``: PSF files (which run code when read) from
+outside the manifest's folder (the batch list's, for a batch) are named, decided on the files that would be opened
 (`smp_model.inputs.manifest.paths_outside`): a link inside the folder to a file outside is
 outside, ``..`` that comes back is inside, one file named twice is counted once, and on a
 case-sensitive file system ``Data/`` is not ``data/``."""
@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from astropy.table import Table
 from helpers import absolute_manifest_dict, make_synthetic_detection, write_toml
 
 from smp_model.cli.command import main
@@ -69,3 +70,51 @@ def test_one_file_named_twice_counts_once_and_case_matters(capsys, synthetic, tm
     lines = trust_lines(capsys, write_toml(folder / "detection.toml", doc), fits=False)
     assert lines == [f"smp: [  0%] reading 1 PSF file(s) from outside {folder}, in {other} "
                      "(PSF files run code)"]
+
+
+# -- the same rule through `smp batch`: outside the batch list's folder ----------------------
+
+def batch_trust_lines(capsys, listing: Path, tmp_path: Path) -> list[str]:
+    """The trust warning of ``smp batch listing`` (said before any work: an existing output
+    then stops the run, so nothing is fitted)."""
+    out = tmp_path / "fluxes.ecsv"
+    out.write_text("precious")
+    assert main(["batch", str(listing), "--out", str(out)]) == 2
+    assert out.read_text() == "precious"
+    return [line for line in capsys.readouterr().err.splitlines() if "runs code" in line]
+
+
+def test_batch_list_counts_the_real_files_once(capsys, synthetic, tmp_path):
+    """Two manifests in the list's folder: one names a PSF through a link inside the folder
+    to a file outside, the other the same outside file by its own path (one file, counted
+    once), and a file inside spelled with ``..`` (not named)."""
+    doc = absolute_manifest_dict(synthetic.manifest_path)
+    psfs = [Path(e["psf"]) for e in doc["exposures"]]
+    folder = tmp_path / "list"
+    for name in ("a", "b", "a/sub"):
+        (folder / name).mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(psfs[1], folder / "a" / "psf1.fits")
+    (folder / "a" / "psf0.fits").symlink_to(psfs[0])
+    doc["exposures"][0]["psf"] = str(folder / "a" / "psf0.fits")
+    doc["exposures"][1]["psf"] = str(folder / "a" / "sub" / ".." / "psf1.fits")
+    first = write_toml(folder / "a" / "detection.toml", doc)
+    doc["exposures"][0]["psf"] = str(psfs[0])
+    second = write_toml(folder / "b" / "detection.toml", doc)
+    listing = folder / "detections.ecsv"
+    Table({"manifest": [str(first), str(second)]}).write(listing)
+    lines = batch_trust_lines(capsys, listing, tmp_path)
+    assert len(lines) == 1
+    assert "1 PSF file(s)" in lines[0] and f"in {psfs[0].parent};" in lines[0]
+
+
+def test_batch_list_with_everything_inside_says_nothing(capsys, synthetic, tmp_path):
+    doc = absolute_manifest_dict(synthetic.manifest_path)
+    folder = tmp_path / "List"
+    (folder / "sub").mkdir(parents=True)
+    for n, e in enumerate(doc["exposures"]):
+        shutil.copyfile(e["psf"], folder / f"psf{n}.fits")
+        e["psf"] = str(folder / "sub" / ".." / f"psf{n}.fits")
+    manifest = write_toml(folder / "detection.toml", doc)
+    listing = folder / "detections.ecsv"
+    Table({"manifest": [str(manifest)]}).write(listing)
+    assert batch_trust_lines(capsys, listing, tmp_path) == []
