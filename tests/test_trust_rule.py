@@ -1,5 +1,6 @@
-"""The trust rule (issue 27), through ``smp fit`` and ``smp batch``: PSF files (which run code when read) from
-outside the manifest's folder (the batch list's, for a batch) are named, decided on the files that would be opened
+"""The trust rule (issue 27), through ``smp fit`` and ``smp batch``: PSF files (which run
+code when read) from outside the manifest's folder (the batch list's, for a batch) are
+named, decided on the files that would be opened
 (`smp_model.inputs.manifest.paths_outside`): a link inside the folder to a file outside is
 outside, ``..`` that comes back is inside, one file named twice is counted once, and on a
 case-sensitive file system ``Data/`` is not ``data/``."""
