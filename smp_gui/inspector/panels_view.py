@@ -93,9 +93,12 @@ class PanelsView(QWidget):
         # shown exposure's)
         self.stamp_transform = QTransform()
         self.sky_extent: QRectF | None = None
-        # The view shows the whole stamp until the user pans or zooms; while it does, a
-        # resize (window, splitter, Δχ² map shown) fits the stamp again.
+        # The view shows the whole stamp until the user pans or zooms; then the part they
+        # chose (`user_view`, view coordinates) stays in view through resizes (window,
+        # splitter, Δχ² map shown) until View > Reset zoom or a double-click.  pyqtgraph
+        # alone would recentre an aspect-locked view on every resize.
         self.fit_view = True
+        self.user_view: QRectF | None = None
         self._levels_for = None       # (expnum, stretch) the levels were chosen for
         self._blink_model = False
         self._build_graphics()
@@ -136,6 +139,7 @@ class PanelsView(QWidget):
         viewbox = PanelViewBox()
         viewbox.levelsDragged.connect(self.drag_levels)
         viewbox.sigRangeChangedManually.connect(self._on_user_range)
+        viewbox.resetZoomRequested.connect(self.reset_zoom)
         plot = self.graphics.addPlot(row=0, col=col, title=PANEL_TITLES[key],
                                      viewBox=viewbox)
         plot.setAspectLocked(True)
@@ -299,6 +303,7 @@ class PanelsView(QWidget):
             hw, hh = 0.5 * scale * (x1 - x0), 0.5 * scale * (y1 - y0)
             vb.setRange(xRange=(centre.x() - hw, centre.x() + hw),
                         yRange=(centre.y() - hh, centre.y() + hh), padding=0.0)
+            self._keep_user_view()
 
     def stamp_to_view(self, u: float, v: float) -> tuple[float, float]:
         """View coordinates of stamp point (u, v) on the shown exposure."""
@@ -386,8 +391,12 @@ class PanelsView(QWidget):
                 self.reset_zoom()
 
     def _on_view_resized(self, *_):
-        if self.fit_view and self.panels is not None:
+        if self.panels is None:
+            return
+        if self.fit_view:
             self.reset_zoom()
+        elif self.user_view is not None:
+            self.plots["image"].getViewBox().setRange(rect=self.user_view, padding=0.0)
 
     def _fit_rect(self) -> QRectF | None:
         """The view rectangle that shows the whole stamp: sky-aligned, the one that
@@ -401,17 +410,23 @@ class PanelsView(QWidget):
     def reset_zoom(self):
         """Show the whole stamp, and keep doing so across resizes until the user zooms."""
         self.fit_view = True
+        self.user_view = None
         rect = self._fit_rect()
         if rect is not None:
             self.plots["image"].getViewBox().setRange(rect=rect, padding=0.0)
 
     def zoom(self, factor: float):
         """Zoom all panels about their centre (factor > 1: closer)."""
-        self.fit_view = False
         self.plots["image"].getViewBox().scaleBy((1.0 / factor, 1.0 / factor))
+        self._keep_user_view()
 
     def _on_user_range(self, *_):
+        self._keep_user_view()
+
+    def _keep_user_view(self):
+        """What is in view now is the user's: resizes keep it (`_on_view_resized`)."""
         self.fit_view = False
+        self.user_view = self.plots["image"].getViewBox().viewRect()
 
     def drag_levels(self, dx: float, dy: float):
         """Right-drag: horizontal moves the level window (bias), vertical scales it
