@@ -84,7 +84,7 @@ class InspectorWindow(QMainWindow):
         self.result: FitResult | None = None
         self.selected_index: int | None = None
         self.error_dialog: QMessageBox | None = None
-        self.psf_notice: QMessageBox | None = None
+        self.consent_dialog = None   # the PSF question while it is open (`smp_gui.consent`)
         self.survey_window = None   # a batch output opened here (`opener.open_survey`)
         self.fits_displayed = 0
         self._displayed_path: Path | None = None
@@ -209,10 +209,12 @@ class InspectorWindow(QMainWindow):
 
     # -- opening, sessions, exports and help (the collaborators do the work) ------------
 
-    def open_path(self, path: str | Path) -> bool:
+    def open_path(self, path: str | Path, ask_consent: bool = True) -> bool:
         """Open a manifest, a folder holding detection.toml, a saved session, or a
-        `smp batch` output (in a survey window); False: an error is shown."""
-        return self.opener.open_path(path)
+        `smp batch` output (in a survey window); False: an error is shown, or the user
+        cancelled reading PSF files from outside the folder (``ask_consent``: asked
+        first, `smp_gui.consent`)."""
+        return self.opener.open_path(path, ask_consent)
 
     def open_detection(self, path: str | Path, settings: FitSettings | None = None,
                        mode: str | None = None, offsets=None, keep_gain: bool = False,
@@ -260,14 +262,9 @@ class InspectorWindow(QMainWindow):
         """Restore a saved session: the whole file is validated first (one error dialog
         naming the entry, nothing applied); then detection, settings, mode, offsets,
         exposure and view, and the shown fit is run again (a position search from its
-        start: the same numbers as when the session was saved)."""
+        start: the same numbers as when the session was saved).  PSF files outside the
+        session's folder are read only after the user consents (`smp_gui.consent`)."""
         return self.session_files.open(path)
-
-    def show_psf_notice(self, path: Path, psf_files: list[Path]) -> QMessageBox:
-        """Say which PSF files outside the session's folder will be read (they run
-        code); non-modal, kept as ``psf_notice``."""
-        self.psf_notice = self.session_files.psf_notice(path, psf_files)
-        return self.psf_notice
 
     def export_figure(self, path=None, exposures: str = "detection") -> Path | None:
         """Five-panel figure (PNG/PDF/SVG by extension) drawn as the panels are (stretch,

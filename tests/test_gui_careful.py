@@ -1,0 +1,184 @@
+"""The inspector as a careful user sees it (issue 28), driven through the user's path on
+the small simulated demo: the real File > Open, real clicks on the real dialogs, mouse
+moves over the panels, resizes.  Each test names what the user saw go wrong."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pyqtgraph as pg
+import pytest
+from PyQt6.QtCore import QPoint, QSettings, Qt, QTimer
+from PyQt6.QtWidgets import QApplication, QFileDialog
+
+from smp_gui.inspector import InspectorWindow
+from smp_model.simulation.demo import demo_manifest_path
+from tests.helpers import read_toml, write_toml
+
+pytestmark = pytest.mark.gui
+pg.setConfigOption("mouseRateLimit", -1)
+
+TIMEOUT_MS = 60_000
+DAY_S = 86_400.0
+
+
+@pytest.fixture
+def window(qapp, tmp_path):
+    store = QSettings(str(tmp_path / "smp.ini"), QSettings.Format.IniFormat)
+    w = InspectorWindow(store)
+    w.show()
+    yield w
+    w.shutdown()
+    w.close()
+    w.deleteLater()
+
+
+def settled(qtbot, window):
+    qtbot.waitUntil(lambda: not window.controller.busy and window.result is not None
+                    and window.result.request_id == window.controller.last_submitted,
+                    timeout=TIMEOUT_MS)
+
+
+def detection_with_psfs_elsewhere(root: Path) -> tuple[Path, list[Path]]:
+    """The demo copied to ``root/detection`` with its PSF files in ``root/psfs`` (named by
+    absolute paths), each file's access time set a day before its modification time,
+    so that reading it shows (ext4/tmpfs relatime: the next read updates the atime)."""
+    demo = demo_manifest_path()
+    folder = root / "detection"
+    shutil.copytree(demo.parent, folder, ignore=shutil.ignore_patterns("psfs"))
+    doc = read_toml(demo)
+    psfs = []
+    for entry in doc["exposures"]:
+        target = root / "psfs" / Path(entry["psf"]).name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(demo.parent / entry["psf"], target)
+        entry["psf"] = str(target)
+        psfs.append(target)
+    now = time.time()
+    for path in psfs:
+        os.utime(path, (now - 2 * DAY_S, now - DAY_S))
+    return write_toml(folder / "detection.toml", doc), psfs
+
+
+def read_since_prepared(psfs: list[Path]) -> list[Path]:
+    """The PSF files read since `detection_with_psfs_elsewhere` prepared them."""
+    return [p for p in psfs if os.stat(p).st_atime > os.stat(p).st_mtime]
+
+
+def answer_consent(qtbot, window, button: str, tick: bool = False, seen: dict | None = None):
+    """When the modal PSF question is up: record what it shows and what had been read
+    or submitted by then into ``seen``, then tick the trust box (``tick``) and click
+    ``button`` ('open' or 'cancel') with the mouse."""
+    def act():
+        dialog = QApplication.activeModalWidget()
+        if dialog is None or dialog.objectName() != "psfConsentDialog":
+            QTimer.singleShot(20, act)
+            return
+        if seen is not None:
+            seen.update(dialog=dialog, text=dialog.paths.toPlainText(),
+                        wraps=dialog.paths.lineWrapMode(),
+                        submitted=window.controller.last_submitted,
+                        visible=dialog.isVisible(), modal=dialog.isModal(),
+                        psfs_read=read_since_prepared(seen.get("psfs", [])))
+        if tick:
+            qtbot.mouseClick(dialog.trust_box, Qt.MouseButton.LeftButton,
+                             pos=QPoint(8, dialog.trust_box.height() // 2))
+        target = dialog.open_button if button == "open" else dialog.cancel_button
+        qtbot.mouseClick(target, Qt.MouseButton.LeftButton)
+    QTimer.singleShot(0, act)
+
+
+def file_open(monkeypatch, window, path: Path):
+    """File > Open, choosing ``path`` in the file dialog."""
+    monkeypatch.setattr(QFileDialog, "getOpenFileName",
+                        lambda *a, **k: (str(path), "Detection manifests (*.toml)"))
+    menu_action(window, "File", "Open…").trigger()
+
+
+def menu_action(window, *path):
+    """The menu bar's action at ``path`` of item texts (without the & accelerators)."""
+    actions = window.menuBar().actions()
+    for name in path:
+        action = next(a for a in actions if a.text().replace("&", "").startswith(name))
+        actions = action.menu().actions() if action.menu() else []
+    return action
+
+
+# -- 1: consent before code runs ----------------------------------------------------------
+
+def test_file_open_asks_before_any_psf_file_is_read_and_cancel_fits_nothing(
+        qtbot, window, tmp_path, monkeypatch):
+    manifest, psfs = detection_with_psfs_elsewhere(tmp_path)
+    seen = {"psfs": psfs}
+    answer_consent(qtbot, window, "cancel", seen=seen)
+    file_open(monkeypatch, window, manifest)
+    # the question came before anything was read or submitted, modal, one path a line
+    assert seen["visible"] and seen["modal"]
+    assert seen["psfs_read"] == [] and seen["submitted"] == 0
+    assert seen["text"].splitlines() == [str(p) for p in psfs]
+    assert seen["wraps"] == seen["dialog"].paths.LineWrapMode.NoWrap
+    # Cancel: nothing read, nothing fitted, nothing remembered
+    qtbot.wait(300)
+    assert read_since_prepared(psfs) == []
+    assert window.result is None and window.manifest_path is None
+    assert window.controller.last_submitted == 0
+    assert "no PSF file was read" in window.statusBar().currentMessage()
+    assert window.recent_files() == []
+
+
+def test_open_after_consent_reads_and_fits_and_a_ticked_folder_is_not_asked_again(
+        qtbot, window, tmp_path, monkeypatch):
+    manifest, psfs = detection_with_psfs_elsewhere(tmp_path)
+    seen = {"psfs": psfs}
+    answer_consent(qtbot, window, "open", tick=True, seen=seen)
+    with qtbot.waitSignal(window.fitDisplayed, timeout=TIMEOUT_MS):
+        file_open(monkeypatch, window, manifest)
+    settled(qtbot, window)
+    assert seen["psfs_read"] == []
+    assert sorted(read_since_prepared(psfs)) == sorted(psfs)   # the check can see reads
+    assert window.manifest_path == manifest.resolve()
+    # the ticked folder is trusted from now on: opening again asks nothing
+    assert window.open_path(manifest)
+    assert window.consent_dialog is None
+    settled(qtbot, window)
+
+
+def test_consent_without_the_tick_asks_again_next_time(qtbot, window, tmp_path):
+    manifest, psfs = detection_with_psfs_elsewhere(tmp_path)
+    answer_consent(qtbot, window, "open")
+    with qtbot.waitSignal(window.fitDisplayed, timeout=TIMEOUT_MS):
+        assert window.open_path(manifest)
+    settled(qtbot, window)
+    seen: dict = {}
+    answer_consent(qtbot, window, "cancel", seen=seen)
+    assert not window.open_path(manifest)
+    assert "dialog" in seen
+
+
+def test_session_with_psf_files_outside_asks_first_and_cancel_keeps_what_was_shown(
+        qtbot, window, tmp_path):
+    demo = demo_manifest_path()
+    with qtbot.waitSignal(window.fitDisplayed, timeout=TIMEOUT_MS):
+        assert window.open_detection(demo, mode="binary", offsets=(0.0, 1.0, 0.0, 1.0))
+    settled(qtbot, window)
+    state = window.session_state()
+    state["offsets"]["binary"] = [0.2, 1.2, 0.0, 1.0]
+    path = tmp_path / "elsewhere.smpsession.json"
+    path.write_text(json.dumps(state))
+    shown, submitted = window.result, window.controller.last_submitted
+    seen: dict = {}
+    answer_consent(qtbot, window, "cancel", seen=seen)
+    assert not window.open_path(path)
+    assert seen["submitted"] == submitted and ".fits" in seen["text"]
+    qtbot.wait(200)
+    assert window.controller.last_submitted == submitted and window.result is shown
+    assert window.offsets["binary"] == (0.0, 1.0, 0.0, 1.0)
+    # accepted: the session is restored (and fitted)
+    answer_consent(qtbot, window, "open")
+    with qtbot.waitSignal(window.fitDisplayed, timeout=TIMEOUT_MS):
+        assert window.open_path(path)
+    settled(qtbot, window)
+    assert window.offsets["binary"] == pytest.approx((0.2, 1.2, 0.0, 1.0))
