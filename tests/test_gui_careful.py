@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pyqtgraph as pg
 import pytest
-from PyQt6.QtCore import QPoint, QSettings, Qt, QTimer
+from PyQt6.QtCore import QEvent, QPoint, QSettings, Qt, QTimer
 from PyQt6.QtWidgets import QApplication, QFileDialog
 
 from smp_gui.inspector import InspectorWindow
 from smp_model.simulation.demo import demo_manifest_path
-from tests.helpers import read_toml, write_toml
+from tests.helpers import make_synthetic_detection, read_toml, write_toml
+from tests.test_gui import _send_mouse
 
 pytestmark = pytest.mark.gui
 pg.setConfigOption("mouseRateLimit", -1)
@@ -182,3 +183,68 @@ def test_session_with_psf_files_outside_asks_first_and_cancel_keeps_what_was_sho
         assert window.open_path(path)
     settled(qtbot, window)
     assert window.offsets["binary"] == pytest.approx((0.2, 1.2, 0.0, 1.0))
+
+
+# -- 2: the readout follows the detection and the exposure shown ----------------------------
+
+def hover_panel_centre(window):
+    """A real mouse move onto the middle of the Image panel; the readout's text."""
+    pv = window.panels_view
+    ny, nx = pv.panels["image"].shape
+    scene = pv.view_to_scene("image", (nx - 1) / 2, (ny - 1) / 2)
+    widget = pv.graphics.mapFromScene(scene)
+    _send_mouse(pv.graphics.viewport(), QEvent.Type.MouseMove, widget,
+                Qt.MouseButton.NoButton)
+    return pv.readout.text()
+
+
+def readout_ra_dec(text: str) -> tuple[float, float] | None:
+    lines = text.split("\n")
+    if len(lines) < 2 or not lines[1].startswith("RA="):
+        return None
+    return tuple(float(t.split("=")[1]) for t in lines[1].split()[:2])
+
+
+def test_readout_does_not_keep_the_previous_detection_after_opening_another(
+        qtbot, window, tmp_path):
+    demo = demo_manifest_path()
+    with qtbot.waitSignal(window.fitDisplayed, timeout=TIMEOUT_MS):
+        assert window.open_path(demo)
+    settled(qtbot, window)
+    before = hover_panel_centre(window)
+    assert readout_ra_dec(before) is not None
+    other = make_synthetic_detection(tmp_path / "synth", n_exposures=2).manifest_path
+    with qtbot.waitSignal(window.fitDisplayed, timeout=TIMEOUT_MS):
+        assert window.open_path(other)
+    settled(qtbot, window)
+    text = window.panels_view.readout.text()
+    assert text != before
+    radec = readout_ra_dec(text)
+    manifest = window.manifest
+    # nothing, or a point of the detection now shown (within its stamp)
+    assert radec is None or (abs(radec[0] - manifest.ra) < 30 / 3600
+                             and abs(radec[1] - manifest.dec) < 30 / 3600)
+    # and the mouse over it reads the new detection
+    radec = readout_ra_dec(hover_panel_centre(window))
+    assert abs(radec[0] - manifest.ra) < 10 / 3600 and abs(radec[1] - manifest.dec) < 10 / 3600
+
+
+def test_readout_does_not_keep_the_previous_exposure(qtbot, window):
+    with qtbot.waitSignal(window.fitDisplayed, timeout=TIMEOUT_MS):
+        assert window.open_path(demo_manifest_path())
+    settled(qtbot, window)
+    before = hover_panel_centre(window)
+    table = window.browser.table
+    table.setFocus()
+    qtbot.keyClick(table, Qt.Key.Key_Down)
+    qtbot.waitUntil(lambda: window.panels_view.panels.expnum
+                    != window.result.fit.scene.exposures[0].entry.expnum or
+                    window.selected_index != window.result.fit.scene.detection_index,
+                    timeout=5000)
+    text = window.panels_view.readout.text()
+    assert text != before
+    if text.strip():     # recomputed under the pointer: a pixel of the new exposure
+        panels = window.panels_view.panels
+        x, y = (float(p.split("=")[1]) for p in text.split(" | ")[0][4:].split())
+        (ny, nx), (x0, y0) = panels["image"].shape, panels.origin
+        assert x0 <= x <= x0 + nx and y0 <= y <= y0 + ny

@@ -1,16 +1,17 @@
 """The pyqtgraph pieces of one image panel: its view box (pan, zoom, DS9's right-drag
 contrast), its title, how an image item is given a new array, and the colour map re-spaced
-by a stretch."""
+by a stretch, and where the pointer is."""
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtCore import QRectF, Qt, pyqtSignal
+from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
+from PyQt6.QtGui import QCursor
 
 from smp_model.fit.panels import ExposurePanels
 from smp_model.outputs.display import stretch_curve, stretched_colors
 
-__all__ = ["PanelViewBox", "make_colormap", "set_title", "show_image"]
+__all__ = ["PanelViewBox", "cursor_scene_pos", "make_colormap", "set_title", "show_image"]
 
 
 class PanelViewBox(pg.ViewBox):
@@ -72,3 +73,12 @@ def make_colormap(name: str, stretch: str = "published", invert: bool = False,
     colors = stretched_colors(base.map(t, mode="byte"),
                               stretch_curve(stretch, panels, levels), invert)
     return pg.ColorMap(t, colors.astype(np.uint8))
+
+
+def cursor_scene_pos(view) -> QPointF | None:
+    """Scene position of the mouse pointer over the graphics view ``view``; None when the
+    pointer is elsewhere."""
+    local = view.mapFromGlobal(QCursor.pos())
+    if not view.underMouse() or not view.rect().contains(local):
+        return None
+    return view.mapToScene(local)

@@ -34,16 +34,18 @@ from smp_model.outputs.display import (COLORMAPS, STRETCHES, DisplayStyle, Overl
                                        mask_overlay, stretch_levels)
 
 from .coordinates import affine_transform, pixel_rect, readout_text
-from .panel_items import PanelViewBox, make_colormap, set_title, show_image
+from .panel_items import PanelViewBox, cursor_scene_pos, make_colormap, set_title, show_image
 from .sky_overlays import OverlayItems
 
-__all__ = ["CONTRAST_PER_PANEL", "PanelsView", "best_columns"]
+__all__ = ["CONTRAST_PER_PANEL", "EMPTY_READOUT", "PanelsView", "best_columns"]
 
 # Contrast/bias by right-drag (DS9): a drag across the whole panel moves the level
 # window by its width (bias) or scales it by e^±1 (contrast).
 CONTRAST_PER_PANEL = 1.0
 
 
+# Three blank lines: the readout keeps its height while it says nothing.
+EMPTY_READOUT = " \n \n "
 _HISTOGRAM_WIDTH = 110   # px, levels control beside the panels
 _TITLE_HEIGHT = 22       # px, a panel's title row
 
@@ -98,6 +100,7 @@ class PanelsView(QWidget):
         self.fit_view = True
         self._levels_for = None       # (expnum, stretch) the levels were chosen for
         self._blink_model = False
+        self._readout_at: tuple[float, float] | None = None   # stamp point read out
         self._build_graphics()
         self._build_controls()
 
@@ -198,7 +201,7 @@ class PanelsView(QWidget):
                                       QSizePolicy.Policy.Preferred)
         self.mask_label.setMinimumWidth(20)
         # Three lines (position; sky; values) so that it fits a 1280 px wide window.
-        self.readout = QLabel(" \n \n ")
+        self.readout = QLabel(EMPTY_READOUT)
         self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.readout.setStyleSheet("font-family: monospace;")
@@ -368,6 +371,10 @@ class PanelsView(QWidget):
         """Show ``panels``; levels are chosen again only for a new exposure or stretch."""
         new_exposure = self.panels is None or self.panels.expnum != panels.expnum \
             or self.panels["image"].shape != panels["image"].shape
+        # another exposure or detection: a readout of the last point would name the old
+        # one's sky position and pixels
+        new_source = new_exposure or pixel_to_sky != self.pixel_to_sky \
+            or self.panels.origin != panels.origin
         self.panels = panels
         self.pixel_to_sky = pixel_to_sky
         rect = pixel_rect(panels["image"].shape)
@@ -384,6 +391,7 @@ class PanelsView(QWidget):
             self._arrange()   # the best grid depends on the stamp's aspect
             if self.fit_view:
                 self.reset_zoom()
+        self.refresh_readout(new_source)
 
     def _on_view_resized(self, *_):
         if self.fit_view and self.panels is not None:
@@ -546,9 +554,30 @@ class PanelsView(QWidget):
         if self.crosshair:
             for n, line in enumerate(self.crosshairs):
                 line.setPos(point.y() if n % 2 == 0 else point.x())
-        text = self.readout_text(*self.view_to_stamp(point.x(), point.y()))
+        self._readout_at = self.view_to_stamp(point.x(), point.y())
+        self._show_readout(self.readout_text(*self._readout_at))
+
+    def _show_readout(self, text: str):
         self.readout.setText(text)
         self.cursorMoved.emit(text)
+
+    def refresh_readout(self, new_source: bool):
+        """The readout follows what is shown: for the same exposure (a refit) the values
+        at the same stamp point; for another exposure or detection the point under the
+        cursor when it is over a panel, else nothing (not the old object's numbers)."""
+        if self.panels is None:
+            return
+        if new_source:
+            self._readout_at = None
+            scene_pos = cursor_scene_pos(self.graphics)
+            plot = None if scene_pos is None else self.plot_at(scene_pos)
+            if plot is not None:
+                point = plot.getViewBox().mapSceneToView(scene_pos)
+                self._readout_at = self.view_to_stamp(point.x(), point.y())
+        if self._readout_at is None:
+            self._show_readout(EMPTY_READOUT)
+        else:
+            self._show_readout(self.readout_text(*self._readout_at))
 
     def readout_text(self, u: float, v: float) -> str:
         """The readout of stamp point (u, v) on the shown exposure (`readout_text`)."""
