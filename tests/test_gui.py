@@ -859,7 +859,7 @@ def test_dropping_a_manifest_opens_it(qtbot, fresh_window, des_sample):
 # -- panel grid ------------------------------------------------------------------------------
 
 def test_best_columns_fills_the_space():
-    from smp_gui.inspector.panels_view import best_columns
+    from smp_gui.inspector.panel_items import best_columns
     assert best_columns(1500, 300, 5, 1.0) == 5          # wide: one row
     assert best_columns(300, 1500, 5, 1.0) == 1          # narrow and tall: one column
     assert best_columns(630, 720, 5, 1.0, 22) == 3       # 3 + 2 (2 columns: 4 % larger)

@@ -245,8 +245,6 @@ def test_panels_fill_the_window_after_the_map_and_a_resize(qtbot, window, demo):
     qtbot.wait(100)
     with qtbot.waitSignal(window.chi2MapDisplayed, timeout=TIMEOUT_MS):
         window.request_chi2map(half_width=0.4, step=0.2)
-    window.central_splitter.setSizes([150, 650])    # a small strip of panels
-    qtbot.wait(100)
     press(qtbot, window, Qt.Key.Key_M, CTRL | Qt.KeyboardModifier.ShiftModifier)  # hide
     assert not window.chi2map_view.isVisible()
     window.resize(1900, 1000)

@@ -3,6 +3,8 @@ contrast), its title, how an image item is given a new array, and the colour map
 by a stretch, and where the pointer is."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
@@ -11,7 +13,7 @@ from PyQt6.QtGui import QCursor
 from smp_model.fit.panels import ExposurePanels
 from smp_model.outputs.display import stretch_curve, stretched_colors
 
-__all__ = ["PanelViewBox", "cursor_scene_pos", "make_colormap", "set_title", "show_image"]
+__all__ = ["PanelViewBox", "best_columns", "cursor_scene_pos", "make_colormap", "set_title", "show_image"]
 
 
 class PanelViewBox(pg.ViewBox):
@@ -82,3 +84,16 @@ def cursor_scene_pos(view) -> QPointF | None:
     if not view.underMouse() or not view.rect().contains(local):
         return None
     return view.mapToScene(local)
+
+
+def best_columns(width: float, height: float, n: int, aspect: float,
+                 title_height: float = 0.0) -> int:
+    """Columns (1..n) of the grid that draws ``n`` panels of ``aspect`` (width / height)
+    largest in ``width`` x ``height`` pixels, each panel with a title row above it.  Grids
+    within 5 % of the largest count as equal, and the widest of them wins: the panels
+    then read in their published order, left to right, as far as the space allows."""
+    def panel_height(columns: int) -> float:
+        rows = math.ceil(n / columns)
+        return min(width / columns / aspect, height / rows - title_height)
+    best = max(panel_height(c) for c in range(1, n + 1))
+    return max(c for c in range(1, n + 1) if panel_height(c) >= 0.95 * best)

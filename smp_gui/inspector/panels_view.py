@@ -1,6 +1,7 @@
 """The five panels of one exposure (docs/method.rst, "The five panels") side by side
-(3 + 2 or fewer columns when the window is tall: `best_columns`), with one set of levels,
-linked pan/zoom, stretch presets, colour maps, masked-pixel overlay and a cursor readout.
+(3 + 2 or fewer columns when the window is tall: `panel_items.best_columns`; a sixth
+cell for the Δχ² map), with one set of levels, linked pan/zoom, stretch presets, colour
+maps, masked-pixel overlay and a cursor readout.
 
 Stamp coordinates ``(u, v)`` are stamp array coordinates with pixel centres at integers,
 x to the right and y up (the convention and its conversions:
@@ -34,10 +35,11 @@ from smp_model.outputs.display import (COLORMAPS, STRETCHES, DisplayStyle, Overl
                                        mask_overlay, stretch_levels)
 
 from .coordinates import affine_transform, pixel_rect, readout_text
-from .panel_items import PanelViewBox, cursor_scene_pos, make_colormap, set_title, show_image
+from .panel_items import (PanelViewBox, best_columns, cursor_scene_pos, make_colormap,
+                          set_title, show_image)
 from .sky_overlays import OverlayItems
 
-__all__ = ["CONTRAST_PER_PANEL", "EMPTY_READOUT", "PanelsView", "best_columns"]
+__all__ = ["CONTRAST_PER_PANEL", "EMPTY_READOUT", "PanelsView"]
 
 # Contrast/bias by right-drag (DS9): a drag across the whole panel moves the level
 # window by its width (bias) or scales it by e^±1 (contrast).
@@ -48,19 +50,6 @@ CONTRAST_PER_PANEL = 1.0
 EMPTY_READOUT = " \n \n "
 _HISTOGRAM_WIDTH = 110   # px, levels control beside the panels
 _TITLE_HEIGHT = 22       # px, a panel's title row
-
-
-def best_columns(width: float, height: float, n: int, aspect: float,
-                 title_height: float = 0.0) -> int:
-    """Columns (1..n) of the grid that draws ``n`` panels of ``aspect`` (width / height)
-    largest in ``width`` x ``height`` pixels, each panel with a title row above it.  Grids
-    within 5 % of the largest count as equal, and the widest of them wins: the panels
-    then read in their published order, left to right, as far as the space allows."""
-    def panel_height(columns: int) -> float:
-        rows = math.ceil(n / columns)
-        return min(width / columns / aspect, height / rows - title_height)
-    best = max(panel_height(c) for c in range(1, n + 1))
-    return max(c for c in range(1, n + 1) if panel_height(c) >= 0.95 * best)
 
 
 class PanelsView(QWidget):
@@ -126,6 +115,7 @@ class PanelsView(QWidget):
         self.histogram.gradient.showTicks(False)
         self.graphics.addItem(self.histogram, row=0, col=len(PANEL_KEYS))
         self.columns = len(PANEL_KEYS)
+        self._extra: list[pg.PlotItem] = []     # the Δχ² map's plot, when it is shown
         self.graphics.installEventFilter(self)
         # Refit the stamp to its panel after the layout has settled on a new size (the
         # widget's resize event comes before the view boxes have their new geometry).
@@ -341,29 +331,43 @@ class PanelsView(QWidget):
             self._arrange()
         return super().eventFilter(watched, event)
 
-    def _arrange(self):
-        """Panels in the grid (1 to 5 columns) that shows them largest in the space
-        there is: side by side in a wide window, 3 + 2 in a tall one."""
+    def _arrange(self, force: bool = False):
+        """Panels (and the extra plot: the Δχ² map) in the grid of 1 to 6 columns that
+        shows them largest in the space there is: side by side in a wide window, 3 + 2
+        (3 + 3 with the map) in a tall one."""
         size = self.graphics.size()
         shape = self.panels["image"].shape if self.panels is not None else (1, 1)
         shown = self._fit_rect()
         aspect = shown.width() / shown.height() if shown is not None else shape[1] / shape[0]
+        cells = [*(self.plots[key] for key in PANEL_KEYS), *self._extra]
         columns = best_columns(size.width() - _HISTOGRAM_WIDTH, size.height(),
-                               len(PANEL_KEYS), aspect, _TITLE_HEIGHT)
-        if columns == self.columns:
+                               len(cells), aspect, _TITLE_HEIGHT)
+        if columns == self.columns and not force:
             return
         grid = self.graphics.ci.layout
-        rows = math.ceil(len(PANEL_KEYS) / columns)
-        for item in [*self.plots.values(), self.histogram]:
+        rows = math.ceil(len(cells) / columns)
+        for item in [*self.plots.values(), self.histogram, *self._extra]:
             grid.removeItem(item)
-        for n, key in enumerate(PANEL_KEYS):
-            grid.addItem(self.plots[key], n // columns, n % columns)
+        for n, item in enumerate(cells):
+            grid.addItem(item, n // columns, n % columns)
         grid.addItem(self.histogram, 0, columns, rows, 1)
-        for col in range(len(PANEL_KEYS) + 1):
+        for col in range(len(PANEL_KEYS) + 2):
             grid.setColumnStretchFactor(col, 1 if col < columns else 0)
-        for row in range(len(PANEL_KEYS)):
+        for row in range(len(PANEL_KEYS) + 1):
             grid.setRowStretchFactor(row, 1 if row < rows else 0)
         self.columns = columns
+
+    def set_extra_plot(self, plot: pg.PlotItem | None):
+        """Show ``plot`` in the grid's sixth cell (None: no extra cell)."""
+        if self._extra == ([plot] if plot is not None else []):
+            return
+        for old in self._extra:
+            self.graphics.ci.layout.removeItem(old)
+            old.setVisible(False)
+        self._extra = [plot] if plot is not None else []
+        if plot is not None:      # the grid makes it a child of the panels' scene
+            plot.setVisible(True)
+        self._arrange(force=True)
 
     # -- content ------------------------------------------------------------------------
 

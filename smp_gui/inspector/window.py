@@ -1,5 +1,5 @@
-"""The SMP Inspector window: five panels in the middle, exposures on the left, fit controls
-and the flux table on the right, the Δχ² map below.
+"""The SMP Inspector window: five panels in the middle (the Δχ² map in the sixth cell of
+their grid), exposures on the left, fit controls and the flux table on the right.
 
 The inspector's state (detection, measurement = mode, offsets, settings, shot noise; its
 undo history; which fit is shown and whether it is stale) lives in the Qt-free
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from PyQt6.QtCore import QSettings, Qt, QTimer, pyqtSignal
 from PyQt6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar,
-                             QSplitter, QVBoxLayout, QWidget)
+                             QVBoxLayout, QWidget)
 
 from smp_model.errors import SMPError
 from smp_model.fit.panels import five_panels
@@ -144,12 +144,11 @@ class InspectorWindow(QMainWindow):
         layout = QVBoxLayout(central)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.placeholder)
-        self.central_splitter = QSplitter(Qt.Orientation.Vertical)
-        self.central_splitter.addWidget(self.panels_view)
-        layout.addWidget(self.central_splitter, 1)
+        layout.addWidget(self.panels_view, 1)
         self.setCentralWidget(central)
-        self.chi2map_view = Chi2MapView()
-        self.central_splitter.addWidget(self.chi2map_view)
+        # The map's plot takes the panels' sixth cell; its explanation goes below them.
+        self.chi2map_view = Chi2MapView(self.panels_view)
+        layout.addWidget(self.chi2map_view)
         self.chi2map_view.hide()     # shown with the first map
         self._build_docks()
         self._build_status_bar()
@@ -313,6 +312,7 @@ class InspectorWindow(QMainWindow):
         self._controls_show = m
         self.menus.update_optimize_text(m.mode)
         self.place_markers()
+        self.chi2map_control.check_stale()
         if not self.opener.opening and self.model.detection is not None \
                 and self.model.is_stale:
             self.request_fit()
@@ -375,6 +375,7 @@ class InspectorWindow(QMainWindow):
         those of the offsets on screen: when the detection is loaded already, the
         pending refit runs again at once (milliseconds)."""
         self.controller.cancel()
+        self.chi2map_control.stopped()
         self.progress_bar.hide()
         if self.chi2map_view.chi2map is None:     # a first map cancelled: no empty plot
             self.menus.show_map_action(False)
@@ -514,6 +515,8 @@ class InspectorWindow(QMainWindow):
             # A new detection or new settings that cannot be fitted: back to what is
             # shown (the worker kept that detection's model, so it keeps working).
             self.opener.failed(job.request_id)
+        else:
+            self.chi2map_control.stopped()
         title = ("Fit failed" if isinstance(job, FitJob) else "Δχ² map failed")
         details = None if isinstance(failure.error, SMPError) else failure.traceback
         self.show_error(title, failure.error, context=job.manifest_path, details=details)
