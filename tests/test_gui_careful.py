@@ -9,9 +9,10 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pyqtgraph as pg
 import pytest
-from PyQt6.QtCore import QEvent, QPoint, QSettings, Qt, QTimer
+from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt, QTimer
 from PyQt6.QtWidgets import QApplication, QFileDialog
 
 from smp_gui.inspector import InspectorWindow
@@ -248,3 +249,114 @@ def test_readout_does_not_keep_the_previous_exposure(qtbot, window):
         x, y = (float(p.split("=")[1]) for p in text.split(" | ")[0][4:].split())
         (ny, nx), (x0, y0) = panels["image"].shape, panels.origin
         assert x0 <= x <= x0 + nx and y0 <= y <= y0 + ny
+
+
+# -- 3: pixels get the room; 4: the Δχ² map -------------------------------------------------
+
+BINARY = (0.0, 1.0, 0.0, 1.0)
+
+
+def open_demo_binary(qtbot, window, size=(1920, 1080)):
+    window.resize(*size)
+    with qtbot.waitSignal(window.fitDisplayed, timeout=TIMEOUT_MS):
+        assert window.open_detection(demo_manifest_path(), mode="binary", offsets=BINARY)
+    settled(qtbot, window)
+    qtbot.wait(100)
+
+
+def screen_px_per_ccd_px(window) -> float:
+    vb = window.panels_view.plots["image"].getViewBox()
+    a, b = vb.mapViewToScene(QPointF(0, 0)), vb.mapViewToScene(QPointF(1, 0))
+    return abs(b.x() - a.x())
+
+
+def computed_map(qtbot, window, half_width=0.4):
+    with qtbot.waitSignal(window.chi2MapDisplayed, timeout=TIMEOUT_MS):
+        window.request_chi2map(half_width=half_width, step=0.2)
+    qtbot.wait(100)
+    return window.chi2map_view
+
+
+def test_the_map_takes_the_sixth_cell_and_the_stamps_keep_their_size(qtbot, window):
+    open_demo_binary(qtbot, window)
+    without = screen_px_per_ccd_px(window)
+    view = computed_map(qtbot, window)
+    assert screen_px_per_ccd_px(window) >= 8
+    # (the map's line of explanation under the panels takes a little height)
+    assert screen_px_per_ccd_px(window) == pytest.approx(without, rel=0.15)
+    # the map's plot is a cell of the panels' grid, beside the panels, overlapping none
+    pv = window.panels_view
+    assert view.plot.scene() is pv.graphics.scene() and view.plot.isVisible()
+    cell = view.plot.sceneBoundingRect()
+    for plot in pv.plots.values():
+        assert not cell.intersects(plot.sceneBoundingRect())
+    assert pv.graphics.sceneRect().contains(cell.center())
+    # hidden (View menu key), the sixth cell goes away
+    qtbot.keyClick(window, Qt.Key.Key_M, Qt.KeyboardModifier.ControlModifier
+                   | Qt.KeyboardModifier.ShiftModifier)
+    qtbot.wait(100)
+    assert not view.plot.isVisible() and not view.isVisible()
+
+
+def test_hovering_a_map_cell_reads_it_out_without_moving_the_secondary(qtbot, window):
+    open_demo_binary(qtbot, window)
+    view = computed_map(qtbot, window)
+    m = view.chi2map
+    i, j = 1, 3
+    scene = view.plot.getViewBox().mapViewToScene(QPointF(m.dx[i], m.dy[j]))
+    gv = window.panels_view.graphics
+    _send_mouse(gv.viewport(), QEvent.Type.MouseMove, gv.mapFromScene(scene),
+                Qt.MouseButton.NoButton)
+    assert view.readout.text() == (f"Δχ²={m.delta_chi2[j, i]:.2f} at dx={m.dx[i]:+.2f} "
+                                   f"dy={m.dy[j]:+.2f} px")
+    assert window.offsets["binary"] == BINARY
+
+
+def test_map_colour_scale_asinh_and_log(qtbot, window):
+    open_demo_binary(qtbot, window)
+    view = computed_map(qtbot, window)
+    delta = view.chi2map.delta_chi2
+    linear = view.image.image.copy()
+    np.testing.assert_allclose(linear, delta)
+    box = view.scale_box
+    box.setFocus()
+    qtbot.keyClick(box, Qt.Key.Key_Down)      # linear -> log
+    np.testing.assert_allclose(view.image.image, np.log10(1 + delta))
+    qtbot.keyClick(box, Qt.Key.Key_Down)      # -> asinh
+    np.testing.assert_allclose(view.image.image, np.arcsinh(delta))
+    lo, hi = view.colorbar.levels()
+    assert hi == pytest.approx(np.arcsinh(max(np.percentile(delta, 99), 1.5 * 11.83)))
+    # the 1-sigma contour stays at Δχ² = 2.30
+    assert view.contours[0].level == pytest.approx(np.arcsinh(2.30))
+
+
+def test_the_map_is_marked_out_of_date_when_the_primary_moves_or_a_new_one_runs(
+        qtbot, window):
+    open_demo_binary(qtbot, window)
+    view = computed_map(qtbot, window)
+    assert view.stale_label.text() == ""
+    window.panels_view.graphics.setFocus()
+    qtbot.keyClick(window.panels_view.graphics, Qt.Key.Key_1)      # select the primary
+    qtbot.keyClick(window.panels_view.graphics, Qt.Key.Key_Right)  # nudge it
+    settled(qtbot, window)
+    assert window.offsets["binary"][0] != BINARY[0]
+    assert "primary moved" in view.stale_label.text()
+    assert "OUT OF DATE" in view.plot.titleLabel.text
+    with qtbot.waitSignal(window.chi2MapDisplayed, timeout=TIMEOUT_MS):
+        window.request_chi2map(half_width=0.4, step=0.2)
+        assert "being computed" in view.stale_label.text()
+    assert view.stale_label.text() == "" and "OUT OF DATE" not in view.plot.titleLabel.text
+
+
+def test_a_map_worse_than_the_single_source_says_why(qtbot, window, tmp_path):
+    single = make_synthetic_detection(tmp_path / "single", n_exposures=2).manifest_path
+    window.resize(1920, 1080)
+    # the primary held 1.5 px off the star, the secondary searched 3 px away from it:
+    # no cell fits as well as the single source at its default offset
+    with qtbot.waitSignal(window.fitDisplayed, timeout=TIMEOUT_MS):
+        assert window.open_detection(single, mode="binary", offsets=(1.5, 3.0, 0.0, 3.0))
+    settled(qtbot, window)
+    view = computed_map(qtbot, window)
+    m = view.chi2map
+    assert m.chi2_single < np.nanmin(m.chi2)
+    assert "Negative" in view.info.text() and "≥ 0" in view.info.text()
