@@ -246,7 +246,7 @@ def test_batch_position_search_and_shot_noise(tmp_path, cluster, capsys):
     table = QTable.read(out)
     assert len(table) == 1
     row = table[0]
-    assert row["fit_kind"] == "single" and row["flags"] & 2 == 0   # position fitted
+    assert row["fit_kind"] == "single" and row["positions"] == "searched"
     assert row["dx"].value == pytest.approx(expected.primary.dx, abs=1e-9)
     assert row["dy"].value == pytest.approx(expected.primary.dy, abs=1e-9)
     assert row["dx_err"].value == pytest.approx(expected.primary.dx_err, rel=1e-6)

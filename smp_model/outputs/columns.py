@@ -11,11 +11,15 @@ from dataclasses import dataclass
 
 from ..inputs.stamps import COMMON_ZEROPOINT
 
-__all__ = ["COLUMNS", "FIT_COLUMNS", "FLAGS", "FLAG_BITS", "NJY_PER_COUNT", "Column", "Flag",
-           "decode_flags", "flags_description"]
+__all__ = ["COLUMNS", "FIT_COLUMNS", "FLAGS", "FLAG_BITS", "NJY_PER_COUNT", "POSITIONS",
+           "RETIRED_FLAGS", "Column", "Flag", "decode_flags", "flags_description"]
 
 #: nJy per count on the common zeropoint (AB: a source of 3631 Jy has magnitude 0).
 NJY_PER_COUNT = 3631.0 * 10 ** (-0.4 * COMMON_ZEROPOINT) * 1e9
+
+
+#: Values of the ``positions`` column: how the fit placed its sources.
+POSITIONS = ("fixed", "searched")
 
 
 @dataclass(frozen=True)
@@ -29,7 +33,6 @@ class Flag:
 
 FLAGS = (
     Flag(1, "nonpositive_flux", "flux <= 0: the magnitude is undefined; quote mag_limit_3sigma"),
-    Flag(2, "position_fixed", "position not fitted: dx_err, dy_err and flux_err_total are NaN"),
     Flag(4, "position_err_undefined", "position fitted but the chi2 curvature is not "
          "positive-definite: position errors and flux_err_total are undefined"),
     Flag(8, "unresolved", "binary whose components the data cannot separate (delta_chi2 "
@@ -40,6 +43,13 @@ FLAGS = (
 
 
 FLAG_BITS = {f.name: f.bit for f in FLAGS}
+
+#: Bits an older release set that no flag owns now.  Bit 2, ``position_fixed``, was set
+#: on every fit at fixed positions: a fact, not a condition worth a look.
+RETIRED_FLAGS = (
+    Flag(2, "position_fixed", "retired: a fit at fixed positions is positions == fixed now; "
+         "the survey reads older batch outputs' bit into that column and clears it"),
+)
 
 
 def decode_flags(value: int) -> tuple[str, ...]:
@@ -77,6 +87,8 @@ COLUMNS = _columns(
     ("band", None, "filter"),
     ("mjd", "d", "start of the detection exposure, MJD (UTC); NaN when unknown"),
     ("fit_kind", None, "single or binary"),
+    ("positions", None, "fixed (offsets given, not fitted: dx_err, dy_err and "
+     "flux_err_total are NaN) or searched (fitted, with their errors)"),
     ("component", None, "target, or primary (brighter after a search) / secondary"),
     ("flux", None, "flux on zeropoint 30 (counts)"),
     ("flux_err", None, "1-sigma flux error at fixed positions (published)"),
@@ -126,8 +138,8 @@ COLUMNS = _columns(
 
 
 #: Columns that describe the whole fit, the same in every row of it.
-FIT_COLUMNS = ("name", "expnum", "ccdnum", "band", "mjd", "fit_kind", "chi2", "dof",
-               "chi2_single", "delta_chi2", "chi2_single_default", "delta_chi2_default",
+FIT_COLUMNS = ("name", "expnum", "ccdnum", "band", "mjd", "fit_kind", "positions", "chi2",
+               "dof", "chi2_single", "delta_chi2", "chi2_single_default", "delta_chi2_default",
                "total_flux", "total_flux_err", "separation", "separation_err",
                "separation_arcsec", "separation_arcsec_err", "position_angle",
                "position_angle_err", "convention", "grid_size", "grid_step", "fit_sky",
