@@ -360,3 +360,51 @@ def test_a_map_worse_than_the_single_source_says_why(qtbot, window, tmp_path):
     m = view.chi2map
     assert m.chi2_single < np.nanmin(m.chi2)
     assert "Negative" in view.info.text() and "≥ 0" in view.info.text()
+
+
+def test_window_size_and_docks_come_back_at_the_next_launch(qtbot, qapp, tmp_path):
+    store = QSettings(str(tmp_path / "smp.ini"), QSettings.Format.IniFormat)
+    first = InspectorWindow(store)
+    first.show()
+    first.resize(1400, 780)
+    qtbot.wait(50)
+    menu_action(first, "View", "Flux table").trigger()      # the user hides a dock
+    assert not first.results_dock.isVisible()
+    first.close()
+    again = InspectorWindow(QSettings(str(tmp_path / "smp.ini"), QSettings.Format.IniFormat))
+    again.show()
+    qtbot.wait(50)
+    try:
+        assert (again.width(), again.height()) == (1400, 780)
+        assert not again.results_dock.isVisible() and again.controls_dock.isVisible()
+    finally:
+        again.close()
+
+
+def test_a_session_brings_its_zoom_back_exactly(qtbot, window, tmp_path):
+    open_demo_binary(qtbot, window, size=(1600, 900))
+    pv = window.panels_view
+    pv.graphics.setFocus()
+    for _ in range(3):
+        qtbot.keyClick(pv.graphics, Qt.Key.Key_Plus)
+    qtbot.wait(50)
+    scale = screen_px_per_ccd_px(window)
+    centre = pv.plots["image"].getViewBox().viewRect().center()
+    path = window.save_session(tmp_path / "zoomed.smpsession.json")
+    store = QSettings(str(tmp_path / "other.ini"), QSettings.Format.IniFormat)
+    store.setValue("trusted_psf_folders", [str(demo_manifest_path().parent)])
+    other = InspectorWindow(store)
+    other.show()
+    other.resize(1600, 900)
+    try:
+        with qtbot.waitSignal(other.fitDisplayed, timeout=TIMEOUT_MS):
+            assert other.open_path(path)
+        settled(qtbot, other)
+        qtbot.wait(200)
+        assert screen_px_per_ccd_px(other) == pytest.approx(scale, rel=0.01)
+        got = other.panels_view.plots["image"].getViewBox().viewRect().center()
+        assert (got.x(), got.y()) == pytest.approx((centre.x(), centre.y()), abs=0.05)
+    finally:
+        other.shutdown()
+        other.close()
+

@@ -34,20 +34,16 @@ from smp_model.fit.panels import PANEL_KEYS, PANEL_TITLES, ExposurePanels
 from smp_model.outputs.display import (COLORMAPS, STRETCHES, DisplayStyle, Overlays,
                                        mask_overlay, stretch_levels)
 
-from .coordinates import affine_transform, pixel_rect, readout_text
+from .coordinates import EMPTY_READOUT, affine_transform, pixel_rect, readout_text
 from .panel_items import (PanelViewBox, best_columns, cursor_scene_pos, make_colormap,
                           set_title, show_image)
 from .sky_overlays import OverlayItems
 
-__all__ = ["CONTRAST_PER_PANEL", "EMPTY_READOUT", "PanelsView"]
+__all__ = ["CONTRAST_PER_PANEL", "PanelsView"]
 
 # Contrast/bias by right-drag (DS9): a drag across the whole panel moves the level
 # window by its width (bias) or scales it by e^±1 (contrast).
 CONTRAST_PER_PANEL = 1.0
-
-
-# Three blank lines: the readout keeps its height while it says nothing.
-EMPTY_READOUT = " \n \n "
 _HISTOGRAM_WIDTH = 110   # px, levels control beside the panels
 _TITLE_HEIGHT = 22       # px, a panel's title row
 
@@ -73,20 +69,18 @@ class PanelsView(QWidget):
         self.pixel_to_sky = None      # callable(x, y) -> (ra, dec) of the shown exposure
         self.stretch = "published"
         self.colormap_name = "gray_r"
-        self.inverted = False
-        self.show_mask = True
-        self.crosshair = False
-        self.show_regions = True
-        self.show_compass = True
+        self.inverted, self.show_mask, self.crosshair = False, True, False
+        self.show_regions = self.show_compass = True
         self.sky_aligned = False
         # stamp -> view coordinates of the shown exposure (see the module docstring), and
         # the view rectangle that holds every exposure's stamp sky-aligned (None: the
         # shown exposure's)
         self.stamp_transform = QTransform()
         self.sky_extent: QRectF | None = None
-        # The view shows the whole stamp until the user pans or zooms; while it does, a
-        # resize (window, splitter, Δχ² map shown) fits the stamp again.
+        # The whole stamp is shown (again at every resize) until the user pans or zooms;
+        # a view set by `set_view_range` (a session's) is set again at every resize too.
         self.fit_view = True
+        self._pinned_range = None
         self._levels_for = None       # (expnum, stretch) the levels were chosen for
         self._blink_model = False
         self._readout_at: tuple[float, float] | None = None   # stamp point read out
@@ -273,6 +267,7 @@ class PanelsView(QWidget):
         vb = self.plots["image"].getViewBox()
         (x0, x1), (y0, y1) = vb.viewRange()
         self.stamp_transform = new
+        self._pinned_range = None      # a view of the old frame
         for contents in self.contents.values():
             contents.setTransform(new)
             for child in contents.childItems():     # pixel-sized symbols, cached bounds
@@ -398,7 +393,9 @@ class PanelsView(QWidget):
         self.refresh_readout(new_source)
 
     def _on_view_resized(self, *_):
-        if self.fit_view and self.panels is not None:
+        if self._pinned_range is not None:
+            self.set_view_range(self._pinned_range)
+        elif self.fit_view and self.panels is not None:
             self.reset_zoom()
 
     def _fit_rect(self) -> QRectF | None:
@@ -412,18 +409,18 @@ class PanelsView(QWidget):
 
     def reset_zoom(self):
         """Show the whole stamp, and keep doing so across resizes until the user zooms."""
-        self.fit_view = True
+        self.fit_view, self._pinned_range = True, None
         rect = self._fit_rect()
         if rect is not None:
             self.plots["image"].getViewBox().setRange(rect=rect, padding=0.0)
 
     def zoom(self, factor: float):
         """Zoom all panels about their centre (factor > 1: closer)."""
-        self.fit_view = False
+        self.fit_view, self._pinned_range = False, None
         self.plots["image"].getViewBox().scaleBy((1.0 / factor, 1.0 / factor))
 
     def _on_user_range(self, *_):
-        self.fit_view = False
+        self.fit_view, self._pinned_range = False, None
 
     def drag_levels(self, dx: float, dy: float):
         """Right-drag: horizontal moves the level window (bias), vertical scales it
@@ -538,6 +535,8 @@ class PanelsView(QWidget):
         return [list(r) for r in self.plots["image"].getViewBox().viewRange()]
 
     def set_view_range(self, ranges):
+        """Show ((x0, x1), (y0, y1)), kept through resizes until the user pans or zooms."""
+        self._pinned_range, self.fit_view = ranges, False
         (x0, x1), (y0, y1) = ranges
         self.plots["image"].getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1),
                                                   padding=0.0)

@@ -151,4 +151,3 @@ class SessionFiles:
         w.set_sky_aligned(bool(view.get("sky_aligned", False)))
         if view.get("range"):
             pv.set_view_range(view["range"])
-            pv.fit_view = False

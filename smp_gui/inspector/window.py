@@ -47,9 +47,13 @@ from .results_table import ResultsTable
 from .sessions import SessionFiles
 from .sky_overlays import SkyGeometry
 
-__all__ = ["STALE_GREY_MS", "InspectorWindow"]
+__all__ = ["DOCKS_KEY", "GEOMETRY_KEY", "SIZE_KEY", "STALE_GREY_MS", "InspectorWindow"]
 
 STALE_GREY_MS = 150
+# Where the window's geometry and its docks' arrangement are kept between launches.
+GEOMETRY_KEY = "inspector/geometry"
+SIZE_KEY = "inspector/size"
+DOCKS_KEY = "inspector/docks"
 
 
 class InspectorWindow(QMainWindow):
@@ -62,7 +66,8 @@ class InspectorWindow(QMainWindow):
     Parameters
     ----------
     settings_store : QSettings, optional
-        Where the recent files and the export folder are kept (default: the user's).
+        Where the recent files, the export folder, the trusted PSF folders and the
+        window's geometry and docks are kept (default: the user's).
     survey_factory : callable, optional
         ``survey_factory(window)`` makes a survey window that browses in this one, for
         batch outputs (`smp_gui.windows.WindowManager`); None: they cannot be opened.
@@ -106,6 +111,7 @@ class InspectorWindow(QMainWindow):
         self.menus = MenuActions(self)
         self._connect()
         self.resize(1600, 900)
+        self._restore_layout()
         self.opener.refresh_recent_menu()
 
     # -- the model's state, read through the window (tests and the app read these) ------
@@ -521,7 +527,21 @@ class InspectorWindow(QMainWindow):
         details = None if isinstance(failure.error, SMPError) else failure.traceback
         self.show_error(title, failure.error, context=job.manifest_path, details=details)
 
+    def _restore_layout(self):
+        """The window's size, place and docks as the user left them last time."""
+        geometry, size = self.store.value(GEOMETRY_KEY), self.store.value(SIZE_KEY)
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if size is not None and not self.isMaximized():
+            self.resize(size)     # restoreGeometry shrinks a window larger than the screen
+        state = self.store.value(DOCKS_KEY)
+        if state is not None:
+            self.restoreState(state)
+
     def closeEvent(self, event):
+        self.store.setValue(GEOMETRY_KEY, self.saveGeometry())
+        self.store.setValue(SIZE_KEY, self.size())
+        self.store.setValue(DOCKS_KEY, self.saveState())
         self.shutdown()
         super().closeEvent(event)
 
