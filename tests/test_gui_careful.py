@@ -408,3 +408,30 @@ def test_a_session_brings_its_zoom_back_exactly(qtbot, window, tmp_path):
         other.shutdown()
         other.close()
 
+
+
+# -- 5: the exported figure carries what the screen shows; 7: the names it proposes ---------
+
+def test_exported_figure_has_colour_bar_markers_compass_and_exposures(
+        qtbot, window, tmp_path, monkeypatch):
+    open_demo_binary(qtbot, window, size=(1600, 900))
+    proposed = []
+
+    def save_dialog(parent, caption, directory, filters):
+        proposed.append(Path(directory).name)
+        return str(tmp_path / "figure.svg"), "SVG (*.svg)"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", save_dialog)
+    with qtbot.waitSignal(window.exportFinished, timeout=TIMEOUT_MS) as done:
+        menu_action(window, "File", "Export", "Five-panel figure (detection)").trigger()
+    assert done.args[0] == tmp_path / "figure.svg"
+    assert proposed == ["demo-binary-panels.png"]
+    svg = (tmp_path / "figure.svg").read_text()
+    # matplotlib writes each text as a comment before its glyphs
+    expnum = window.result.fit.scene.exposures[window.result.fit.scene.detection_index]\
+        .entry.expnum
+    assert svg.count(f"<!-- exposure {expnum} -->") == 5        # every panel says it
+    assert "<!-- flux per pixel (ZP 30) -->" in svg and 'id="colorbar"' in svg
+    assert 'id="component-1"' in svg and 'id="component-2"' in svg
+    assert "<!-- N -->" in svg and "<!-- E -->" in svg and 'id="scale-bar"' in svg
+    record = window.result.summary
+    assert f"{record.sources[0].flux:.1f}" in svg and "χ²/dof" in svg
