@@ -195,7 +195,7 @@ class ResultsTable(QWidget):
             return ""
         names, rows = summary_rows(self.summary)
         lines = ["quantity\t" + "\t".join(names)]
-        lines += [q + "\t" + "\t".join(cells) for q, cells in rows]
+        lines += [q + "\t" + "\t".join(c.text for c in cells) for q, cells in rows]
         return "\n".join(lines) + "\n"
 
     def copy_to_clipboard(self):
