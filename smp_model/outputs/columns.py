@@ -11,15 +11,11 @@ from dataclasses import dataclass
 
 from ..inputs.stamps import COMMON_ZEROPOINT
 
-__all__ = ["COLUMNS", "FIT_COLUMNS", "FLAGS", "FLAG_BITS", "NJY_PER_COUNT", "POSITIONS",
-           "RETIRED_FLAGS", "Column", "Flag", "decode_flags", "flags_description"]
+__all__ = ["COLUMNS", "FIT_COLUMNS", "FLAGS", "FLAG_BITS", "NJY_PER_COUNT",
+           "RETIRED_FLAGS", "Column", "Flag", "decode_flags", "flags_description", "flags_meta"]
 
 #: nJy per count on the common zeropoint (AB: a source of 3631 Jy has magnitude 0).
 NJY_PER_COUNT = 3631.0 * 10 ** (-0.4 * COMMON_ZEROPOINT) * 1e9
-
-
-#: Values of the ``positions`` column: how the fit placed its sources.
-POSITIONS = ("fixed", "searched")
 
 
 @dataclass(frozen=True)
@@ -59,6 +55,11 @@ def decode_flags(value: int) -> tuple[str, ...]:
     names = tuple(f.name for f in FLAGS if value & f.bit)
     unknown = value & ~sum(f.bit for f in FLAGS)
     return names + (f"bits {unknown}",) if unknown else names
+
+
+def flags_meta() -> dict[str, dict]:
+    """Every bit, live and retired, as table metadata: name -> {bit, meaning}."""
+    return {f.name: {"bit": f.bit, "meaning": f.meaning} for f in (*FLAGS, *RETIRED_FLAGS)}
 
 
 def flags_description() -> str:
