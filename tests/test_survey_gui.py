@@ -306,8 +306,18 @@ def _assert_shows_batch_fit(inspector, survey, key):
     fit = inspector.result.fit
     assert fit.kind == rows["fit_kind"][0]
     assert inspector.settings == survey.settings
-    assert [s.flux for s in fit.sources] == pytest.approx(list(rows["flux"]), rel=1e-6)
+    # a searched fit is searched again from the batch's optimum: equal to the search's
+    # tolerance (~1e-6 here, a thousandth of the errors)
+    rel = 1e-5 if rows["positions"][0] == "searched" else 1e-6
+    assert [s.flux for s in fit.sources] == pytest.approx(list(rows["flux"]), rel=rel)
     assert fit.chi2 == pytest.approx(rows["chi2"][0], rel=1e-6)
+    # the batch's own fit: the same degrees of freedom and, when its positions were
+    # searched, their errors (not a refit at fixed positions)
+    assert fit.dof == rows["dof"][0]
+    assert (fit.position_covariance is not None) == (rows["positions"][0] == "searched")
+    for name in ("flux_err", "flux_err_total", "dx_err", "dy_err"):
+        shown = [getattr(s, name) for s in fit.sources]
+        assert shown == pytest.approx(list(rows[name]), rel=1e-3, nan_ok=True), name
 
 
 def test_cli_screenshot_and_export_table(batch, tmp_path):

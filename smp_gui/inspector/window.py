@@ -223,7 +223,8 @@ class InspectorWindow(QMainWindow):
 
     def open_detection(self, path: str | Path, settings: FitSettings | None = None,
                        mode: str | None = None, offsets=None, keep_gain: bool = False,
-                       measurement: Measurement | None = None) -> bool:
+                       measurement: Measurement | None = None, search: bool = False
+                       ) -> bool:
         """Read the manifest (errors: dialog, nothing changes) and start the cold fit.
 
         Parameters
@@ -240,6 +241,9 @@ class InspectorWindow(QMainWindow):
             exposure's, when it has one).
         measurement : Measurement, optional
             The whole measurement (a session's); the other parameters are then ignored.
+        search : bool
+            Then search the positions from ``offsets`` (a batch row whose positions were
+            searched: its own fit, with the positions' errors, is shown).
 
         Returns
         -------
@@ -247,7 +251,7 @@ class InspectorWindow(QMainWindow):
             False when the manifest could not be read (the error is shown).
         """
         return self.opener.open_detection(path, settings, mode, offsets, keep_gain,
-                                          measurement)
+                                          measurement, search=search)
 
     def recent_files(self) -> list[str]:
         """The detections opened last that fitted, newest first."""

@@ -377,7 +377,8 @@ class SurveyWindow(QMainWindow):
         if not inspector.isVisible():
             inspector.show()
         if not inspector.open_detection(spec.manifest, settings=spec.settings,
-                                        mode=spec.mode, offsets=spec.offsets):
+                                        mode=spec.mode, offsets=spec.offsets,
+                                        search=spec.searched):
             return False
         inspector.setWindowTitle(f"SMP Inspector — {key} (survey {self.survey.path.name})")
         self.prefetch_neighbours()
