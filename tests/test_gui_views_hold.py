@@ -4,6 +4,10 @@ reset it (View > Reset zoom, or a double-click). Driven by real wheel, mouse, ke
 resize events under pytest-qt on the small simulated demo."""
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
+
 import pyqtgraph as pg
 import pytest
 from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
@@ -164,3 +168,62 @@ def whole_at(pv) -> float:
     box = vb.sceneBoundingRect()
     per_pixel = min(box.width() / nx, box.height() / ny)     # screen px per stamp px
     return min(box.width(), box.height()) / per_pixel
+
+
+# -- the sky-aligned view: one frame, or a notice ----------------------------------------
+
+def test_sky_aligned_notice_when_a_wcs_cannot_be_inverted(qtbot, window, monkeypatch):
+    """An exposure whose WCS gives no frame at the target was drawn unaligned, silently."""
+    from smp_gui.inspector import sky_overlays
+    real = sky_overlays.exposure_overlays
+    opened(qtbot, window, mode="binary", offsets=START)
+    bad = int(window.result.fit.scene.exposures[1].entry.expnum)
+
+    def failing_wcs(exposure, *args):
+        if int(exposure.entry.expnum) == bad:
+            raise ValueError("WCS does not invert here")
+        return real(exposure, *args)
+
+    monkeypatch.setattr(sky_overlays, "exposure_overlays", failing_wcs)
+    press(qtbot, window, Qt.Key.Key_A)                       # sky-aligned on
+    assert window.panels_view.is_sky_frame and window.frame_notice.text() == ""
+    while int(window.result.fit.scene.exposures[window.selected_index].entry.expnum) != bad:
+        press(qtbot, window, Qt.Key.Key_BracketRight)
+    assert not window.panels_view.is_sky_frame
+    notice = window.frame_notice
+    assert notice.isVisible() and str(bad) in notice.text() and "not sky-aligned" in notice.text()
+    press(qtbot, window, Qt.Key.Key_BracketRight)            # a good exposure: aligned again
+    assert window.panels_view.is_sky_frame and notice.text() == ""
+    press(qtbot, window, Qt.Key.Key_A)                       # off: nothing to say
+    assert not window.panels_view.sky_aligned and notice.text() == ""
+
+
+def test_smp_fit_figure_sky_aligned_draws_the_windows_frame(qtbot, window, tmp_path):
+    import matplotlib.image as mpimg
+
+    from smp_model.cli.command import main
+    from smp_model.outputs.figures import five_panel_figure
+    from tests.test_gui import exported
+    opened(qtbot, window, mode="binary", offsets=START)
+    press(qtbot, window, Qt.Key.Key_A)
+    shown = exported(qtbot, window, window.export_figure, tmp_path / "shown.png")
+    press(qtbot, window, Qt.Key.Key_A)
+    aligned, plain = tmp_path / "aligned.png", tmp_path / "plain.png"
+    common = ["fit", "--demo", "--binary=0,1,0,1", "--quiet"]
+    assert main([*common, "--figure", str(aligned), "--sky-aligned"]) == 0
+    assert main([*common, "--figure", str(plain)]) == 0
+    a, p, s = (mpimg.imread(f)[..., :3] for f in (aligned, plain, shown))
+    assert a.shape == s.shape == p.shape
+    # the demo's CCD axes are at 81 degrees to the sky's: aligned is another picture ...
+    assert np.abs(a - p).mean() > 0.01
+    # ... with the window's frame: the same panel limits (arcsec, north up, east left)
+    # in the CLI's figure and in the one exported from the sky-aligned window
+    fit = window.result.fit
+    from smp_model.outputs.display import PUBLISHED_STYLE
+    cli_style = dataclasses.replace(PUBLISHED_STYLE, sky_aligned=True)
+    gui_style = dataclasses.replace(window.panels_view.style(), sky_aligned=True)
+    for ax_cli, ax_gui in zip(five_panel_figure(fit, style=cli_style).axes[:5],
+                              five_panel_figure(fit, style=gui_style).axes[:5]):
+        assert ax_cli.get_xlim() == pytest.approx(ax_gui.get_xlim())
+        assert ax_cli.get_ylim() == pytest.approx(ax_gui.get_ylim())
+        assert ax_cli.get_xlim()[0] < 0 < ax_cli.get_xlim()[1]     # target at the origin

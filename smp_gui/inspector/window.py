@@ -188,6 +188,10 @@ class InspectorWindow(QMainWindow):
         self.progress_bar.hide()
         self.fit_label = QLabel("")
         self.stale_label = QLabel("")
+        # sky-aligned on, but the shown exposure's WCS gives no frame: say so
+        self.frame_notice = QLabel("")
+        self.frame_notice.setStyleSheet("color: #b35c00; font-weight: bold;")
+        self.statusBar().addPermanentWidget(self.frame_notice)   # not hidden by messages
         self.stale_label.setStyleSheet("color: #b35c00; font-weight: bold;")
         for label in (self.stale_label, self.fit_label, self.progress_bar):
             self.statusBar().addPermanentWidget(label)
@@ -479,6 +483,14 @@ class InspectorWindow(QMainWindow):
             exposure, fit.settings, self.manifest.ra, self.manifest.dec, self.result.overlays))
         self.markers.set_visible(index == fit.scene.detection_index)
         self.place_markers()
+        self._show_frame_notice()
+
+    def _show_frame_notice(self):
+        pv = self.panels_view
+        unaligned = pv.sky_aligned and pv.panels is not None and not pv.is_sky_frame
+        self.frame_notice.setText(
+            f"exposure {pv.panels.expnum}: its WCS cannot be inverted at the target; "
+            "drawn in CCD axes, not sky-aligned" if unaligned else "")
 
     def set_sky_aligned(self, on: bool):
         """Draw the exposures north up, east left (View menu, A: aligned to the sky; N is
@@ -487,6 +499,7 @@ class InspectorWindow(QMainWindow):
             self.panels_view.set_sky_extent(
                 self.sky_geometry.sky_extent(self.result.fit.scene))
         self.panels_view.set_sky_aligned(on)
+        self._show_frame_notice()
 
     def place_markers(self):
         """Markers where the offsets on screen put the fitted sources (`fitted_markers`),
