@@ -10,7 +10,7 @@ import numpy as np
 
 import pyqtgraph as pg
 import pytest
-from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
+from PyQt6.QtCore import QEvent, QPoint, QPointF, QRectF, QSettings, Qt
 from PyQt6.QtGui import QMouseEvent, QWheelEvent
 from PyQt6.QtWidgets import QApplication
 
@@ -227,3 +227,24 @@ def test_smp_fit_figure_sky_aligned_draws_the_windows_frame(qtbot, window, tmp_p
         assert ax_cli.get_xlim() == pytest.approx(ax_gui.get_xlim())
         assert ax_cli.get_ylim() == pytest.approx(ax_gui.get_ylim())
         assert ax_cli.get_xlim()[0] < 0 < ax_cli.get_xlim()[1]     # target at the origin
+
+
+def test_sky_aligned_compass_sits_on_every_rotated_stamp(qtbot, window):
+    """The compass was placed in the corner of the rectangle that holds every exposure's
+    rotated stamp: on some exposures, off the stamp (on the empty background)."""
+    from PyQt6.QtGui import QPolygonF
+    opened(qtbot, window, mode="binary", offsets=START)
+    pv = window.panels_view
+    press(qtbot, window, Qt.Key.Key_A)
+    try:
+        for _ in range(len(window.browser.expnums())):
+            ny, nx = pv.panels["image"].shape
+            stamp = pv.stamp_transform.map(QPolygonF(QRectF(-0.5, -0.5, nx, ny)))
+            xs, ys = pv.overlay_items.compass_lines.getData()
+            points = [QPointF(x, y) for x, y in zip(xs, ys)]
+            points += [label.pos() for label in pv.overlay_items.compass_labels]
+            outside = [p for p in points if not stamp.containsPoint(p, Qt.FillRule.OddEvenFill)]
+            assert not outside, (window.selected_index, outside)
+            press(qtbot, window, Qt.Key.Key_BracketRight)
+    finally:
+        press(qtbot, window, Qt.Key.Key_A)

@@ -26,7 +26,7 @@ import math
 
 import pyqtgraph as pg
 from PyQt6.QtCore import QEvent, QPointF, QRectF, Qt, pyqtSignal
-from PyQt6.QtGui import QTransform
+from PyQt6.QtGui import QPolygonF, QTransform
 from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QSizePolicy,
                              QVBoxLayout, QWidget)
 
@@ -224,8 +224,9 @@ class PanelsView(QWidget):
 
     def _draw_compass(self):
         if self.overlays is not None and self.panels is not None:
+            stamp = self.stamp_transform.map(QPolygonF(pixel_rect(self.panels["image"].shape)))
             self.overlay_items.draw_compass(self.overlays, self.stamp_transform,
-                                            self._fit_rect())
+                                            self._fit_rect(), stamp)
 
     # -- sky-aligned display ------------------------------------------------------------
 
@@ -393,10 +394,9 @@ class PanelsView(QWidget):
         self.refresh_readout(new_source)
 
     def _on_view_resized(self, *_):
-        if self.fit_view and self.panels is not None:
-            self.reset_zoom()
-        elif self.user_view is not None and self.panels is not None:
-            self.plots["image"].getViewBox().setRange(rect=self.user_view, padding=0.0)
+        if self.panels is not None and (self.fit_view or self.user_view is not None):
+            self.plots["image"].getViewBox().setRange(
+                rect=self._fit_rect() if self.fit_view else self.user_view, padding=0.0)
 
     def _fit_rect(self) -> QRectF | None:
         """The view rectangle that shows the whole stamp: sky-aligned, the one that
