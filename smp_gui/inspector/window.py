@@ -295,7 +295,7 @@ class InspectorWindow(QMainWindow):
         return self.exporter.fits(path)
 
     def export_regions(self, path=None) -> Path | None:
-        """DS9 region file (fk5) of the fitted sources and the grid outline."""
+        """DS9 region file (icrs) of the fitted sources and the grid outline."""
         return self.exporter.regions(path)
 
     def shortcut_table(self) -> list[tuple[str, str]]:

@@ -8,6 +8,7 @@ import sys
 import time
 
 from ..errors import PSF_FILES_RUN_CODE, ManifestError
+from ..outputs.clients import DS9_COMMAND
 from .arguments import (Progress, add_model_arguments, add_shot_noise_arguments, float_list,
                         number, settings_from_args)
 
@@ -52,11 +53,16 @@ def register(sub) -> None:
     add_shot_noise_arguments(m, "detection-stamp gain, electrons per SCI unit (implies "
                                 "--shot-noise)")
     o = p.add_argument_group("output")
-    o.add_argument("--table", metavar="PATH", help="flux table (.ecsv, .fits, .csv)")
+    o.add_argument("--table", metavar="PATH",
+                   help="flux table (.ecsv, .fits, .vot/.xml VOTable; .csv: values only, "
+                        "without units or metadata)")
     o.add_argument("--fits", metavar="PATH",
-                   help="per-exposure image/model/residual/weight/mask HDUs with a WCS each")
-    o.add_argument("--regions", metavar="PATH",
-                   help="DS9 region file (fk5) of the fitted sources and the grid outline")
+                   help="per-exposure image/model/residual/target/weight/mask HDUs with a "
+                        "WCS each, the detection first: "
+                        f"'{DS9_COMMAND.format(cube='PATH', regions='REGIONS')}' shows it "
+                        "with the --regions circles on their sources")
+    o.add_argument("--regions", metavar="REGIONS",
+                   help="DS9 region file (icrs) of the fitted sources and the grid outline")
     o.add_argument("--figure", metavar="PATH", help="five-panel figure (.png, .pdf, .svg)")
     o.add_argument("--figure-exposures", choices=("detection", "all"), default="detection")
     o.add_argument("--sky-aligned", action="store_true",
@@ -121,6 +127,7 @@ def run(args) -> int:
             check_writable(path, args.overwrite)
     progress = Progress(args.quiet)
     manifest = load_manifest(args)
+    request.check_gain(manifest)   # a shot-noise refit without a gain: before any PSF
     phot = DetectionPhotometry(manifest, request.settings, progress=progress)
     if request.optimize:
         progress(0.0, "searching binary positions" if request.mode == "binary"
