@@ -435,3 +435,19 @@ def test_exported_figure_has_colour_bar_markers_compass_and_exposures(
     assert "<!-- N -->" in svg and "<!-- E -->" in svg and 'id="scale-bar"' in svg
     record = window.result.summary
     assert f"{record.sources[0].flux:.1f}" in svg and "χ²/dof" in svg
+
+
+def test_at_1280x720_the_stamps_get_the_room_and_the_labels_show_whole(qtbot, window):
+    open_demo_binary(qtbot, window, size=(1600, 900))
+    window.resize(1280, 720)
+    qtbot.wait(200)
+    pv = window.panels_view
+    assert window.browser_dock.width() <= 0.17 * 1280 + 1
+    for label in (pv.mask_label, pv.invert_box):
+        assert label.width() >= label.sizeHint().width(), label.text()
+    # grown again, the room goes to the stamps, not to the docks
+    docks = window.browser_dock.width(), window.controls_dock.width()
+    window.resize(1920, 1080)
+    qtbot.wait(200)
+    assert (window.browser_dock.width(), window.controls_dock.width()) == docks
+    assert screen_px_per_ccd_px(window) >= 8

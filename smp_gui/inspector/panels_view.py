@@ -177,7 +177,7 @@ class PanelsView(QWidget):
         self.mask_label = QLabel("<span style='color:#d22'>■</span> masked / unused pixels")
         # The bar must not set the window's minimum width (1280 px screens): the combos
         # shrink to a few characters and the mask legend is cut first.
-        for box, chars in ((self.stretch_box, 18), (self.cmap_box, 7)):
+        for box, chars in ((self.stretch_box, 12), (self.cmap_box, 7)):
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy
                                     .AdjustToMinimumContentsLengthWithIcon)
             box.setMinimumContentsLength(chars)
