@@ -16,9 +16,9 @@ __all__ = ["FITS_BLOCK", "TABLE_FORMATS", "OutputExistsError", "atomic_output", 
            "atomic_write_bytes", "check_writable", "fits_file_problem", "read_input_table",
            "require_fits_file", "utc_timestamp"]
 
-# astropy table format of each file suffix we read and write (ECSV, FITS, CSV).
+# astropy table format of each file suffix we read and write (ECSV, FITS, VOTable, CSV).
 TABLE_FORMATS = {".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits", ".fts": "fits",
-                 ".csv": "ascii.csv"}
+                 ".vot": "votable", ".xml": "votable", ".csv": "ascii.csv"}
 
 
 class OutputExistsError(SMPError):

@@ -184,6 +184,27 @@ def test_missing_psf_file(capsys, synthetic, tmp_path):
     assert_one_line_error(code, err, "gone_piff.fits")
 
 
+def test_shot_noise_without_a_gain_is_refused_before_any_psf(capsys, synthetic, tmp_path):
+    """--shot-noise with no gain (none in the manifest, no --gain) is refused before the
+    PSFs are read and rendered: with every PSF file missing the error is about the gain.
+    The batch refuses such a detection the same way."""
+    from smp_model.batch.items import BatchItem
+    from smp_model.batch.worker import BatchOptions, fit_detection
+    doc = absolute_manifest_dict(synthetic.manifest_path)
+    for k, entry in enumerate(doc["exposures"]):
+        entry["psf"] = str(tmp_path / f"gone_{k}_piff.fits")
+    path = write_toml(tmp_path / "no_gain.toml", doc)
+    code, out, err = run(capsys, "fit", path, "--shot-noise", "--quiet")
+    assert_one_line_error(code, err, path, "no gain for the detection", "--gain")
+    assert "gone_" not in err
+
+    item = BatchItem(row=1, key="no_gain", input=str(path),
+                     manifest=DetectionManifest.read(path))
+    outcome = fit_detection(item, BatchOptions(shot_noise=True))
+    assert not outcome["ok"] and "no gain" in outcome["message"], outcome
+    assert "gone_" not in outcome["message"]
+
+
 def test_folder_form_incomplete(capsys, des_sample):
     code, out, err = run(capsys, "fit", "--stamps", des_sample / "eris" / "stamps",
                          "--psfs", des_sample / "psfs", "--zeropoints",

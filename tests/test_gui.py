@@ -347,7 +347,7 @@ def test_exports_read_back(qtbot, window, lq28_path, tmp_path, monkeypatch):
         assert path.stat().st_size > 1000
     assert exported(qtbot, window, window.export_figure, tmp_path / "all.pdf",
                     exposures="all").stat().st_size > 1000
-    for suffix in (".ecsv", ".fits", ".csv"):
+    for suffix in (".ecsv", ".fits", ".vot", ".csv"):
         path = exported(qtbot, window, window.export_table, tmp_path / f"flux{suffix}")
         table = Table.read(path)
         assert len(table) == 2
@@ -359,10 +359,12 @@ def test_exports_read_back(qtbot, window, lq28_path, tmp_path, monkeypatch):
     assert meta["offsets"] == list(result.fit.published_offsets)
     path = exported(qtbot, window, window.export_fits, tmp_path / "model.fits")
     with fits.open(path) as hdul:
-        n_exp, det = len(result.fit.scene.exposures), result.fit.scene.detection_index
+        n_exp = len(result.fit.scene.exposures)
         assert [hdul["MODEL", k + 1].data.shape for k in range(n_exp)] == [(30, 30)] * n_exp
-        # the panel on screen and the exported residual are one definition
-        np.testing.assert_allclose(hdul["RESIDUAL", det + 1].data,
+        # the panel on screen (the detection's) and the exported residual (the detection
+        # first in the cube) are one definition
+        assert hdul["RESIDUAL", 1].header["DETECTN"]
+        np.testing.assert_allclose(hdul["RESIDUAL", 1].data,
                                    window.panels_view.images["residual"].image, rtol=1e-6,
                                    atol=1e-6)
 

@@ -76,12 +76,17 @@ def test_units_users_expect(lq28_run):
 def test_cube_wcs_places_the_detection_on_the_target(lq28_run):
     manifest = DetectionManifest.read(lq28_run["manifest"])
     exposures, _ = load_exposures(manifest)
+    detection = [ex.entry.expnum for ex in exposures].index(manifest.detection_expnum)
+    assert detection > 0   # in the manifest, not first: the cube puts it first
+    in_cube = [exposures[detection]] + exposures[:detection] + exposures[detection + 1:]
     with fits.open(lq28_run["fits"]) as hdul:
         assert hdul[0].header["NEXPOSUR"] == len(exposures) == 9
-        for k, ex in enumerate(exposures):
+        assert hdul[1].header["EXTNAME"] == "IMAGE" and hdul[1].header["DETECTN"]
+        for k, ex in enumerate(in_cube):
             for name in ("IMAGE", "MODEL", "RESIDUAL", "WEIGHT", "MASK"):
                 hdu = hdul[name, k + 1]
                 assert hdu.header["EXPNUM"] == ex.entry.expnum
+                assert hdu.header["DETECTN"] == (k == 0)
                 assert hdu.data.shape == ex.shape
                 assert name == "MASK" or hdu.header["BUNIT"]
             header = hdul["IMAGE", k + 1].header
@@ -89,10 +94,11 @@ def test_cube_wcs_places_the_detection_on_the_target(lq28_run):
             expected = (ex.target_xy[0] - ex.origin[0] + 1, ex.target_xy[1] - ex.origin[1] + 1)
             assert math.hypot(x - expected[0], y - expected[1]) < 0.01
             assert 0 <= header["WCSFITRS"] < 0.2
+        # the EXPOSURES table follows the cube's order
+        assert list(hdul["EXPOSURES"].data["expnum"]) == [ex.entry.expnum for ex in in_cube]
         # masked pixels are marked, not zeroed: the residual keeps its value there
-        det = [ex.entry.expnum for ex in exposures].index(manifest.detection_expnum)
-        assert np.all(np.isfinite(hdul["RESIDUAL", det + 1].data))
-        assert set(np.unique(hdul["MASK", det + 1].data)) <= {0, 1}
+        assert np.all(np.isfinite(hdul["RESIDUAL", 1].data))
+        assert set(np.unique(hdul["MASK", 1].data)) <= {0, 1}
 
 
 def test_region_file_parses_with_sources_on_the_fit(lq28_run):
@@ -107,8 +113,12 @@ def test_region_file_parses_with_sources_on_the_fit(lq28_run):
         assert circle.radius.to_value(u.arcsec) == pytest.approx(1.0, rel=1e-4)
     assert any(isinstance(s, PolygonSkyRegion) for s in shapes)
     assert not any(isinstance(s, CirclePixelRegion) for s in shapes)
-    assert "fk5" in lq28_run["regions"].read_text().lower() or \
-        "j2000" in lq28_run["regions"].read_text().lower()
+    # ICRS, the frame of the table's ra/dec: the digits are the table's (8 decimals)
+    assert all(s.center.frame.name == "icrs" for s in circles)
+    table = QTable.read(lq28_run["table"])
+    for circle, row in zip(circles, table):
+        assert circle.center.ra.deg == pytest.approx(row["ra"].value, abs=5e-9)
+        assert circle.center.dec.deg == pytest.approx(row["dec"].value, abs=5e-9)
 
 
 def test_flag_registry_decodes_every_bit():

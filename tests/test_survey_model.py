@@ -173,13 +173,29 @@ def test_fast_ecsv_reader_matches_astropy(batch_out):
 
 def test_fits_and_csv_outputs_open(tmp_path):
     from smp_model.outputs.tables import write_table
-    for suffix in (".fits", ".csv"):
+    for suffix in (".fits", ".vot", ".csv"):
         out = tmp_path / f"fluxes{suffix}"
         write_table(batch_table(), out)
         survey = Survey.open(out)
         assert len(survey) == 6
         assert survey.select("binary_delta_chi2 > 25").tolist() == [1]
-    assert Survey.open(tmp_path / "fluxes.fits").settings == FitSettings(grid_size=12)
+    for suffix in (".fits", ".vot"):
+        assert Survey.open(tmp_path / f"fluxes{suffix}").settings == FitSettings(grid_size=12)
+
+
+def test_fits_outputs_of_older_versions_still_open(tmp_path):
+    """Before the PROVENANCE extension, FITS tables kept the settings in HIERARCH cards
+    (nested keys joined by '_')."""
+    from astropy.io import fits
+    table = batch_table()
+    table.meta = {}
+    hdu = fits.table_to_hdu(Table(table))
+    hdu.header["HIERARCH SMP settings_grid_size"] = 12
+    hdu.header["HIERARCH SMP software"] = "smp-inspector 0.1.0"
+    out = tmp_path / "old.fits"
+    fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(out)
+    survey = Survey.open(out)
+    assert len(survey) == 6 and survey.settings == FitSettings(grid_size=12)
 
 
 def test_older_batch_output_degrades(tmp_path, monkeypatch):

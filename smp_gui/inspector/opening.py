@@ -20,6 +20,7 @@ from smp_model.settings import FitSettings
 
 from .. import dialogs
 from ..consent import ask_psf_consent
+from ..controller import FitJob
 from ..session import SESSION_SUFFIX
 from ..state import Measurement
 
@@ -160,8 +161,8 @@ class DetectionOpener:
 
     def open_detection(self, path: str | Path, settings: FitSettings | None = None,
                        mode: str | None = None, offsets=None, keep_gain: bool = False,
-                       measurement: Measurement | None = None, ask_consent: bool = False
-                       ) -> bool:
+                       measurement: Measurement | None = None, ask_consent: bool = False,
+                       search: bool = False) -> bool:
         """Read the manifest (errors: a dialog, nothing changes) and start the cold fit;
         the parameters are those of `InspectorWindow.open_detection`.  ``ask_consent``
         (what the user opens: File > Open, recent files, a drop): PSF files outside the
@@ -190,6 +191,9 @@ class DetectionOpener:
         w.setWindowTitle(f"SMP Inspector — {manifest.name} ({manifest_path})")
         self._recent_pending = manifest_path
         self.transition.wait_for(w.request_fit())
+        if search:
+            self.transition.wait_for(w.controller.submit(FitJob(
+                str(manifest_path), measurement.request(optimize=True))))
         return True
 
     def consent_to_psf_files(self, source: Path, psf_files: list[Path]) -> bool:

@@ -18,9 +18,18 @@ __all__ = ["PanelViewBox", "best_columns", "cursor_scene_pos", "make_colormap", 
 
 class PanelViewBox(pg.ViewBox):
     """A panel's view: left-drag pans, wheel zooms, right-drag changes contrast and
-    bias (DS9's habit): ``levelsDragged(dx, dy)`` in fractions of the panel's size."""
+    bias (DS9's habit): ``levelsDragged(dx, dy)`` in fractions of the panel's size;
+    a left double-click asks for the whole stamp again (``resetZoomRequested``)."""
 
     levelsDragged = pyqtSignal(float, float)
+    resetZoomRequested = pyqtSignal()
+
+    def mouseClickEvent(self, ev):
+        if ev.double() and ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            self.resetZoomRequested.emit()
+            return
+        super().mouseClickEvent(ev)
 
     def mouseDragEvent(self, ev, axis=None):
         if ev.button() != Qt.MouseButton.RightButton:

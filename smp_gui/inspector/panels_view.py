@@ -26,7 +26,7 @@ import math
 
 import pyqtgraph as pg
 from PyQt6.QtCore import QEvent, QPointF, QRectF, Qt, pyqtSignal
-from PyQt6.QtGui import QTransform
+from PyQt6.QtGui import QPolygonF, QTransform
 from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QSizePolicy,
                              QVBoxLayout, QWidget)
 
@@ -77,10 +77,9 @@ class PanelsView(QWidget):
         # shown exposure's)
         self.stamp_transform = QTransform()
         self.sky_extent: QRectF | None = None
-        # The whole stamp is shown (again at every resize) until the user pans or zooms;
-        # a view set by `set_view_range` (a session's) is set again at every resize too.
-        self.fit_view = True
-        self._pinned_range = None
+        # The whole stamp until the user pans or zooms; then their view (`user_view`, or a
+        # session's) stays through resizes (pyqtgraph would recentre it) until reset.
+        self.fit_view, self.user_view = True, None
         self._levels_for = None       # (expnum, stretch) the levels were chosen for
         self._blink_model = False
         self._readout_at: tuple[float, float] | None = None   # stamp point read out
@@ -122,7 +121,8 @@ class PanelsView(QWidget):
         """Panel ``key`` in column ``col``: its view box, image, mask and crosshair."""
         viewbox = PanelViewBox()
         viewbox.levelsDragged.connect(self.drag_levels)
-        viewbox.sigRangeChangedManually.connect(self._on_user_range)
+        viewbox.sigRangeChangedManually.connect(self._keep_user_view)
+        viewbox.resetZoomRequested.connect(self.reset_zoom)
         plot = self.graphics.addPlot(row=0, col=col, title=PANEL_TITLES[key],
                                      viewBox=viewbox)
         plot.setAspectLocked(True)
@@ -224,8 +224,9 @@ class PanelsView(QWidget):
 
     def _draw_compass(self):
         if self.overlays is not None and self.panels is not None:
+            stamp = self.stamp_transform.map(QPolygonF(pixel_rect(self.panels["image"].shape)))
             self.overlay_items.draw_compass(self.overlays, self.stamp_transform,
-                                            self._fit_rect())
+                                            self._fit_rect(), stamp)
 
     # -- sky-aligned display ------------------------------------------------------------
 
@@ -267,7 +268,6 @@ class PanelsView(QWidget):
         vb = self.plots["image"].getViewBox()
         (x0, x1), (y0, y1) = vb.viewRange()
         self.stamp_transform = new
-        self._pinned_range = None      # a view of the old frame
         for contents in self.contents.values():
             contents.setTransform(new)
             for child in contents.childItems():     # pixel-sized symbols, cached bounds
@@ -287,6 +287,7 @@ class PanelsView(QWidget):
             hw, hh = 0.5 * scale * (x1 - x0), 0.5 * scale * (y1 - y0)
             vb.setRange(xRange=(centre.x() - hw, centre.x() + hw),
                         yRange=(centre.y() - hh, centre.y() + hh), padding=0.0)
+            self._keep_user_view()
 
     def stamp_to_view(self, u: float, v: float) -> tuple[float, float]:
         """View coordinates of stamp point (u, v) on the shown exposure."""
@@ -393,10 +394,9 @@ class PanelsView(QWidget):
         self.refresh_readout(new_source)
 
     def _on_view_resized(self, *_):
-        if self._pinned_range is not None:
-            self.set_view_range(self._pinned_range)
-        elif self.fit_view and self.panels is not None:
-            self.reset_zoom()
+        if self.panels is not None and (self.fit_view or self.user_view is not None):
+            self.plots["image"].getViewBox().setRange(
+                rect=self._fit_rect() if self.fit_view else self.user_view, padding=0.0)
 
     def _fit_rect(self) -> QRectF | None:
         """The view rectangle that shows the whole stamp: sky-aligned, the one that
@@ -409,18 +409,20 @@ class PanelsView(QWidget):
 
     def reset_zoom(self):
         """Show the whole stamp, and keep doing so across resizes until the user zooms."""
-        self.fit_view, self._pinned_range = True, None
+        self.fit_view, self.user_view = True, None
         rect = self._fit_rect()
         if rect is not None:
             self.plots["image"].getViewBox().setRange(rect=rect, padding=0.0)
 
     def zoom(self, factor: float):
         """Zoom all panels about their centre (factor > 1: closer)."""
-        self.fit_view, self._pinned_range = False, None
         self.plots["image"].getViewBox().scaleBy((1.0 / factor, 1.0 / factor))
+        self._keep_user_view()
 
-    def _on_user_range(self, *_):
-        self.fit_view, self._pinned_range = False, None
+    def _keep_user_view(self, *_):
+        """What is in view now is the user's: resizes keep it (`_on_view_resized`)."""
+        self.fit_view = False
+        self.user_view = self.plots["image"].getViewBox().viewRect()
 
     def drag_levels(self, dx: float, dy: float):
         """Right-drag: horizontal moves the level window (bias), vertical scales it
@@ -536,10 +538,10 @@ class PanelsView(QWidget):
 
     def set_view_range(self, ranges):
         """Show ((x0, x1), (y0, y1)), kept through resizes until the user pans or zooms."""
-        self._pinned_range, self.fit_view = ranges, False
         (x0, x1), (y0, y1) = ranges
-        self.plots["image"].getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1),
-                                                  padding=0.0)
+        self.fit_view = False
+        self.user_view = QRectF(x0, y0, x1 - x0, y1 - y0)
+        self.plots["image"].getViewBox().setRange(rect=self.user_view, padding=0.0)
 
     # -- cursor readout -----------------------------------------------------------------
 

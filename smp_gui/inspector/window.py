@@ -191,6 +191,10 @@ class InspectorWindow(QMainWindow):
         self.progress_bar.hide()
         self.fit_label = QLabel("")
         self.stale_label = QLabel("")
+        # sky-aligned on, but the shown exposure's WCS gives no frame: say so
+        self.frame_notice = QLabel("")
+        self.frame_notice.setStyleSheet("color: #b35c00; font-weight: bold;")
+        self.statusBar().addPermanentWidget(self.frame_notice)   # not hidden by messages
         self.stale_label.setStyleSheet("color: #b35c00; font-weight: bold;")
         for label in (self.stale_label, self.fit_label, self.progress_bar):
             self.statusBar().addPermanentWidget(label)
@@ -226,7 +230,8 @@ class InspectorWindow(QMainWindow):
 
     def open_detection(self, path: str | Path, settings: FitSettings | None = None,
                        mode: str | None = None, offsets=None, keep_gain: bool = False,
-                       measurement: Measurement | None = None) -> bool:
+                       measurement: Measurement | None = None, search: bool = False
+                       ) -> bool:
         """Read the manifest (errors: dialog, nothing changes) and start the cold fit.
 
         Parameters
@@ -243,6 +248,9 @@ class InspectorWindow(QMainWindow):
             exposure's, when it has one).
         measurement : Measurement, optional
             The whole measurement (a session's); the other parameters are then ignored.
+        search : bool
+            Then search the positions from ``offsets`` (a batch row whose positions were
+            searched: its own fit, with the positions' errors, is shown).
 
         Returns
         -------
@@ -250,7 +258,7 @@ class InspectorWindow(QMainWindow):
             False when the manifest could not be read (the error is shown).
         """
         return self.opener.open_detection(path, settings, mode, offsets, keep_gain,
-                                          measurement)
+                                          measurement, search=search)
 
     def recent_files(self) -> list[str]:
         """The detections opened last that fitted, newest first."""
@@ -290,7 +298,7 @@ class InspectorWindow(QMainWindow):
         return self.exporter.fits(path)
 
     def export_regions(self, path=None) -> Path | None:
-        """DS9 region file (fk5) of the fitted sources and the grid outline."""
+        """DS9 region file (icrs) of the fitted sources and the grid outline."""
         return self.exporter.regions(path)
 
     def shortcut_table(self) -> list[tuple[str, str]]:
@@ -478,6 +486,14 @@ class InspectorWindow(QMainWindow):
             exposure, fit.settings, self.manifest.ra, self.manifest.dec, self.result.overlays))
         self.markers.set_visible(index == fit.scene.detection_index)
         self.place_markers()
+        self._show_frame_notice()
+
+    def _show_frame_notice(self):
+        pv = self.panels_view
+        unaligned = pv.sky_aligned and pv.panels is not None and not pv.is_sky_frame
+        self.frame_notice.setText(
+            f"exposure {pv.panels.expnum}: its WCS cannot be inverted at the target; "
+            "drawn in CCD axes, not sky-aligned" if unaligned else "")
 
     def set_sky_aligned(self, on: bool):
         """Draw the exposures north up, east left (View menu, A: aligned to the sky; N is
@@ -486,6 +502,7 @@ class InspectorWindow(QMainWindow):
             self.panels_view.set_sky_extent(
                 self.sky_geometry.sky_extent(self.result.fit.scene))
         self.panels_view.set_sky_aligned(on)
+        self._show_frame_notice()
 
     def place_markers(self):
         """Markers where the offsets on screen put the fitted sources (`fitted_markers`),

@@ -86,6 +86,7 @@ def fit_detection(item: BatchItem, options: BatchOptions) -> dict:
         try:
             manifest = item.manifest or manifest_from_folder(**item.folder,
                                                              settings=options.settings)
+            options.request.check_gain(manifest)   # before any PSF is rendered
             phot = DetectionPhotometry(manifest, options.settings)
             table = fit_table(measure(phot, options.request))   # binary_delta_chi2 included
         # One bad detection must not end a batch of thousands: every error, including an

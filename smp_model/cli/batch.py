@@ -30,8 +30,8 @@ def register(sub) -> None:
                         "stamps, psfs, zeropoints, name, ra, dec, band, expnum, ccdnum "
                         "(paths relative to LIST)")
     p.add_argument("--out", required=True, metavar="TABLE",
-                   help="merged flux table (.ecsv, .fits, .csv), one row per source per "
-                        "detection")
+                   help="merged flux table (.ecsv, .fits, .vot/.xml; .csv: values only), "
+                        "one row per source per detection")
     c = p.add_argument_group("cluster")
     c.add_argument("--workers", type=number(1, integer=True), metavar="N",
                    help="worker processes of the local cluster (default: one per CPU core)")

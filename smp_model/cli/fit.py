@@ -1,11 +1,14 @@
 """``smp fit``: fit one detection from a manifest, a DES-style folder set, or the demo."""
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import sys
 import time
 
 from ..errors import PSF_FILES_RUN_CODE, ManifestError
+from ..outputs.clients import DS9_COMMAND
 from .arguments import (Progress, add_model_arguments, add_shot_noise_arguments, float_list,
                         number, settings_from_args)
 
@@ -50,13 +53,21 @@ def register(sub) -> None:
     add_shot_noise_arguments(m, "detection-stamp gain, electrons per SCI unit (implies "
                                 "--shot-noise)")
     o = p.add_argument_group("output")
-    o.add_argument("--table", metavar="PATH", help="flux table (.ecsv, .fits, .csv)")
+    o.add_argument("--table", metavar="PATH",
+                   help="flux table (.ecsv, .fits, .vot/.xml VOTable; .csv: values only, "
+                        "without units or metadata)")
     o.add_argument("--fits", metavar="PATH",
-                   help="per-exposure image/model/residual/weight/mask HDUs with a WCS each")
-    o.add_argument("--regions", metavar="PATH",
-                   help="DS9 region file (fk5) of the fitted sources and the grid outline")
+                   help="per-exposure image/model/residual/target/weight/mask HDUs with a "
+                        "WCS each, the detection first: "
+                        f"'{DS9_COMMAND.format(cube='PATH', regions='REGIONS')}' shows it "
+                        "with the --regions circles on their sources")
+    o.add_argument("--regions", metavar="REGIONS",
+                   help="DS9 region file (icrs) of the fitted sources and the grid outline")
     o.add_argument("--figure", metavar="PATH", help="five-panel figure (.png, .pdf, .svg)")
     o.add_argument("--figure-exposures", choices=("detection", "all"), default="detection")
+    o.add_argument("--sky-aligned", action="store_true",
+                   help="draw the figure north up, east left at one angular scale, as the "
+                        "inspector's View > Sky-aligned")
     o.add_argument("--overwrite", action="store_true", help="replace existing output files")
     o.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     o.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -116,6 +127,7 @@ def run(args) -> int:
             check_writable(path, args.overwrite)
     progress = Progress(args.quiet)
     manifest = load_manifest(args)
+    request.check_gain(manifest)   # a shot-noise refit without a gain: before any PSF
     phot = DetectionPhotometry(manifest, request.settings, progress=progress)
     if request.optimize:
         progress(0.0, "searching binary positions" if request.mode == "binary"
@@ -143,8 +155,10 @@ def write_outputs(fit, args) -> None:
     if args.figure:
         from ..outputs.figures import \
             save_figure  # matplotlib (the [plot] extra) only for figures
+        from ..outputs.display import PUBLISHED_STYLE
+        style = dataclasses.replace(PUBLISHED_STYLE, sky_aligned=args.sky_aligned)
         save_figure(fit, args.figure, exposures=args.figure_exposures,
-                    overwrite=args.overwrite)
+                    overwrite=args.overwrite, style=style)
 
 
 def fit_summary(fit) -> dict:

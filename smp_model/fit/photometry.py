@@ -21,7 +21,6 @@ from collections.abc import Sequence
 import numpy as np
 from scipy.optimize import minimize
 
-from ..errors import SMPError
 from ..inputs.manifest import DetectionManifest
 from ..inputs.stamps import flux_scale
 from ..scene.exposures import load_exposures
@@ -29,7 +28,7 @@ from ..scene.memory import check_fit_memory
 from ..scene.model import LinearSolution, Progress, SceneModel, single_threaded_blas
 from ..settings import FitSettings
 from .binary_search import binary_seeds, chi2_or_inf
-from .request import TargetOffsets
+from .request import TargetOffsets, detection_gain
 from .results import (BinaryFit, SceneFit, ShotNoiseEstimate, SingleFit, SourceEstimate,
                       data_frame_centers)
 
@@ -135,7 +134,7 @@ class DetectionPhotometry:
         """
         if iterations < 0:
             raise ValueError(f"shot-noise iterations must be >= 0, got {iterations}")
-        gain = self._detection_gain(gain)
+        gain = detection_gain(self.manifest, gain)
         scene, offsets = self.scene, fit.offsets
         m = scene.detection_index
         rows = scene.rows[m]
@@ -162,16 +161,6 @@ class DetectionPhotometry:
                                      flux=tuple(float(f) for f in solution.target),
                                      flux_err=tuple(float(e) for e in errors))
         return dataclasses.replace(fit, shot_noise=estimate)
-
-    def _detection_gain(self, gain: float | None) -> float:
-        entry = self.scene.detection.entry
-        gain = entry.gain if gain is None else gain
-        if gain is None:
-            raise SMPError(f"no gain for the detection {entry.label}: give one (--gain) or "
-                           "set 'gain' in the manifest", self.manifest.path)
-        if not gain > 0:
-            raise ValueError(f"gain must be positive, got {gain}")
-        return float(gain)
 
     # -- position searches --------------------------------------------------------------
 

@@ -20,9 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import SMPError
 from ..settings import FitSettings
 
-__all__ = ["MODES", "PUBLISHED_ORDER", "FitRequest", "TargetOffsets", "default_offsets"]
+__all__ = ["MODES", "PUBLISHED_ORDER", "FitRequest", "TargetOffsets", "default_offsets",
+           "detection_gain"]
 
 #: How offsets are written anywhere a user reads or types them (CLI, JSON, tables, sessions).
 PUBLISHED_ORDER = {1: ("dx", "dy"), 2: ("dx1", "dx2", "dy1", "dy2")}
@@ -181,6 +183,12 @@ class FitRequest:
         return self.offsets if self.offsets is not None else default_offsets(self.mode,
                                                                             self.settings)
 
+    def check_gain(self, manifest) -> None:
+        """Refuse a shot-noise request without a gain (``gain``, or the manifest's for
+        the detection exposure) before any stamp or PSF is read (`detection_gain`)."""
+        if self.shot_noise:
+            detection_gain(manifest, self.gain)
+
     def replace(self, **changes) -> "FitRequest":
         return dataclasses.replace(self, **changes)
 
@@ -196,3 +204,17 @@ class FitRequest:
                 "settings": self.settings.as_meta()}
 
 
+
+
+def detection_gain(manifest, gain: float | None = None) -> float:
+    """The gain (electrons per SCI unit of the detection stamp) of the shot-noise refit:
+    ``gain``, else the manifest's for its detection exposure; `SMPError` naming the
+    manifest when neither gives one."""
+    entry = manifest.detection_exposure
+    gain = entry.gain if gain is None else gain
+    if gain is None:
+        raise SMPError(f"no gain for the detection {entry.label}: give one (--gain) or "
+                       "set 'gain' in the manifest", manifest.path)
+    if not gain > 0:
+        raise ValueError(f"gain must be positive, got {gain}")
+    return float(gain)

@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import astropy.units as u
+from astropy.table import QTable, Table
+
 from ..inputs.stamps import COMMON_ZEROPOINT
 
-__all__ = ["COLUMNS", "FIT_COLUMNS", "FLAGS", "FLAG_BITS", "NJY_PER_COUNT", "POSITIONS",
-           "RETIRED_FLAGS", "Column", "Flag", "decode_flags", "flags_description"]
+__all__ = ["AB_DESCRIPTION", "COLUMNS", "EXPOSURE_COLUMNS", "FIT_COLUMNS", "FLAGS", "FLAG_BITS",
+           "NJY_PER_COUNT", "RETIRED_FLAGS", "Column", "Flag", "ab_magnitudes", "decode_flags",
+           "flags_description", "flags_meta", "plain_magnitudes"]
 
 #: nJy per count on the common zeropoint (AB: a source of 3631 Jy has magnitude 0).
 NJY_PER_COUNT = 3631.0 * 10 ** (-0.4 * COMMON_ZEROPOINT) * 1e9
-
-
-#: Values of the ``positions`` column: how the fit placed its sources.
-POSITIONS = ("fixed", "searched")
 
 
 @dataclass(frozen=True)
@@ -61,31 +61,39 @@ def decode_flags(value: int) -> tuple[str, ...]:
     return names + (f"bits {unknown}",) if unknown else names
 
 
+def flags_meta() -> dict[str, dict]:
+    """Every bit, live and retired, as table metadata: name -> {bit, meaning}."""
+    return {f.name: {"bit": f.bit, "meaning": f.meaning} for f in (*FLAGS, *RETIRED_FLAGS)}
+
+
 def flags_description() -> str:
     return "; ".join(f"{f.bit}: {f.name} ({f.meaning})" for f in FLAGS)
 
 
 @dataclass(frozen=True)
 class Column:
-    """A column of the flux table: its unit (astropy unit name, or None) and meaning."""
+    """A column of an output table: its unit (astropy unit name, or None), meaning and
+    IVOA UCD (the VO's name for what a column measures, used by TOPCAT and Aladin to find
+    positions and magnitudes; None where no UCD says more than the description)."""
 
     name: str
     unit: str | None
     description: str
+    ucd: str | None = None
 
 
 def _columns(*specs: tuple) -> dict[str, Column]:
-    return {name: Column(name, unit, text) for name, unit, text in specs}
+    return {spec[0]: Column(*spec) for spec in specs}
 
 
 #: Every column of the flux table, in table order.  Shot-noise and batch columns are
 #: present only when the request asked for them.
 COLUMNS = _columns(
-    ("name", None, "object name"),
-    ("expnum", None, "detection exposure"),
-    ("ccdnum", None, "detection CCD"),
-    ("band", None, "filter"),
-    ("mjd", "d", "start of the detection exposure, MJD (UTC); NaN when unknown"),
+    ("name", None, "object name", "meta.id;meta.main"),
+    ("expnum", None, "detection exposure", "meta.id;obs"),
+    ("ccdnum", None, "detection CCD", "meta.id;instr.det"),
+    ("band", None, "filter", "meta.id;instr.filter"),
+    ("mjd", "d", "start of the detection exposure, MJD (UTC); NaN when unknown", "time.start"),
     ("fit_kind", None, "single or binary"),
     ("positions", None, "fixed (offsets given, not fitted: dx_err, dy_err and "
      "flux_err_total are NaN) or searched (fitted, with their errors)"),
@@ -94,19 +102,19 @@ COLUMNS = _columns(
     ("flux_err", None, "1-sigma flux error at fixed positions (published)"),
     ("flux_err_total", None, "1-sigma flux error including the fitted positions' "
      "uncertainty (NaN if positions were fixed)"),
-    ("flux_njy", "nJy", "flux in nJy (1 count on zeropoint 30 = 3.631 nJy)"),
-    ("flux_njy_err", "nJy", "flux_err in nJy"),
-    ("mag", "mag(AB)", "AB magnitude, 30 - 2.5 log10(flux); NaN when flux <= 0"),
-    ("mag_err", "mag", "1-sigma magnitude error from flux_err"),
-    ("mag_limit_3sigma", "mag(AB)", "AB magnitude of 3 x flux_err"),
+    ("flux_njy", "nJy", "flux in nJy (1 count on zeropoint 30 = 3.631 nJy)", "phot.flux.density"),
+    ("flux_njy_err", "nJy", "flux_err in nJy", "stat.error;phot.flux.density"),
+    ("mag", "mag(AB)", "AB magnitude, 30 - 2.5 log10(flux); NaN when flux <= 0", "phot.mag"),
+    ("mag_err", "mag", "1-sigma magnitude error from flux_err", "stat.error;phot.mag"),
+    ("mag_limit_3sigma", "mag(AB)", "AB magnitude of 3 x flux_err", "phot.mag;stat.max"),
     ("x", "pix", "1-indexed CCD x of the source in the detection exposure"),
     ("y", "pix", "1-indexed CCD y of the source in the detection exposure"),
     ("dx", "pix", "offset from the target's WCS position, convention frame"),
     ("dy", "pix", "offset from the target's WCS position, convention frame"),
     ("dx_err", "pix", "1-sigma error of dx (NaN if not fitted)"),
     ("dy_err", "pix", "1-sigma error of dy (NaN if not fitted)"),
-    ("ra", "deg", "ICRS right ascension of the source"),
-    ("dec", "deg", "ICRS declination of the source"),
+    ("ra", "deg", "ICRS right ascension of the source", "pos.eq.ra;meta.main"),
+    ("dec", "deg", "ICRS declination of the source", "pos.eq.dec;meta.main"),
     ("chi2", None, "chi2 of the fit"),
     ("dof", None, "degrees of freedom"),
     ("chi2_single", None, "chi2 of one source treated as the binary was (searched when "
@@ -119,19 +127,19 @@ COLUMNS = _columns(
      "when searched, the positions' uncertainty)"),
     ("separation", "pix", "separation of the pair"),
     ("separation_err", "pix", "1-sigma error of separation (NaN if positions fixed)"),
-    ("separation_arcsec", "arcsec", "separation of the pair on the sky"),
+    ("separation_arcsec", "arcsec", "separation of the pair on the sky", "pos.angDistance"),
     ("separation_arcsec_err", "arcsec", "1-sigma error of separation_arcsec"),
-    ("position_angle", "deg", "position angle of the secondary, east of north"),
+    ("position_angle", "deg", "position angle of the secondary, east of north", "pos.posAng"),
     ("position_angle_err", "deg", "1-sigma error of position_angle"),
     ("convention", None, "pixel convention (exact or legacy)"),
     ("grid_size", None, "grid sources per axis"),
     ("grid_step", "arcsec", "nominal grid step"),
     ("fit_sky", None, "one sky level per exposure fitted"),
-    ("flags", None, flags_description()),
+    ("flags", None, flags_description(), "meta.code"),
     ("flux_sn", None, "flux refitted with the source's shot noise, zeropoint 30"),
     ("flux_err_sn", None, "1-sigma error of flux_sn"),
-    ("mag_sn", "mag(AB)", "AB magnitude of flux_sn"),
-    ("mag_err_sn", "mag", "1-sigma error of mag_sn"),
+    ("mag_sn", "mag(AB)", "AB magnitude of flux_sn", "phot.mag"),
+    ("mag_err_sn", "mag", "1-sigma error of mag_sn", "stat.error;phot.mag"),
     ("binary_delta_chi2", None, "delta chi2 of the binary search run for this detection "
      "(kept when above the batch threshold)"),
 )
@@ -144,3 +152,62 @@ FIT_COLUMNS = ("name", "expnum", "ccdnum", "band", "mjd", "fit_kind", "positions
                "separation_arcsec", "separation_arcsec_err", "position_angle",
                "position_angle_err", "convention", "grid_size", "grid_step", "fit_sky",
                "binary_delta_chi2")
+
+
+#: Columns of the per-exposure table (`smp_model.fit.diagnostics.diagnostic_columns`) as the
+#: cube's EXPOSURES extension writes them.
+EXPOSURE_COLUMNS = _columns(
+    ("expnum", None, "exposure", "meta.id;obs"),
+    ("ccdnum", None, "CCD of the stamp", "meta.id;instr.det"),
+    ("band", None, "filter", "meta.id;instr.filter"),
+    ("zeropoint", "mag", "zeropoint (AB) of the stamp's own counts", "phot.mag;arith.zp"),
+    ("is_detection", None, "the detection exposure"),
+    ("x0", "pix", "1-indexed CCD x of stamp pixel [0, 0] (FITS pixel (1, 1) of the HDUs)"),
+    ("y0", "pix", "1-indexed CCD y of stamp pixel [0, 0] (FITS pixel (1, 1) of the HDUs)"),
+    ("target_x", "pix", "1-indexed CCD x of the target's sky position"),
+    ("target_y", "pix", "1-indexed CCD y of the target's sky position"),
+    ("n_usable", None, "pixels the fit used"),
+    ("usable_fraction", None, "fraction of the stamp's pixels the fit used"),
+    ("chi2", None, "chi2 of the exposure's usable pixels"),
+    ("chi2_per_pixel", None, "chi2 / n_usable"),
+    ("sky", "ct", "fitted sky level, counts on zeropoint 30 (NaN when not fitted)"),
+    ("max_abs_residual_sigma", None, "largest abs(image - model) / sigma"),
+    ("worst_pixels", None, "0-indexed stamp pixels j,i of the largest abs(residual) / sigma, "
+     "';'-separated"),
+    ("outlier", None, "chi2 per pixel above the exposures' median by more than 5 sigma of "
+     "chi2 statistics"),
+)
+
+
+#: How AB magnitudes are carried where a file format has no AB unit (FITS, VOTable): unit
+#: ``mag`` and a description that begins with these words.
+AB_DESCRIPTION = "AB magnitude"
+
+
+def plain_magnitudes(table: Table) -> Table:
+    """A copy of ``table`` as plain columns, its AB-magnitude columns (astropy ``mag(AB)``)
+    with unit ``mag`` and a description beginning with `AB_DESCRIPTION`: the form FITS
+    (TUNIT, TCOMM) and VOTable (unit, DESCRIPTION) accept."""
+    out = Table(table, meta=dict(table.meta), copy=True)
+    for name in out.colnames:
+        column = out[name]
+        if isinstance(column.unit, u.MagUnit) and column.unit.physical_unit == u.AB:
+            column.unit = u.mag
+            text = column.info.description or ""
+            if not text.startswith(AB_DESCRIPTION):
+                column.info.description = f"{AB_DESCRIPTION}: {text}".rstrip(": ")
+    return out
+
+
+def ab_magnitudes(table: Table) -> QTable:
+    """``table`` read back from FITS or VOTable as a `QTable`, the columns in ``mag``
+    whose description begins with `AB_DESCRIPTION` in astropy's ``mag(AB)`` again
+    (`plain_magnitudes` undone)."""
+    out = QTable(table)
+    for name in out.colnames:
+        column = out[name]
+        if column.unit == u.mag and (column.info.description or "").startswith(AB_DESCRIPTION):
+            description = column.info.description
+            out[name] = u.Magnitude(column.value, u.ABmag)
+            out[name].info.description = description
+    return out

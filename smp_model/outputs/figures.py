@@ -176,17 +176,22 @@ def five_panel_figure(fit: SceneFit, indices: list[int] | None = None,
                  layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(len(indices), 5, squeeze=False)
-    affines = extent = None
+    affines = [None] * len(fit.scene.exposures)
+    extent = None
     if style.sky_aligned:
-        affines = [exposure_sky_affine(ex) for ex in fit.scene.exposures]
-        extent = stamp_extent(affines, [ex.shape for ex in fit.scene.exposures])
+        affines = [_sky_affine(ex) for ex in fit.scene.exposures]
+        good = [(a, ex.shape) for a, ex in zip(affines, fit.scene.exposures) if a is not None]
+        extent = stamp_extent(*zip(*good)) if good else None
     for row, m in zip(axes, indices):
         exposure = fit.scene.exposures[m]
         sources = ([ccd_to_stamp(src.x, src.y, exposure.origin) for src in fit.sources]
                    if m == fit.scene.detection_index else [])
+        sky = (affines[m], extent) if affines[m] is not None else None
         _draw_row(row, five_panels(fit, m), style, style.levels if m == shown else None,
-                  (affines[m], extent) if affines is not None else None,
-                  _compass_exposure(exposure), sources)
+                  sky, _compass_exposure(exposure), sources)
+        if style.sky_aligned and sky is None:    # as the window's notice
+            row[0].set_ylabel(f"exposure {exposure.entry.expnum}: WCS not invertible,\n"
+                              "CCD axes (not sky-aligned)", fontsize=8, color="#b35c00")
     fig.suptitle(fit_record(fit).caption(), fontsize=9)
     return fig
 
@@ -194,6 +199,15 @@ def five_panel_figure(fit: SceneFit, indices: list[int] | None = None,
 def ccd_to_stamp(x: float, y: float, origin: tuple[int, int]) -> tuple[float, float]:
     """Stamp coordinates (0-indexed, pixel centres at integers) of 1-indexed CCD (x, y)."""
     return float(x) - origin[0], float(y) - origin[1]
+
+
+def _sky_affine(exposure) -> np.ndarray | None:
+    """`exposure_sky_affine`, or None when the exposure's WCS gives no Jacobian at the
+    target (that row is drawn in stamp coordinates, and says so)."""
+    try:
+        return exposure_sky_affine(exposure)
+    except Exception:   # noqa: BLE001 - a WCS that fails there: that row unaligned
+        return None
 
 
 def _compass_exposure(exposure):

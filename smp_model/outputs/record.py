@@ -31,7 +31,7 @@ from astropy.table import QTable
 from ..files import utc_timestamp
 from ..fit.results import BinaryFit, SceneFit
 from ..inputs.stamps import COMMON_ZEROPOINT
-from .columns import COLUMNS, FIT_COLUMNS, FLAG_BITS, FLAGS, NJY_PER_COUNT, RETIRED_FLAGS
+from .columns import COLUMNS, FIT_COLUMNS, FLAG_BITS, NJY_PER_COUNT, flags_meta
 
 __all__ = ["FitRecord", "fit_record", "pair_text", "quoted_flux_err", "record_meta",
            "record_table", "source_text"]
@@ -263,8 +263,7 @@ def record_meta(fit: SceneFit) -> dict:
         "search_starts": fit.search_starts,
         "shot_noise": (None if fit.shot_noise is None else
                        {"gain": fit.shot_noise.gain, "iterations": fit.shot_noise.iterations}),
-        "flags": {f.name: {"bit": f.bit, "meaning": f.meaning}
-                  for f in (*FLAGS, *RETIRED_FLAGS)},
+        "flags": flags_meta(),
         "per_exposure": diagnostics_records(fit),
     }
 

@@ -3,26 +3,25 @@
 The flux table follows photutils: an astropy `QTable` with one row per fitted source,
 ``_err`` columns, units, a ``flags`` column and ``meta`` holding every setting needed to
 repeat the fit, all from the fit's one record (`smp_model.outputs.record`).  It is written
-through astropy's registry (ECSV, FITS, CSV).  FITS cubes and DS9 regions are written by
-`smp_model.outputs.cubes` and `smp_model.outputs.regions`.  Fluxes are on the common zeropoint 30
+as ECSV (through astropy's registry: everything kept), FITS (`smp_model.outputs.fits_tables`:
+TUNIT/TCOMM, standard cards and a PROVENANCE extension), VOTable
+(`smp_model.outputs.votable`) or CSV (values only: CSV has no place for units or metadata).
+FITS cubes and DS9 regions are written by `smp_model.outputs.cubes` and
+`smp_model.outputs.regions`.  Fluxes are on the common zeropoint 30
 (``mag = 30 - 2.5 log10 flux``, AB), with ``flux_njy`` in nJy.
 """
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 
-import astropy.units as u
-import numpy as np
-from astropy.io import fits
 from astropy.table import QTable, Table
 
 from ..files import TABLE_FORMATS, atomic_output
 from ..fit.results import SceneFit
 from .record import fit_record
 
-__all__ = ["fit_table", "flat_meta", "set_card", "table_format", "table_hdu", "write_table"]
+__all__ = ["fit_table", "read_flux_table", "table_format", "write_table"]
 
 
 def fit_table(fit: SceneFit) -> QTable:
@@ -44,20 +43,17 @@ def table_format(path: str | os.PathLike, format: str | None = None) -> str:
 
 def write_table(fit_or_table: SceneFit | Table, path: str | os.PathLike,
                 format: str | None = None, overwrite: bool = False) -> Path:
-    """Write the flux table (ECSV, FITS or CSV by extension); atomic, no silent overwrite.
-    FITS headers cannot hold nested meta, so it is stored there as flattened keywords."""
+    """Write the flux table (ECSV, FITS, VOTable or CSV by extension: `TABLE_FORMATS`);
+    atomic, no silent overwrite.  CSV keeps the values only (no units, no metadata)."""
+    from .fits_tables import write_fits_table
+    from .votable import write_votable
     table = fit_table(fit_or_table) if isinstance(fit_or_table, SceneFit) else fit_or_table
     fmt = table_format(path, format)
-    out = table.copy()
     if fmt == "fits":
-        # Build the header ourselves: astropy would warn once per long meta key.
-        out.meta = {}
-        hdu = table_hdu(out)
-        for key, value in flat_meta(table.meta).items():
-            set_card(hdu.header, key, value)
-        with atomic_output(path, overwrite) as tmp:
-            fits.HDUList([fits.PrimaryHDU(), hdu]).writeto(tmp, overwrite=True)
-        return Path(path)
+        return write_fits_table(table, path, overwrite)
+    if fmt == "votable":
+        return write_votable(table, path, overwrite)
+    out = table.copy()
     if fmt == "ascii.csv":
         out.meta = {}
     with atomic_output(path, overwrite) as tmp:
@@ -65,46 +61,15 @@ def write_table(fit_or_table: SceneFit | Table, path: str | os.PathLike,
     return Path(path)
 
 
-def table_hdu(table: Table) -> fits.BinTableHDU:
-    """A table as a FITS HDU.  FITS has no AB-magnitude unit: such columns are written
-    with TUNIT ``mag`` and say "AB" in their description (TCOMM), not with a warning."""
-    out = Table(table, meta={}, copy=True)   # plain columns: units kept on the columns
-    for name in out.colnames:
-        unit = out[name].unit
-        if isinstance(unit, u.MagUnit):
-            out[name].unit = u.mag
-            out[name].info.description = f"{out[name].info.description or ''} [AB]".strip()
-    return fits.table_to_hdu(out)
-
-
-def flat_meta(meta: dict, prefix: str = "") -> dict:
-    flat = {}
-    for key, value in meta.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            flat.update(flat_meta(value, f"{name}_"))
-        elif isinstance(value, (list, tuple)) and value and isinstance(value[0], dict):
-            for n, item in enumerate(value):
-                flat.update(flat_meta(item, f"{name}_{n}_"))
-        elif isinstance(value, (list, tuple)):
-            flat[name] = ",".join(str(v) for v in value)
-        elif value is not None:
-            flat[name] = value
-    return flat
-
-
-def set_card(header: fits.Header, key: str, value) -> None:
-    """Meta entries become ``HIERARCH SMP <key>`` cards (long strings continue over CONTINUE
-    cards); values that cannot be cards become text."""
-    if isinstance(value, (bool, int, float, str, np.integer, np.floating)):
-        if isinstance(value, float) and not math.isfinite(value):
-            value = str(value)
-        card_value = value
-    else:
-        card_value = str(value)
-    keyword = f"HIERARCH SMP {key}"
-    header[keyword] = card_value
-    if len(header.cards[keyword].image) > fits.Card.length and "LONGSTRN" not in header:
-        # the value continues over CONTINUE cards: declare the OGIP convention (FITS
-        # standard, section 4.2.1.2), as fitsverify asks
-        header["LONGSTRN"] = ("OGIP 1.0", "The OGIP long string convention may be used")
+def read_flux_table(path: str | os.PathLike, format: str | None = None) -> QTable:
+    """A table written by `write_table`, as a `QTable` with what its format kept: for
+    ECSV, FITS and VOTable the units (AB magnitudes as ``mag(AB)``), descriptions and
+    metadata; for CSV the values."""
+    from .fits_tables import read_fits_table
+    from .votable import read_votable
+    fmt = table_format(path, format)
+    if fmt == "fits":
+        return read_fits_table(path)
+    if fmt == "votable":
+        return read_votable(path)
+    return QTable.read(path, format=fmt)

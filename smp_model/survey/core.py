@@ -77,12 +77,15 @@ def _positions_from_retired_bit(columns: dict[str, np.ndarray], notes: list[str]
 class OpenSpec:
     """How to show one detection of the batch in the inspector: its manifest, the batch's
     settings, the kept fit kind and the offsets of the batch's kept fit (published order:
-    (dx, dy) or (dx1, dx2, dy1, dy2), detection-exposure pixels)."""
+    (dx, dy) or (dx1, dx2, dy1, dy2), detection-exposure pixels); ``searched``: the batch
+    searched those positions (the inspector searches again from them, to show the same
+    fit with the positions' errors, rather than a fit at fixed positions)."""
     key: str
     manifest: Path
     settings: FitSettings
     mode: str
     offsets: tuple[float, ...]
+    searched: bool = False
 
 
 @dataclass
@@ -220,7 +223,8 @@ class Survey:
         else:   # an older output without offsets: the convention's default start
             offsets = (self.settings.default_binary_offsets if n == 2
                        else self.settings.default_offset)
-        return OpenSpec(key, manifest, self.settings, mode, tuple(offsets))
+        searched = str(self.columns["positions"][i]) == "searched"
+        return OpenSpec(key, manifest, self.settings, mode, tuple(offsets), searched)
 
     def source_rows(self, key: str) -> Table:
         """The batch rows (one per source) of ``key``."""

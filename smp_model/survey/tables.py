@@ -1,4 +1,4 @@
-"""Reading batch outputs fast: the flux table (ECSV, FITS or CSV) as plain numpy columns,
+"""Reading batch outputs fast: the flux table (ECSV, FITS, VOTable or CSV) as plain numpy columns,
 with defaults for columns older batches lack, the failures table, and the MJD and settings
 of the run.
 """
@@ -57,6 +57,9 @@ def read_table(path: str | os.PathLike) -> Table:
             return _read_ecsv_fast(path)
         if fmt == "fits":
             return _read_fits(path)
+        if fmt == "votable":
+            from ..outputs.votable import read_votable
+            return _plain(read_votable(path))
         return Table.read(path, format=fmt)
     except SurveyError:
         raise
@@ -122,9 +125,13 @@ def _fill(kind: str):
 
 def _read_fits(path: Path) -> Table:
     from astropy.io import fits
+
+    from ..outputs.fits_tables import PROVENANCE_EXTNAME, read_fits_meta
     with fits.open(path, memmap=False) as hdus:
         table = Table(hdus[1].data)
-        meta = _unflatten_fits_meta(hdus[1].header)
+        meta = read_fits_meta(hdus)
+        if PROVENANCE_EXTNAME not in hdus:
+            meta = _unflatten_hierarch_meta(meta)
     for name in table.colnames:
         table[name].unit = None
         if table[name].dtype.kind == "S":
@@ -133,15 +140,13 @@ def _read_fits(path: Path) -> Table:
     return table
 
 
-def _unflatten_fits_meta(header) -> dict:
-    """The flattened ``SMP ...`` cards of `smp_model.outputs.tables.write_table`, as far as they
-    can be recovered (settings for the inspector)."""
+def _unflatten_hierarch_meta(cards: dict) -> dict:
+    """The ``HIERARCH SMP ...`` cards of FITS tables written before the PROVENANCE
+    extension, as far as they can be recovered (settings for the inspector)."""
     meta: dict = {}
     settings = {}
-    for key, value in header.items():
-        if not key.startswith("SMP "):
-            continue
-        name = key[4:].lower()
+    for key, value in cards.items():
+        name = key.lower()
         if name.startswith("settings_"):
             settings[name[len("settings_"):]] = value
         else:
