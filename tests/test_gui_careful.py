@@ -288,8 +288,11 @@ def test_the_map_takes_the_sixth_cell_and_the_stamps_keep_their_size(qtbot, wind
     pv = window.panels_view
     assert view.plot.scene() is pv.graphics.scene() and view.plot.isVisible()
     cell = view.plot.sceneBoundingRect()
+    sizes = []
     for plot in pv.plots.values():
         assert not cell.intersects(plot.sceneBoundingRect())
+        sizes.append(min(plot.getViewBox().width(), plot.getViewBox().height()))
+    assert max(sizes) == pytest.approx(min(sizes), rel=0.05)     # both rows alike
     assert pv.graphics.sceneRect().contains(cell.center())
     # hidden (View menu key), the sixth cell goes away
     qtbot.keyClick(window, Qt.Key.Key_M, Qt.KeyboardModifier.ControlModifier
