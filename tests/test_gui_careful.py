@@ -454,3 +454,14 @@ def test_at_1280x720_the_stamps_get_the_room_and_the_labels_show_whole(qtbot, wi
     qtbot.wait(200)
     assert (window.browser_dock.width(), window.controls_dock.width()) == docks
     assert screen_px_per_ccd_px(window) >= 8
+
+
+def test_the_map_fills_its_cell_at_1280x720(qtbot, window):
+    open_demo_binary(qtbot, window, size=(1280, 720))
+    view = computed_map(qtbot, window, half_width=1.0)
+    qtbot.wait(200)
+    vb = view.plot.getViewBox()
+    shown = view.image.mapRectToScene(view.image.boundingRect())
+    box = vb.sceneBoundingRect()
+    # the map spans its cell's narrower side (within the 2 % padding)
+    assert max(shown.width() / box.width(), shown.height() / box.height()) > 0.9

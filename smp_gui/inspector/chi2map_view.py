@@ -82,6 +82,7 @@ class Chi2MapView(QWidget):
         self.plot.setLabel("bottom", "secondary dx (px)")
         self.plot.setLabel("left", "secondary dy (px)")
         self.plot.setVisible(False)
+        self.plot.getViewBox().sigResized.connect(self._fit_map)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.plot.addItem(self.image)
         self.colorbar = pg.ColorBarItem(values=(0.0, MIN_DISPLAY_MAX), label="Δχ²",
@@ -138,7 +139,14 @@ class Chi2MapView(QWidget):
         self.image.setRect(QRectF(chi2map.dx[0] - step_x / 2, chi2map.dy[0] - step_y / 2,
                                   step_x * chi2map.dx.size, step_y * chi2map.dy.size))
         self.info.setText(self._explanation(chi2map))
-        self.plot.autoRange()
+        self._fit_map()
+
+    def _fit_map(self, *_):
+        """The whole map in its cell (again whenever the cell changes size: it is laid
+        out after the map arrives)."""
+        if self.chi2map is not None:
+            self.plot.getViewBox().setRange(rect=self.image.mapRectToParent(
+                self.image.boundingRect()), padding=0.02)
 
     def _draw(self):
         """The image, colour bar and contours in the chosen scale."""
