@@ -16,7 +16,9 @@ from PyQt6.QtWidgets import (QAbstractItemView, QHeaderView, QPushButton, QTable
 
 from ..controller import FitSummary
 
-__all__ = ["Cell", "ResultsTable", "summary_rows"]
+__all__ = ["Cell", "MAX_TABLE_WIDTH", "ResultsTable", "summary_rows"]
+
+MAX_TABLE_WIDTH = 640   # px: wider tables scroll in their dock
 
 
 class Cell(NamedTuple):
@@ -105,6 +107,7 @@ class ResultsTable(QWidget):
         super().__init__(parent)
         self.summary: FitSummary | None = None
         self._labels = None
+        self._widths: list[int] = []   # px per column: they only grow within a layout
         self.table = QTableWidget(0, 0)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         # Numbers are never cut: each column is as wide as its widest cell (the last one
@@ -112,6 +115,7 @@ class ResultsTable(QWidget):
         columns = self.table.horizontalHeader()
         columns.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
         columns.setStretchLastSection(True)
+        columns.setDefaultSectionSize(40)    # below any number: the widths are measured
         self.table.setTextElideMode(Qt.TextElideMode.ElideNone)
         # One line per row: a fixed height (ResizeToContents re-measures every row at each
         # cell change, ~0.25 ms per cell, at every refit of a drag).
@@ -145,6 +149,7 @@ class ResultsTable(QWidget):
                 self.table.setHorizontalHeaderLabels(names)
                 self.table.setVerticalHeaderLabels(list(labels[1]))
                 self._labels = labels
+                self._widths = []       # a new layout: the columns fit it afresh
                 # Fit-wide numbers (chi2, delta chi2, total flux, separation ...) fill only
                 # the first cell: let it span the row so "value ± error" is not cut off.
                 self.table.clearSpans()
@@ -184,10 +189,19 @@ class ResultsTable(QWidget):
             else:
                 need = [max(a, b) for a, b in zip(need, widths)]
         need[-1] = max(need[-1], span_need - sum(need[:-1]))
+        if len(self._widths) != n:
+            self._widths = [0] * n
+        self._widths = need = [max(a, b) for a, b in zip(self._widths, need)]
         header = self.table.horizontalHeader()
         for c, width in enumerate(need):
-            if header.sectionSize(c) < width:
+            if header.sectionSize(c) < width or c < n - 1:
                 header.resizeSection(c, width)
+        # the dock as wide as the table (up to a third of a 1920 px screen), so that in
+        # a usual window nothing needs the scroll bar
+        rows = self.table.verticalHeader()
+        whole = (max(rows.sizeHint().width(), rows.width()) + sum(need) + 8
+                 + 2 * self.table.frameWidth() + self.table.verticalScrollBar().sizeHint().width())
+        self.table.setMinimumWidth(min(whole, MAX_TABLE_WIDTH))
 
     def as_text(self) -> str:
         """Tab-separated text of the table (what the clipboard gets)."""

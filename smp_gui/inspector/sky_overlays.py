@@ -168,7 +168,7 @@ class OverlayItems:
         self._draw_arrows(overlays, linear, frame, stamp)
         # view units per arcsec: stamp px per arcsec times the transform's scale
         self._draw_scale_bar(overlays.arcsec_px * math.sqrt(abs(np.linalg.det(linear))),
-                             frame)
+                             frame, stamp)
 
     def _draw_arrows(self, overlays: Overlays, linear: np.ndarray, frame: QRectF,
                      stamp: QPolygonF | None) -> None:
@@ -191,11 +191,15 @@ class OverlayItems:
         points = np.array(points)
         self.compass_lines.setData(points[:, 0], points[:, 1])
 
-    def _draw_scale_bar(self, per_arcsec: float, frame: QRectF) -> None:
+    def _draw_scale_bar(self, per_arcsec: float, frame: QRectF,
+                        stamp: QPolygonF | None = None) -> None:
         x0, y0, w, h = frame.left(), frame.top(), frame.width(), frame.height()
         arcsec = next((a for a in SCALE_BAR_ARCSEC if a * per_arcsec >= 0.12 * w),
                       SCALE_BAR_ARCSEC[-1])
         bx, by = x0 + 0.06 * w, y0 + 0.06 * h
+        if stamp is not None:     # on the stamp, as the arrows
+            bx, by = _onto(stamp, np.array([bx, by]), [np.zeros(2), np.array(
+                [arcsec * per_arcsec, 0.0]), np.array([0.5 * arcsec * per_arcsec, 0.07 * h])])
         self.scale_bar.setData([bx, bx + arcsec * per_arcsec], [by, by])
         self.scale_label.setText(f'{arcsec}"')
         self.scale_label.setPos(bx + 0.5 * arcsec * per_arcsec, by + 0.07 * h)
