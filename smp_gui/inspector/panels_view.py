@@ -171,10 +171,10 @@ class PanelsView(QWidget):
         self.cmap_box.currentTextChanged.connect(self.set_colormap)
         self.invert_box = QCheckBox("invert")
         self.invert_box.toggled.connect(self.set_inverted)
-        self.mask_box = QCheckBox("")
-        self.mask_box.setChecked(True)
+        self.mask_box = QCheckBox("", checked=True)
         self.mask_box.toggled.connect(self.set_show_mask)
-        self.mask_label = QLabel("<span style='color:#d22'>■</span> masked / unused pixels")
+        self.mask_label = QLabel("<span style='color:#d22'>■</span> unused pixels",
+                                 toolTip="Masked pixels and pixels the fit does not use")
         # The bar must not set the window's minimum width (1280 px screens): the combos
         # shrink to a few characters and the mask legend is cut first.
         for box, chars in ((self.stretch_box, 12), (self.cmap_box, 7)):
