@@ -19,6 +19,7 @@ from smp_gui.inspector import InspectorWindow
 from smp_model.simulation.demo import demo_manifest_path
 from tests.helpers import make_synthetic_detection, read_toml, write_toml
 from tests.test_gui import _send_mouse
+from tests.test_gui_inspector import menu_action, settled
 
 pytestmark = pytest.mark.gui
 pg.setConfigOption("mouseRateLimit", -1)
@@ -29,6 +30,7 @@ DAY_S = 86_400.0
 
 @pytest.fixture
 def window(qapp, tmp_path):
+    """A new window for each test, with its own settings (trusted folders, geometry)."""
     store = QSettings(str(tmp_path / "smp.ini"), QSettings.Format.IniFormat)
     w = InspectorWindow(store)
     w.show()
@@ -36,12 +38,6 @@ def window(qapp, tmp_path):
     w.shutdown()
     w.close()
     w.deleteLater()
-
-
-def settled(qtbot, window):
-    qtbot.waitUntil(lambda: not window.controller.busy and window.result is not None
-                    and window.result.request_id == window.controller.last_submitted,
-                    timeout=TIMEOUT_MS)
 
 
 def detection_with_psfs_elsewhere(root: Path) -> tuple[Path, list[Path]]:
@@ -98,15 +94,6 @@ def file_open(monkeypatch, window, path: Path):
     monkeypatch.setattr(QFileDialog, "getOpenFileName",
                         lambda *a, **k: (str(path), "Detection manifests (*.toml)"))
     menu_action(window, "File", "Open…").trigger()
-
-
-def menu_action(window, *path):
-    """The menu bar's action at ``path`` of item texts (without the & accelerators)."""
-    actions = window.menuBar().actions()
-    for name in path:
-        action = next(a for a in actions if a.text().replace("&", "").startswith(name))
-        actions = action.menu().actions() if action.menu() else []
-    return action
 
 
 # -- 1: consent before code runs ----------------------------------------------------------
