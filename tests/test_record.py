@@ -2,10 +2,12 @@
 `smp fit` run describe the same fit, in units and frames other tools read as they are."""
 from __future__ import annotations
 
+import gc
 import json
 import math
 import subprocess
 import sys
+import weakref
 
 import astropy.units as u
 import numpy as np
@@ -189,6 +191,18 @@ def test_record_is_cheap_and_meta_lazy(synthetic):
     assert fit_record(fit) is record                # built once per fit (smp fit writes 3)
     assert record.output_meta().keys() == record.meta.keys()
     assert not record.rows[0]["flags"] & 8          # never "unresolved" at fixed positions
+
+
+def test_a_fit_and_its_record_are_freed_together(synthetic):
+    """A batch worker or the stress run fits detection after detection: a fit whose record
+    was made must not outlive its user (it holds the scene's design matrix; a weak-keyed
+    cache whose records referred to their fits kept every one alive)."""
+    fit = DetectionPhotometry(synthetic.manifest_path).fit_single()
+    assert fit_record(fit).rows[0]["flux"] == fit.flux
+    alive = weakref.ref(fit)
+    del fit
+    gc.collect()
+    assert alive() is None
 
 
 def test_binary_seed_grids_cover_each_pair_once():

@@ -8,7 +8,7 @@ import sys
 
 from .arguments import Progress, number
 
-__all__ = ["format_summary", "register", "run"]
+__all__ = ["format_stress_summary", "format_summary", "register", "run"]
 
 
 def register(sub) -> None:
@@ -27,6 +27,12 @@ def register(sub) -> None:
     p.add_argument("--delta-chi2", type=number(0, integer=True), metavar="N", dest="n_delta_chi2",
                    help="single injections also fitted as binaries for the delta-chi2 "
                         "distribution (default: all)")
+    p.add_argument("--stress", type=number(1, integer=True), metavar="N",
+                   help="instead: the stress run, N simulated detections with a survey's "
+                        "variety (2-6 exposures, poor seeing, galaxies, stars, masks, a "
+                        "masked exposure), 10 injections each: how many fail or are "
+                        "flagged, and the flux pulls with and without the remedy for "
+                        "ill-conditioned scenes")
     p.add_argument("--seed", type=number(0, integer=True), default=0, help="random seed (0)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("--plot", metavar="PATH", help="pull histograms and recovered-vs-true "
@@ -37,6 +43,8 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    if args.stress:
+        return _run_stress(args)
     from ..files import check_writable
     from ..validation.injection import run_validation, save_validation_figure
     if args.plot:
@@ -46,12 +54,61 @@ def run(args) -> int:
     summary = report.summary()
     if args.plot:
         save_validation_figure(report, args.plot, overwrite=args.overwrite)
-    if args.json:
+    return _print_summary(summary, args.json, format_summary)
+
+
+def _run_stress(args) -> int:
+    from ..validation.stress import run_stress
+    others = [name for name, given in (("--binary", args.binary), ("--real", args.real),
+                                       ("--plot", args.plot),
+                                       ("--delta-chi2", args.n_delta_chi2 is not None))
+              if given]
+    if others:
+        raise ValueError(f"--stress runs alone: drop {', '.join(others)}")
+    summary = run_stress(args.stress, seed=args.seed, progress=Progress(args.quiet)).summary()
+    return _print_summary(summary, args.json, format_stress_summary)
+
+
+def _print_summary(summary: dict, as_json: bool, formatter) -> int:
+    """Print ``summary`` as JSON or as ``formatter`` writes it; the exit code 0."""
+    if as_json:
         json.dump(_finite(summary), sys.stdout, indent=1)
         print()
     else:
-        print(format_summary(summary))
+        print(formatter(summary))
     return 0
+
+
+def format_stress_summary(summary: dict) -> str:
+    """Human-readable summary of `StressReport.summary`."""
+    def line(name: str, s: dict) -> str:
+        return (f"  {name:<34} n={s['n']:5d}  bias {s['bias_sigma']:+.3f} sigma  pull std "
+                f"{s['pull_std']:.3f}  1-sigma coverage {100 * s['coverage_1sigma']:.1f} %")
+
+    flagged = ", ".join(f"{k} {v}" for k, v in summary["flagged"].items()) or "none"
+    chi2 = summary["reduced_chi2"]
+    out = [f"stress run: {summary['detections']} simulated detections, "
+           f"{summary['failed']} failed, {summary['injections']} injections fitted",
+           *(f"  failed: {text}" for text in summary["failures"]),
+           f"  remedy engaged in {summary['remedy_engaged']} detection(s): "
+           f"{summary['grid_sources_dropped']} grid source(s) dropped, "
+           f"{summary['scene_modes_cut']} scene direction(s) cut",
+           f"  flagged injections (besides position_fixed): {flagged}; "
+           f"{summary['flagged_without_defect']} flagged where no defect was placed, "
+           f"{summary['defect_not_flagged']} with a defect not flagged",
+           f"  chi2/dof: median {chi2['median']:.3f}, 1-99 % {chi2['p01']:.3f}-"
+           f"{chi2['p99']:.3f}",
+           "target-flux pulls:"]
+    names = {"all": "all", "remedy_not_engaged": "remedy not engaged",
+             "remedy_engaged": "remedy engaged",
+             "remedy_engaged_solved_without_it": "the same, solved without it"}
+    out += [line(names[k], v) for k, v in summary["pulls"].items() if v["n"]]
+    shift = summary["shift_sigma_without_remedy"]
+    if summary["remedy_engaged"]:
+        out.append(f"  change of a flux by the remedy: rms {shift['rms']:.2g} sigma, largest "
+                   f"{shift['max']:.2g} sigma (target share in the cut directions at most "
+                   f"{100 * summary['max_target_cut_share']:.2g} %)")
+    return "\n".join(out)
 
 
 def _finite(value):

@@ -160,6 +160,13 @@ class SceneFit:
         return self.scene.settings
 
     @functools.cached_property
+    def target_cut_share(self) -> np.ndarray:
+        """Per target: the share of its flux's information that lies in the scene
+        directions the solve fixed at 0 (`smp_model.scene.conditioning`; zeros when none
+        were)."""
+        return self.scene.solve(self.offsets).target_cut_share
+
+    @functools.cached_property
     def covariance(self) -> np.ndarray:
         """Full covariance of ``parameters`` (computed on first use: a few hundred
         parameters squared, more than an interactive refit needs)."""

@@ -135,6 +135,10 @@ COLUMNS = _columns(
     ("grid_size", None, "grid sources per axis"),
     ("grid_step", "arcsec", "nominal grid step"),
     ("fit_sky", None, "one sky level per exposure fitted"),
+    ("grid_sources_dropped", None, "grid sources that touch no usable pixel, fixed at 0 "
+     "(meta conditioning)"),
+    ("scene_modes_cut", None, "combinations of grid amplitudes the data do not constrain "
+     "(eigenvalue below 1e-12 of the largest), fixed at 0 (meta conditioning)"),
     ("flags", None, flags_description(), "meta.code"),
     ("flux_sn", None, "flux refitted with the source's shot noise, zeropoint 30"),
     ("flux_err_sn", None, "1-sigma error of flux_sn"),
@@ -151,7 +155,7 @@ FIT_COLUMNS = ("name", "expnum", "ccdnum", "band", "mjd", "fit_kind", "positions
                "total_flux", "total_flux_err", "separation", "separation_err",
                "separation_arcsec", "separation_arcsec_err", "position_angle",
                "position_angle_err", "convention", "grid_size", "grid_step", "fit_sky",
-               "binary_delta_chi2")
+               "grid_sources_dropped", "scene_modes_cut", "binary_delta_chi2")
 
 
 #: Columns of the per-exposure table (`smp_model.fit.diagnostics.diagnostic_columns`) as the

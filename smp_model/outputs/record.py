@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import math
-import weakref
 from dataclasses import dataclass
 
 import astropy.units as u
@@ -33,8 +32,8 @@ from ..fit.results import BinaryFit, SceneFit
 from ..inputs.stamps import COMMON_ZEROPOINT
 from .columns import COLUMNS, FIT_COLUMNS, FLAG_BITS, NJY_PER_COUNT, flags_meta
 
-__all__ = ["FitRecord", "fit_record", "pair_text", "quoted_flux_err", "record_meta",
-           "record_table", "source_text"]
+__all__ = ["FitRecord", "conditioning_text", "fit_record", "pair_text", "quoted_flux_err",
+           "record_meta", "record_table", "source_text"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,7 +92,9 @@ class FitRecord:
                   "exposures_used": meta["exposures_used"],
                   "dropped_exposures": meta["exposures_dropped"],
                   "shot_noise": meta["shot_noise"], "request": meta["request"],
-                  "per_exposure": meta["per_exposure"]}
+                  "per_exposure": meta["per_exposure"],
+                  "conditioning": {k: [_json(x) for x in v] if isinstance(v, list) else _json(v)
+                                   for k, v in meta["conditioning"].items()}}
         if self.kind == "binary":
             return {**sources[0], "primary": sources[0], "secondary": sources[1], **common}
         return {**sources[0], **common}
@@ -110,6 +111,8 @@ class FitRecord:
                              f"{row['flux_err_sn']:.2f}")
         if self.kind == "binary":
             lines.append("  " + pair_text(r0))
+        if r0["grid_sources_dropped"] or r0["scene_modes_cut"]:
+            lines.append("  " + conditioning_text(r0, float(max(self.fit.target_cut_share))))
         return "\n".join(lines)
 
     def caption(self) -> str:
@@ -148,6 +151,20 @@ def source_text(row: dict) -> str:
     return text
 
 
+def conditioning_text(row: dict, target_cut_share: float) -> str:
+    """What the solve fixed at 0 because the data do not constrain it, and the share of the
+    target flux's information that lay there (`smp_model.scene.conditioning`; empty when
+    nothing was fixed)."""
+    parts = []
+    if row["grid_sources_dropped"]:
+        parts.append(f"{row['grid_sources_dropped']} grid source(s) on no usable pixel "
+                     "dropped")
+    if row["scene_modes_cut"]:
+        parts.append(f"{row['scene_modes_cut']} unconstrained scene direction(s) cut")
+    return (f"scene: {', '.join(parts)} (fixed at 0; {100 * target_cut_share:.2g} % of the "
+            "target flux's information lay in them)" if parts else "")
+
+
 def pair_text(row: dict) -> str:
     text = (f"delta chi2 = {row['delta_chi2']:.2f} (single at the default offset: "
             f"{row['delta_chi2_default']:.2f}); total flux {row['total_flux']:.2f} +- "
@@ -160,16 +177,19 @@ def pair_text(row: dict) -> str:
 
 # One record per fit object: `smp fit` writes a table, cubes and JSON of one fit, and each
 # would otherwise build the record and its per-exposure metadata again.  Fits are
-# immutable, so the record cannot go stale; it lives as long as its fit.
-_RECORDS: "weakref.WeakKeyDictionary[SceneFit, FitRecord]" = weakref.WeakKeyDictionary()
+# immutable, so the record cannot go stale.  It is kept in the fit's own __dict__ (as
+# functools.cached_property does on the frozen dataclass): the record refers to its fit,
+# so a weak-keyed cache would keep every fit, its scene and its design matrix (~100 MB)
+# alive for the life of the process (a batch worker, the stress run, the GUI).
+_RECORD_ATTRIBUTE = "_fit_record"
 
 
 def fit_record(fit: SceneFit) -> FitRecord:
     """The record of ``fit`` (cheap: what a fit at fixed positions already has; built once
-    per fit object)."""
-    record = _RECORDS.get(fit)
+    per fit object, freed with it)."""
+    record = fit.__dict__.get(_RECORD_ATTRIBUTE)
     if record is None:
-        record = _RECORDS[fit] = _build_record(fit)
+        record = fit.__dict__[_RECORD_ATTRIBUTE] = _build_record(fit)
     return record
 
 
@@ -186,6 +206,8 @@ def _build_record(fit: SceneFit) -> FitRecord:
         **_pair_values(fit if binary else None),
         "convention": settings.convention, "grid_size": settings.grid_size,
         "grid_step": settings.grid_step_arcsec, "fit_sky": settings.fit_sky,
+        "grid_sources_dropped": len(fit.scene.conditioning.dropped_grid_sources),
+        "scene_modes_cut": fit.scene.conditioning.modes_cut,
     }
     names = ("primary", "secondary") if binary else ("target",)
     fit_flags = ((FLAG_BITS["unresolved"] if binary and fit.unresolved else 0)
@@ -259,6 +281,8 @@ def record_meta(fit: SceneFit) -> dict:
         "exposures_used": fit.used_expnums,
         "exposures_dropped": fit.dropped_expnums,
         "condition_number": fit.scene.condition_number,
+        "conditioning": {**fit.scene.conditioning.as_meta(),
+                         "target_cut_share": [float(v) for v in fit.target_cut_share]},
         "n_chi2_evaluations": fit.n_chi2_evaluations,
         "search_starts": fit.search_starts,
         "shot_noise": (None if fit.shot_noise is None else

@@ -29,15 +29,11 @@ from ..limits import MAX_REDUCED_CHI2, memory_refusal
 from ..psf.oversampled import OversampledPSF
 from ..settings import FitSettings
 from ..wcs.transforms import local_jacobians, sky_from_tangent
+from .conditioning import MAX_CONDITION, MAX_TARGET_CUT_SHARE, Conditioning, factorise_static
 from .exposures import LoadedExposure
 
 __all__ = ["MAX_CONDITION", "LinearSolution", "Progress", "SceneModel", "grid_offsets_arcsec",
            "grid_sky_positions", "single_threaded_blas"]
-
-# Above this condition number of the Jacobi-scaled normal matrix the errors are not
-# trustworthy in double precision (they carry ~cond * 1e-16 relative error, and the
-# pivots start to be dominated by rounding).
-MAX_CONDITION = 1e12
 
 Progress = Callable[[float, str], None]
 
@@ -78,12 +74,15 @@ class LinearSolution:
 
     ``static`` are the grid amplitudes followed by the skies, ``target`` the target fluxes
     (zeropoint 30); ``target_covariance`` their covariance with everything else profiled.
+    ``target_cut_share``: per target, the share of its information that lies in static
+    directions fixed at 0 (`SceneModel.conditioning`; 0 when none were).
     """
 
     static: np.ndarray
     target: np.ndarray
     target_covariance: np.ndarray
     chi2: float
+    target_cut_share: np.ndarray | None = None
 
 
 class SceneModel:
@@ -178,27 +177,17 @@ class SceneModel:
                 for ex in self.exposures]
 
     def _factorise(self):
-        normal = self._static_normal_matrix()
-        diag = np.diag(normal).copy()
-        dead = np.flatnonzero(diag <= 0)
-        if dead.size:
-            raise FitError(f"{dead.size} scene parameter(s) touch no usable pixel "
-                           f"({self._describe_params(dead)}); the system is singular", "fit")
-        self._scale = 1.0 / np.sqrt(diag)
-        scaled = normal * np.outer(self._scale, self._scale)
-        try:
-            self._cho = scipy.linalg.cho_factor(scaled, lower=True, check_finite=False)
-            # LAPACK's 1-norm estimate from the factor: O(n^2), unlike an eigen-solve.
-            rcond, _ = scipy.linalg.lapack.dpocon(self._cho[0], np.abs(scaled).sum(0).max(),
-                                                  uplo="L")
-        except np.linalg.LinAlgError:
-            rcond = 0.0
-        self.condition_number = 1.0 / rcond if rcond > 0 else math.inf
-        if not self.condition_number < MAX_CONDITION:
-            raise FitError(f"the scene system is singular or ill-conditioned (condition "
-                           f"number {self.condition_number:.3g} > {MAX_CONDITION:.0e}); "
-                           "reduce the grid size or increase the grid step", "fit")
+        """Factor the static normal matrix (`smp_model.scene.conditioning`: Cholesky, or
+        with the directions no pixel constrains fixed at 0)."""
+        self.conditioning: Conditioning
+        self._static_solver, self.conditioning = factorise_static(
+            self._static_normal_matrix(), self.n_grid, self._describe_params)
         self._set_data_terms()
+
+    @property
+    def condition_number(self) -> float:
+        """Condition-number estimate of the Jacobi-scaled static normal matrix."""
+        return self.conditioning.condition_number
 
     def _static_normal_matrix(self) -> np.ndarray:
         """A^T W A over the static columns, from the pixels with non-zero weight.
@@ -261,9 +250,9 @@ class SceneModel:
         return ", ".join(names) + (" ..." if idx.size > 3 else "")
 
     def _solve_static(self, rhs: np.ndarray) -> np.ndarray:
-        """N_bb^-1 rhs through the scaled Cholesky factor (rhs (P,) or (P, k))."""
-        s = self._scale if rhs.ndim == 1 else self._scale[:, None]
-        return s * scipy.linalg.cho_solve(self._cho, s * rhs, check_finite=False)
+        """N_bb^-1 rhs through the scaled factor (rhs (P,) or (P, k)); with directions
+        fixed at 0, the pseudo-inverse over the others."""
+        return self._static_solver.solve(rhs)
 
     # -- target -----------------------------------------------------------------------
 
@@ -310,13 +299,14 @@ class SceneModel:
         x = self._solve_static(n_bt)
         schur = n_tt - n_bt.T @ x
         self._check_target_identifiable(schur, n_tt)
+        cut_share = self._checked_cut_share(n_bt, schur)
         target_cov = np.linalg.inv(schur)
         target = target_cov @ (r_t - n_bt.T @ self._static_solution)
         static = self._static_solution - x @ target
         chi2 = float(self._ywy - static @ self._rhs_static - target @ r_t)
         self._check_plausible(target, chi2)
         return LinearSolution(static=static, target=target, target_covariance=target_cov,
-                              chi2=chi2)
+                              chi2=chi2, target_cut_share=cut_share)
 
     def _check_plausible(self, target: np.ndarray, chi2: float) -> None:
         """Refuse results that only absurd data give (a SCI of 1e38, a WGT of 1e300):
@@ -341,6 +331,20 @@ class SceneModel:
             raise FitError("the target flux(es) are degenerate with the scene model at these "
                            "positions (two sources on top of each other?)",
                            self.detection.entry.label)
+
+    def _checked_cut_share(self, n_bt: np.ndarray, schur: np.ndarray) -> np.ndarray:
+        """The targets' share of information in the static directions fixed at 0
+        (`smp_model.scene.conditioning`); refuses targets that depend on them."""
+        share = self._static_solver.cut_share(n_bt, schur)
+        if np.any(share > MAX_TARGET_CUT_SHARE):
+            c = self.conditioning
+            raise FitError(f"the scene is ill-conditioned (condition number "
+                           f"{c.condition_number:.3g}) and the target flux is not determined "
+                           f"without the {c.n_fixed} scene direction(s) that the data do not "
+                           f"constrain: {100 * share.max():.2g} % of its information lies "
+                           "in them; reduce the grid size or increase the grid step",
+                           self.detection.entry.label)
+        return share
 
     def _target_normal_terms(self, offsets):
         """N_bt (P, n_t), N_tt (n_t, n_t) and r_t (n_t,) of targets at ``offsets``: only
@@ -378,4 +382,7 @@ class SceneModel:
         return int(np.count_nonzero(self.weight > 0))
 
     def dof(self, n_target: int) -> int:
-        return self.n_usable_pixels - self.n_grid - self.n_sky - n_target
+        """Usable pixels minus free parameters (the static directions fixed at 0 by
+        `conditioning` are not free)."""
+        return (self.n_usable_pixels - self.n_grid - self.n_sky + self.conditioning.n_fixed
+                - n_target)

@@ -49,7 +49,7 @@ __all__ = ["BINARY_FLUX_RATIO_RANGE", "BINARY_SNR_RANGE", "BLENDINGS", "CLOSE_FR
            "REAL_MIN_USABLE_FRACTION", "REAL_OFFSETS_PX", "REAL_SNR_RANGE",
            "SEPARATION_RANGE_PX", "SNR_BIN_EDGES", "SNR_RANGE", "START_ROUNDING_PX",
            "Progress", "PullStats", "Recovery", "SimulatedFieldFit", "ValidationReport",
-           "binary_injections", "delta_chi2_summary", "real_injections",
+           "binary_injections", "delta_chi2_summary", "log_uniform", "real_injections",
            "relabelled_manifests", "run_validation", "save_validation_figure",
            "single_injections", "validation_figure"]
 
@@ -236,7 +236,8 @@ class ValidationReport:
 # -- simulated injections ---------------------------------------------------------------
 
 
-def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+def log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    """A draw uniform in log between ``lo`` and ``hi`` (S/N ranges of the injections)."""
     return float(np.exp(rng.uniform(math.log(lo), math.log(hi))))
 
 
@@ -250,15 +251,20 @@ class SimulatedFieldFit:
 
     @classmethod
     def create(cls, config: SimulationConfig, workdir: Path,
-               settings: FitSettings = FitSettings()) -> "SimulatedFieldFit":
+               settings: FitSettings = FitSettings(),
+               defects: Callable[[SimulatedField], None] | None = None) -> "SimulatedFieldFit":
+        """Simulate ``config`` in a new folder under ``workdir`` and model it;
+        ``defects`` may change the simulated exposures (their masks) before they are
+        written.  An exposure the loader drops (`DroppedExposureWarning`) is left out of
+        the scene, as in a user's fit."""
         sim = build_field(config)
+        if defects is not None:
+            defects(sim)
         folder = workdir / f"field-{config.seed}-{len(list(workdir.iterdir()))}"
         manifest = sim.write(folder, sim.realise(np.random.default_rng(0), noise=False))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DroppedExposureWarning)
             phot = DetectionPhotometry(manifest, settings)
-        if len(phot.exposures) != len(sim.exposures):
-            raise RuntimeError("a simulated exposure was dropped; cannot pair images")
         return cls(sim, phot)
 
     def flux_errors(self, offsets) -> np.ndarray:
@@ -272,8 +278,9 @@ class SimulatedFieldFit:
         source Poisson noise when ``gain``, electrons per SCI count, is given)."""
         sources = self.sim.target_sources(fluxes, offsets)
         stamps = self.sim.realise(rng, sources, gain=gain)
-        images = [sci * ex.flux_scale for sci, ex in zip(stamps, self.sim.exposures)]
-        return self.phot.with_images(images)
+        by_expnum = {ex.truth.expnum: sci * ex.flux_scale
+                     for sci, ex in zip(stamps, self.sim.exposures)}
+        return self.phot.with_images([by_expnum[ex.entry.expnum] for ex in self.phot.exposures])
 
 
 def _fields(configs: Sequence[SimulationConfig], workdir: Path, progress: Progress | None,
@@ -307,7 +314,7 @@ def single_injections(n: int, seed: int, workdir: Path, n_delta_chi2: int | None
         fields = per_blending[name]
         field_fit = fields[(i // len(names)) % len(fields)]
         offset = rng.uniform(-0.5, 0.5, (1, 2))
-        flux = _log_uniform(rng, *SNR_RANGE) * field_fit.flux_errors(offset)[0]
+        flux = log_uniform(rng, *SNR_RANGE) * field_fit.flux_errors(offset)[0]
         phot = field_fit.realisation(rng, [flux], offset)
         solution = phot.scene.solve(offset)
         delta = math.nan
@@ -355,7 +362,7 @@ def _one_binary(field_fit: SimulatedFieldFit, rng: np.random.Generator,
     angle = rng.uniform(0.0, 2 * math.pi)
     ratio = rng.uniform(*BINARY_FLUX_RATIO_RANGE)
     centre = rng.uniform(-0.5, 0.5, 2)
-    primary_flux = _log_uniform(rng, *BINARY_SNR_RANGE) * field_fit.flux_errors(
+    primary_flux = log_uniform(rng, *BINARY_SNR_RANGE) * field_fit.flux_errors(
         centre[None, :])[0]
     fluxes = np.array([primary_flux, ratio * primary_flux])
     step = separation * np.array([math.cos(angle), math.sin(angle)])
@@ -442,7 +449,7 @@ def _inject_real(phot: DetectionPhotometry, rng: np.random.Generator, offset: np
     scene = phot.scene
     det = scene.detection
     centre = scene.target_centers(offset)[0]
-    flux = _log_uniform(rng, *REAL_SNR_RANGE) * math.sqrt(
+    flux = log_uniform(rng, *REAL_SNR_RANGE) * math.sqrt(
         scene.solve(offset).target_covariance[0, 0])
     source = flux * det.psf.draw(*centre, origin=det.origin, shape=det.shape, center=centre)
     images = [ex.image + (source if m == scene.detection_index else 0.0)
