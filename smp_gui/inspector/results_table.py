@@ -16,9 +16,7 @@ from PyQt6.QtWidgets import (QAbstractItemView, QHeaderView, QPushButton, QTable
 
 from ..controller import FitSummary
 
-__all__ = ["Cell", "MAX_TABLE_WIDTH", "ResultsTable", "summary_rows"]
-
-MAX_TABLE_WIDTH = 640   # px: wider tables scroll in their dock
+__all__ = ["Cell", "ResultsTable", "summary_rows"]
 
 
 class Cell(NamedTuple):
@@ -110,11 +108,10 @@ class ResultsTable(QWidget):
         self._widths: list[int] = []   # px per column: they only grow within a layout
         self.table = QTableWidget(0, 0)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        # Numbers are never cut: each column is as wide as its widest cell (the last one
-        # stretches into spare room; a scroll bar when the dock is narrower than that).
+        # Numbers are never cut: each column is as wide as its widest cell (a scroll bar
+        # when the dock is narrower than that).
         columns = self.table.horizontalHeader()
         columns.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        columns.setStretchLastSection(True)
         columns.setDefaultSectionSize(40)    # below any number: the widths are measured
         self.table.setTextElideMode(Qt.TextElideMode.ElideNone)
         # One line per row: a fixed height (ResizeToContents re-measures every row at each
@@ -174,11 +171,14 @@ class ResultsTable(QWidget):
     def _fit_columns(self, rows: list[tuple[str, list[Cell]]]):
         """Widen the columns to their widest text (measured here rather than by Qt's
         ResizeToContents, which ignores spanned cells and re-measures at every refit);
-        a row spanning the table widens the last column. Columns only grow, so that a
-        drag does not make them jitter."""
+        a row spanning the table widens the last column. Columns have room for two more
+        digits and only grow, so that a drag does not make them jitter. The dock keeps
+        its width (resizing it would move the panels under the mouse): a table wider
+        than the dock scrolls."""
         metrics = self.table.fontMetrics()
         pad = 2 * self.table.style().pixelMetric(
-            self.table.style().PixelMetric.PM_FocusFrameHMargin) + 12
+            self.table.style().PixelMetric.PM_FocusFrameHMargin) + 12 \
+            + metrics.horizontalAdvance("00")
         n = self.table.columnCount()
         need = [0] * n
         span_need = 0
@@ -194,14 +194,8 @@ class ResultsTable(QWidget):
         self._widths = need = [max(a, b) for a, b in zip(self._widths, need)]
         header = self.table.horizontalHeader()
         for c, width in enumerate(need):
-            if header.sectionSize(c) < width or c < n - 1:
+            if header.sectionSize(c) != width:
                 header.resizeSection(c, width)
-        # the dock as wide as the table (up to a third of a 1920 px screen), so that in
-        # a usual window nothing needs the scroll bar
-        rows = self.table.verticalHeader()
-        whole = (max(rows.sizeHint().width(), rows.width()) + sum(need) + 8
-                 + 2 * self.table.frameWidth() + self.table.verticalScrollBar().sizeHint().width())
-        self.table.setMinimumWidth(min(whole, MAX_TABLE_WIDTH))
 
     def as_text(self) -> str:
         """Tab-separated text of the table (what the clipboard gets)."""
