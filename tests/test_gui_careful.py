@@ -19,6 +19,7 @@ from smp_gui.inspector import InspectorWindow
 from smp_model.simulation.demo import demo_manifest_path
 from tests.helpers import make_synthetic_detection, read_toml, write_toml
 from tests.test_gui import _send_mouse
+from tests.test_gui_inspector import menu_action, settled
 
 pytestmark = pytest.mark.gui
 pg.setConfigOption("mouseRateLimit", -1)
@@ -29,6 +30,7 @@ DAY_S = 86_400.0
 
 @pytest.fixture
 def window(qapp, tmp_path):
+    """A new window for each test, with its own settings (trusted folders, geometry)."""
     store = QSettings(str(tmp_path / "smp.ini"), QSettings.Format.IniFormat)
     w = InspectorWindow(store)
     w.show()
@@ -36,12 +38,6 @@ def window(qapp, tmp_path):
     w.shutdown()
     w.close()
     w.deleteLater()
-
-
-def settled(qtbot, window):
-    qtbot.waitUntil(lambda: not window.controller.busy and window.result is not None
-                    and window.result.request_id == window.controller.last_submitted,
-                    timeout=TIMEOUT_MS)
 
 
 def detection_with_psfs_elsewhere(root: Path) -> tuple[Path, list[Path]]:
@@ -98,15 +94,6 @@ def file_open(monkeypatch, window, path: Path):
     monkeypatch.setattr(QFileDialog, "getOpenFileName",
                         lambda *a, **k: (str(path), "Detection manifests (*.toml)"))
     menu_action(window, "File", "Open…").trigger()
-
-
-def menu_action(window, *path):
-    """The menu bar's action at ``path`` of item texts (without the & accelerators)."""
-    actions = window.menuBar().actions()
-    for name in path:
-        action = next(a for a in actions if a.text().replace("&", "").startswith(name))
-        actions = action.menu().actions() if action.menu() else []
-    return action
 
 
 # -- 1: consent before code runs ----------------------------------------------------------
@@ -288,8 +275,11 @@ def test_the_map_takes_the_sixth_cell_and_the_stamps_keep_their_size(qtbot, wind
     pv = window.panels_view
     assert view.plot.scene() is pv.graphics.scene() and view.plot.isVisible()
     cell = view.plot.sceneBoundingRect()
+    sizes = []
     for plot in pv.plots.values():
         assert not cell.intersects(plot.sceneBoundingRect())
+        sizes.append(min(plot.getViewBox().width(), plot.getViewBox().height()))
+    assert max(sizes) == pytest.approx(min(sizes), rel=0.05)     # both rows alike
     assert pv.graphics.sceneRect().contains(cell.center())
     # hidden (View menu key), the sixth cell goes away
     qtbot.keyClick(window, Qt.Key.Key_M, Qt.KeyboardModifier.ControlModifier
@@ -435,3 +425,30 @@ def test_exported_figure_has_colour_bar_markers_compass_and_exposures(
     assert "<!-- N -->" in svg and "<!-- E -->" in svg and 'id="scale-bar"' in svg
     record = window.result.summary
     assert f"{record.sources[0].flux:.1f}" in svg and "χ²/dof" in svg
+
+
+def test_at_1280x720_the_stamps_get_the_room_and_the_labels_show_whole(qtbot, window):
+    open_demo_binary(qtbot, window, size=(1600, 900))
+    window.resize(1280, 720)
+    qtbot.wait(200)
+    pv = window.panels_view
+    assert window.browser_dock.width() <= 0.17 * 1280 + 1
+    for label in (pv.mask_label, pv.invert_box):
+        assert label.width() >= label.sizeHint().width(), label.text()
+    # grown again, the room goes to the stamps, not to the docks
+    docks = window.browser_dock.width(), window.controls_dock.width()
+    window.resize(1920, 1080)
+    qtbot.wait(200)
+    assert (window.browser_dock.width(), window.controls_dock.width()) == docks
+    assert screen_px_per_ccd_px(window) >= 8
+
+
+def test_the_map_fills_its_cell_at_1280x720(qtbot, window):
+    open_demo_binary(qtbot, window, size=(1280, 720))
+    view = computed_map(qtbot, window, half_width=1.0)
+    qtbot.wait(200)
+    vb = view.plot.getViewBox()
+    shown = view.image.mapRectToScene(view.image.boundingRect())
+    box = vb.sceneBoundingRect()
+    # the map spans its cell's narrower side (within the 2 % padding)
+    assert max(shown.width() / box.width(), shown.height() / box.height()) > 0.9

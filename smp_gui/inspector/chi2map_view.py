@@ -19,7 +19,9 @@ from PyQt6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from smp_model.fit.chi2map import Chi2Map
 
-__all__ = ["CONTOUR_LEVELS", "DISPLAY_PERCENTILE", "MAP_SCALES", "MIN_DISPLAY_MAX",
+from .panel_items import set_title
+
+__all__ = ["CONTOUR_LEVELS", "DISPLAY_PERCENTILE", "MAP_SCALES", "MAP_TITLE", "MIN_DISPLAY_MAX",
            "Chi2MapView", "display_range", "scaled"]
 
 # Δχ² of 1, 2, 3 sigma for two parameters.
@@ -30,6 +32,7 @@ MIN_DISPLAY_MAX = 1.5 * CONTOUR_LEVELS[-1]
 # Colour scales of the map: the value the colours are spaced in (contours stay at their
 # Δχ²).  asinh is linear below Δχ² ~ 1 and logarithmic far above it.
 MAP_SCALES = {"linear": "linear", "log": "log₁₀(1 + Δχ²)", "asinh": "asinh(Δχ²)"}
+MAP_TITLE = "Δχ² map (secondary)"
 
 
 def display_range(delta: np.ndarray) -> tuple[float, float]:
@@ -69,13 +72,17 @@ class Chi2MapView(QWidget):
         self.chi2map: Chi2Map | None = None
         self.scale = "linear"
         self.stale = False
-        self.plot = pg.PlotItem(title="Δχ² map (secondary)")
+        self.plot = pg.PlotItem()
+        set_title(self.plot, MAP_TITLE)
+        # a cell like the panels': no larger preferred size that would shrink their row
+        self.plot.setPreferredSize(60, 60)
         self.plot.setAspectLocked(True)
         self.plot.setMenuEnabled(False)
         self.plot.hideButtons()
         self.plot.setLabel("bottom", "secondary dx (px)")
         self.plot.setLabel("left", "secondary dy (px)")
         self.plot.setVisible(False)
+        self.plot.getViewBox().sigResized.connect(self._fit_map)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.plot.addItem(self.image)
         self.colorbar = pg.ColorBarItem(values=(0.0, MIN_DISPLAY_MAX), label="Δχ²",
@@ -132,7 +139,14 @@ class Chi2MapView(QWidget):
         self.image.setRect(QRectF(chi2map.dx[0] - step_x / 2, chi2map.dy[0] - step_y / 2,
                                   step_x * chi2map.dx.size, step_y * chi2map.dy.size))
         self.info.setText(self._explanation(chi2map))
-        self.plot.autoRange()
+        self._fit_map()
+
+    def _fit_map(self, *_):
+        """The whole map in its cell (again whenever the cell changes size: it is laid
+        out after the map arrives)."""
+        if self.chi2map is not None:
+            self.plot.getViewBox().setRange(rect=self.image.mapRectToParent(
+                self.image.boundingRect()), padding=0.02)
 
     def _draw(self):
         """The image, colour bar and contours in the chosen scale."""
@@ -182,10 +196,7 @@ class Chi2MapView(QWidget):
         computed for changed: ``why``)."""
         self.stale = bool(stale)
         self.stale_label.setText(f"map out of date: {why}" if stale else "")
-        if stale:
-            self.plot.setTitle("Δχ² map (secondary) — OUT OF DATE", color="#b35c00")
-        else:
-            self.plot.setTitle("Δχ² map (secondary)")
+        set_title(self.plot, MAP_TITLE + (" — OUT OF DATE" if stale else ""))
 
     def set_components(self, primary, secondary):
         """Show the current primary and secondary (dx, dy) offsets."""

@@ -26,7 +26,7 @@ import math
 
 import pyqtgraph as pg
 from PyQt6.QtCore import QEvent, QPointF, QRectF, Qt, pyqtSignal
-from PyQt6.QtGui import QPolygonF, QTransform
+from PyQt6.QtGui import QFontDatabase, QPolygonF, QTransform
 from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QSizePolicy,
                              QVBoxLayout, QWidget)
 
@@ -171,13 +171,13 @@ class PanelsView(QWidget):
         self.cmap_box.currentTextChanged.connect(self.set_colormap)
         self.invert_box = QCheckBox("invert")
         self.invert_box.toggled.connect(self.set_inverted)
-        self.mask_box = QCheckBox("")
-        self.mask_box.setChecked(True)
+        self.mask_box = QCheckBox("", checked=True)
         self.mask_box.toggled.connect(self.set_show_mask)
-        self.mask_label = QLabel("<span style='color:#d22'>■</span> masked / unused pixels")
+        self.mask_label = QLabel("<span style='color:#d22'>■</span> unused pixels",
+                                 toolTip="Masked pixels and pixels the fit does not use")
         # The bar must not set the window's minimum width (1280 px screens): the combos
         # shrink to a few characters and the mask legend is cut first.
-        for box, chars in ((self.stretch_box, 18), (self.cmap_box, 7)):
+        for box, chars in ((self.stretch_box, 12), (self.cmap_box, 7)):
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy
                                     .AdjustToMinimumContentsLengthWithIcon)
             box.setMinimumContentsLength(chars)
@@ -188,7 +188,8 @@ class PanelsView(QWidget):
         self.readout = QLabel(EMPTY_READOUT)
         self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.readout.setStyleSheet("font-family: monospace;")
+        self.readout.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.readout.setFixedHeight(3 * self.readout.fontMetrics().lineSpacing() + 4)
 
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Stretch:"))
@@ -373,8 +374,7 @@ class PanelsView(QWidget):
             or self.panels["image"].shape != panels["image"].shape
         # another exposure or detection: a readout of the last point would name the old
         # one's sky position and pixels
-        new_source = new_exposure or pixel_to_sky != self.pixel_to_sky \
-            or self.panels.origin != panels.origin
+        new_source = new_exposure or self.panels.origin != panels.origin
         self.panels = panels
         self.pixel_to_sky = pixel_to_sky
         rect = pixel_rect(panels["image"].shape)

@@ -47,13 +47,16 @@ from .results_table import ResultsTable
 from .sessions import SessionFiles
 from .sky_overlays import SkyGeometry
 
-__all__ = ["DOCKS_KEY", "GEOMETRY_KEY", "SIZE_KEY", "STALE_GREY_MS", "InspectorWindow"]
+__all__ = ["DOCK_SHARES", "DOCKS_KEY", "GEOMETRY_KEY", "SIZE_KEY", "STALE_GREY_MS", "InspectorWindow"]
 
 STALE_GREY_MS = 150
 # Where the window's geometry and its docks' arrangement are kept between launches.
 GEOMETRY_KEY = "inspector/geometry"
 SIZE_KEY = "inspector/size"
 DOCKS_KEY = "inspector/docks"
+# (share of the window's width, least and most px) of the left (exposures) and right
+# (fit, flux table) docks.
+DOCK_SHARES = ((0.17, 180, 372), (0.22, 260, 420))
 
 
 class InspectorWindow(QMainWindow):
@@ -543,6 +546,17 @@ class InspectorWindow(QMainWindow):
         title = ("Fit failed" if isinstance(job, FitJob) else "Δχ² map failed")
         details = None if isinstance(failure.error, SMPError) else failure.traceback
         self.show_error(title, failure.error, context=job.manifest_path, details=details)
+
+    def resizeEvent(self, event):
+        """The side docks take at most their share of the width (`DOCK_SHARES`): a smaller
+        window shrinks them with the stamps, and a larger one gives its room to the
+        stamps (the docks do not grow)."""
+        super().resizeEvent(event)
+        if 0 < event.oldSize().width() != event.size().width():
+            docks = [self.browser_dock, self.controls_dock]
+            widths = [min(dock.width(), max(low, int(share * self.width())), high)
+                      for dock, (share, low, high) in zip(docks, DOCK_SHARES)]
+            self.resizeDocks(docks, widths, Qt.Orientation.Horizontal)
 
     def _restore_layout(self):
         """The window's size, place and docks as the user left them last time."""
