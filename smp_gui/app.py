@@ -195,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if path is not None:
         mode = "binary" if args.binary else None
-        opened = window.open_path(path) if mode is None else \
+        opened = window.open_path(path, ask_consent=not headless) if mode is None else \
             window.open_detection(path, mode=mode, offsets=args.binary)
         if not opened and headless:
             return state["rc"] or 2

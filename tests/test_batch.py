@@ -246,7 +246,7 @@ def test_batch_position_search_and_shot_noise(tmp_path, cluster, capsys):
     table = QTable.read(out)
     assert len(table) == 1
     row = table[0]
-    assert row["fit_kind"] == "single" and row["flags"] & 2 == 0   # position fitted
+    assert row["fit_kind"] == "single" and row["positions"] == "searched"
     assert row["dx"].value == pytest.approx(expected.primary.dx, abs=1e-9)
     assert row["dy"].value == pytest.approx(expected.primary.dy, abs=1e-9)
     assert row["dx_err"].value == pytest.approx(expected.primary.dx_err, rel=1e-6)
@@ -616,3 +616,27 @@ def test_numpy_warnings_are_not_recorded():
             np.array([1e300]) * 1e300
         warnings.warn("exposure 1 (CCD 2) dropped: no usable pixel")
     assert _warning_lines(caught) == ["exposure 1 (CCD 2) dropped: no usable pixel"]
+
+
+def test_each_manifest_is_read_once_to_parse_and_fingerprint(tmp_path, monkeypatch):
+    """The batch read every manifest twice: to parse it and again for its fingerprint."""
+    from smp_model.simulation.demo import demo_manifest_path
+    manifest = demo_manifest_path()
+    listing = tmp_path / "list.ecsv"
+    Table({"manifest": [str(manifest)]}).write(listing)
+    opened = []
+    real_open = Path.open
+
+    def counting_open(self, *args, **kwargs):
+        if self.name == manifest.name:
+            opened.append(self)
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", counting_open)
+    [item] = read_batch_list(listing)
+    fingerprint = item.fingerprint
+    assert len(opened) == 1
+    # and the fingerprint is of the file's bytes, as before
+    import hashlib
+    assert fingerprint == hashlib.sha256(str(manifest).encode() + b"\0"
+                                         + manifest.read_bytes()).hexdigest()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
 from PyQt6.QtGui import QMouseEvent
 from PyQt6.QtWidgets import QApplication, QMessageBox
 
+from smp_gui.consent import TRUSTED_FOLDERS_KEY
 from smp_gui.controller import FitController, FitJob
 from smp_gui.inspector import InspectorWindow
 from smp_gui.inspector.coordinates import ccd_to_view, pixel_rect, view_to_ccd, view_to_pixel
@@ -53,6 +55,10 @@ def engine(lq28_path):
 def _new_window(tmp_path_factory) -> InspectorWindow:
     store = QSettings(str(tmp_path_factory.mktemp("qsettings") / "smp.ini"),
                       QSettings.Format.IniFormat)
+    # Sessions saved under tmp_path name the sample's PSF files: a folder the user trusts
+    # (the question itself: tests/test_gui_careful.py).
+    store.setValue(TRUSTED_FOLDERS_KEY, [os.environ.get("SMP_DES_SAMPLE") or str(
+        Path(__file__).resolve().parents[2] / "shared" / "des-sample")])
     window = InspectorWindow(store)
     window.show()
     return window
@@ -855,7 +861,7 @@ def test_dropping_a_manifest_opens_it(qtbot, fresh_window, des_sample):
 # -- panel grid ------------------------------------------------------------------------------
 
 def test_best_columns_fills_the_space():
-    from smp_gui.inspector.panels_view import best_columns
+    from smp_gui.inspector.panel_items import best_columns
     assert best_columns(1500, 300, 5, 1.0) == 5          # wide: one row
     assert best_columns(300, 1500, 5, 1.0) == 1          # narrow and tall: one column
     assert best_columns(630, 720, 5, 1.0, 22) == 3       # 3 + 2 (2 columns: 4 % larger)
@@ -876,6 +882,10 @@ def test_tall_window_shows_panels_in_rows(qtbot, window, lq28_path):
                     found[key] = (round(plot.geometry().top()), round(plot.geometry().left()))
         return found
 
+    # The Δχ² map of an earlier test shares the central layout (its line under the
+    # panels), which would lay the panels out again at once: a bare grid here.
+    window.chi2map_view.hide()
+    QApplication.processEvents()
     view.graphics.resize(1500, 300)
     qtbot.waitUntil(lambda: view.columns == 5)
     view.graphics.resize(700, 900)

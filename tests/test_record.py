@@ -23,7 +23,7 @@ from smp_model.fit.measure import measure
 from smp_model.fit.photometry import DetectionPhotometry
 from smp_model.fit.request import FitRequest, TargetOffsets
 from smp_model.inputs.manifest import DetectionManifest
-from smp_model.outputs.columns import FLAGS, NJY_PER_COUNT, decode_flags
+from smp_model.outputs.columns import FLAGS, NJY_PER_COUNT, RETIRED_FLAGS, decode_flags
 from smp_model.outputs.record import fit_record
 from smp_model.scene.exposures import load_exposures
 
@@ -125,8 +125,11 @@ def test_region_file_parses_with_sources_on_the_fit(lq28_run):
 
 def test_flag_registry_decodes_every_bit():
     bits = [f.bit for f in FLAGS]
-    assert bits == [1 << k for k in range(len(bits))]
+    # live and retired bits together: distinct powers of two, none reused
+    every = sorted(bits + [f.bit for f in RETIRED_FLAGS])
+    assert every == [1 << k for k in range(len(every))]
     assert decode_flags(0) == ()
+    assert decode_flags(2) == ("bits 2",)          # retired: no flag owns it
     assert decode_flags(1 | 8) == ("nonpositive_flux", "unresolved")
     assert decode_flags(sum(bits)) == tuple(f.name for f in FLAGS)
 
@@ -184,7 +187,7 @@ def test_record_is_cheap_and_meta_lazy(synthetic):
     record = fit_record(fit)
     assert "meta" not in record.__dict__            # not computed for a drag refit
     assert record.meta["per_exposure"] and "meta" in record.__dict__
-    assert record.rows[0]["flags"] & 2              # positions fixed
+    assert record.rows[0]["positions"] == "fixed" and record.rows[0]["flags"] == 0
     assert fit_record(fit) is record                # built once per fit (smp fit writes 3)
     assert record.output_meta().keys() == record.meta.keys()
     assert not record.rows[0]["flags"] & 8          # never "unresolved" at fixed positions

@@ -194,19 +194,7 @@ def double_click(widget, pos: QPoint):
 
 
 def _click_plot_point(qtbot, plot_widget, x: float, y: float):
-    view_box = plot_widget.getPlotItem().getViewBox()
-    scene_pos = view_box.mapViewToScene(QPointF(x, y))
-    pos = plot_widget.mapFromScene(scene_pos)
-    viewport = plot_widget.viewport()
-    for kind, buttons in ((QEvent.Type.MouseMove, Qt.MouseButton.NoButton),
-                          (QEvent.Type.MouseButtonPress, Qt.MouseButton.LeftButton),
-                          (QEvent.Type.MouseButtonRelease, Qt.MouseButton.NoButton)):
-        button = Qt.MouseButton.NoButton if kind == QEvent.Type.MouseMove \
-            else Qt.MouseButton.LeftButton
-        event = QMouseEvent(kind, QPointF(pos), QPointF(viewport.mapToGlobal(pos)), button,
-                            buttons, Qt.KeyboardModifier.NoModifier)
-        QApplication.sendEvent(viewport, event)
-        qtbot.wait(15)
+    _click_view_point(qtbot, plot_widget, plot_widget.getPlotItem(), x, y)
 
 
 def test_plots_and_table_select_each_other(qtbot, window, batch, monkeypatch):
@@ -306,8 +294,18 @@ def _assert_shows_batch_fit(inspector, survey, key):
     fit = inspector.result.fit
     assert fit.kind == rows["fit_kind"][0]
     assert inspector.settings == survey.settings
-    assert [s.flux for s in fit.sources] == pytest.approx(list(rows["flux"]), rel=1e-6)
+    # a searched fit is searched again from the batch's optimum: equal to the search's
+    # tolerance (~1e-6 here, a thousandth of the errors)
+    rel = 1e-5 if rows["positions"][0] == "searched" else 1e-6
+    assert [s.flux for s in fit.sources] == pytest.approx(list(rows["flux"]), rel=rel)
     assert fit.chi2 == pytest.approx(rows["chi2"][0], rel=1e-6)
+    # the batch's own fit: the same degrees of freedom and, when its positions were
+    # searched, their errors (not a refit at fixed positions)
+    assert fit.dof == rows["dof"][0]
+    assert (fit.position_covariance is not None) == (rows["positions"][0] == "searched")
+    for name in ("flux_err", "flux_err_total", "dx_err", "dy_err"):
+        shown = [getattr(s, name) for s in fit.sources]
+        assert shown == pytest.approx(list(rows[name]), rel=1e-3, nan_ok=True), name
 
 
 def test_cli_screenshot_and_export_table(batch, tmp_path):
@@ -445,3 +443,75 @@ def test_build_cache_keeps_hands_over_and_forgets(tiny_survey, tmp_path):
         assert cache.take(manifests[1], FitSettings(grid_size=12), never_cancel) is None
     finally:
         cache.clear()
+
+
+# -- issue 25: flags that mean something, histogram bars that select ------------------------
+
+def test_flags_filter_lists_only_what_the_simulator_flagged(qtbot, window, batch, monkeypatch):
+    """Every fit at fixed positions set flag bit 2, so "flags != 0" listed nearly every
+    row; the fact is the positions column now."""
+    path, truth = batch
+    open_by_menu(qtbot, window, path, monkeypatch)
+    type_filter(qtbot, window, "flags != 0")
+    assert table_keys(window) == list(truth["key"][truth["flagged_exposure"]])
+    assert window.filter_error.text() == ""
+    # the column says how each fit placed its sources, and its values filter
+    type_filter(qtbot, window, 'positions == "searched"')
+    searched = table_keys(window)
+    assert searched and len(searched) < 10
+    assert set(searched) >= {k for k in truth["key"] if k.startswith("binary_")}
+    # the table meta explains every bit (from the one registry)
+    from smp_model.outputs.columns import FLAGS
+    meta = Table.read(path).meta["flags"]
+    assert {f.name: f.bit for f in FLAGS}.items() <= {n: m["bit"] for n, m in meta.items()}.items()
+
+
+def _click_view_point(qtbot, view, plot, x: float, y: float):
+    """A left click on a real graphics view at view coordinates (x, y) of ``plot``."""
+    pos = view.mapFromScene(plot.getViewBox().mapViewToScene(QPointF(x, y)))
+    viewport = view.viewport()
+    for kind, buttons in ((QEvent.Type.MouseMove, Qt.MouseButton.NoButton),
+                          (QEvent.Type.MouseButtonPress, Qt.MouseButton.LeftButton),
+                          (QEvent.Type.MouseButtonRelease, Qt.MouseButton.NoButton)):
+        button = Qt.MouseButton.NoButton if kind == QEvent.Type.MouseMove \
+            else Qt.MouseButton.LeftButton
+        QApplication.sendEvent(viewport, QMouseEvent(
+            kind, QPointF(pos), QPointF(viewport.mapToGlobal(pos)), button, buttons,
+            Qt.KeyboardModifier.NoModifier))
+        qtbot.wait(15)
+
+
+def test_a_histogram_bar_click_selects_its_rows_and_a_selection_fills_its_bars(
+        qtbot, window, batch, monkeypatch):
+    path, _ = batch
+    open_by_menu(qtbot, window, path, monkeypatch)
+    survey = window.survey
+    plots = window.plots
+    plots.setCurrentIndex(1)
+    qtbot.wait(50)
+    plot = plots.hist_plots["chi2_dof"]
+    bars = [i for i in plot.items if isinstance(i, pg.PlotCurveItem)][0]
+    edges, counts = bars.getData()
+    k = int(np.argmax(counts))                       # the tallest bar
+    values = survey.columns["chi2_dof"]
+    inside = (values >= edges[k]) & ((values < edges[k + 1]) if k < len(counts) - 1
+                                     else (values <= edges[k + 1]))
+    expected = sorted(survey.columns["key"][inside].astype(str).tolist())
+    assert len(expected) == counts[k] > 1
+    _click_view_point(qtbot, plots.histograms, plot, 0.5 * (edges[k] + edges[k + 1]),
+                      0.5 * counts[k])
+    qtbot.waitUntil(lambda: len(window.selected_indices()) == counts[k], timeout=3000)
+    assert sorted(survey.columns["key"][window.selected_indices()].astype(str)) == expected
+    # the table's selection is drawn filled in the bars: here exactly the clicked bar
+    _, filled = plots.hist_highlight["chi2_dof"].getData()
+    assert filled[k] == counts[k] and filled.sum() == counts[k]
+    # a selection made in the table fills the bars its rows are in
+    window.table.selectRow(0)
+    i = window.selected_indices()[0]
+    _, filled = plots.hist_highlight["chi2_dof"].getData()
+    j = min(int(np.searchsorted(edges, values[i], side="right")) - 1, len(counts) - 1)
+    assert filled.sum() == 1 and filled[j] == 1
+    # a click beside the bars (above the tallest) selects nothing new
+    _click_view_point(qtbot, plots.histograms, plot, 0.5 * (edges[k] + edges[k + 1]),
+                      counts[k] + 0.6)
+    assert window.selected_indices() == [i]

@@ -89,7 +89,7 @@ def test_sort_nan_last_both_ways_and_stable(columns):
 
 def test_decode_flags():
     assert flags_text(0) == ""
-    assert flags_text(2 | FLAG_EXPOSURE_DROPPED) == "position_fixed, exposure_dropped"
+    assert flags_text(4 | FLAG_EXPOSURE_DROPPED) == "position_err_undefined, exposure_dropped"
     assert flags_text(8) == "unresolved"
     assert flags_text(64 | 1) == "nonpositive_flux, bits 64"
 
@@ -139,10 +139,17 @@ def test_survey_one_row_per_detection(batch_out):
     assert c["key"][1] == "obj1_1001_5" and c["fit_kind"][1] == "binary"
     assert c["component"][1] == "primary" and c["n_sources"][1] == 2
     assert c["chi2_dof"][2] == pytest.approx(920 / 880)
-    assert c["flags"][3] == 2 | FLAG_EXPOSURE_DROPPED
-    assert c["flags_text"][3] == "position_fixed, exposure_dropped"
+    # written while a fixed-position fit set flag bit 2: read into `positions`, bit cleared
+    assert c["flags"][3] == FLAG_EXPOSURE_DROPPED
+    assert c["flags_text"][3] == "exposure_dropped"
+    assert c["positions"].tolist() == ["fixed", "searched"] + ["fixed"] * 4
+    assert survey.select("flags != 0").tolist() == [3]
+    assert survey.select('positions == "searched"').tolist() == [1]
+    with pytest.raises(FilterError, match='positions == "fixed"'):
+        survey.select("flags & position_fixed != 0")
     assert survey.settings == FitSettings(grid_size=12)
-    assert survey.notes == []
+    assert survey.notes == ["no 'positions' column in the batch output: read from its "
+                            "position_fixed flag"]
     assert survey.select("binary_delta_chi2 > 25").tolist() == [1]
     assert survey.select("flags & exposure_dropped != 0").tolist() == [3]
     assert survey.select('name == "obj0"', "mjd", descending=True).tolist() == [4, 2, 0]

@@ -7,7 +7,8 @@ Directives:
     the column registry ``COLUMNS`` (and ``FIT_COLUMNS``, the columns that are the same in
     every row of a fit).
 ``.. smp-flags::``
-    The bits of the ``flags`` column (bit, name, meaning), from ``FLAGS``.
+    The bits of the ``flags`` column (bit, name, meaning), from ``FLAGS`` and the bits
+    older releases set (``RETIRED_FLAGS``).
 ``.. smp-public-api::``
     The names importable from ``smp_model`` itself, each linked to the module that
     defines it.
@@ -83,7 +84,10 @@ class FlagsDirective(SphinxDirective):
     has_content = False
 
     def run(self):
-        rows = [[str(f.bit), nodes.literal(text=f.name), f.meaning] for f in registry().FLAGS]
+        module = registry()
+        flags = sorted((*module.FLAGS, *getattr(module, "RETIRED_FLAGS", ())),
+                       key=lambda f: f.bit)
+        rows = [[str(f.bit), nodes.literal(text=f.name), f.meaning] for f in flags]
         return [_table(("bit", "name", "meaning"), (6, 24, 70), rows)]
 
 

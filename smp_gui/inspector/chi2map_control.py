@@ -44,6 +44,7 @@ class Chi2MapControl:
         self.result: Chi2MapResult | None = None     # the map shown
         self.confirm_dialog: QMessageBox | None = None
         self.refit_seconds = 0.0   # the last refit's time, for the estimates
+        self.pending: int | None = None    # a map being computed (its request id)
 
     def estimate_s(self, half_width: float, step: float, reoptimize_primary: bool) -> float:
         """Seconds a map would take: cells x a χ² evaluation, estimated from the last
@@ -71,7 +72,35 @@ class Chi2MapControl:
                          reoptimize_primary=reoptimize_primary)
         w.menus.show_map_action(True)
         w.statusBar().showMessage(f"computing the Δχ² map (about {estimate:.0f} s)…")
-        return w.controller.submit(job)
+        self.pending = w.controller.submit(job)
+        self.check_stale()
+        return self.pending
+
+    def stopped(self):
+        """The map being computed was cancelled or failed: the one shown stays."""
+        self.pending = None
+        self.check_stale()
+
+    def check_stale(self):
+        """Mark the map shown out of date while a new one is computed or when what it
+        was computed for (detection, settings, a held primary) is no longer on screen."""
+        w = self.window
+        if self.result is None:
+            return
+        job = self.result.request
+        primary = component_offset(w.offsets["binary"], 0)
+        if self.pending is not None:
+            why = "a new map is being computed"
+        elif str(w.manifest_path) != job.manifest_path:
+            why = "computed for another detection"
+        elif w.settings != job.settings:
+            why = "the fit settings changed"
+        elif not job.reoptimize_primary and max(
+                abs(a - b) for a, b in zip(primary, job.primary)) > 1e-9:
+            why = "the primary moved since (the map held it)"
+        else:
+            why = ""
+        w.chi2map_view.set_stale(bool(why), why)
 
     def _confirm(self, half_width: float, step: float, reoptimize_primary: bool,
                  estimate: float):
@@ -93,12 +122,15 @@ class Chi2MapControl:
         """A map has arrived: shown below the panels with the components on it."""
         w = self.window
         self.result = result
+        if result.request_id == self.pending:
+            self.pending = None
         w.menus.show_map_action(True)
         w.chi2map_view.show()
         w.chi2map_view.set_map(result.chi2map)
         offsets = w.offsets["binary"]
         w.chi2map_view.set_components(component_offset(offsets, 0),
                                       component_offset(offsets, 1))
+        self.check_stale()
         w.statusBar().showMessage("Δχ² map ready", 3000)
         w.chi2MapDisplayed.emit(result)
 

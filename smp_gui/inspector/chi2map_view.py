@@ -1,6 +1,10 @@
 """The Δχ² map of the secondary (computed by `smp_model.fit.chi2map` off the GUI thread):
 chi2 - min(chi2) over secondary offsets, with 1, 2, 3 sigma contours (2 parameters),
-the current primary and secondary, and click-to-move of the secondary.
+the current primary and secondary, a hover readout and click-to-move of the secondary.
+
+The map's plot takes the sixth cell of the panels' grid (`PanelsView.set_extra_plot`),
+so the five stamps keep their size when it is shown; this widget is the line under the
+panels that explains the map, offers its colour scale, and says when it is out of date.
 
 Axes are the secondary's (dx, dy) offsets in px (the convention's frame); cell (i, j) is
 centred on ``(map.dx[i], map.dy[j])``.
@@ -11,18 +15,24 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtCore import QRectF, pyqtSignal
 from PyQt6.QtGui import QTransform
-from PyQt6.QtWidgets import QLabel, QVBoxLayout, QWidget
+from PyQt6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from smp_model.fit.chi2map import Chi2Map
 
-__all__ = ["CONTOUR_LEVELS", "DISPLAY_PERCENTILE", "MIN_DISPLAY_MAX", "Chi2MapView",
-           "display_range"]
+from .panel_items import set_title
+
+__all__ = ["CONTOUR_LEVELS", "DISPLAY_PERCENTILE", "MAP_SCALES", "MAP_TITLE", "MIN_DISPLAY_MAX",
+           "Chi2MapView", "display_range", "scaled"]
 
 # Δχ² of 1, 2, 3 sigma for two parameters.
 CONTOUR_LEVELS = (2.30, 6.18, 11.83)
 # The colour range: 0 to the 99th percentile of the map, at least past the 3-sigma contour.
 DISPLAY_PERCENTILE = 99.0
 MIN_DISPLAY_MAX = 1.5 * CONTOUR_LEVELS[-1]
+# Colour scales of the map: the value the colours are spaced in (contours stay at their
+# Δχ²).  asinh is linear below Δχ² ~ 1 and logarithmic far above it.
+MAP_SCALES = {"linear": "linear", "log": "log₁₀(1 + Δχ²)", "asinh": "asinh(Δχ²)"}
+MAP_TITLE = "Δχ² map (secondary)"
 
 
 def display_range(delta: np.ndarray) -> tuple[float, float]:
@@ -32,19 +42,47 @@ def display_range(delta: np.ndarray) -> tuple[float, float]:
     return 0.0, max(top, MIN_DISPLAY_MAX)
 
 
+def scaled(delta, scale: str):
+    """Δχ² (>= 0) in the colour ``scale`` (a key of `MAP_SCALES`)."""
+    if scale == "log":
+        return np.log10(1.0 + np.asarray(delta))
+    if scale == "asinh":
+        return np.arcsinh(delta)
+    return np.asarray(delta, float)
+
+
 class Chi2MapView(QWidget):
-    """Signal cellClicked(i, j): the user clicked map cell (column i, row j)."""
+    """The Δχ² map: its plot (in ``host``'s grid while this widget is shown) and its line.
+
+    Signal cellClicked(i, j): the user clicked map cell (column i, row j);
+    hovered(str): the hover readout of the cell under the pointer.
+
+    Parameters
+    ----------
+    host : PanelsView
+        The panels whose grid shows the map's plot.
+    """
 
     cellClicked = pyqtSignal(int, int)
+    hovered = pyqtSignal(str)
 
-    def __init__(self, parent=None):
+    def __init__(self, host, parent=None):
         super().__init__(parent)
+        self.host = host
         self.chi2map: Chi2Map | None = None
-        self.plot_widget = pg.PlotWidget()
-        self.plot = self.plot_widget.getPlotItem()
+        self.scale = "linear"
+        self.stale = False
+        self.plot = pg.PlotItem()
+        set_title(self.plot, MAP_TITLE)
+        # a cell like the panels': no larger preferred size that would shrink their row
+        self.plot.setPreferredSize(60, 60)
         self.plot.setAspectLocked(True)
+        self.plot.setMenuEnabled(False)
+        self.plot.hideButtons()
         self.plot.setLabel("bottom", "secondary dx (px)")
         self.plot.setLabel("left", "secondary dy (px)")
+        self.plot.setVisible(False)
+        self.plot.getViewBox().sigResized.connect(self._fit_map)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.plot.addItem(self.image)
         self.colorbar = pg.ColorBarItem(values=(0.0, MIN_DISPLAY_MAX), label="Δχ²",
@@ -60,36 +98,105 @@ class Chi2MapView(QWidget):
         self.points = pg.ScatterPlotItem(size=12, pxMode=True)
         self.points.setZValue(10)
         self.plot.addItem(self.points)
+        self._build_line()
+        scene = host.graphics.scene()
+        scene.sigMouseClicked.connect(self._on_click)
+        scene.sigMouseMoved.connect(self._on_hover)
+
+    def _build_line(self):
         self.info = QLabel("Compute a map from the fit controls (binary mode).")
         self.info.setWordWrap(True)
+        self.stale_label = QLabel("")
+        self.stale_label.setStyleSheet("color: #b35c00; font-weight: bold;")
+        self.readout = QLabel("")
+        self.readout.setStyleSheet("font-family: monospace;")
+        self.scale_box = QComboBox()
+        for key, label in MAP_SCALES.items():
+            self.scale_box.addItem(label, key)
+        self.scale_box.currentIndexChanged.connect(
+            lambda _: self.set_scale(self.scale_box.currentData()))
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Δχ² map colours:"))
+        top.addWidget(self.scale_box)
+        top.addWidget(self.readout, 1)
+        top.addWidget(self.stale_label)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        layout.addWidget(self.plot_widget, 1)
+        layout.addLayout(top)
         layout.addWidget(self.info)
-        self.plot.scene().sigMouseClicked.connect(self._on_click)
+
+    def setVisible(self, visible: bool):
+        """Shown: the map's plot takes the sixth cell of the panels' grid."""
+        super().setVisible(visible)
+        self.host.set_extra_plot(self.plot if visible else None)
 
     def set_map(self, chi2map: Chi2Map):
         self.chi2map = chi2map
-        delta = np.where(np.isfinite(chi2map.chi2), chi2map.delta_chi2, np.nan)
-        lo, hi = display_range(delta)
-        shown = np.nan_to_num(delta, nan=hi)
-        self.image.setImage(shown, autoLevels=False, levels=(lo, hi))
-        self.colorbar.setLevels((lo, hi))
+        self.set_stale(False)
+        self._draw()
         step_x = chi2map.dx[1] - chi2map.dx[0] if chi2map.dx.size > 1 else 1.0
         step_y = chi2map.dy[1] - chi2map.dy[0] if chi2map.dy.size > 1 else 1.0
         self.image.setRect(QRectF(chi2map.dx[0] - step_x / 2, chi2map.dy[0] - step_y / 2,
                                   step_x * chi2map.dx.size, step_y * chi2map.dy.size))
-        for curve in self.contours:
+        self.info.setText(self._explanation(chi2map))
+        self._fit_map()
+
+    def _fit_map(self, *_):
+        """The whole map in its cell (again whenever the cell changes size: it is laid
+        out after the map arrives)."""
+        if self.chi2map is not None:
+            self.plot.getViewBox().setRange(rect=self.image.mapRectToParent(
+                self.image.boundingRect()), padding=0.02)
+
+    def _draw(self):
+        """The image, colour bar and contours in the chosen scale."""
+        m = self.chi2map
+        delta = np.where(np.isfinite(m.chi2), m.delta_chi2, np.nan)
+        lo, hi = display_range(delta)
+        shown = scaled(np.nan_to_num(delta, nan=hi), self.scale)
+        levels = (float(scaled(lo, self.scale)), float(scaled(hi, self.scale)))
+        self.image.setImage(shown, autoLevels=False, levels=levels)
+        self.colorbar.setLevels(levels)
+        self.colorbar.getAxis("left").setLabel(
+            MAP_SCALES[self.scale].replace("linear", "Δχ²"))
+        for curve, level in zip(self.contours, CONTOUR_LEVELS):
             # IsocurveItem draws in the image's pixel frame with data indexed [x, y].
+            curve.setLevel(float(scaled(level, self.scale)))
             curve.setData(shown.T)
-        best = chi2map.best
-        primary = "re-optimised in each cell" if chi2map.reoptimized_primary else "held"
-        self.info.setText(
-            f"Δχ² = χ² − min χ² (contours 1, 2, 3 σ); best secondary at dx={best[0]:.2f}, "
-            f"dy={best[1]:.2f} px; primary {primary}; min χ² = "
-            f"{np.nanmin(np.where(np.isfinite(chi2map.chi2), chi2map.chi2, np.nan)):.2f}, "
-            f"single χ² = {chi2map.chi2_single:.2f}.  Click a cell to move the secondary.")
-        self.plot.autoRange()
+
+    @staticmethod
+    def _explanation(m: Chi2Map) -> str:
+        best = m.best
+        min_chi2 = float(np.nanmin(np.where(np.isfinite(m.chi2), m.chi2, np.nan)))
+        primary = "re-optimised in each cell" if m.reoptimized_primary else "held"
+        gain = m.chi2_single - min_chi2
+        text = (f"Δχ² = χ² − min χ² (≥ 0; contours 1, 2, 3 σ); best secondary at "
+                f"dx={best[0]:.2f}, dy={best[1]:.2f} px; primary {primary}; min χ² = "
+                f"{min_chi2:.2f}, single χ² = {m.chi2_single:.2f}, so a secondary gains "
+                f"{gain:.2f}.")
+        if gain < 0:
+            text += (" Negative: no cell of this map fits better than the single source "
+                     "at its default offset (the primary is held, or the pair is not "
+                     "resolved here).")
+        return text + "  Click a cell to move the secondary."
+
+    def set_scale(self, scale: str):
+        """Colour the map in ``scale`` (a key of `MAP_SCALES`)."""
+        if scale not in MAP_SCALES:
+            raise ValueError(f"unknown map scale {scale!r}")
+        self.scale = scale
+        self.scale_box.blockSignals(True)
+        self.scale_box.setCurrentIndex(list(MAP_SCALES).index(scale))
+        self.scale_box.blockSignals(False)
+        if self.chi2map is not None:
+            self._draw()
+
+    def set_stale(self, stale: bool, why: str = ""):
+        """Mark the map shown as out of date (a new one is being computed, or what it was
+        computed for changed: ``why``)."""
+        self.stale = bool(stale)
+        self.stale_label.setText(f"map out of date: {why}" if stale else "")
+        set_title(self.plot, MAP_TITLE + (" — OUT OF DATE" if stale else ""))
 
     def set_components(self, primary, secondary):
         """Show the current primary and secondary (dx, dy) offsets."""
@@ -109,13 +216,28 @@ class Chi2MapView(QWidget):
             return None
         return i, j
 
-    def _on_click(self, event):
-        if self.chi2map is None:
-            return
+    def _cell_under(self, scene_pos) -> tuple[int, int] | None:
         vb = self.plot.getViewBox()
-        if not vb.sceneBoundingRect().contains(event.scenePos()):
-            return
-        point = vb.mapSceneToView(event.scenePos())
-        cell = self.cell_at(point.x(), point.y())
+        if (self.chi2map is None or not self.plot.isVisible()
+                or not vb.sceneBoundingRect().contains(scene_pos)):
+            return None
+        point = vb.mapSceneToView(scene_pos)
+        return self.cell_at(point.x(), point.y())
+
+    def _on_click(self, event):
+        cell = self._cell_under(event.scenePos())
         if cell is not None:
             self.cellClicked.emit(*cell)
+
+    def _on_hover(self, scene_pos):
+        """The cell under the pointer: Δχ², dx, dy (the secondary stays where it is)."""
+        cell = self._cell_under(scene_pos)
+        if cell is None:
+            return
+        i, j = cell
+        m = self.chi2map
+        value = m.delta_chi2[j, i]
+        text = (f"Δχ²={value:.2f}" if np.isfinite(value) else "Δχ²=— (degenerate fit)") \
+            + f" at dx={m.dx[i]:+.2f} dy={m.dy[j]:+.2f} px"
+        self.readout.setText(text)
+        self.hovered.emit(text)

@@ -18,10 +18,14 @@ from PyQt6.QtGui import QTransform
 
 from smp_model.fit.panels import PANEL_KEYS, ExposurePanels
 
-__all__ = ["READOUT_NAMES", "affine_transform", "ccd_to_view", "pixel_rect", "readout_text",
-           "sexagesimal", "view_to_ccd", "view_to_pixel"]
+__all__ = ["EMPTY_READOUT", "READOUT_NAMES", "affine_transform", "ccd_to_view", "pixel_rect",
+           "readout_text", "sexagesimal", "view_to_ccd", "view_to_pixel"]
+
 # The panels' values in the readout, in PANEL_KEYS order.
 READOUT_NAMES = ("I", "M", "I-B", "I-S", "R")
+
+# Three blank lines: the readout keeps its height while it says nothing.
+EMPTY_READOUT = " \n \n "
 
 
 def ccd_to_view(x: float, y: float, origin: tuple[int, int]) -> tuple[float, float]:

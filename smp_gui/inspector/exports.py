@@ -147,5 +147,7 @@ class Exporter(QObject):
 
     def _stem(self, kind: str) -> str:
         w = self.window
-        name = w.manifest.name if w.manifest else "detection"
-        return f"{name.replace(' ', '_')}-{w.mode}-{kind}"
+        name = (w.manifest.name if w.manifest else "detection").replace(" ", "_")
+        # "demo-binary" fitted as a binary: not "demo-binary-binary-panels"
+        mode = "" if name.endswith(w.mode) else f"-{w.mode}"
+        return f"{name}{mode}-{kind}"

@@ -19,6 +19,8 @@ from smp_model.inputs.manifest import DetectionManifest
 from smp_model.settings import FitSettings
 
 from .. import dialogs
+from ..consent import ask_psf_consent
+from ..controller import FitJob
 from ..session import SESSION_SUFFIX
 from ..state import Measurement
 
@@ -130,15 +132,16 @@ class DetectionOpener:
         self._survey_factory = survey_factory
         self._recent_pending: Path | None = None   # into Recent once it has fitted
 
-    def open_path(self, path: str | Path) -> bool:
+    def open_path(self, path: str | Path, ask_consent: bool = True) -> bool:
         """Open a manifest, a folder holding detection.toml, a saved session or a batch
-        output; False when it could not be opened (the error is shown)."""
+        output; False when it could not be opened (the error is shown) or the user did
+        not consent to its PSF files (``ask_consent``: `consent_to_psf_files`)."""
         path = Path(path)
         if path.name.endswith(".json"):
-            return self.window.open_session(path)
+            return self.window.session_files.open(path, ask_consent)
         if path.suffix.lower() in BATCH_SUFFIXES:
             return self.open_survey(path)
-        return self.open_detection(path)
+        return self.open_detection(path, ask_consent=ask_consent)
 
     def open_survey(self, path: str | Path) -> bool:
         """Show a batch output in a new survey window that browses in this one."""
@@ -158,15 +161,21 @@ class DetectionOpener:
 
     def open_detection(self, path: str | Path, settings: FitSettings | None = None,
                        mode: str | None = None, offsets=None, keep_gain: bool = False,
-                       measurement: Measurement | None = None) -> bool:
+                       measurement: Measurement | None = None, ask_consent: bool = False,
+                       search: bool = False) -> bool:
         """Read the manifest (errors: a dialog, nothing changes) and start the cold fit;
-        the parameters are those of `InspectorWindow.open_detection`."""
+        the parameters are those of `InspectorWindow.open_detection`.  ``ask_consent``
+        (what the user opens: File > Open, recent files, a drop): PSF files outside the
+        manifest's folder are read only once the user says so (`consent_to_psf_files`)."""
         w = self.window
         try:
             manifest_path = resolve_detection_path(path)
             manifest = DetectionManifest.read(manifest_path)
         except (SMPError, OSError, ValueError) as exc:
             w.show_error("Cannot open detection", exc, context=str(path))
+            return False
+        if ask_consent and not self.consent_to_psf_files(
+                manifest_path, manifest.psf_files_outside(manifest_path.parent)):
             return False
         if measurement is None:
             measurement = self._measurement(settings, mode, offsets)
@@ -182,7 +191,23 @@ class DetectionOpener:
         w.setWindowTitle(f"SMP Inspector — {manifest.name} ({manifest_path})")
         self._recent_pending = manifest_path
         self.transition.wait_for(w.request_fit())
+        if search:
+            self.transition.wait_for(w.controller.submit(FitJob(
+                str(manifest_path), measurement.request(optimize=True))))
         return True
+
+    def consent_to_psf_files(self, source: Path, psf_files: list[Path]) -> bool:
+        """Ask (modally, `smp_gui.consent.ask_psf_consent`) before ``psf_files``, named by
+        ``source`` and outside its folder, are read; False: nothing is read or fitted."""
+        if not psf_files:
+            return True
+        w = self.window
+        if ask_psf_consent(w, source, psf_files, w.store):
+            w.statusBar().showMessage(f"reading {len(psf_files)} PSF file(s) outside "
+                                      f"{source.parent}", 10000)
+            return True
+        w.statusBar().showMessage(f"not opened: {source} (no PSF file was read)", 10000)
+        return False
 
     def _measurement(self, settings, mode, offsets) -> Measurement:
         """The defaults of ``settings`` and ``mode`` (else the current ones), the current
@@ -228,7 +253,7 @@ class DetectionOpener:
         path = QFileDialog.getExistingDirectory(self.window, "Open detection folder",
                                                 str(self._last_dir()))
         if path:
-            self.open_detection(path)
+            self.open_detection(path, ask_consent=True)
 
     def _last_dir(self) -> Path:
         """Where Open starts: the open detection's folder, else the working folder."""

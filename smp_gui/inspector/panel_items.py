@@ -1,24 +1,37 @@
 """The pyqtgraph pieces of one image panel: its view box (pan, zoom, DS9's right-drag
 contrast), its title, how an image item is given a new array, and the colour map re-spaced
-by a stretch."""
+by a stretch, and where the pointer is."""
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtCore import QRectF, Qt, pyqtSignal
+from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
+from PyQt6.QtGui import QCursor
 from PyQt6.QtWidgets import QGraphicsItem
 
 from smp_model.fit.panels import ExposurePanels
 from smp_model.outputs.display import stretch_curve, stretched_colors
 
-__all__ = ["PanelViewBox", "cache_as_pixmap", "make_colormap", "set_title", "show_image"]
+__all__ = ["PanelViewBox", "best_columns", "cache_as_pixmap", "cursor_scene_pos", "make_colormap",
+           "set_title", "show_image"]
 
 
 class PanelViewBox(pg.ViewBox):
     """A panel's view: left-drag pans, wheel zooms, right-drag changes contrast and
-    bias (DS9's habit): ``levelsDragged(dx, dy)`` in fractions of the panel's size."""
+    bias (DS9's habit): ``levelsDragged(dx, dy)`` in fractions of the panel's size;
+    a left double-click asks for the whole stamp again (``resetZoomRequested``)."""
 
     levelsDragged = pyqtSignal(float, float)
+    resetZoomRequested = pyqtSignal()
+
+    def mouseClickEvent(self, ev):
+        if ev.double() and ev.button() == Qt.MouseButton.LeftButton:
+            ev.accept()
+            self.resetZoomRequested.emit()
+            return
+        super().mouseClickEvent(ev)
 
     def mouseDragEvent(self, ev, axis=None):
         if ev.button() != Qt.MouseButton.RightButton:
@@ -82,3 +95,25 @@ def make_colormap(name: str, stretch: str = "published", invert: bool = False,
     colors = stretched_colors(base.map(t, mode="byte"),
                               stretch_curve(stretch, panels, levels), invert)
     return pg.ColorMap(t, colors.astype(np.uint8))
+
+
+def cursor_scene_pos(view) -> QPointF | None:
+    """Scene position of the mouse pointer over the graphics view ``view``; None when the
+    pointer is elsewhere."""
+    local = view.mapFromGlobal(QCursor.pos())
+    if not view.underMouse() or not view.rect().contains(local):
+        return None
+    return view.mapToScene(local)
+
+
+def best_columns(width: float, height: float, n: int, aspect: float,
+                 title_height: float = 0.0) -> int:
+    """Columns (1..n) of the grid that draws ``n`` panels of ``aspect`` (width / height)
+    largest in ``width`` x ``height`` pixels, each panel with a title row above it.  Grids
+    within 5 % of the largest count as equal, and the widest of them wins: the panels
+    then read in their published order, left to right, as far as the space allows."""
+    def panel_height(columns: int) -> float:
+        rows = math.ceil(n / columns)
+        return min(width / columns / aspect, height / rows - title_height)
+    best = max(panel_height(c) for c in range(1, n + 1))
+    return max(c for c in range(1, n + 1) if panel_height(c) >= 0.95 * best)

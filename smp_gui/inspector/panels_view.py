@@ -1,6 +1,7 @@
 """The five panels of one exposure (docs/method.rst, "The five panels") side by side
-(3 + 2 or fewer columns when the window is tall: `best_columns`), with one set of levels,
-linked pan/zoom, stretch presets, colour maps, masked-pixel overlay and a cursor readout.
+(3 + 2 or fewer columns when the window is tall: `panel_items.best_columns`; a sixth
+cell for the Δχ² map), with one set of levels, linked pan/zoom, stretch presets, colour
+maps, masked-pixel overlay and a cursor readout.
 
 Stamp coordinates ``(u, v)`` are stamp array coordinates with pixel centres at integers,
 x to the right and y up (the convention and its conversions:
@@ -25,7 +26,7 @@ import math
 
 import pyqtgraph as pg
 from PyQt6.QtCore import QEvent, QPointF, QRectF, Qt, pyqtSignal
-from PyQt6.QtGui import QTransform
+from PyQt6.QtGui import QFontDatabase, QPolygonF, QTransform
 from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QSizePolicy,
                              QVBoxLayout, QWidget)
 
@@ -33,32 +34,18 @@ from smp_model.fit.panels import PANEL_KEYS, PANEL_TITLES, ExposurePanels
 from smp_model.outputs.display import (COLORMAPS, STRETCHES, DisplayStyle, Overlays,
                                        mask_overlay, stretch_levels)
 
-from .coordinates import affine_transform, pixel_rect, readout_text
-from .panel_items import PanelViewBox, cache_as_pixmap, make_colormap, set_title, show_image
+from .coordinates import EMPTY_READOUT, affine_transform, pixel_rect, readout_text
+from .panel_items import (PanelViewBox, best_columns, cache_as_pixmap, cursor_scene_pos,
+                          make_colormap, set_title, show_image)
 from .sky_overlays import OverlayItems
 
-__all__ = ["CONTRAST_PER_PANEL", "PanelsView", "best_columns"]
+__all__ = ["CONTRAST_PER_PANEL", "PanelsView"]
 
 # Contrast/bias by right-drag (DS9): a drag across the whole panel moves the level
 # window by its width (bias) or scales it by e^±1 (contrast).
 CONTRAST_PER_PANEL = 1.0
-
-
 _HISTOGRAM_WIDTH = 110   # px, levels control beside the panels
 _TITLE_HEIGHT = 22       # px, a panel's title row
-
-
-def best_columns(width: float, height: float, n: int, aspect: float,
-                 title_height: float = 0.0) -> int:
-    """Columns (1..n) of the grid that draws ``n`` panels of ``aspect`` (width / height)
-    largest in ``width`` x ``height`` pixels, each panel with a title row above it.  Grids
-    within 5 % of the largest count as equal, and the widest of them wins: the panels
-    then read in their published order, left to right, as far as the space allows."""
-    def panel_height(columns: int) -> float:
-        rows = math.ceil(n / columns)
-        return min(width / columns / aspect, height / rows - title_height)
-    best = max(panel_height(c) for c in range(1, n + 1))
-    return max(c for c in range(1, n + 1) if panel_height(c) >= 0.95 * best)
 
 
 class PanelsView(QWidget):
@@ -82,22 +69,20 @@ class PanelsView(QWidget):
         self.pixel_to_sky = None      # callable(x, y) -> (ra, dec) of the shown exposure
         self.stretch = "published"
         self.colormap_name = "gray_r"
-        self.inverted = False
-        self.show_mask = True
-        self.crosshair = False
-        self.show_regions = True
-        self.show_compass = True
+        self.inverted, self.show_mask, self.crosshair = False, True, False
+        self.show_regions = self.show_compass = True
         self.sky_aligned = False
         # stamp -> view coordinates of the shown exposure (see the module docstring), and
         # the view rectangle that holds every exposure's stamp sky-aligned (None: the
         # shown exposure's)
         self.stamp_transform = QTransform()
         self.sky_extent: QRectF | None = None
-        # The view shows the whole stamp until the user pans or zooms; while it does, a
-        # resize (window, splitter, Δχ² map shown) fits the stamp again.
-        self.fit_view = True
+        # The whole stamp until the user pans or zooms; then their view (`user_view`, or a
+        # session's) stays through resizes (pyqtgraph would recentre it) until reset.
+        self.fit_view, self.user_view = True, None
         self._levels_for = None       # (expnum, stretch) the levels were chosen for
         self._blink_model = False
+        self._readout_at: tuple[float, float] | None = None   # stamp point read out
         self._build_graphics()
         self._build_controls()
 
@@ -123,6 +108,7 @@ class PanelsView(QWidget):
         self.histogram.gradient.showTicks(False)
         self.graphics.addItem(self.histogram, row=0, col=len(PANEL_KEYS))
         self.columns = len(PANEL_KEYS)
+        self._extra: list[pg.PlotItem] = []     # the Δχ² map's plot, when it is shown
         self.graphics.installEventFilter(self)
         # Refit the stamp to its panel after the layout has settled on a new size (the
         # widget's resize event comes before the view boxes have their new geometry).
@@ -135,7 +121,8 @@ class PanelsView(QWidget):
         """Panel ``key`` in column ``col``: its view box, image, mask and crosshair."""
         viewbox = PanelViewBox()
         viewbox.levelsDragged.connect(self.drag_levels)
-        viewbox.sigRangeChangedManually.connect(self._on_user_range)
+        viewbox.sigRangeChangedManually.connect(self._keep_user_view)
+        viewbox.resetZoomRequested.connect(self.reset_zoom)
         plot = self.graphics.addPlot(row=0, col=col, title=PANEL_TITLES[key],
                                      viewBox=viewbox)
         plot.setAspectLocked(True)
@@ -150,8 +137,7 @@ class PanelsView(QWidget):
         # the zoom is set explicitly (`reset_zoom`), not from the items' bounds.
         contents = pg.ItemGroup()
         plot.addItem(contents, ignoreBounds=True)
-        image = pg.ImageItem(axisOrder="row-major")
-        mask = pg.ImageItem(axisOrder="row-major")
+        image, mask = (pg.ImageItem(axisOrder="row-major") for _ in range(2))
         mask.setZValue(5)
         cache_as_pixmap(mask)
         if key == "image":   # the data: fixed for an exposure
@@ -187,13 +173,13 @@ class PanelsView(QWidget):
         self.cmap_box.currentTextChanged.connect(self.set_colormap)
         self.invert_box = QCheckBox("invert")
         self.invert_box.toggled.connect(self.set_inverted)
-        self.mask_box = QCheckBox("")
-        self.mask_box.setChecked(True)
+        self.mask_box = QCheckBox("", checked=True)
         self.mask_box.toggled.connect(self.set_show_mask)
-        self.mask_label = QLabel("<span style='color:#d22'>■</span> masked / unused pixels")
+        self.mask_label = QLabel("<span style='color:#d22'>■</span> unused pixels",
+                                 toolTip="Masked pixels and pixels the fit does not use")
         # The bar must not set the window's minimum width (1280 px screens): the combos
         # shrink to a few characters and the mask legend is cut first.
-        for box, chars in ((self.stretch_box, 18), (self.cmap_box, 7)):
+        for box, chars in ((self.stretch_box, 12), (self.cmap_box, 7)):
             box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy
                                     .AdjustToMinimumContentsLengthWithIcon)
             box.setMinimumContentsLength(chars)
@@ -201,10 +187,11 @@ class PanelsView(QWidget):
                                       QSizePolicy.Policy.Preferred)
         self.mask_label.setMinimumWidth(20)
         # Three lines (position; sky; values) so that it fits a 1280 px wide window.
-        self.readout = QLabel(" \n \n ")
+        self.readout = QLabel(EMPTY_READOUT)
         self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.readout.setStyleSheet("font-family: monospace;")
+        self.readout.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
+        self.readout.setFixedHeight(3 * self.readout.fontMetrics().lineSpacing() + 4)
 
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Stretch:"))
@@ -240,8 +227,9 @@ class PanelsView(QWidget):
 
     def _draw_compass(self):
         if self.overlays is not None and self.panels is not None:
+            stamp = self.stamp_transform.map(QPolygonF(pixel_rect(self.panels["image"].shape)))
             self.overlay_items.draw_compass(self.overlays, self.stamp_transform,
-                                            self._fit_rect())
+                                            self._fit_rect(), stamp)
 
     # -- sky-aligned display ------------------------------------------------------------
 
@@ -302,6 +290,7 @@ class PanelsView(QWidget):
             hw, hh = 0.5 * scale * (x1 - x0), 0.5 * scale * (y1 - y0)
             vb.setRange(xRange=(centre.x() - hw, centre.x() + hw),
                         yRange=(centre.y() - hh, centre.y() + hh), padding=0.0)
+            self._keep_user_view()
 
     def stamp_to_view(self, u: float, v: float) -> tuple[float, float]:
         """View coordinates of stamp point (u, v) on the shown exposure."""
@@ -341,29 +330,43 @@ class PanelsView(QWidget):
             self._arrange()
         return super().eventFilter(watched, event)
 
-    def _arrange(self):
-        """Panels in the grid (1 to 5 columns) that shows them largest in the space
-        there is: side by side in a wide window, 3 + 2 in a tall one."""
+    def _arrange(self, force: bool = False):
+        """Panels (and the extra plot: the Δχ² map) in the grid of 1 to 6 columns that
+        shows them largest in the space there is: side by side in a wide window, 3 + 2
+        (3 + 3 with the map) in a tall one."""
         size = self.graphics.size()
         shape = self.panels["image"].shape if self.panels is not None else (1, 1)
         shown = self._fit_rect()
         aspect = shown.width() / shown.height() if shown is not None else shape[1] / shape[0]
+        cells = [*(self.plots[key] for key in PANEL_KEYS), *self._extra]
         columns = best_columns(size.width() - _HISTOGRAM_WIDTH, size.height(),
-                               len(PANEL_KEYS), aspect, _TITLE_HEIGHT)
-        if columns == self.columns:
+                               len(cells), aspect, _TITLE_HEIGHT)
+        if columns == self.columns and not force:
             return
         grid = self.graphics.ci.layout
-        rows = math.ceil(len(PANEL_KEYS) / columns)
-        for item in [*self.plots.values(), self.histogram]:
+        rows = math.ceil(len(cells) / columns)
+        for item in [*self.plots.values(), self.histogram, *self._extra]:
             grid.removeItem(item)
-        for n, key in enumerate(PANEL_KEYS):
-            grid.addItem(self.plots[key], n // columns, n % columns)
+        for n, item in enumerate(cells):
+            grid.addItem(item, n // columns, n % columns)
         grid.addItem(self.histogram, 0, columns, rows, 1)
-        for col in range(len(PANEL_KEYS) + 1):
+        for col in range(len(PANEL_KEYS) + 2):
             grid.setColumnStretchFactor(col, 1 if col < columns else 0)
-        for row in range(len(PANEL_KEYS)):
+        for row in range(len(PANEL_KEYS) + 1):
             grid.setRowStretchFactor(row, 1 if row < rows else 0)
         self.columns = columns
+
+    def set_extra_plot(self, plot: pg.PlotItem | None):
+        """Show ``plot`` in the grid's sixth cell (None: no extra cell)."""
+        if self._extra == ([plot] if plot is not None else []):
+            return
+        for old in self._extra:
+            self.graphics.ci.layout.removeItem(old)
+            old.setVisible(False)
+        self._extra = [plot] if plot is not None else []
+        if plot is not None:      # the grid makes it a child of the panels' scene
+            plot.setVisible(True)
+        self._arrange(force=True)
 
     # -- content ------------------------------------------------------------------------
 
@@ -371,6 +374,9 @@ class PanelsView(QWidget):
         """Show ``panels``; levels are chosen again only for a new exposure or stretch."""
         new_exposure = self.panels is None or self.panels.expnum != panels.expnum \
             or self.panels["image"].shape != panels["image"].shape
+        # another exposure or detection: a readout of the last point would name the old
+        # one's sky position and pixels
+        new_source = new_exposure or self.panels.origin != panels.origin
         self.panels = panels
         self.pixel_to_sky = pixel_to_sky
         rect = pixel_rect(panels["image"].shape)
@@ -387,10 +393,12 @@ class PanelsView(QWidget):
             self._arrange()   # the best grid depends on the stamp's aspect
             if self.fit_view:
                 self.reset_zoom()
+        self.refresh_readout(new_source)
 
     def _on_view_resized(self, *_):
-        if self.fit_view and self.panels is not None:
-            self.reset_zoom()
+        if self.panels is not None and (self.fit_view or self.user_view is not None):
+            self.plots["image"].getViewBox().setRange(
+                rect=self._fit_rect() if self.fit_view else self.user_view, padding=0.0)
 
     def _fit_rect(self) -> QRectF | None:
         """The view rectangle that shows the whole stamp: sky-aligned, the one that
@@ -403,18 +411,19 @@ class PanelsView(QWidget):
 
     def reset_zoom(self):
         """Show the whole stamp, and keep doing so across resizes until the user zooms."""
-        self.fit_view = True
+        self.fit_view, self.user_view = True, None
         rect = self._fit_rect()
         if rect is not None:
             self.plots["image"].getViewBox().setRange(rect=rect, padding=0.0)
 
     def zoom(self, factor: float):
         """Zoom all panels about their centre (factor > 1: closer)."""
-        self.fit_view = False
         self.plots["image"].getViewBox().scaleBy((1.0 / factor, 1.0 / factor))
+        self._keep_user_view()
 
-    def _on_user_range(self, *_):
-        self.fit_view = False
+    def _keep_user_view(self, *_):
+        """What is in view now is the user's: resizes keep it (`_on_view_resized`)."""
+        self.fit_view, self.user_view = False, self.plots["image"].getViewBox().viewRect()
 
     def drag_levels(self, dx: float, dy: float):
         """Right-drag: horizontal moves the level window (bias), vertical scales it
@@ -529,9 +538,10 @@ class PanelsView(QWidget):
         return [list(r) for r in self.plots["image"].getViewBox().viewRange()]
 
     def set_view_range(self, ranges):
+        """Show ((x0, x1), (y0, y1)), kept through resizes until the user pans or zooms."""
         (x0, x1), (y0, y1) = ranges
-        self.plots["image"].getViewBox().setRange(xRange=(x0, x1), yRange=(y0, y1),
-                                                  padding=0.0)
+        self.fit_view, self.user_view = False, QRectF(x0, y0, x1 - x0, y1 - y0)
+        self.plots["image"].getViewBox().setRange(rect=self.user_view, padding=0.0)
 
     # -- cursor readout -----------------------------------------------------------------
 
@@ -549,9 +559,30 @@ class PanelsView(QWidget):
         if self.crosshair:
             for n, line in enumerate(self.crosshairs):
                 line.setPos(point.y() if n % 2 == 0 else point.x())
-        text = self.readout_text(*self.view_to_stamp(point.x(), point.y()))
+        self._readout_at = self.view_to_stamp(point.x(), point.y())
+        self._show_readout(self.readout_text(*self._readout_at))
+
+    def _show_readout(self, text: str):
         self.readout.setText(text)
         self.cursorMoved.emit(text)
+
+    def refresh_readout(self, new_source: bool):
+        """The readout follows what is shown: for the same exposure (a refit) the values
+        at the same stamp point; for another exposure or detection the point under the
+        cursor when it is over a panel, else nothing (not the old object's numbers)."""
+        if self.panels is None:
+            return
+        if new_source:
+            self._readout_at = None
+            scene_pos = cursor_scene_pos(self.graphics)
+            plot = None if scene_pos is None else self.plot_at(scene_pos)
+            if plot is not None:
+                point = plot.getViewBox().mapSceneToView(scene_pos)
+                self._readout_at = self.view_to_stamp(point.x(), point.y())
+        if self._readout_at is None:
+            self._show_readout(EMPTY_READOUT)
+        else:
+            self._show_readout(self.readout_text(*self._readout_at))
 
     def readout_text(self, u: float, v: float) -> str:
         """The readout of stamp point (u, v) on the shown exposure (`readout_text`)."""

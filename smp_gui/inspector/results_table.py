@@ -7,6 +7,7 @@ zeropoint 30, offsets px in the convention's frame.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from PyQt6.QtCore import Qt
 from PyQt6.QtGui import QGuiApplication, QKeySequence, QShortcut
@@ -15,19 +16,34 @@ from PyQt6.QtWidgets import (QAbstractItemView, QHeaderView, QPushButton, QTable
 
 from ..controller import FitSummary
 
-__all__ = ["ResultsTable", "summary_rows"]
+__all__ = ["Cell", "ResultsTable", "summary_rows"]
 
 
-def _fmt(value: float, digits: int = 3, err: float | None = None) -> str:
+class Cell(NamedTuple):
+    """A cell of the flux table: the rounded text shown and the same number(s) at full
+    precision (the tooltip)."""
+    text: str
+    full: str = ""
+
+
+_BLANK = Cell("")
+
+
+def _fmt(value: float, digits: int = 3, err: float | None = None, note: str = "") -> Cell:
     if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "—"
-    text = f"{value:.{digits}f}"
+        return Cell("—", "undefined")
+    text, full = f"{value:.{digits}f}", repr(float(value))
     if err is not None and not math.isnan(err):
         text += f" ± {err:.{digits}f}"
-    return text
+        full += f" ± {float(err)!r}"
+    return Cell(text + note, full + note)
 
 
-def summary_rows(summary: FitSummary) -> tuple[list[str], list[tuple[str, list[str]]]]:
+def _plain(text: str) -> Cell:
+    return Cell(text, text)
+
+
+def summary_rows(summary: FitSummary) -> tuple[list[str], list[tuple[str, list[Cell]]]]:
     """(column headers, [(quantity, [cell per source])]) of a fit summary."""
     names = [s.component for s in summary.sources]
     per_source = [
@@ -54,26 +70,26 @@ def summary_rows(summary: FitSummary) -> tuple[list[str], list[tuple[str, list[s
         ("Dec (deg)", [_fmt(s.dec, 6) for s in summary.sources]),
     ]
 
-    def shared(text: str) -> list[str]:   # fit-wide numbers: first column only
-        return [text] + [""] * (len(names) - 1)
+    def shared(cell: Cell) -> list[Cell]:   # fit-wide numbers: first column only
+        return [cell] + [_BLANK] * (len(names) - 1)
 
     fit_wide = [
         ("chi2", shared(_fmt(summary.chi2, 2))),
-        ("dof", shared(str(summary.dof))),
+        ("dof", shared(_plain(str(summary.dof)))),
     ]
     if summary.has_shot_noise:
         iterations = summary.shot_noise_iterations
         fit_wide += [("shot-noise gain (e⁻/ADU)",
-                      shared(f"{summary.shot_noise_gain:.3f} "
-                             f"({iterations} refit{'s' if iterations != 1 else ''})"))]
+                      shared(_fmt(summary.shot_noise_gain, 3, note=(
+                          f" ({iterations} refit{'s' if iterations != 1 else ''})"))))]
     if summary.kind == "binary":
         fit_wide += [
             ("Δχ² vs single fitted alike", shared(_fmt(summary.delta_chi2, 2))),
             ("Δχ² vs single at default (published)",
              shared(_fmt(summary.delta_chi2_default, 2))),
-            ("total flux (ZP 30)", shared(_fmt(summary.total_flux, 1, summary.total_flux_err)
-                                          + (" (unresolved: quote this)"
-                                             if summary.unresolved else ""))),
+            ("total flux (ZP 30)", shared(_fmt(
+                summary.total_flux, 1, summary.total_flux_err,
+                note=" (unresolved: quote this)" if summary.unresolved else ""))),
             ("separation (px)", shared(_fmt(summary.separation_px, 3,
                                             summary.separation_err_px))),
             ("separation (arcsec)", shared(_fmt(summary.separation_arcsec, 3,
@@ -89,9 +105,15 @@ class ResultsTable(QWidget):
         super().__init__(parent)
         self.summary: FitSummary | None = None
         self._labels = None
+        self._widths: list[int] = []   # px per column: they only grow within a layout
         self.table = QTableWidget(0, 0)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.Stretch)
+        # Numbers are never cut: each column is as wide as its widest cell (a scroll bar
+        # when the dock is narrower than that).
+        columns = self.table.horizontalHeader()
+        columns.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        columns.setDefaultSectionSize(40)    # below any number: the widths are measured
+        self.table.setTextElideMode(Qt.TextElideMode.ElideNone)
         # One line per row: a fixed height (ResizeToContents re-measures every row at each
         # cell change, ~0.25 ms per cell, at every refit of a drag).
         header = self.table.verticalHeader()
@@ -124,25 +146,56 @@ class ResultsTable(QWidget):
                 self.table.setHorizontalHeaderLabels(names)
                 self.table.setVerticalHeaderLabels(list(labels[1]))
                 self._labels = labels
+                self._widths = []       # a new layout: the columns fit it afresh
                 # Fit-wide numbers (chi2, delta chi2, total flux, separation ...) fill only
                 # the first cell: let it span the row so "value ± error" is not cut off.
                 self.table.clearSpans()
                 for r, (_, cells) in enumerate(rows):
-                    if len(cells) > 1 and not any(cells[1:]):
+                    if len(cells) > 1 and not any(c.text for c in cells[1:]):
                         self.table.setSpan(r, 0, 1, len(cells))
             for r, (_, cells) in enumerate(rows):
-                for c, text in enumerate(cells):
+                for c, cell in enumerate(cells):
                     item = self.table.item(r, c)
                     if item is None:
                         item = QTableWidgetItem()
                         item.setTextAlignment(Qt.AlignmentFlag.AlignRight
                                               | Qt.AlignmentFlag.AlignVCenter)
                         self.table.setItem(r, c, item)
-                    if item.text() != text:
-                        item.setText(text)
-                        item.setToolTip(text)     # the whole number when the cell is narrow
+                    if item.text() != cell.text:
+                        item.setText(cell.text)
+                        item.setToolTip(cell.full)
+            self._fit_columns(rows)
         finally:
             self.table.setUpdatesEnabled(True)
+
+    def _fit_columns(self, rows: list[tuple[str, list[Cell]]]):
+        """Widen the columns to their widest text (measured here rather than by Qt's
+        ResizeToContents, which ignores spanned cells and re-measures at every refit);
+        a row spanning the table widens the last column. Columns have room for two more
+        digits and only grow, so that a drag does not make them jitter. The dock keeps
+        its width (resizing it would move the panels under the mouse): a table wider
+        than the dock scrolls."""
+        metrics = self.table.fontMetrics()
+        pad = 2 * self.table.style().pixelMetric(
+            self.table.style().PixelMetric.PM_FocusFrameHMargin) + 12 \
+            + metrics.horizontalAdvance("00")
+        n = self.table.columnCount()
+        need = [0] * n
+        span_need = 0
+        for _, cells in rows:
+            widths = [metrics.horizontalAdvance(c.text) + pad for c in cells]
+            if n > 1 and not any(c.text for c in cells[1:]):
+                span_need = max(span_need, widths[0])
+            else:
+                need = [max(a, b) for a, b in zip(need, widths)]
+        need[-1] = max(need[-1], span_need - sum(need[:-1]))
+        if len(self._widths) != n:
+            self._widths = [0] * n
+        self._widths = need = [max(a, b) for a, b in zip(self._widths, need)]
+        header = self.table.horizontalHeader()
+        for c, width in enumerate(need):
+            if header.sectionSize(c) != width:
+                header.resizeSection(c, width)
 
     def as_text(self) -> str:
         """Tab-separated text of the table (what the clipboard gets)."""
@@ -150,7 +203,7 @@ class ResultsTable(QWidget):
             return ""
         names, rows = summary_rows(self.summary)
         lines = ["quantity\t" + "\t".join(names)]
-        lines += [q + "\t" + "\t".join(cells) for q, cells in rows]
+        lines += [q + "\t" + "\t".join(c.text for c in cells) for q, cells in rows]
         return "\n".join(lines) + "\n"
 
     def copy_to_clipboard(self):

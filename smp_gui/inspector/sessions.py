@@ -3,8 +3,8 @@
 A session (`smp_gui.session`) is saved only while the numbers on screen belong to the
 offsets on screen, atomically, never replacing a file without asking.  Opening one
 validates the whole file first (one error dialog naming the entry, nothing applied),
-names the PSF files it would read from outside its folder (Piff files run code when
-read), then restores detection, measurement, exposure and view and runs the shown fit
+asks before PSF files outside its folder are read (Piff files run code when read;
+`smp_gui.consent`), then restores detection, measurement, exposure and view and runs the shown fit
 again.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from PyQt6.QtWidgets import QFileDialog, QMessageBox
+from PyQt6.QtWidgets import QFileDialog
 
 from smp_model.errors import ManifestError, SMPError
 from smp_model.inputs.manifest import DetectionManifest
@@ -23,9 +23,7 @@ from ..session import SESSION_SUFFIX, SessionError, parse_session
 from .exports import STALE_MESSAGE
 from .opening import resolve_detection_path
 
-__all__ = ["MAX_LISTED_PSF_FILES", "SessionFiles"]
-
-MAX_LISTED_PSF_FILES = 20   # the PSF notice names this many, then counts the rest
+__all__ = ["SessionFiles"]
 
 
 class SessionFiles:
@@ -95,8 +93,9 @@ class SessionFiles:
             return None, False
         return path, True
 
-    def open(self, path) -> bool:
-        """`InspectorWindow.open_session`."""
+    def open(self, path, ask_consent: bool = True) -> bool:
+        """`InspectorWindow.open_session` (``ask_consent`` False: a command line named
+        the session, as ``smp fit`` is given a manifest)."""
         w = self.window
         path = Path(path)
         try:
@@ -117,9 +116,9 @@ class SessionFiles:
         except (OSError, UnicodeDecodeError) as exc:
             w.show_error("Cannot open session", ManifestError(str(exc), path))
             return False
-        outside = manifest.psf_files_outside(path.parent)
-        if outside:
-            w.show_psf_notice(path, outside)
+        if ask_consent and not w.opener.consent_to_psf_files(
+                path, manifest.psf_files_outside(path.parent)):
+            return False
         if not w.open_detection(manifest_path, measurement=session.measurement,
                                 keep_gain=True):
             return False
@@ -128,25 +127,6 @@ class SessionFiles:
                 str(manifest_path), session.fit.replace(optimize=True))))
         self._pending_view = {"selected_expnum": session.selected_expnum, **session.view}
         return True
-
-    def psf_notice(self, path: Path, psf_files: list[Path]) -> QMessageBox:
-        """Say which PSF files outside the session's folder will be read (they run
-        code); non-modal."""
-        w = self.window
-        n = MAX_LISTED_PSF_FILES
-        listed = "\n".join(str(p) for p in psf_files[:n])
-        more = f"\n… and {len(psf_files) - n} more" if len(psf_files) > n else ""
-        box = QMessageBox(QMessageBox.Icon.Warning, "PSF files outside the session's folder",
-                          f"{path} reads {len(psf_files)} PSF file(s) outside its folder "
-                          f"({path.parent}). PSF files run code when read: open only data "
-                          f"you trust.\n\n{listed}{more}",
-                          QMessageBox.StandardButton.Ok, w)
-        box.setObjectName("psfNotice")
-        box.setModal(False)
-        box.show()
-        w.statusBar().showMessage(f"reading {len(psf_files)} PSF file(s) outside "
-                                  f"{path.parent}", 10000)
-        return box
 
     def apply_pending_view(self):
         """After the first fit of an opened session: its exposure and view."""
@@ -176,4 +156,3 @@ class SessionFiles:
         w.set_sky_aligned(bool(view.get("sky_aligned", False)))
         if view.get("range"):
             pv.set_view_range(view["range"])
-            pv.fit_view = False

@@ -11,8 +11,8 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PyQt6.QtCore import QRectF, Qt
-from PyQt6.QtGui import QTransform
+from PyQt6.QtCore import QPointF, QRectF, Qt
+from PyQt6.QtGui import QPolygonF, QTransform
 
 from smp_model.outputs.display import (Overlays, exposure_overlays, exposure_sky_affine,
                                        stamp_extent)
@@ -145,7 +145,8 @@ class OverlayItems:
         for item in self.compass_items:
             item.setVisible(visible)
 
-    def draw_compass(self, overlays: Overlays, transform: QTransform, frame: QRectF) -> None:
+    def draw_compass(self, overlays: Overlays, transform: QTransform, frame: QRectF,
+                     stamp: QPolygonF | None = None) -> None:
         """N/E arrows in the top right corner of ``frame`` (shifted so that arrows and
         letters stay inside) and a scale bar in its bottom left, in view coordinates.
 
@@ -160,15 +161,20 @@ class OverlayItems:
             The whole-stamp view rectangle (sky-aligned, the one that holds every
             exposure, so the compass stays put while stepping through them, as the sky
             does).
+        stamp : QPolygonF, optional
+            The shown stamp's outline in view coordinates: the arrows and letters are
+            moved towards its centre until they lie on it (a rotated stamp leaves the
+            corners of ``frame`` empty).
         """
         linear = np.array([[transform.m11(), transform.m21()],
                            [transform.m12(), transform.m22()]])
-        self._draw_arrows(overlays, linear, frame)
+        self._draw_arrows(overlays, linear, frame, stamp)
         # view units per arcsec: stamp px per arcsec times the transform's scale
         self._draw_scale_bar(overlays.arcsec_px * math.sqrt(abs(np.linalg.det(linear))),
-                             frame)
+                             frame, stamp)
 
-    def _draw_arrows(self, overlays: Overlays, linear: np.ndarray, frame: QRectF) -> None:
+    def _draw_arrows(self, overlays: Overlays, linear: np.ndarray, frame: QRectF,
+                     stamp: QPolygonF | None) -> None:
         x0, y0, w, h = frame.left(), frame.top(), frame.width(), frame.height()
         directions = []
         for vector in (overlays.north, overlays.east):
@@ -179,6 +185,8 @@ class OverlayItems:
         anchor = np.array([x0 + 0.93 * w, y0 + 0.93 * h]) - np.clip(reach.max(axis=0), 0, None)
         anchor = np.maximum(anchor, np.array([x0, y0]) - np.clip(reach.min(axis=0), None, 0)
                             + 0.05 * w)
+        if stamp is not None:
+            anchor = _onto(stamp, anchor, [np.zeros(2), *reach])
         points = []
         for label, direction in zip(self.compass_labels, directions):
             points += [anchor, anchor + length * direction]
@@ -186,11 +194,28 @@ class OverlayItems:
         points = np.array(points)
         self.compass_lines.setData(points[:, 0], points[:, 1])
 
-    def _draw_scale_bar(self, per_arcsec: float, frame: QRectF) -> None:
+    def _draw_scale_bar(self, per_arcsec: float, frame: QRectF,
+                        stamp: QPolygonF | None = None) -> None:
         x0, y0, w, h = frame.left(), frame.top(), frame.width(), frame.height()
         arcsec = next((a for a in SCALE_BAR_ARCSEC if a * per_arcsec >= 0.12 * w),
                       SCALE_BAR_ARCSEC[-1])
         bx, by = x0 + 0.06 * w, y0 + 0.06 * h
+        if stamp is not None:     # on the stamp, as the arrows
+            bx, by = _onto(stamp, np.array([bx, by]), [np.zeros(2), np.array(
+                [arcsec * per_arcsec, 0.0]), np.array([0.5 * arcsec * per_arcsec, 0.07 * h])])
         self.scale_bar.setData([bx, bx + arcsec * per_arcsec], [by, by])
         self.scale_label.setText(f'{arcsec}"')
         self.scale_label.setPos(bx + 0.5 * arcsec * per_arcsec, by + 0.07 * h)
+
+
+def _onto(polygon: QPolygonF, anchor: np.ndarray, reach) -> np.ndarray:
+    """``anchor`` moved along the line to ``polygon``'s centre just far enough that
+    ``anchor + r`` lies inside for every ``r`` of ``reach`` (the centre when none does)."""
+    centre = polygon.boundingRect().center()
+    centre = np.array([centre.x(), centre.y()])
+    for t in np.linspace(0.0, 1.0, 41):
+        point = anchor + t * (centre - anchor)
+        if all(polygon.containsPoint(QPointF(*(point + r)), Qt.FillRule.OddEvenFill)
+               for r in reach):
+            return point
+    return centre

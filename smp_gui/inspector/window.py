@@ -1,5 +1,5 @@
-"""The SMP Inspector window: five panels in the middle, exposures on the left, fit controls
-and the flux table on the right, the Δχ² map below.
+"""The SMP Inspector window: five panels in the middle (the Δχ² map in the sixth cell of
+their grid), exposures on the left, fit controls and the flux table on the right.
 
 The inspector's state (detection, measurement = mode, offsets, settings, shot noise; its
 undo history; which fit is shown and whether it is stale) lives in the Qt-free
@@ -21,7 +21,7 @@ from pathlib import Path
 
 from PyQt6.QtCore import QSettings, Qt, QTimer, pyqtSignal
 from PyQt6.QtWidgets import (QDockWidget, QLabel, QMainWindow, QMessageBox, QProgressBar,
-                             QSplitter, QVBoxLayout, QWidget)
+                             QVBoxLayout, QWidget)
 
 from smp_model.errors import SMPError
 from smp_model.fit.panels import five_panels
@@ -48,9 +48,16 @@ from .sending import SampSender
 from .sessions import SessionFiles
 from .sky_overlays import SkyGeometry
 
-__all__ = ["STALE_GREY_MS", "InspectorWindow"]
+__all__ = ["DOCK_SHARES", "DOCKS_KEY", "GEOMETRY_KEY", "SIZE_KEY", "STALE_GREY_MS", "InspectorWindow"]
 
 STALE_GREY_MS = 150
+# Where the window's geometry and its docks' arrangement are kept between launches.
+GEOMETRY_KEY = "inspector/geometry"
+SIZE_KEY = "inspector/size"
+DOCKS_KEY = "inspector/docks"
+# (share of the window's width, least and most px) of the left (exposures) and right
+# (fit, flux table) docks.
+DOCK_SHARES = ((0.17, 180, 372), (0.22, 260, 420))
 
 
 class InspectorWindow(QMainWindow):
@@ -63,7 +70,8 @@ class InspectorWindow(QMainWindow):
     Parameters
     ----------
     settings_store : QSettings, optional
-        Where the recent files and the export folder are kept (default: the user's).
+        Where the recent files, the export folder, the trusted PSF folders and the
+        window's geometry and docks are kept (default: the user's).
     survey_factory : callable, optional
         ``survey_factory(window)`` makes a survey window that browses in this one, for
         batch outputs (`smp_gui.windows.WindowManager`); None: they cannot be opened.
@@ -85,7 +93,7 @@ class InspectorWindow(QMainWindow):
         self.result: FitResult | None = None
         self.selected_index: int | None = None
         self.error_dialog: QMessageBox | None = None
-        self.psf_notice: QMessageBox | None = None
+        self.consent_dialog = None   # the PSF question while it is open (`smp_gui.consent`)
         self.survey_window = None   # a batch output opened here (`opener.open_survey`)
         self.fits_displayed = 0
         self._displayed_path: Path | None = None
@@ -108,6 +116,7 @@ class InspectorWindow(QMainWindow):
         self.menus = MenuActions(self)
         self._connect()
         self.resize(1600, 900)
+        self._restore_layout()
         self.opener.refresh_recent_menu()
 
     # -- the model's state, read through the window (tests and the app read these) ------
@@ -146,12 +155,11 @@ class InspectorWindow(QMainWindow):
         layout = QVBoxLayout(central)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addWidget(self.placeholder)
-        self.central_splitter = QSplitter(Qt.Orientation.Vertical)
-        self.central_splitter.addWidget(self.panels_view)
-        layout.addWidget(self.central_splitter, 1)
+        layout.addWidget(self.panels_view, 1)
         self.setCentralWidget(central)
-        self.chi2map_view = Chi2MapView()
-        self.central_splitter.addWidget(self.chi2map_view)
+        # The map's plot takes the panels' sixth cell; its explanation goes below them.
+        self.chi2map_view = Chi2MapView(self.panels_view)
+        layout.addWidget(self.chi2map_view)
         self.chi2map_view.hide()     # shown with the first map
         self._build_docks()
         self._build_status_bar()
@@ -185,6 +193,10 @@ class InspectorWindow(QMainWindow):
         self.progress_bar.hide()
         self.fit_label = QLabel("")
         self.stale_label = QLabel("")
+        # sky-aligned on, but the shown exposure's WCS gives no frame: say so
+        self.frame_notice = QLabel("")
+        self.frame_notice.setStyleSheet("color: #b35c00; font-weight: bold;")
+        self.statusBar().addPermanentWidget(self.frame_notice)   # not hidden by messages
         self.stale_label.setStyleSheet("color: #b35c00; font-weight: bold;")
         for label in (self.stale_label, self.fit_label, self.progress_bar):
             self.statusBar().addPermanentWidget(label)
@@ -211,14 +223,17 @@ class InspectorWindow(QMainWindow):
 
     # -- opening, sessions, exports and help (the collaborators do the work) ------------
 
-    def open_path(self, path: str | Path) -> bool:
+    def open_path(self, path: str | Path, ask_consent: bool = True) -> bool:
         """Open a manifest, a folder holding detection.toml, a saved session, or a
-        `smp batch` output (in a survey window); False: an error is shown."""
-        return self.opener.open_path(path)
+        `smp batch` output (in a survey window); False: an error is shown, or the user
+        cancelled reading PSF files from outside the folder (``ask_consent``: asked
+        first, `smp_gui.consent`)."""
+        return self.opener.open_path(path, ask_consent)
 
     def open_detection(self, path: str | Path, settings: FitSettings | None = None,
                        mode: str | None = None, offsets=None, keep_gain: bool = False,
-                       measurement: Measurement | None = None) -> bool:
+                       measurement: Measurement | None = None, search: bool = False
+                       ) -> bool:
         """Read the manifest (errors: dialog, nothing changes) and start the cold fit.
 
         Parameters
@@ -235,6 +250,9 @@ class InspectorWindow(QMainWindow):
             exposure's, when it has one).
         measurement : Measurement, optional
             The whole measurement (a session's); the other parameters are then ignored.
+        search : bool
+            Then search the positions from ``offsets`` (a batch row whose positions were
+            searched: its own fit, with the positions' errors, is shown).
 
         Returns
         -------
@@ -242,7 +260,7 @@ class InspectorWindow(QMainWindow):
             False when the manifest could not be read (the error is shown).
         """
         return self.opener.open_detection(path, settings, mode, offsets, keep_gain,
-                                          measurement)
+                                          measurement, search=search)
 
     def recent_files(self) -> list[str]:
         """The detections opened last that fitted, newest first."""
@@ -262,14 +280,9 @@ class InspectorWindow(QMainWindow):
         """Restore a saved session: the whole file is validated first (one error dialog
         naming the entry, nothing applied); then detection, settings, mode, offsets,
         exposure and view, and the shown fit is run again (a position search from its
-        start: the same numbers as when the session was saved)."""
+        start: the same numbers as when the session was saved).  PSF files outside the
+        session's folder are read only after the user consents (`smp_gui.consent`)."""
         return self.session_files.open(path)
-
-    def show_psf_notice(self, path: Path, psf_files: list[Path]) -> QMessageBox:
-        """Say which PSF files outside the session's folder will be read (they run
-        code); non-modal, kept as ``psf_notice``."""
-        self.psf_notice = self.session_files.psf_notice(path, psf_files)
-        return self.psf_notice
 
     def export_figure(self, path=None, exposures: str = "detection") -> Path | None:
         """Five-panel figure (PNG/PDF/SVG by extension) drawn as the panels are (stretch,
@@ -318,6 +331,7 @@ class InspectorWindow(QMainWindow):
         self._controls_show = m
         self.menus.update_optimize_text(m.mode)
         self.place_markers()
+        self.chi2map_control.check_stale()
         if not self.opener.opening and self.model.detection is not None \
                 and self.model.is_stale:
             self.request_fit()
@@ -380,6 +394,7 @@ class InspectorWindow(QMainWindow):
         those of the offsets on screen: when the detection is loaded already, the
         pending refit runs again at once (milliseconds)."""
         self.controller.cancel()
+        self.chi2map_control.stopped()
         self.progress_bar.hide()
         if self.chi2map_view.chi2map is None:     # a first map cancelled: no empty plot
             self.menus.show_map_action(False)
@@ -473,6 +488,14 @@ class InspectorWindow(QMainWindow):
             exposure, fit.settings, self.manifest.ra, self.manifest.dec, self.result.overlays))
         self.markers.set_visible(index == fit.scene.detection_index)
         self.place_markers()
+        self._show_frame_notice()
+
+    def _show_frame_notice(self):
+        pv = self.panels_view
+        unaligned = pv.sky_aligned and pv.panels is not None and not pv.is_sky_frame
+        self.frame_notice.setText(
+            f"exposure {pv.panels.expnum}: its WCS cannot be inverted at the target; "
+            "drawn in CCD axes, not sky-aligned" if unaligned else "")
 
     def set_sky_aligned(self, on: bool):
         """Draw the exposures north up, east left (View menu, A: aligned to the sky; N is
@@ -481,6 +504,7 @@ class InspectorWindow(QMainWindow):
             self.panels_view.set_sky_extent(
                 self.sky_geometry.sky_extent(self.result.fit.scene))
         self.panels_view.set_sky_aligned(on)
+        self._show_frame_notice()
 
     def place_markers(self):
         """Markers where the offsets on screen put the fitted sources (`fitted_markers`),
@@ -519,11 +543,38 @@ class InspectorWindow(QMainWindow):
             # A new detection or new settings that cannot be fitted: back to what is
             # shown (the worker kept that detection's model, so it keeps working).
             self.opener.failed(job.request_id)
+        else:
+            self.chi2map_control.stopped()
         title = ("Fit failed" if isinstance(job, FitJob) else "Δχ² map failed")
         details = None if isinstance(failure.error, SMPError) else failure.traceback
         self.show_error(title, failure.error, context=job.manifest_path, details=details)
 
+    def resizeEvent(self, event):
+        """The side docks take at most their share of the width (`DOCK_SHARES`): a smaller
+        window shrinks them with the stamps, and a larger one gives its room to the
+        stamps (the docks do not grow)."""
+        super().resizeEvent(event)
+        if 0 < event.oldSize().width() != event.size().width():
+            docks = [self.browser_dock, self.controls_dock]
+            widths = [min(dock.width(), max(low, int(share * self.width())), high)
+                      for dock, (share, low, high) in zip(docks, DOCK_SHARES)]
+            self.resizeDocks(docks, widths, Qt.Orientation.Horizontal)
+
+    def _restore_layout(self):
+        """The window's size, place and docks as the user left them last time."""
+        geometry, size = self.store.value(GEOMETRY_KEY), self.store.value(SIZE_KEY)
+        if geometry is not None:
+            self.restoreGeometry(geometry)
+        if size is not None and not self.isMaximized():
+            self.resize(size)     # restoreGeometry shrinks a window larger than the screen
+        state = self.store.value(DOCKS_KEY)
+        if state is not None:
+            self.restoreState(state)
+
     def closeEvent(self, event):
+        self.store.setValue(GEOMETRY_KEY, self.saveGeometry())
+        self.store.setValue(SIZE_KEY, self.size())
+        self.store.setValue(DOCKS_KEY, self.saveState())
         self.shutdown()
         super().closeEvent(event)
 

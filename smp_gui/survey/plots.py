@@ -30,7 +30,11 @@ def _band_colour(band: str):
 
 
 class SurveyPlots(QTabWidget):
+    """Signals: ``pointClicked(int)`` a survey index; ``binClicked(list)`` the survey
+    indices in a histogram bar that was clicked."""
+
     pointClicked = pyqtSignal(int)
+    binClicked = pyqtSignal(list)
 
     def __init__(self, survey: Survey, parent=None):
         super().__init__(parent)
@@ -85,11 +89,15 @@ class SurveyPlots(QTabWidget):
         self.histograms = pg.GraphicsLayoutWidget()
         self.histograms.setBackground("w")
         self.hist_plots = {}
+        # per histogram: (bin edges, bin of each shown detection, their survey indices)
+        self.hist_bins: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+        self.hist_highlight: dict[str, pg.PlotCurveItem] = {}
         for name, label in (("chi2_dof", "χ²/dof"), ("binary_delta_chi2", "binary Δχ²")):
             plot = self.histograms.addPlot(title=label)
             plot.setLabel("left", "detections")
             self.hist_plots[name] = plot
             self.histograms.nextRow()
+        self.histograms.scene().sigMouseClicked.connect(self._on_histogram_clicked)
         self.addTab(self.histograms, "Histograms")
 
     def _build_scatter(self):
@@ -215,19 +223,49 @@ class SurveyPlots(QTabWidget):
         return np.asarray(chosen, int)
 
     def update_histograms(self):
+        self.hist_bins.clear()
+        self.hist_highlight.clear()
         for name, plot in self.hist_plots.items():
             plot.clear()
             values = self.survey.columns[name][self.order].astype(float)
-            values = values[np.isfinite(values)]
+            finite = np.isfinite(values)
+            values = values[finite]
             if not len(values):
                 plot.setTitle(f"{plot.titleLabel.text.split(' (')[0]} (none)")
                 continue
             counts, edges = np.histogram(values, bins=min(50, max(5, len(values) // 3)))
             plot.addItem(pg.PlotCurveItem(edges, counts, stepMode="center", fillLevel=0,
                                           brush=(60, 90, 200, 120), pen=pg.mkPen("k")))
+            # np.histogram's bins: [a, b) but the last [a, b]
+            bins = np.clip(np.searchsorted(edges, values, side="right") - 1,
+                           0, len(counts) - 1)
+            self.hist_bins[name] = (edges, bins, self.order[finite])
+            self.hist_highlight[name] = pg.PlotCurveItem(
+                edges, np.zeros(len(counts)), stepMode="center", fillLevel=0,
+                brush=(20, 30, 90, 200), pen=HIGHLIGHT)
+            plot.addItem(self.hist_highlight[name])
         self._mark_histograms()
 
+    def _on_histogram_clicked(self, event):
+        """A click on a bar selects the detections in it."""
+        for name, plot in self.hist_plots.items():
+            viewbox = plot.getViewBox()
+            if name not in self.hist_bins or \
+                    not viewbox.sceneBoundingRect().contains(event.scenePos()):
+                continue
+            point = viewbox.mapSceneToView(event.scenePos())
+            edges, bins, indices = self.hist_bins[name]
+            k = int(np.searchsorted(edges, point.x(), side="right")) - 1
+            if 0 <= k < len(edges) - 1 and 0 <= point.y() <= np.count_nonzero(bins == k):
+                event.accept()
+                self.binClicked.emit(indices[bins == k].tolist())
+            return
+
     def _mark_histograms(self):
+        for name, (edges, bins, indices) in self.hist_bins.items():
+            chosen = np.isin(indices, self.highlighted)
+            self.hist_highlight[name].setData(
+                edges, np.bincount(bins[chosen], minlength=len(edges) - 1))
         for name, plot in self.hist_plots.items():
             for item in [i for i in plot.items if isinstance(i, pg.InfiniteLine)]:
                 plot.removeItem(item)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PyQt6.QtCore import QEvent, QSettings, Qt, pyqtSignal
+from PyQt6.QtCore import QEvent, QItemSelection, QItemSelectionModel, QSettings, Qt, pyqtSignal
 from PyQt6.QtGui import QAction, QKeySequence, QShortcut
 from PyQt6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeaderView,
                              QInputDialog, QLabel, QLineEdit, QMainWindow, QMessageBox,
@@ -213,6 +213,7 @@ class SurveyWindow(QMainWindow):
         self.model.orderChanged.connect(self._on_order_changed)
         old, self.plots = self.plots, SurveyPlots(survey)
         self.plots.pointClicked.connect(self.select_index)
+        self.plots.binClicked.connect(self.select_indices)
         self.splitter.replaceWidget(1, self.plots)
         if old is not None:
             old.deleteLater()
@@ -301,6 +302,22 @@ class SurveyWindow(QMainWindow):
         self.table.scrollTo(self.model.index(row, 0))
         return True
 
+    def select_indices(self, survey_indices: list[int]) -> None:
+        """Select the rows of these detections (those the filter shows); the first in
+        table order becomes the current row."""
+        rows = sorted(r for r in map(self.model.row_of, survey_indices) if r is not None)
+        if not rows:
+            return
+        model = self.table.selectionModel()
+        selection = QItemSelection()
+        last = self.model.columnCount() - 1
+        for r in rows:
+            selection.select(self.model.index(r, 0), self.model.index(r, last))
+        flags = QItemSelectionModel.SelectionFlag
+        model.setCurrentIndex(self.model.index(rows[0], 0), flags.NoUpdate)
+        model.select(selection, flags.ClearAndSelect | flags.Rows)
+        self.table.scrollTo(self.model.index(rows[0], 0))
+
     def select_key(self, key: str) -> bool:
         return self.select_index(self.survey.index_of(key))
 
@@ -366,7 +383,8 @@ class SurveyWindow(QMainWindow):
         if not inspector.isVisible():
             inspector.show()
         if not inspector.open_detection(spec.manifest, settings=spec.settings,
-                                        mode=spec.mode, offsets=spec.offsets):
+                                        mode=spec.mode, offsets=spec.offsets,
+                                        search=spec.searched):
             return False
         inspector.setWindowTitle(f"SMP Inspector — {key} (survey {self.survey.path.name})")
         self.prefetch_neighbours()

@@ -52,6 +52,8 @@ class BatchItem:
     manifest: DetectionManifest | None = None
     folder: dict | None = None
     error: tuple[str, str] | None = None
+    # the manifest file's bytes as parsed (read once, for the fingerprint too)
+    manifest_text: bytes = dataclasses.field(default=b"", repr=False, compare=False)
 
     @functools.cached_property
     def fingerprint(self) -> str:
@@ -60,14 +62,19 @@ class BatchItem:
         edited manifest or row is fitted again (files it names that changed on disk under
         the same names are not noticed: use --force)."""
         if self.manifest is not None:
-            try:
-                text = Path(self.manifest.path).read_bytes()
-            except (OSError, TypeError):
-                text = b""
-            what = str(self.manifest.path).encode() + b"\0" + text
+            what = str(self.manifest.path).encode() + b"\0" + (
+                self.manifest_text or _bytes_or_empty(self.manifest.path))
         else:
             what = json.dumps(self.folder, sort_keys=True, default=str).encode()
         return hashlib.sha256(what).hexdigest()
+
+
+def _bytes_or_empty(path) -> bytes:
+    """A manifest's bytes for an item built without them (not by `read_batch_list`)."""
+    try:
+        return Path(path).read_bytes()
+    except (OSError, TypeError):
+        return b""
 
 
 def detection_key(name: str, expnum: int, ccdnum: int) -> str:
@@ -136,13 +143,19 @@ def _resolve(base: Path, value) -> Path:
 def _manifest_item(number: int, base: Path, value) -> BatchItem:
     path = _resolve(base, value)
     try:
-        manifest = DetectionManifest.read(path)
+        try:
+            text = path.read_bytes()
+        except OSError:
+            text = None
+        # a missing or unreadable file: read() says why, in the manifest's own words
+        manifest = (DetectionManifest.read(path) if text is None
+                    else DetectionManifest.parse(text, path))
     except SMPError as exc:
         key = detection_key(path.stem if path.stem != "detection" else path.parent.name,
                             "row", number)
         return BatchItem(number, key, str(path), error=(type(exc).__name__, exc.one_line()))
     key = detection_key(manifest.name, manifest.detection_expnum, manifest.detection_ccdnum)
-    return BatchItem(number, key, str(path), manifest=manifest)
+    return BatchItem(number, key, str(path), manifest=manifest, manifest_text=text)
 
 
 def _folder_item(number: int, base: Path, cells: dict, list_path: Path) -> BatchItem:

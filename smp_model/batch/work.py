@@ -217,6 +217,7 @@ def write_results(items: Sequence[BatchItem], report: BatchReport, options: Batc
                    list_path) -> None:
     from .. import __version__
     from ..outputs.tables import write_table
+    from ..outputs.columns import flags_meta
     paths = report.paths
     failed = {o.item.key for o in report.failed}
     tables = []
@@ -244,6 +245,7 @@ def write_results(items: Sequence[BatchItem], report: BatchReport, options: Batc
         "batch_list": str(list_path) if list_path else None,
         **options.as_meta(),
         "zeropoint": 30.0,
+        "flags": flags_meta(),
         "n_detections": report.total,
         "n_succeeded": len(tables),
         "n_failed": len(failed),

@@ -1,6 +1,8 @@
 """``smp fit``: fit one detection from a manifest, a DES-style folder set, or the demo."""
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import sys
 import time
@@ -65,6 +67,9 @@ def register(sub) -> None:
                    help="DS9 region file (icrs) of the fitted sources and the grid outline")
     o.add_argument("--figure", metavar="PATH", help="five-panel figure (.png, .pdf, .svg)")
     o.add_argument("--figure-exposures", choices=("detection", "all"), default="detection")
+    o.add_argument("--sky-aligned", action="store_true",
+                   help="draw the figure north up, east left at one angular scale, as the "
+                        "inspector's View > Sky-aligned")
     o.add_argument("--overwrite", action="store_true", help="replace existing output files")
     o.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
     o.add_argument("--quiet", action="store_true", help="no progress on stderr")
@@ -198,8 +203,10 @@ def write_outputs(fit, args) -> None:
     if args.figure:
         from ..outputs.figures import \
             save_figure  # matplotlib (the [plot] extra) only for figures
+        from ..outputs.display import PUBLISHED_STYLE
+        style = dataclasses.replace(PUBLISHED_STYLE, sky_aligned=args.sky_aligned)
         save_figure(fit, args.figure, exposures=args.figure_exposures,
-                    overwrite=args.overwrite)
+                    overwrite=args.overwrite, style=style)
 
 
 def fit_summary(fit) -> dict:

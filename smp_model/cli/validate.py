@@ -122,7 +122,7 @@ def format_stress_summary(summary: dict) -> str:
            f"  remedy engaged in {summary['remedy_engaged']} detection(s): "
            f"{summary['grid_sources_dropped']} grid source(s) dropped, "
            f"{summary['scene_modes_cut']} scene direction(s) cut",
-           f"  flagged injections (besides position_fixed): {flagged}; "
+           f"  flagged injections: {flagged}; "
            f"{summary['flagged_without_defect']} flagged where no defect was placed, "
            f"{summary['defect_not_flagged']} with a defect not flagged",
            f"  chi2/dof: median {chi2['median']:.3f}, 1-99 % {chi2['p01']:.3f}-"

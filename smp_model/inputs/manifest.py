@@ -144,11 +144,22 @@ class DetectionManifest:
         if problem:
             raise ManifestError(problem, path)
         try:
-            with path.open("rb") as f:
-                doc = tomllib.load(f)
+            data = path.read_bytes()
+        except OSError as exc:
+            raise ManifestError(f"cannot be read ({exc})", path) from None
+        return cls.parse(data, path)
+
+    @classmethod
+    def parse(cls, data: bytes, path: str | os.PathLike) -> "DetectionManifest":
+        """The manifest whose text, read from ``path``, is ``data`` (relative paths
+        resolve against its folder): for a caller that needs the bytes too (the batch's
+        fingerprint), so that the file is read once."""
+        path = Path(path)
+        try:
+            doc = tomllib.loads(data.decode("utf-8"))
         except tomllib.TOMLDecodeError as exc:
             raise ManifestError(f"not valid TOML ({exc})", path) from None
-        except (OSError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
             raise ManifestError(f"cannot be read ({exc})", path) from None
         return cls.from_dict(doc, base=path.parent, path=path)
 

@@ -15,8 +15,8 @@ from astropy.table import QTable, Table
 from ..inputs.stamps import COMMON_ZEROPOINT
 
 __all__ = ["AB_DESCRIPTION", "COLUMNS", "EXPOSURE_COLUMNS", "FIT_COLUMNS", "FLAGS", "FLAG_BITS",
-           "NJY_PER_COUNT", "Column", "Flag", "ab_magnitudes", "decode_flags",
-           "flags_description", "plain_magnitudes"]
+           "NJY_PER_COUNT", "RETIRED_FLAGS", "Column", "Flag", "ab_magnitudes", "decode_flags",
+           "flags_description", "flags_meta", "plain_magnitudes"]
 
 #: nJy per count on the common zeropoint (AB: a source of 3631 Jy has magnitude 0).
 NJY_PER_COUNT = 3631.0 * 10 ** (-0.4 * COMMON_ZEROPOINT) * 1e9
@@ -33,7 +33,6 @@ class Flag:
 
 FLAGS = (
     Flag(1, "nonpositive_flux", "flux <= 0: the magnitude is undefined; quote mag_limit_3sigma"),
-    Flag(2, "position_fixed", "position not fitted: dx_err, dy_err and flux_err_total are NaN"),
     Flag(4, "position_err_undefined", "position fitted but the chi2 curvature is not "
          "positive-definite: position errors and flux_err_total are undefined"),
     Flag(8, "unresolved", "binary whose components the data cannot separate (delta_chi2 "
@@ -46,6 +45,13 @@ FLAGS = (
 
 FLAG_BITS = {f.name: f.bit for f in FLAGS}
 
+#: Bits an older release set that no flag owns now.  Bit 2, ``position_fixed``, was set
+#: on every fit at fixed positions: a fact, not a condition worth a look.
+RETIRED_FLAGS = (
+    Flag(2, "position_fixed", "retired: a fit at fixed positions is positions == fixed now; "
+         "the survey reads older batch outputs' bit into that column and clears it"),
+)
+
 
 def decode_flags(value: int) -> tuple[str, ...]:
     """Names of the flags set in ``value``; bits no flag owns are named last, as
@@ -54,6 +60,11 @@ def decode_flags(value: int) -> tuple[str, ...]:
     names = tuple(f.name for f in FLAGS if value & f.bit)
     unknown = value & ~sum(f.bit for f in FLAGS)
     return names + (f"bits {unknown}",) if unknown else names
+
+
+def flags_meta() -> dict[str, dict]:
+    """Every bit, live and retired, as table metadata: name -> {bit, meaning}."""
+    return {f.name: {"bit": f.bit, "meaning": f.meaning} for f in (*FLAGS, *RETIRED_FLAGS)}
 
 
 def flags_description() -> str:
@@ -85,6 +96,8 @@ COLUMNS = _columns(
     ("band", None, "filter", "meta.id;instr.filter"),
     ("mjd", "d", "start of the detection exposure, MJD (UTC); NaN when unknown", "time.start"),
     ("fit_kind", None, "single or binary"),
+    ("positions", None, "fixed (offsets given, not fitted: dx_err, dy_err and "
+     "flux_err_total are NaN) or searched (fitted, with their errors)"),
     ("component", None, "target, or primary (brighter after a search) / secondary"),
     ("flux", None, "flux on zeropoint 30 (counts)"),
     ("flux_err", None, "1-sigma flux error at fixed positions (published)"),
@@ -141,8 +154,8 @@ COLUMNS = _columns(
 
 
 #: Columns that describe the whole fit, the same in every row of it.
-FIT_COLUMNS = ("name", "expnum", "ccdnum", "band", "mjd", "fit_kind", "chi2", "dof",
-               "chi2_single", "delta_chi2", "chi2_single_default", "delta_chi2_default",
+FIT_COLUMNS = ("name", "expnum", "ccdnum", "band", "mjd", "fit_kind", "positions", "chi2",
+               "dof", "chi2_single", "delta_chi2", "chi2_single_default", "delta_chi2_default",
                "total_flux", "total_flux_err", "separation", "separation_err",
                "separation_debiased", "separation_arcsec", "separation_arcsec_err",
                "position_angle", "position_angle_err", "convention", "grid_size", "grid_step",

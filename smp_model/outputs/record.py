@@ -30,7 +30,7 @@ from astropy.table import QTable
 from ..files import utc_timestamp
 from ..fit.results import BinaryFit, SceneFit
 from ..inputs.stamps import COMMON_ZEROPOINT
-from .columns import COLUMNS, FIT_COLUMNS, FLAG_BITS, FLAGS, NJY_PER_COUNT
+from .columns import COLUMNS, FIT_COLUMNS, FLAG_BITS, NJY_PER_COUNT, flags_meta
 
 __all__ = ["FitRecord", "conditioning_text", "fit_record", "pair_text", "quoted_flux_err",
            "record_meta", "record_table", "source_text"]
@@ -201,6 +201,7 @@ def _build_record(fit: SceneFit) -> FitRecord:
         "name": manifest.name, "expnum": manifest.detection_expnum,
         "ccdnum": manifest.detection_ccdnum, "band": manifest.band,
         "mjd": float(mjd) if mjd is not None else math.nan, "fit_kind": fit.kind,
+        "positions": "fixed" if fit.position_covariance is None else "searched",
         "chi2": float(fit.chi2), "dof": int(fit.dof),
         **_pair_values(fit if binary else None),
         "convention": settings.convention, "grid_size": settings.grid_size,
@@ -249,9 +250,7 @@ def _source_flags(fit: SceneFit, s) -> int:
     flags = 0
     if not s.flux > 0:
         flags |= FLAG_BITS["nonpositive_flux"]
-    if fit.position_covariance is None:
-        flags |= FLAG_BITS["position_fixed"]
-    elif not np.all(np.isfinite([s.dx_err, s.dy_err])):
+    if fit.position_covariance is not None and not np.all(np.isfinite([s.dx_err, s.dy_err])):
         flags |= FLAG_BITS["position_err_undefined"]
     return flags
 
@@ -288,7 +287,7 @@ def record_meta(fit: SceneFit) -> dict:
         "search_starts": fit.search_starts,
         "shot_noise": (None if fit.shot_noise is None else
                        {"gain": fit.shot_noise.gain, "iterations": fit.shot_noise.iterations}),
-        "flags": {f.name: {"bit": f.bit, "meaning": f.meaning} for f in FLAGS},
+        "flags": flags_meta(),
         "per_exposure": diagnostics_records(fit),
     }
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 from astropy.table import Table
 
-from ..outputs.columns import FLAG_BITS, decode_flags
+from ..outputs.columns import FLAG_BITS, RETIRED_FLAGS, decode_flags
 from ..settings import FitSettings
 from .filters import FilterError, compile_filter
 from .review import MARKS, REVIEWED_FLOAT_COLUMNS, REVIEWED_STR_COLUMNS, ReviewSidecar
@@ -46,7 +46,7 @@ __all__ = ["DISPLAY_COLUMNS", "FLAG_EXPOSURE_DROPPED", "OpenSpec", "Survey", "fl
 #: get it from their ``n_dropped`` column.
 FLAG_EXPOSURE_DROPPED = FLAG_BITS["exposure_dropped"]
 #: Columns shown first, in this order (the others follow as in the batch).
-DISPLAY_COLUMNS = ("key", "name", "band", "mjd", "fit_kind", "flux", "flux_err", "mag",
+DISPLAY_COLUMNS = ("key", "name", "band", "mjd", "fit_kind", "positions", "flux", "flux_err", "mag",
                    "mag_err", "total_flux", "chi2_dof", "binary_delta_chi2", "flags", "flags_text",
                    "n_exposures", "n_dropped", "mark", "note")
 
@@ -59,18 +59,33 @@ def flags_text(flags: int) -> str:
     return ", ".join(decode_flags(flags))
 
 
+def _positions_from_retired_bit(columns: dict[str, np.ndarray], notes: list[str]) -> np.ndarray:
+    """The ``flags`` of ``columns`` without the retired ``position_fixed`` bit; a batch
+    output written while it was a flag gets its ``positions`` column from it."""
+    flags = columns["flags"].astype(np.int64)
+    bit = next(f.bit for f in RETIRED_FLAGS if f.name == "position_fixed")
+    if "positions" not in columns:
+        columns["positions"] = np.where(flags & bit, "fixed", "searched")
+        notes.append("no 'positions' column in the batch output: read from its "
+                     "position_fixed flag")
+    return flags & ~bit
+
+
 # -- the survey ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class OpenSpec:
     """How to show one detection of the batch in the inspector: its manifest, the batch's
     settings, the kept fit kind and the offsets of the batch's kept fit (published order:
-    (dx, dy) or (dx1, dx2, dy1, dy2), detection-exposure pixels)."""
+    (dx, dy) or (dx1, dx2, dy1, dy2), detection-exposure pixels); ``searched``: the batch
+    searched those positions (the inspector searches again from them, to show the same
+    fit with the positions' errors, rather than a fit at fixed positions)."""
     key: str
     manifest: Path
     settings: FitSettings
     mode: str
     offsets: tuple[float, ...]
+    searched: bool = False
 
 
 @dataclass
@@ -122,7 +137,7 @@ class Survey:
         columns["chi2_dof"][~np.isfinite(columns["chi2_dof"])] = math.nan
         if "mjd" not in rows.colnames:
             columns["mjd"] = mjd_from_manifests(columns["input"], notes)
-        flags = columns["flags"].astype(np.int64)
+        flags = _positions_from_retired_bit(columns, notes)
         dropped = columns["n_dropped"].astype(np.int64) > 0
         columns["flags"] = flags | np.where(dropped, FLAG_EXPOSURE_DROPPED, 0)
         unique_flags = {int(f): flags_text(f) for f in np.unique(columns["flags"])}
@@ -208,7 +223,8 @@ class Survey:
         else:   # an older output without offsets: the convention's default start
             offsets = (self.settings.default_binary_offsets if n == 2
                        else self.settings.default_offset)
-        return OpenSpec(key, manifest, self.settings, mode, tuple(offsets))
+        searched = str(self.columns["positions"][i]) == "searched"
+        return OpenSpec(key, manifest, self.settings, mode, tuple(offsets), searched)
 
     def source_rows(self, key: str) -> Table:
         """The batch rows (one per source) of ``key``."""

@@ -139,6 +139,9 @@ class _Parser:
                     column = self.columns[lower[text.lower()]]
                 elif text.lower() in FLAG_BITS:
                     return ("value", float(FLAG_BITS[text.lower()]), text)
+                elif text.lower() == "position_fixed":
+                    raise FilterError("position_fixed is no longer a flag: use "
+                                      "positions == \"fixed\"")
                 else:
                     raise FilterError(f"no column or flag {text!r}; columns: "
                                       f"{', '.join(sorted(self.columns))}; flags: "
