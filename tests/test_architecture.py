@@ -90,3 +90,17 @@ def test_every_module_declares_its_public_names():
                if path.name not in ("__init__.py", "__main__.py")
                and "__all__" not in path.read_text()]
     assert missing == []
+
+
+def test_the_command_line_parser_imports_no_science_stack():
+    """``smp --version`` and ``smp fit --help`` build every command's parser; they answer
+    in a tenth of a second only while no parser imports numpy/astropy/galsim at module
+    level (a command's work imports them when it runs)."""
+    import subprocess
+    import sys
+    code = ("import sys; from smp_model.cli.command import build_parser; build_parser(); "
+            "print(sorted({m.split('.')[0] for m in sys.modules} "
+            "& {'numpy', 'astropy', 'galsim', 'piff', 'scipy', 'pyvo', 'matplotlib'}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

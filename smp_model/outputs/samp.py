@@ -22,12 +22,15 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-
-from astropy.io import fits
-from astropy.table import Table
+from typing import TYPE_CHECKING
 
 from ..errors import SMPError
-from .votable import write_votable
+
+if TYPE_CHECKING:
+    from astropy.table import Table
+
+# astropy.io.fits and the VOTable writer are imported where they are used: `smp send`'s
+# parser reads this module's constants, and `smp --version` should not pay for astropy.
 
 __all__ = ["HIGHLIGHT_ROW", "LOAD_IMAGE", "LOAD_TABLE", "SAMP_TIMEOUT_S", "SELECT_ROWS",
            "SEND_TARGETS", "RowMessage", "SampError", "SampLink",
@@ -90,6 +93,8 @@ def write_panel_images(fit, folder: str | os.PathLike) -> list[Path]:
     file each, with BUNIT (counts on zeropoint 30) and the stamp's celestial WCS
     (`smp_model.outputs.stamp_wcs.stamp_wcs`, the cube's), so that DS9 and Aladin place
     them on the sky."""
+    from astropy.io import fits
+
     from ..fit.panels import PANEL_KEYS, PANEL_TITLES, five_panels
     from .stamp_wcs import stamp_wcs
     panels = five_panels(fit)
@@ -112,6 +117,7 @@ def table_file_kind(path: str | os.PathLike) -> str:
     """``"image"`` for a FITS file whose first HDU with data is an image (a panel, a cube
     of `write_fits`: what DS9 and Aladin show of it), else ``"table"`` (ECSV, VOTable,
     CSV, FITS tables)."""
+    from astropy.io import fits
     path = Path(path)
     if not path.is_file():
         raise SampError("file not found" if not path.exists() else "is not a file", path)
@@ -234,6 +240,7 @@ class SampLink:
         ``samp.name``, None: every client that loads tables); waits for each to answer.
         ``key_column``: the column whose values `SentTable.keys_of` gives for rows."""
         table_id = f"smp-{uuid.uuid4().hex[:12]}"
+        from .votable import write_votable
         path = write_votable(table, Path(self._folder.name) / f"{table_id}.xml")
         keys = tuple(str(k) for k in table[key_column]) if key_column else ()
         sent = SentTable(table_id, path.as_uri(), name, len(table), keys)
