@@ -11,8 +11,15 @@ from pathlib import Path
 from PyQt6.QtWidgets import QMessageBox, QWidget
 
 from smp_model.errors import SMPError
+from smp_model.files import TABLE_FORMATS
 
-__all__ = ["confirm_overwrite", "describe_error", "dropped_local_file", "show_error"]
+__all__ = ["TABLE_FILTER", "TABLE_SUFFIXES", "confirm_overwrite", "describe_error",
+           "dropped_local_file", "show_error"]
+
+#: Table files the product reads and writes (ECSV, FITS, VOTable, CSV), as file-dialog
+#: patterns: `smp batch` outputs open in the survey view.
+TABLE_SUFFIXES = tuple(TABLE_FORMATS)
+TABLE_FILTER = " ".join(f"*{suffix}" for suffix in TABLE_SUFFIXES)
 
 
 def describe_error(error: BaseException, context: str | None = None) -> tuple[str, str]:

@@ -136,6 +136,25 @@ def test_open_filter_sort(qtbot, window, batch, monkeypatch):
     assert window.model.rowCount() == 10
 
 
+def test_open_dialog_offers_and_opens_a_votable_output(qtbot, window, batch, monkeypatch):
+    """`smp batch --out x.vot` writes a VOTable: File > Open batch offers it and opens it
+    with the same rows as the ECSV output."""
+    from smp_model.outputs.tables import read_flux_table
+    from smp_model.outputs.votable import write_votable
+    path, _ = batch
+    vot = write_votable(read_flux_table(path), path.with_suffix(".vot"))
+    offered = []
+
+    def choose(parent, caption, folder, filters):
+        offered.append(filters)
+        return str(vot), ""
+    monkeypatch.setattr(QFileDialog, "getOpenFileName", staticmethod(choose))
+    with qtbot.waitSignal(window.surveyOpened, timeout=10_000):
+        menu_action(window, "&File", "&Open batch…").trigger()
+    assert "*.vot" in offered[0] and "*.xml" in offered[0]
+    assert table_keys(window) == list(dict.fromkeys(read_flux_table(path)["key"]))
+
+
 def test_marks_notes_and_export_by_keyboard_and_menu(qtbot, window, batch, monkeypatch,
                                                      tmp_path):
     path, _ = batch

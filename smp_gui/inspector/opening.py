@@ -29,9 +29,9 @@ __all__ = ["BATCH_SUFFIXES", "MANIFEST_NAME", "MAX_RECENT", "DetectionOpener", "
 
 MANIFEST_NAME = "detection.toml"
 MAX_RECENT = 8
-BATCH_SUFFIXES = (".ecsv", ".fits", ".csv")   # what `smp batch` writes: the survey view
+BATCH_SUFFIXES = dialogs.TABLE_SUFFIXES   # what `smp batch` writes: the survey view
 _OPEN_FILTER = (f"Detections and sessions (*.toml *.json);;Detection manifests (*.toml);;"
-                f"Batch outputs: survey view (*.ecsv *.fits *.csv);;"
+                f"Batch outputs: survey view ({dialogs.TABLE_FILTER});;"
                 f"Sessions (*{SESSION_SUFFIX} *.json);;All files (*)")
 
 

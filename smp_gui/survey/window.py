@@ -29,7 +29,7 @@ from smp_model.survey.filters import FilterError
 from smp_model.survey.review import MARKS
 
 from .. import loader
-from ..dialogs import dropped_local_file
+from ..dialogs import TABLE_FILTER, dropped_local_file
 from .plots import SurveyPlots
 from .sending import SurveySamp
 from .table_model import SurveyTableModel
@@ -182,7 +182,7 @@ class SurveyWindow(QMainWindow):
 
     def open_dialog(self):
         path, _ = QFileDialog.getOpenFileName(self, "Open a batch output", str(Path.cwd()),
-                                              "Batch outputs (*.ecsv *.fits *.csv)")
+                                              f"Batch outputs ({TABLE_FILTER})")
         if path:
             self.open_survey(path)
 
@@ -508,7 +508,7 @@ class SurveyWindow(QMainWindow):
             suggestion = self.survey.path.with_name(self.survey.path.stem + ".curated.ecsv")
             path, _ = QFileDialog.getSaveFileName(self, "Export the curated table",
                                                   str(suggestion),
-                                                  "Tables (*.ecsv *.fits *.csv)")
+                                                  f"Tables ({TABLE_FILTER})")
             if not path:
                 return None
             overwrite = Path(path).exists()   # the dialog asked already
