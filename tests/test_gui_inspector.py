@@ -765,3 +765,36 @@ def test_a_settings_change_keeps_what_the_session_set_and_the_panel_does_not_sho
     undo(qtbot, window)
     settled(qtbot, window)
     assert window.result.fit.settings.grid_size == 20
+
+
+# -- issue 28, item 7: a run of nudges is one undo step -----------------------------------
+
+def test_a_run_of_nudges_is_one_undo_step_and_another_marker_starts_a_new_one(qtbot, window,
+                                                                              demo):
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    graphics = window.panels_view.graphics
+    graphics.setFocus()
+    qtbot.keyClick(graphics, Qt.Key.Key_1)                       # the primary
+    for key in (Qt.Key.Key_Right, Qt.Key.Key_Right, Qt.Key.Key_Right, Qt.Key.Key_Up):
+        qtbot.keyClick(graphics, key)
+    qtbot.keyClick(graphics, Qt.Key.Key_2)                       # the secondary
+    qtbot.keyClick(graphics, Qt.Key.Key_Left)
+    qtbot.keyClick(graphics, Qt.Key.Key_Left)
+    settled(qtbot, window)
+    dx1, dx2, dy1, dy2 = START
+    assert window.offsets["binary"] == pytest.approx((dx1 + 0.3, dx2 - 0.2, dy1 + 0.1, dy2))
+    assert window.result.summary.offsets == pytest.approx(window.offsets["binary"])
+    assert window.model.history[-2:] == ("Nudge primary", "Nudge secondary")
+    undo(qtbot, window)                           # both of the secondary's nudges
+    settled(qtbot, window)
+    assert window.offsets["binary"] == pytest.approx((dx1 + 0.3, dx2, dy1 + 0.1, dy2))
+    assert window.menus.undo_action.text() == "&Undo nudge primary"
+    undo(qtbot, window)                           # all four of the primary's
+    settled(qtbot, window)
+    assert window.offsets["binary"] == pytest.approx(START)
+    assert window.result.summary.offsets == pytest.approx(START)
+    redo(qtbot, window)
+    settled(qtbot, window)
+    assert window.offsets["binary"] == pytest.approx((dx1 + 0.3, dx2, dy1 + 0.1, dy2))
+    undo(qtbot, window)
+    settled(qtbot, window)
