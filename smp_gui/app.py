@@ -119,14 +119,19 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     # One BLAS thread for the whole process, set once and kept alive with the app.
     app.blas_limit = limit_blas_threads()
-    preload_engine()
     app.setApplicationName("SMP Inspector")
     pg.setConfigOptions(antialias=True)
     if args.survey_demo or is_batch_output(args.path):
+        preload_engine()
         from .survey.app import survey_main
         return survey_main(args, app)
     window = WindowManager().new_inspector()
     window.show()
+    # The window first, then the engine's seconds of start-up, said in its status bar.
+    window.statusBar().showMessage("Starting the engine…")
+    app.processEvents()
+    preload_engine()
+    window.statusBar().clearMessage()
 
     path = args.path
     if path is None:

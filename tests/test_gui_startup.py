@@ -94,3 +94,29 @@ def test_qt_messages_other_than_the_offscreen_noise_are_passed_on(tmp_path, repo
     run = _run(["-c", code], tmp_path, repo_root)
     assert run.returncode == 0, run.stderr
     assert run.stderr.strip().splitlines() == ["something else"]
+
+
+def test_the_window_shows_before_the_engine_starts(tmp_path, repo_root):
+    # The user's start-up (main()), with the engine's preload recording what was on screen
+    # when it began: it takes seconds, and the window used to appear only after it.
+    code = ("import sys\n"
+            "import smp_gui.controller as controller\n"
+            "from PyQt6.QtWidgets import QApplication\n"
+            "real = controller.preload_engine\n"
+            "def preload():\n"
+            "    shown = [w for w in QApplication.topLevelWidgets()\n"
+            "             if w.isVisible() and hasattr(w, 'statusBar')]\n"
+            "    print('shown:', [w.statusBar().currentMessage() for w in shown],\n"
+            "          file=sys.stderr)\n"
+            "    real()\n"
+            "controller.preload_engine = preload\n"
+            "from smp_gui.app import main\n"
+            "if __name__ == '__main__':\n"
+            "    sys.exit(main(['--export-table', sys.argv[1]]))\n")
+    script = tmp_path / "start.py"
+    script.write_text(code)
+    out = tmp_path / "demo.ecsv"
+    run = _run([str(script), str(out)], tmp_path, repo_root)
+    assert run.returncode == 0, run.stderr
+    assert "shown: ['Starting the engine…']" in run.stderr.splitlines()
+    assert len(Table.read(out)) == 1
