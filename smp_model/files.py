@@ -1,19 +1,33 @@
 """Safe file writing: every output is written to a temporary file and renamed into place,
 so an interrupted run never leaves a half-written file, and an existing file is replaced
-only when the caller says so.  Also a cheap check that an input FITS file is complete."""
+only when the caller says so.  Also the checks an input file passes before a reader opens
+it: the path can be opened (`input_path_problem`: not missing, no symbolic-link loop, not
+too long) and a FITS file is complete, compressed or not (`fits_file_problem`)."""
 from __future__ import annotations
 
+import bz2
+import contextlib
+import contextvars
 import datetime as _dt
+import errno
+import gzip
+import lzma
 import os
+import stat
 import tempfile
+import warnings
+import zlib
 from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
 from .errors import SMPError
+from .limits import MAX_DECOMPRESSED_BYTES
 
-__all__ = ["FITS_BLOCK", "TABLE_FORMATS", "OutputExistsError", "atomic_output", "atomic_write",
-           "atomic_write_bytes", "check_writable", "fits_file_problem", "read_input_table",
+__all__ = ["FITS_BLOCK", "TABLE_FORMATS", "OutputExistsError", "OutputFiles", "OutputPathError",
+           "OutputWriteError", "atomic_output", "atomic_write",
+           "atomic_write_bytes", "check_writable", "exception_text", "fits_file_problem",
+           "input_path_problem", "open_input_fits", "path_length_problem", "read_input_table",
            "require_fits_file", "utc_timestamp"]
 
 # astropy table format of each file suffix we read and write (ECSV, FITS, VOTable, CSV).
@@ -21,8 +35,18 @@ TABLE_FORMATS = {".ecsv": "ascii.ecsv", ".fits": "fits", ".fit": "fits", ".fts":
                  ".vot": "votable", ".xml": "votable", ".csv": "ascii.csv"}
 
 
-class OutputExistsError(SMPError):
+class OutputPathError(SMPError):
+    """An output path that cannot be written: two outputs named by one path, an input of
+    the run, a directory, a folder that cannot be written."""
+
+
+class OutputExistsError(OutputPathError):
     """The output file exists and overwriting was not requested."""
+
+
+class OutputWriteError(OutputPathError, OSError):
+    """Writing an output failed (disk full, no permission): names the file asked for, never
+    the temporary file it was being written to."""
 
 
 def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
@@ -34,34 +58,59 @@ def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
     return path
 
 
+# The `OutputFiles` whose block is running, if any: `atomic_output` then leaves its
+# temporary file to it instead of renaming it at once.
+_TRANSACTION: contextvars.ContextVar["OutputFiles | None"] = contextvars.ContextVar(
+    "smp_output_transaction", default=None)
+
+
 @contextmanager
 def atomic_output(path: str | os.PathLike, overwrite: bool = False):
-    """Yield a temporary path in the destination folder; on success rename it to ``path``.
+    """Yield a temporary path in the destination folder; on success rename it to ``path``
+    (inside an `OutputFiles` block: when the whole block succeeds).
 
     The temporary file keeps the destination's suffix so that writers that choose a
-    format by extension (astropy, matplotlib) behave as for the real name.
+    format by extension (astropy, matplotlib) behave as for the real name.  Every failure
+    to write raises `OutputWriteError` naming ``path``.
     """
     path = check_writable(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    transaction = _TRANSACTION.get()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix,
+                                   dir=path.parent)
+        os.close(fd)
+    except OSError as exc:
+        raise _write_error(exc, path) from None
     tmp_path = Path(tmp)
+    staged = False   # handed to the transaction, which renames or removes it
     try:
         yield tmp_path
-        if not overwrite and path.exists():   # created by someone else meanwhile
-            raise OutputExistsError("appeared while writing; not overwritten", path)
         # mkstemp makes the file private (0600); give it the mode a plain open() would.
         os.chmod(tmp_path, 0o666 & ~_umask())
-        os.replace(tmp_path, path)
+        if transaction is not None:
+            transaction._stage(tmp_path, path, overwrite)
+            staged = True
+            return
+        _move_into_place(tmp_path, path, overwrite)
     except OSError as exc:
-        # The temporary name means nothing to the user: report the file they asked for.
-        if exc.filename is not None and Path(exc.filename) in (tmp_path, path) \
-                or str(tmp_path) in str(exc):
-            raise OSError(exc.errno, f"not written ({exc.strerror or 'write failed'})",
-                          str(path)) from None
-        raise
+        raise _write_error(exc, path) from None
     finally:
-        tmp_path.unlink(missing_ok=True)
+        if not staged:
+            tmp_path.unlink(missing_ok=True)
+
+
+def _move_into_place(tmp: Path, path: Path, overwrite: bool) -> None:
+    if not overwrite and path.exists():   # created by someone else meanwhile
+        raise OutputExistsError("appeared while writing; not overwritten", path)
+    os.replace(tmp, path)
+
+
+def _write_error(exc: OSError, path: Path) -> OSError:
+    """The temporary name means nothing to the user: the error names the file asked for."""
+    if isinstance(exc, OutputPathError):
+        return exc
+    return OutputWriteError(f"not written ({exc.strerror or exception_text(exc)})", path)
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None],
@@ -76,9 +125,150 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = F
     return atomic_write(path, lambda tmp: tmp.write_bytes(data), overwrite)
 
 
+class OutputFiles:
+    """Several output files written as one transaction: all of them, or none.
+
+    Made before the work that produces them, it checks every path at once (`check`):
+    distinct, none an input of the run, none a directory, none existing unless
+    ``overwrite``, each folder writable (a file is created and removed there).  Writers
+    called inside its ``with`` block write through `atomic_output` as always; their
+    temporary files are renamed into place only when the block ends without an exception,
+    and then all together (an existing file is kept aside until every rename succeeded).
+    On any failure every temporary file and every folder made for the outputs is removed:
+    nothing new is left and nothing the user had is changed.
+
+    Parameters
+    ----------
+    outputs : mapping of str to path or None
+        What names each output (``"--table"``) and its path; None entries are not asked for.
+    overwrite : bool
+        Whether existing files may be replaced.
+    """
+
+    def __init__(self, outputs: dict[str, str | os.PathLike | None], overwrite: bool = False):
+        self.outputs = {what: Path(path) for what, path in outputs.items() if path}
+        self.overwrite = overwrite
+        self._staged: list[tuple[Path, Path]] = []
+        self._made: list[Path] = []
+        self.check()
+
+    def check(self, inputs: dict[str, list] | None = None) -> None:
+        """Refuse (`OutputPathError`, `OutputExistsError`) an output path that cannot be
+        written; ``inputs`` ({what: paths}, e.g. ``{"manifest": [...]}``) are files of the
+        run that no output may replace, even with ``overwrite``."""
+        seen: dict[str, str] = {}
+        for what, path in self.outputs.items():
+            real = os.path.realpath(path)
+            if real in seen:
+                raise OutputPathError(f"named by both {seen[real]} and {what}; give each "
+                                      "output its own file", path)
+            seen[real] = what
+            if path.is_dir():
+                raise OutputPathError(f"is a directory; {what} needs a file name", path)
+            check_writable(path, self.overwrite)
+            _probe_folder(path)
+        for kind, paths in (inputs or {}).items():
+            for path in paths:
+                what = seen.get(os.path.realpath(path))
+                if what:
+                    raise OutputPathError(f"is the {kind} this run reads and cannot be its "
+                                          f"{what}; not overwritten, even with --overwrite",
+                                          path)
+
+    def __enter__(self) -> "OutputFiles":
+        self._made = [folder for path in self.outputs.values()
+                      for folder in _missing_folders(path.parent)]
+        self._token = _TRANSACTION.set(self)
+        return self
+
+    def __exit__(self, kind, exc, traceback) -> None:
+        _TRANSACTION.reset(self._token)
+        if kind is None:
+            self._commit()
+        else:
+            self._roll_back()
+
+    def _stage(self, tmp: Path, path: Path, overwrite: bool) -> None:
+        check_writable(path, overwrite)
+        self._staged.append((tmp, path))
+
+    def _commit(self) -> None:
+        done: list[tuple[Path, Path | None]] = []   # (file placed, the file it replaced)
+        try:
+            for tmp, path in self._staged:
+                aside = _set_aside(path) if self.overwrite else None
+                try:
+                    _move_into_place(tmp, path, self.overwrite)
+                except BaseException:
+                    if aside is not None:
+                        os.replace(aside, path)
+                    raise
+                done.append((path, aside))
+        except OSError as exc:
+            for placed, aside in reversed(done):
+                if aside is not None:
+                    os.replace(aside, placed)
+                else:
+                    placed.unlink(missing_ok=True)
+            self._roll_back()
+            raise _write_error(exc, path) from None
+        for _, aside in done:
+            if aside is not None:
+                aside.unlink(missing_ok=True)
+        self._staged = []
+
+    def _roll_back(self) -> None:
+        for tmp, _ in self._staged:
+            tmp.unlink(missing_ok=True)
+        self._staged = []
+        for folder in sorted(set(self._made), key=lambda p: len(p.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                folder.rmdir()   # only if empty: what others put there stays
+
+
+def _probe_folder(path: Path) -> None:
+    """Raise `OutputPathError` unless a file can be created beside ``path`` (in its folder,
+    or the deepest folder of it that exists): the check that holds for root and for
+    read-only file systems alike, unlike `os.access`."""
+    folder = next((p for p in (path.parent, *path.parent.parents) if p.exists()), Path("/"))
+    if not folder.is_dir():
+        raise OutputPathError(f"cannot be written: {folder} is not a folder", path)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".smp-probe.", dir=folder)
+    except OSError as exc:
+        raise OutputPathError(f"cannot be written: {folder} is not writable "
+                              f"({exc.strerror or exc})", path) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    return [p for p in (folder, *folder.parents) if not p.exists()]
+
+
+def _set_aside(path: Path) -> Path | None:
+    """Move an existing ``path`` to a hidden name beside it (restored if the transaction
+    fails); None when there is nothing to keep."""
+    if not path.exists():
+        return None
+    fd, aside = tempfile.mkstemp(prefix=f".{path.stem}.old.", suffix=path.suffix,
+                                 dir=path.parent)
+    os.close(fd)
+    os.replace(path, aside)
+    return Path(aside)
+
+
 FITS_BLOCK = 2880
 _CARD = 80
-_COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"PK\x03\x04")   # gzip, bzip2, zip: astropy opens them
+# Compressed FITS files astropy (and cfitsio) open: magic bytes, the name used in messages and
+# the stream reader.  Zip archives are left to astropy.
+_COMPRESSED = ((b"\x1f\x8b", "gzip", gzip.open), (b"BZh", "bzip2", bz2.open),
+               (b"\xfd7zXZ\x00", "xz", lzma.open))
+_ZIP_MAGIC = b"PK\x03\x04"
+# What the stream readers raise on damaged data: zlib.error (invalid deflate data),
+# gzip.BadGzipFile (CRC or length check, a bad header), EOFError (truncated stream),
+# lzma.LZMAError, and OSError (bzip2's "Invalid data stream").
+_DECODING_ERRORS = (zlib.error, EOFError, lzma.LZMAError, OSError, ValueError)
 
 
 def fits_file_problem(path: str | os.PathLike) -> str | None:
@@ -86,20 +276,55 @@ def fits_file_problem(path: str | os.PathLike) -> str | None:
 
     Walks the headers (without reading data) and checks that every HDU's data fits in
     the file.  Done before astropy opens the file: astropy reads a truncated file with
-    warnings (several lines on stderr) and then fails or returns partial data.
-    Compressed files are left to astropy.
+    warnings (several lines on stderr) and then fails or returns partial data.  A gzip,
+    bzip2 or xz file is first decompressed once to the end (its checksum tested, never held
+    in memory), then walked the same way: astropy reads a damaged stream as "HDUs" of
+    garbage, for minutes, or lets the decoder's own error escape.
     """
     try:
         size = os.stat(path).st_size
         if size == 0:
             return "empty file (0 bytes), not a FITS file"
         with open(path, "rb") as f:
-            if f.read(9).startswith(_COMPRESSED_MAGIC):
+            magic = f.read(9)
+            if magic.startswith(_ZIP_MAGIC):
                 return None
+            for prefix, name, opener in _COMPRESSED:
+                if magic.startswith(prefix):
+                    return _compressed_fits_problem(path, name, opener)
             f.seek(0)
             return _walk_fits(f, size)
     except OSError as exc:
         return f"cannot be read ({exc.strerror or exc})"
+
+
+def _compressed_fits_problem(path, name: str, opener) -> str | None:
+    try:
+        size = 0
+        with opener(path, "rb") as stream:
+            while chunk := stream.read(1 << 20):
+                size += len(chunk)
+                if size > MAX_DECOMPRESSED_BYTES:
+                    return (f"{name} file expands to more than "
+                            f"{MAX_DECOMPRESSED_BYTES / 1024**3:g} GiB; not an input file")
+        if size == 0:
+            return f"{name} file holds no data, not a FITS file"
+        with opener(path, "rb") as stream:
+            problem = _walk_fits(stream, size)
+    except _DECODING_ERRORS as exc:
+        return f"damaged {name} stream ({exception_text(exc)}); the file cannot be decompressed"
+    return None if problem is None else f"{problem} (inside the {name} stream)"
+
+
+def exception_text(exc: BaseException) -> str:
+    """``"module.Type: message"`` (``"zlib.error: Error -3 ..."``; builtins without module),
+    on one line: how a decoder's own error is quoted in a message about a file."""
+    kind = type(exc).__name__
+    module = type(exc).__module__.lstrip("_")
+    if module not in ("builtins", ""):
+        kind = f"{module.split('.')[0]}.{kind}"
+    text = " ".join(str(exc).split())
+    return f"{kind}: {text}" if text else kind
 
 
 def _walk_fits(f, size: int) -> str | None:
@@ -172,23 +397,137 @@ def read_input_table(path: str | os.PathLike, error: type[SMPError], what: str,
     naming the file and ``what`` it should have been, in one line."""
     from astropy.table import Table
     path = Path(path)
-    if not path.is_file():
-        raise error(f"{what} not found" if not path.exists() else "is not a file", path)
+    format = format or TABLE_FORMATS.get(path.suffix.lower())
+    problem = input_path_problem(path, what) or (format == "fits" and fits_file_problem(path))
+    if problem:
+        raise error(problem, path)
     try:
-        return Table.read(path, format=format or TABLE_FORMATS.get(path.suffix.lower()))
+        return Table.read(path, format=format)
     except Exception as exc:   # astropy raises many types for unreadable tables
         detail = " ".join(str(exc).split()) or type(exc).__name__
+        if not isinstance(exc, ValueError | TypeError | KeyError):   # a decoder's own error
+            detail = exception_text(exc)
         raise error(f"cannot read {what} ({detail})", path) from None
 
 
 def require_fits_file(path: Path, error: type[SMPError], what: str) -> None:
-    """Raise ``error`` naming ``path`` if it is missing, not a file, or not sound FITS
-    (`fits_file_problem`); ``what`` names the file kind in the message ("stamp file")."""
-    if not path.is_file():
-        raise error(f"{what} not found" if not path.exists() else "is not a file", path)
-    problem = fits_file_problem(path)
+    """Raise ``error`` naming ``path`` if it cannot be opened (`input_path_problem`) or is
+    not sound FITS (`fits_file_problem`); ``what`` names the file kind in the message
+    ("stamp file")."""
+    problem = input_path_problem(path, what) or fits_file_problem(path)
     if problem:
         raise error(problem, path)
+
+
+# What astropy raises on a file it cannot decode, besides the decoders' own errors.
+def _astropy_errors() -> tuple[type[BaseException], ...]:
+    from astropy.io.fits.verify import VerifyError
+    return (*_DECODING_ERRORS, TypeError, IndexError, KeyError, VerifyError)
+
+
+@contextmanager
+def open_input_fits(path: str | os.PathLike, error: type[SMPError], what: str):
+    """The input FITS file ``path`` opened with astropy (whole, not memory-mapped), after
+    `require_fits_file`; every failure to decode it, at opening or in any header card,
+    raises ``error`` naming the file in one line (never astropy's warnings on stderr).
+    Reading the data inside the ``with`` block is the caller's to guard."""
+    from astropy.io import fits
+    path = Path(path)
+    require_fits_file(path, error, what)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")   # astropy's header warnings: reported below
+            hdul = fits.open(path, memmap=False)
+            hdul.readall()
+    except _astropy_errors() as exc:
+        raise error(f"not a readable FITS file ({_astropy_text(exc)})", path) from None
+    with hdul:
+        problem = _header_problem(hdul)
+        if problem:
+            raise error(problem, path)
+        yield hdul
+
+
+def _header_problem(hdul) -> str | None:
+    """The first HDU whose header astropy could not parse, with the card that fails."""
+    from astropy.io.fits.verify import VerifyError
+    for number, hdu in enumerate(hdul):
+        try:
+            for card in hdu.header.cards:
+                card.value   # parses the card (astropy parses lazily, then raises later)
+        except VerifyError as exc:
+            return f"damaged FITS header in HDU {number} ({_astropy_text(exc)})"
+        if type(hdu).__name__ == "_CorruptedHDU":
+            return f"damaged FITS header in HDU {number} (not a readable extension)"
+    return None
+
+
+def _astropy_text(exc: BaseException) -> str:
+    """astropy's message without its advice to repair the file in place."""
+    text = " ".join(str(exc).split()).replace(", fix it first with .verify('fix').", "")
+    return text if type(exc).__module__.startswith("astropy") and text else exception_text(exc)
+
+
+# Limits of path lengths where the system does not say (Linux's NAME_MAX and PATH_MAX).
+_NAME_MAX, _PATH_MAX = 255, 4096
+
+
+def input_path_problem(path: str | os.PathLike, what: str) -> str | None:
+    """Why the input file ``path`` cannot be opened, in words, or None: not found (naming a
+    dangling symbolic link's target), a symbolic-link loop, a path too long
+    (`path_length_problem`), not a regular file, no permission.  ``what`` names the file
+    kind ("stamp file not found")."""
+    problem = path_length_problem(path)
+    if problem:
+        return problem
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return _open_problem(Path(path), exc, what)
+    return None if stat.S_ISREG(mode) else "is not a file"
+
+
+def _open_problem(path: Path, exc: OSError, what: str) -> str:
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop (following the links leads back to them), not a file"
+    if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+        if path.is_symlink():
+            target = Path(os.path.normpath(path.parent / os.readlink(path)))
+            return f"symbolic link to {target}, which does not exist"
+        return f"{what} not found"
+    if exc.errno == errno.EACCES:
+        return "cannot be read (permission denied)"
+    if exc.errno == errno.ENAMETOOLONG:
+        return "path too long for the file system"
+    return f"cannot be read ({exc.strerror or exc})"
+
+
+def path_length_problem(path: str | os.PathLike) -> str | None:
+    """``"path too long (...)"`` when ``path`` (as given, made absolute) has a name longer
+    than the file system allows (NAME_MAX, usually 255 bytes) or is longer as a whole than
+    the system opens (PATH_MAX, 4096 bytes with the final NUL), else None.  Checked without
+    touching the file, so that a manifest entry can be named before anything is read."""
+    path = Path(os.path.abspath(path))
+    name_max, path_max = _path_limits(path)
+    longest = max((len(os.fsencode(part)) for part in path.parts[1:]), default=0)
+    if longest > name_max:
+        return (f"path too long (a name of {longest} bytes; the file system allows "
+                f"{name_max})")
+    total = len(os.fsencode(path))
+    if total >= path_max:
+        return f"path too long ({total} bytes; the system allows {path_max - 1})"
+    return None
+
+
+def _path_limits(path: Path) -> tuple[int, int]:
+    """NAME_MAX and PATH_MAX of the file system that holds ``path`` (of its deepest folder
+    that exists)."""
+    folder = next((p for p in path.parents if os.path.isdir(p)), Path(path.anchor))
+    try:
+        return (os.pathconf(folder, "PC_NAME_MAX") or _NAME_MAX,
+                os.pathconf(folder, "PC_PATH_MAX") or _PATH_MAX)
+    except (OSError, ValueError):
+        return _NAME_MAX, _PATH_MAX
 
 
 def utc_timestamp() -> str:

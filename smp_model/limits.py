@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from .errors import ResourceLimitError
 
-__all__ = ["COLOR_GI_RANGE", "MAX_GRID_STEP_ARCSEC", "MAX_MEDIAN_PIXEL_SNR",
-           "MAX_REDUCED_CHI2", "ZEROPOINT_RANGE", "fit_memory_bytes", "memory_refusal"]
+__all__ = ["COLOR_GI_RANGE", "DECAM_CCDNUMS", "MAX_DECOMPRESSED_BYTES", "MAX_GRID_STEP_ARCSEC",
+           "MAX_MEDIAN_PIXEL_SNR", "MAX_REDUCED_CHI2", "ZEROPOINT_RANGE", "fit_memory_bytes",
+           "memory_refusal"]
 
 # Zeropoints (magnitudes of one SCI unit) of CCD images are ~25-35 in any unit in use
 # (ADU, electrons, electrons/s, nJy); outside this range the value is a mistake (a flux
@@ -29,6 +30,13 @@ MAX_GRID_STEP_ARCSEC = 60.0
 # Largest believable median per-pixel signal-to-noise |SCI| sqrt(WGT) of a stamp: 1e6
 # needs 1e12 electrons per pixel, a thousand times a CCD's full well.
 MAX_MEDIAN_PIXEL_SNR = 1e6
+# Largest size of a compressed input file (gzip, bzip2, xz) once decompressed: a DECam CCD
+# image is ~70 MB, a Piff file a few MB; past this a file is a decompression bomb or a
+# mistake, refused before astropy or cfitsio would expand it.
+MAX_DECOMPRESSED_BYTES = 2 * 1024 ** 3
+# DECam's CCD numbers (DES ``ccdnum``: 62 science CCDs, 1-62).  A manifest that names
+# another camera may use any CCD number >= 0.
+DECAM_CCDNUMS = range(1, 63)
 # Largest believable chi2 per degree of freedom of a fit (a model off by 1000 sigma in
 # every pixel): above it the data, not the model, are wrong.
 MAX_REDUCED_CHI2 = 1e6

@@ -197,3 +197,53 @@ def copy_file(source: Path, directory: Path) -> Path:
     destination = Path(directory) / Path(source).name
     shutil.copyfile(source, destination)
     return destination
+
+
+# -- damaged compressed files and headers (issue 27) -------------------------------------
+
+def compressed_copy(source: Path, destination: Path, damage: str | None = None) -> Path:
+    """``source`` compressed as its destination's suffix says (.gz, .bz2, .xz), then
+    damaged: ``"deflate"`` flips the first bytes of the compressed data (the decoder
+    meets an invalid block), ``"crc"`` the stored checksum (every byte decodes, the
+    check fails), ``"middle"`` flips 40 bytes in the middle (a gzip stream then decodes to
+    garbage until the checksum at its end, and astropy read "HDUs" from that garbage for
+    minutes), ``"truncate"`` cuts the stream in half."""
+    import bz2
+    import gzip
+    import lzma
+    compress = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}
+    data = bytearray(compress[Path(destination).suffix](Path(source).read_bytes()))
+    if damage == "deflate":
+        data[10:14] = bytes(b ^ 0xFF for b in data[10:14])
+    elif damage == "middle":
+        middle = len(data) // 3
+        data[middle:middle + 40] = bytes(b ^ 0x5A for b in data[middle:middle + 40])
+    elif damage == "crc":
+        data[-8] ^= 0xFF
+    elif damage == "truncate":
+        data = data[:len(data) // 2]
+    Path(destination).write_bytes(bytes(data))
+    return Path(destination)
+
+
+def damaged_card(source: Path, destination: Path, card: bytes) -> Path:
+    """A copy of the FITS file ``source`` in which the header card starting with ``card``
+    (e.g. ``b"EXTNAME = 'SCI"``) loses the rest of its text, closing quote included."""
+    data = bytearray(Path(source).read_bytes())
+    at = data.find(card)
+    assert at >= 0 and at % 80 == 0, card
+    data[at:at + 80] = card.ljust(80)
+    Path(destination).write_bytes(bytes(data))
+    return Path(destination)
+
+
+def symlink_loop(directory: Path, name: str) -> Path:
+    """A symbolic link ``directory/name`` that points at itself."""
+    link = Path(directory) / name
+    link.symlink_to(link.name)
+    return link
+
+
+def over_long_path(directory: Path) -> Path:
+    """A path under ``directory`` with a 301-byte name (over any file system's NAME_MAX)."""
+    return Path(directory) / ("x" * 296 + ".fits")

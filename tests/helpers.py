@@ -137,7 +137,9 @@ def make_synthetic_detection(directory: Path, *, n_exposures: int = 3, shape=(30
                              add_noise: bool = True, seed: int = 0,
                              zeropoints: list[float] | None = None,
                              name: str = "synth", detection_index: int = 0,
-                             oversampling: int = 8) -> SyntheticDetection:
+                             oversampling: int = 8,
+                             pointing: tuple[float, float] = (150.0, 2.0)
+                             ) -> SyntheticDetection:
     """Write a synthetic detection into ``directory`` and return it with its truth.
 
     Each exposure has its own TAN WCS (pointing shifted by a fraction of a pixel and some
@@ -145,7 +147,8 @@ def make_synthetic_detection(directory: Path, *, n_exposures: int = 3, shape=(30
     the target at that CCD position of the detection exposure (default: near the CCD
     centre at a generic sub-pixel phase).  ``detection_origin`` overrides the DES stamp
     rule for the detection exposure.  ``static_sources`` are (du, dv, flux) arcsec offsets east/north of the
-    target and zeropoint-30 fluxes.  Noise is Gaussian with standard deviation
+    target and zeropoint-30 fluxes.  ``pointing`` (ra, dec degrees) is the detection
+    exposure's CCD centre.  Noise is Gaussian with standard deviation
     ``noise_zp30`` on the zeropoint-30 scale; WGT is its inverse variance in SCI units.
     """
     import galsim
@@ -160,7 +163,7 @@ def make_synthetic_detection(directory: Path, *, n_exposures: int = 3, shape=(30
     sky_zp30 = sky_zp30 if sky_zp30 is not None else [20.0 + 3.0 * m for m in range(n_exposures)]
     static_sources = static_sources if static_sources is not None else \
         [(1.3, -0.8, 3000.0), (-2.1, 1.7, 1500.0)]
-    ra0, dec0 = 150.0, 2.0
+    ra0, dec0 = pointing
     # The target's sky position: a chosen CCD position of the detection exposure.
     det_header = tan_header(ra0, dec0)
     tx, ty = target_ccd_xy or (1030.37, 2040.81)

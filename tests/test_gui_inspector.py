@@ -613,6 +613,25 @@ def test_bad_session_gives_one_dialog_and_changes_nothing(qtbot, window, demo, t
     assert window.offsets["binary"] == START and not window.is_stale
 
 
+def test_session_selecting_another_detections_exposure_is_refused(qtbot, window, demo,
+                                                                  tmp_path):
+    """Issue 27: a session whose selected exposure is none of the detection's opened (and
+    exported) as if it were fine."""
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    state = window.session_state()
+    state["selected_expnum"] = 1234567
+    path = tmp_path / "other.smpsession.json"
+    path.write_text(json.dumps(state))
+    dialogs = []
+    window.errorShown.connect(dialogs.append)
+    assert not window.open_session(path)
+    assert len(dialogs) == 1
+    text = dialogs[0].text()
+    assert "'selected_expnum' 1234567 is no exposure of" in text and str(path) in text
+    dialogs[0].close()
+    assert window.offsets["binary"] == START and not window.is_stale
+
+
 def _run(args, cwd, config_home: Path):
     """The app in a subprocess, with its settings (recent files, export folder) kept out
     of the user's."""
@@ -798,3 +817,42 @@ def test_a_run_of_nudges_is_one_undo_step_and_another_marker_starts_a_new_one(qt
     assert window.offsets["binary"] == pytest.approx((dx1 + 0.3, dx2, dy1 + 0.1, dy2))
     undo(qtbot, window)
     settled(qtbot, window)
+
+
+# -- the drag repaints only what changed ----------------------------------------------------
+# The data image, the mask overlays, the target marks and the grid outlines are painted
+# from cached pixmaps (they stay put while a drag refits).  A cache that is not redrawn
+# when its item does change would show stale pixels: compare with the same panels drawn
+# without any cache.
+
+def drawn_panels(window):
+    window.panels_view.graphics.viewport().repaint()
+    return window.panels_view.graphics.grab().toImage()
+
+
+def test_cached_panels_draw_what_changed(qtbot, window, demo):
+    from PyQt6.QtWidgets import QGraphicsItem
+    opened(qtbot, window, demo, mode="binary", offsets=START)
+    pv = window.panels_view
+    before = drawn_panels(window)
+    drag_marker(qtbot, window, 1, 0.8, 0.0)
+    settled(qtbot, window)
+    press(qtbot, window, Qt.Key.Key_M)                   # mask overlay off
+    window.browser.blink.setChecked(True)               # the image panel blinks the model
+    window.browser.blink.setChecked(False)
+    pv.set_blink_model(True)
+    press(qtbot, window, Qt.Key.Key_G)                   # regions off and on again
+    press(qtbot, window, Qt.Key.Key_G)
+    cached = drawn_panels(window)
+    items = pv.graphics.scene().items()
+    modes = {item: item.cacheMode() for item in items}
+    assert any(mode != QGraphicsItem.CacheMode.NoCache for mode in modes.values())
+    for item in items:
+        item.setCacheMode(QGraphicsItem.CacheMode.NoCache)
+    uncached = drawn_panels(window)
+    for item, mode in modes.items():
+        item.setCacheMode(mode)
+    assert cached != before        # the drag, the mask and the blink are on screen
+    assert cached == uncached
+    pv.set_blink_model(False)
+    press(qtbot, window, Qt.Key.Key_M)

@@ -10,13 +10,13 @@ import numpy as np
 
 import pyqtgraph as pg
 import pytest
-from PyQt6.QtCore import QEvent, QPoint, QPointF, QRectF, QSettings, Qt
+from PyQt6.QtCore import QEvent, QPoint, QPointF, QRectF, Qt
 from PyQt6.QtGui import QMouseEvent, QWheelEvent
 from PyQt6.QtWidgets import QApplication
 
-from smp_gui.inspector import InspectorWindow
 from smp_model.simulation.demo import demo_manifest_path
 from tests.test_gui import press
+from tests.test_gui_inspector import menu_action, store_dir, window  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.gui
 pg.setConfigOption("mouseRateLimit", -1)
@@ -25,32 +25,12 @@ START = (0.0, 1.0, 0.0, 1.0)
 TIMEOUT_MS = 60_000
 
 
-@pytest.fixture(scope="module")
-def window(qapp, tmp_path_factory):
-    store = QSettings(str(tmp_path_factory.mktemp("store") / "smp.ini"),
-                      QSettings.Format.IniFormat)
-    w = InspectorWindow(store)
-    w.show()
-    yield w
-    w.shutdown()
-    w.close()
-    w.deleteLater()
-
-
 def opened(qtbot, window, **kwargs):
     with qtbot.waitSignal(window.fitDisplayed, timeout=TIMEOUT_MS):
         assert window.open_detection(demo_manifest_path(), **kwargs)
     qtbot.waitUntil(lambda: not window.controller.busy and window.result is not None
                     and window.result.request_id == window.controller.last_submitted,
                     timeout=TIMEOUT_MS)
-
-
-def menu_action(window, *path):
-    actions = window.menuBar().actions()
-    for name in path:
-        action = next(a for a in actions if a.text().replace("&", "").startswith(name))
-        actions = action.menu().actions() if action.menu() else []
-    return action
 
 
 # -- the flux table ------------------------------------------------------------------------

@@ -48,3 +48,17 @@ def test_psf_and_wcs_equal_piffs_own_reader(piff_files):
                 np.testing.assert_array_equal(got.draw(x, y, chipnum=chip).array,
                                               expected.draw(x, y, chipnum=chip).array)
             assert len(got.stars) == len(expected.stars)
+
+
+def test_a_fit_reads_no_stars_and_draws_the_same(piff_files):
+    """What the fit reads (``stars=False``) draws what Piff's reader draws."""
+    from smp_model.psf.models import load_psf
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", galsim.GalSimDeprecationWarning)
+        for path in piff_files[:4]:
+            expected, got = piff.PSF.read(str(path)), load_psf(path, stars=False).psf
+            assert expected.stars and getattr(got, "stars", None) is None
+            chip = next(iter(expected.wcs))
+            for x, y in [(40.2, 60.7), (1000.5, 2000.25)]:
+                np.testing.assert_array_equal(got.draw(x, y, chipnum=chip).array,
+                                              expected.draw(x, y, chipnum=chip).array)

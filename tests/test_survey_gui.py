@@ -194,19 +194,7 @@ def double_click(widget, pos: QPoint):
 
 
 def _click_plot_point(qtbot, plot_widget, x: float, y: float):
-    view_box = plot_widget.getPlotItem().getViewBox()
-    scene_pos = view_box.mapViewToScene(QPointF(x, y))
-    pos = plot_widget.mapFromScene(scene_pos)
-    viewport = plot_widget.viewport()
-    for kind, buttons in ((QEvent.Type.MouseMove, Qt.MouseButton.NoButton),
-                          (QEvent.Type.MouseButtonPress, Qt.MouseButton.LeftButton),
-                          (QEvent.Type.MouseButtonRelease, Qt.MouseButton.NoButton)):
-        button = Qt.MouseButton.NoButton if kind == QEvent.Type.MouseMove \
-            else Qt.MouseButton.LeftButton
-        event = QMouseEvent(kind, QPointF(pos), QPointF(viewport.mapToGlobal(pos)), button,
-                            buttons, Qt.KeyboardModifier.NoModifier)
-        QApplication.sendEvent(viewport, event)
-        qtbot.wait(15)
+    _click_view_point(qtbot, plot_widget, plot_widget.getPlotItem(), x, y)
 
 
 def test_plots_and_table_select_each_other(qtbot, window, batch, monkeypatch):

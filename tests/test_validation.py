@@ -116,3 +116,14 @@ def test_cli_json_and_plot(tmp_path, capsys):
     assert summary["binary"] is None and summary["real"] is None
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["validate", "--n", "2", "--plot", str(plot), "--quiet"]) == 2
+
+
+def test_validation_seed_314_runs_through(capsys):
+    """`smp validate --seed 314` stopped with "array must not contain infs or NaNs": the
+    75th binary search proposed a step onto coincident sources, where chi2 has no
+    derivatives, and the trust-region method took the norm of their NaNs."""
+    assert main(["validate", "--n", "120", "--seed", "314", "--delta-chi2", "75", "--json",
+                 "--quiet"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["single"]["delta_chi2"]["n"] == 75
+    assert 0.8 < doc["single"]["pull_std"] < 1.2

@@ -14,6 +14,7 @@ from PyQt6.QtWidgets import QMessageBox
 
 from smp_model.errors import PSF_FILES_RUN_CODE
 from smp_model.outputs.display import STRETCHES
+from smp_model.outputs.samp import SEND_TARGETS
 
 __all__ = ["EXPOSURE_BLINK_MS", "PANEL_KEYS_HELP", "ZOOM_STEP", "MenuActions"]
 
@@ -89,6 +90,11 @@ class MenuActions:
         self._action(export, "Flux table…", lambda: w.export_table())
         self._action(export, "Model/residual FITS…", lambda: w.export_fits())
         self._action(export, "DS9 region file…", lambda: w.export_regions())
+        send = menu.addMenu("Sen&d to")
+        for name in SEND_TARGETS:
+            self._action(send, name, lambda n=name: w.samp.send_to(n),
+                         tip="over SAMP: the flux table to tools that load tables, the "
+                             "detection's five panels (FITS, with WCS) to image viewers")
         menu.addSeparator()
         self._action(menu, "&Quit", w.close, QKeySequence.StandardKey.Quit)
 

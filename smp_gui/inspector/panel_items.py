@@ -9,11 +9,13 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
 from PyQt6.QtGui import QCursor
+from PyQt6.QtWidgets import QGraphicsItem
 
 from smp_model.fit.panels import ExposurePanels
 from smp_model.outputs.display import stretch_curve, stretched_colors
 
-__all__ = ["PanelViewBox", "best_columns", "cursor_scene_pos", "make_colormap", "set_title", "show_image"]
+__all__ = ["PanelViewBox", "best_columns", "cache_as_pixmap", "cursor_scene_pos", "make_colormap",
+           "set_title", "show_image"]
 
 
 class PanelViewBox(pg.ViewBox):
@@ -51,6 +53,15 @@ def show_image(item: pg.ImageItem, array: np.ndarray, rect: QRectF, levels) -> N
         return
     item.setImage(array, autoLevels=False, levels=levels)
     item.setRect(rect)
+
+
+def cache_as_pixmap(item: QGraphicsItem) -> None:
+    """Paint ``item`` from a pixmap of it at the view's resolution, redrawn only when the
+    item changes or the view zooms.  For what stays put during a marker drag (the data
+    image, the mask overlays, the target marks and grid outlines): the refit's new model
+    and residual images repaint the panels under them, and drawing those items again each
+    time was most of the repaint."""
+    item.setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
 
 
 def set_title(plot: pg.PlotItem, text: str) -> None:

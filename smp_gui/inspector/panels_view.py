@@ -35,8 +35,8 @@ from smp_model.outputs.display import (COLORMAPS, STRETCHES, DisplayStyle, Overl
                                        mask_overlay, stretch_levels)
 
 from .coordinates import EMPTY_READOUT, affine_transform, pixel_rect, readout_text
-from .panel_items import (PanelViewBox, best_columns, cursor_scene_pos, make_colormap,
-                          set_title, show_image)
+from .panel_items import (PanelViewBox, best_columns, cache_as_pixmap, cursor_scene_pos,
+                          make_colormap, set_title, show_image)
 from .sky_overlays import OverlayItems
 
 __all__ = ["CONTRAST_PER_PANEL", "PanelsView"]
@@ -137,9 +137,11 @@ class PanelsView(QWidget):
         # the zoom is set explicitly (`reset_zoom`), not from the items' bounds.
         contents = pg.ItemGroup()
         plot.addItem(contents, ignoreBounds=True)
-        image = pg.ImageItem(axisOrder="row-major")
-        mask = pg.ImageItem(axisOrder="row-major")
+        image, mask = (pg.ImageItem(axisOrder="row-major") for _ in range(2))
         mask.setZValue(5)
+        cache_as_pixmap(mask)
+        if key == "image":   # the data: fixed for an exposure
+            cache_as_pixmap(image)
         contents.addItem(image)
         contents.addItem(mask)
         for angle in (0, 90):
@@ -421,8 +423,7 @@ class PanelsView(QWidget):
 
     def _keep_user_view(self, *_):
         """What is in view now is the user's: resizes keep it (`_on_view_resized`)."""
-        self.fit_view = False
-        self.user_view = self.plots["image"].getViewBox().viewRect()
+        self.fit_view, self.user_view = False, self.plots["image"].getViewBox().viewRect()
 
     def drag_levels(self, dx: float, dy: float):
         """Right-drag: horizontal moves the level window (bias), vertical scales it
@@ -539,8 +540,7 @@ class PanelsView(QWidget):
     def set_view_range(self, ranges):
         """Show ((x0, x1), (y0, y1)), kept through resizes until the user pans or zooms."""
         (x0, x1), (y0, y1) = ranges
-        self.fit_view = False
-        self.user_view = QRectF(x0, y0, x1 - x0, y1 - y0)
+        self.fit_view, self.user_view = False, QRectF(x0, y0, x1 - x0, y1 - y0)
         self.plots["image"].getViewBox().setRange(rect=self.user_view, padding=0.0)
 
     # -- cursor readout -----------------------------------------------------------------

@@ -102,6 +102,11 @@ class SessionFiles:
             session = parse_session(path.read_text(), path)
             manifest_path = resolve_detection_path(session.detection)
             manifest = DetectionManifest.read(manifest_path)
+            expnums = sorted({e.expnum for e in manifest.exposures})
+            if session.selected_expnum is not None and session.selected_expnum not in expnums:
+                raise SessionError(f"'selected_expnum' {session.selected_expnum} is no "
+                                   f"exposure of {manifest_path} (it has {expnums[:8]}"
+                                   f"{' ...' if len(expnums) > 8 else ''})")
         except SessionError as exc:
             w.show_error("Cannot open session", ManifestError(str(exc), path))
             return False

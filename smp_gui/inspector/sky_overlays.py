@@ -17,6 +17,8 @@ from PyQt6.QtGui import QPolygonF, QTransform
 from smp_model.outputs.display import (Overlays, exposure_overlays, exposure_sky_affine,
                                        stamp_extent)
 
+from .panel_items import cache_as_pixmap
+
 __all__ = ["SCALE_BAR_ARCSEC", "OverlayItems", "SkyGeometry"]
 
 # Scale bar lengths offered (arcsec): the first at least 12 % of the view's width.
@@ -105,6 +107,7 @@ class OverlayItems:
                                                     style=Qt.PenStyle.DashLine))
             for item in (outline, mark, inner):
                 item.setZValue(12)
+                cache_as_pixmap(item)   # fixed for an exposure
                 group.addItem(item)
             self.target_marks += [mark, inner]
             self.grid_outlines.append(outline)

@@ -44,6 +44,7 @@ from .markers import MarkerLayer, component_offset, fitted_markers
 from .opening import DetectionOpener
 from .panels_view import PanelsView
 from .results_table import ResultsTable
+from .sending import SampSender
 from .sessions import SessionFiles
 from .sky_overlays import SkyGeometry
 
@@ -106,6 +107,7 @@ class InspectorWindow(QMainWindow):
         self._stale_timer.timeout.connect(self._grey_if_stale)
         self.opener = DetectionOpener(self, survey_factory)
         self.exporter = Exporter(self)
+        self.samp = SampSender(self)
         self.session_files = SessionFiles(self)
         self.chi2map_control = Chi2MapControl(self)
         self.edits = Edits(self)
@@ -578,5 +580,6 @@ class InspectorWindow(QMainWindow):
         super().closeEvent(event)
 
     def shutdown(self):
-        """Stop the worker thread (idempotent)."""
+        """Stop the worker thread and leave the SAMP hub (idempotent)."""
         self.controller.shutdown()
+        self.samp.shutdown()

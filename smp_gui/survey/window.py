@@ -23,6 +23,7 @@ from PyQt6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QHeade
                              QVBoxLayout, QWidget)
 
 from smp_model.errors import SMPError
+from smp_model.outputs.samp import SEND_TARGETS
 from smp_model.survey.core import Survey
 from smp_model.survey.filters import FilterError
 from smp_model.survey.review import MARKS
@@ -30,6 +31,7 @@ from smp_model.survey.review import MARKS
 from .. import loader
 from ..dialogs import dropped_local_file
 from .plots import SurveyPlots
+from .sending import SurveySamp
 from .table_model import SurveyTableModel
 
 __all__ = ["FILTER_EXAMPLES", "PREFETCH_NEIGHBOURS", "SurveyWindow"]
@@ -65,6 +67,7 @@ class SurveyWindow(QMainWindow):
         self._inspector_factory = inspector_factory
         self.error_dialog: QMessageBox | None = None
         self._build_widgets()
+        self.samp = SurveySamp(self)
         self._build_menus()
         self.resize(1500, 850)
 
@@ -140,6 +143,9 @@ class SurveyWindow(QMainWindow):
                                           lambda: self.export_curated(), "Ctrl+Shift+E")
         self.export_filtered_action = self._action(
             file_menu, "Export &filtered rows…", lambda: self.export_curated(filtered=True))
+        send = file_menu.addMenu("Sen&d to")
+        for name in SEND_TARGETS:   # the filtered rows, over SAMP
+            self._action(send, name, lambda n=name: self.samp.send_to(n))
         file_menu.addSeparator()
         self._action(file_menu, "&Close", self.close, QKeySequence.StandardKey.Close)
 
@@ -535,6 +541,7 @@ class SurveyWindow(QMainWindow):
 
     def shutdown(self):
         loader.prefetched.clear()
+        self.samp.shutdown()
         if self.inspector is not None and self._owns_inspector:
             self.inspector.shutdown()
             self.inspector.close()

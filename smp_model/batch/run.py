@@ -21,9 +21,10 @@ Detection key: ``<name>_<expnum>_<ccdnum>`` of the detection exposure, with char
 other than letters, digits, ``. _ + -`` replaced by ``_``; rows whose keys collide get
 distinct keys (`distinct_keys`), so every row ends in the table or the failures.
 
-The batch writes only where it owns the path (`check_outputs`): never over the list
-itself, and over an existing table or failures file only when the work directory exists
-(or with ``force``).  Both outputs are rewritten by every run.
+One batch at a time writes an output: a second run on the same ``out`` refuses at once,
+naming the running one (`smp_model.batch.lock`).  The batch writes only where it owns
+the path (`check_outputs`): never over the list itself, and over an existing table or
+failures file only when the work directory exists (or with ``force``).  Both outputs are rewritten by every run.
 """
 from __future__ import annotations
 
@@ -32,6 +33,7 @@ import dataclasses
 import os
 import time
 import uuid
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -39,6 +41,7 @@ from pathlib import Path
 from ..errors import one_line
 from ..outputs.tables import table_format
 from .items import BatchError, BatchItem, distinct_keys
+from .lock import BatchLockedError, output_lock  # noqa: F401 (named in the docstring)
 from .work import (BatchPaths, BatchReport, DetectionOutcome, check_outputs, prepare_work_dir,
                    write_results, write_work_file)
 from .worker import BatchOptions, fit_detection
@@ -86,17 +89,29 @@ def run_batch(items: Sequence[BatchItem], out: str | os.PathLike,
               client_factory: ClientFactory = open_client, force: bool = False,
               list_path: str | os.PathLike | None = None,
               on_start: Callable[[BatchReport], None] | None = None,
-              on_outcome: OutcomeCallback | None = None) -> BatchReport:
+              on_outcome: OutcomeCallback | None = None,
+              wait: bool = False) -> BatchReport:
     """Fit the detections ``items`` and write the merged table ``out`` (see module doc).
 
     ``client_factory()`` is entered only when some detection needs fitting.  Without
     ``force``: detections with a work file are skipped, and an existing ``out`` is replaced
     only when it belongs to this batch (its work directory exists); a work directory made
     with other options raises `BatchError`.  With ``force`` everything is recomputed and
-    ``out`` replaced.
+    ``out`` replaced.  Another batch writing ``out`` raises `BatchLockedError` at once, or
+    with ``wait`` is waited for.
     """
     paths = BatchPaths(Path(out))
     table_format(paths.out)   # unknown extension: ValueError before any work
+    # One writer per output: taken before anything is checked, so that the checks below
+    # and the writes see no other run (see smp_model.batch.lock).
+    with output_lock(paths.out, say=lambda text: warnings.warn(text, stacklevel=3),
+                     wait=wait):
+        return _run_locked(items, paths, options, client_factory, force, list_path,
+                           on_start, on_outcome)
+
+
+def _run_locked(items, paths: BatchPaths, options: BatchOptions, client_factory, force: bool,
+                list_path, on_start, on_outcome) -> BatchReport:
     check_outputs(paths, options, force, list_path)
     items = distinct_keys(items)
     report = BatchReport(total=len(items), paths=paths)

@@ -5,16 +5,19 @@ Exit codes: 0 every detection has a result, 1 some failed (see ``<out stem>.fail
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import signal
 import sys
 import time
 import warnings
+from pathlib import Path
 
 from .arguments import (add_model_arguments, add_shot_noise_arguments, number,
                         settings_from_args)
 
-__all__ = ["BatchProgress", "register", "run"]
+__all__ = ["EXIT_TERMINATED", "BatchProgress", "Terminated", "register", "run"]
 
 
 def register(sub) -> None:
@@ -54,6 +57,9 @@ def register(sub) -> None:
     o = p.add_argument_group("output")
     o.add_argument("--force", action="store_true",
                    help="recompute every detection and replace --out")
+    o.add_argument("--wait", action="store_true",
+                   help="if another smp batch is writing --out, wait for it to end "
+                        "(default: exit 2 at once, naming it)")
     o.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.set_defaults(func=run)
 
@@ -77,11 +83,73 @@ def run(args) -> int:
     items = read_batch_list(args.list)
     _say_what_runs_code(items, args.list)
     progress = BatchProgress(quiet=args.quiet)
-    report = run_batch(items, args.out, options, force=args.force, list_path=args.list,
-                       client_factory=lambda: open_client(args.scheduler, args.workers),
-                       on_start=progress.start, on_outcome=progress.update)
+    try:
+        with _sigterm_ends_the_run() as termination:
+            def on_outcome(outcome, report):
+                termination.check()
+                progress.update(outcome, report)
+            report = run_batch(items, args.out, options, force=args.force,
+                               list_path=args.list,
+                               client_factory=lambda: open_client(args.scheduler,
+                                                                  args.workers),
+                               on_start=progress.start, on_outcome=on_outcome,
+                               wait=args.wait)
+    except Terminated:
+        from ..batch.work import BatchPaths
+        progress.close()
+        print(f"smp: batch stopped (SIGTERM); the finished results are kept in "
+              f"{BatchPaths(Path(args.out)).work_dir}: run the same command again to "
+              "resume", file=sys.stderr, flush=True)
+        return EXIT_TERMINATED
     progress.finish(report)
     return 1 if report.failed else 0
+
+
+EXIT_TERMINATED = 128 + signal.SIGTERM   # what a shell reports for a process ended by SIGTERM
+
+
+class Terminated(BaseException):
+    """SIGTERM arrived: raised in the main thread, so that every ``with`` block on the
+    way out closes what it opened (the local cluster's worker processes and their
+    semaphores, the batch lock) instead of the process dying with them open."""
+
+
+class _Termination:
+    """Whether SIGTERM arrived.  Its handler raises `Terminated` where the main thread
+    is; Python drops an exception raised inside a garbage-collector callback (dask's
+    runs one), so the flag stays and `check` raises it again at the next result."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self, signum, frame):
+        self.requested = True
+        raise Terminated
+
+    def check(self) -> None:
+        if self.requested:
+            raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_ends_the_run():
+    import threading
+    termination = _Termination()
+    if threading.current_thread() is not threading.main_thread():
+        yield termination   # only the main thread may handle signals (a caller's thread)
+        return
+    previous = signal.signal(signal.SIGTERM, termination)
+    unraisable = sys.unraisablehook
+
+    def quiet_when_dropped(info):   # the dropped `Terminated`: raised again by `check`
+        if not isinstance(info.exc_value, Terminated):
+            unraisable(info)
+    sys.unraisablehook = quiet_when_dropped
+    try:
+        yield termination
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = unraisable
 
 
 def _say_what_runs_code(items, list_path) -> None:
@@ -191,10 +259,14 @@ class BatchProgress:
                 text += f", ~{remaining / rate:.0f} s left"
         return text
 
-    def finish(self, report) -> None:
+    def close(self) -> None:
+        """End a bar drawn in place, so that the next line starts on its own."""
         if self._drawn:
             self.stream.write("\n")
             self._drawn = False
+
+    def finish(self, report) -> None:
+        self.close()
         paths = report.paths
         if not self.quiet:
             rows = f"wrote {paths.out} ({report.n_rows} rows)"

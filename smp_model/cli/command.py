@@ -21,7 +21,7 @@ from ..errors import SMPError, is_numpy_warning
 __all__ = ["COMMANDS", "EXIT_BROKEN_PIPE", "EXIT_USER_ERROR", "OPTIONAL_EXTRAS",
            "OneLineParser", "build_parser", "main"]
 
-COMMANDS = ("fit", "simulate", "validate", "batch", "discover", "cutout")
+COMMANDS = ("fit", "simulate", "validate", "batch", "discover", "cutout", "send")
 EXIT_USER_ERROR = 2
 EXIT_BROKEN_PIPE = 141   # what a shell reports for a process ended by SIGPIPE
 

@@ -6,14 +6,16 @@ import dataclasses
 import json
 import sys
 import time
+from pathlib import Path
 
 from ..errors import PSF_FILES_RUN_CODE, ManifestError
 from ..outputs.clients import DS9_COMMAND
 from .arguments import (Progress, add_model_arguments, add_shot_noise_arguments, float_list,
                         number, settings_from_args)
 
-__all__ = ["fit_summary", "load_manifest", "register", "request_from_args", "run",
-           "text_summary", "write_outputs"]
+__all__ = ["fit_summary", "input_files", "load_manifest", "register", "request_from_args",
+           "requested_outputs", "run", "say_psf_files_outside", "text_summary",
+           "write_outputs"]
 
 
 def register(sub) -> None:
@@ -98,9 +100,8 @@ def load_manifest(args):
                                     expnum=args.expnum, ccdnum=args.ccdnum,
                                     color_gi=args.color_gi, origin_rule=args.origin_rule,
                                     settings=settings_from_args(args))
-    if args.write_manifest:
-        path = manifest.write(args.write_manifest, overwrite=args.overwrite)
-        print(f"smp: wrote manifest {path}", file=sys.stderr)
+    if args.write_manifest:   # inside `run`'s transaction: kept only if the fit succeeds
+        manifest.write(args.write_manifest, overwrite=args.overwrite)
     return manifest
 
 
@@ -117,29 +118,76 @@ def request_from_args(args):
 
 
 def run(args) -> int:
-    from ..files import check_writable
     from ..fit.measure import measure
     from ..fit.photometry import DetectionPhotometry
     t0 = time.perf_counter()
     request = request_from_args(args)   # option errors before any file is read
-    for path in (args.table, args.fits, args.regions, args.figure):   # refuse before a fit
-        if path:
-            check_writable(path, args.overwrite)
+    outputs = requested_outputs(args)   # every output path checked before the fit
     progress = Progress(args.quiet)
-    manifest = load_manifest(args)
-    request.check_gain(manifest)   # a shot-noise refit without a gain: before any PSF
-    phot = DetectionPhotometry(manifest, request.settings, progress=progress)
-    if request.optimize:
-        progress(0.0, "searching binary positions" if request.mode == "binary"
-                 else "searching the target position")
-    fit = measure(phot, request)
-    write_outputs(fit, args)
+    with outputs:   # all outputs, or none: written when everything succeeded
+        manifest = load_manifest(args)
+        outputs.check(inputs=input_files(manifest, args))
+        request.check_gain(manifest)   # a shot-noise refit without a gain: before any PSF
+        say_psf_files_outside(manifest, progress)
+        phot = DetectionPhotometry(manifest, request.settings, progress=progress)
+        if request.optimize:
+            progress(0.0, "searching binary positions" if request.mode == "binary"
+                     else "searching the target position")
+        fit = measure(phot, request)
+        write_outputs(fit, args)
+    if args.write_manifest:
+        print(f"smp: wrote manifest {Path(args.write_manifest).absolute()}", file=sys.stderr)
     fit.timings["total_s"] = time.perf_counter() - t0
     if args.json:
         print(json.dumps(fit_summary(fit), indent=2, allow_nan=True))
     else:
         print(text_summary(fit))
     return 0
+
+
+def requested_outputs(args):
+    """The files the options ask for, as one `smp_model.files.OutputFiles` transaction:
+    paths checked now (distinct, writable, not existing unless --overwrite), formats too
+    (an unknown extension is refused before the fit, not after)."""
+    from ..files import OutputFiles
+    if args.write_manifest and not any((args.stamps, args.psfs, args.zeropoints)):
+        raise ValueError("--write-manifest writes the manifest the folder form (--stamps "
+                         "--psfs --zeropoints) builds; a manifest given is not rewritten")
+    if args.table:
+        from ..outputs.tables import table_format
+        table_format(args.table)
+    if args.figure:
+        from ..outputs.figures import FIGURE_FORMATS
+        if Path(args.figure).suffix.lower() not in FIGURE_FORMATS:
+            raise ValueError(f"{args.figure}: figure format must be one of "
+                             f"{', '.join(FIGURE_FORMATS)}")
+    return OutputFiles({"--table": args.table, "--fits": args.fits, "--regions": args.regions,
+                        "--figure": args.figure, "--write-manifest": args.write_manifest},
+                       overwrite=args.overwrite)
+
+
+def input_files(manifest, args) -> dict[str, list]:
+    """The files the fit reads, which no output may replace (even with --overwrite)."""
+    return {"manifest": [manifest.path] if manifest.path else [],
+            "stamp": [e.stamp for e in manifest.exposures],
+            "PSF file": [e.psf for e in manifest.exposures],
+            "PSF WCS header": [e.psf_wcs_header for e in manifest.exposures
+                               if e.psf_wcs_header is not None],
+            "zeropoint table": [args.zeropoints] if args.zeropoints else []}
+
+
+def say_psf_files_outside(manifest, progress) -> None:
+    """A progress line naming the PSF files the fit reads from outside the manifest's
+    folder (`DetectionManifest.psf_files_outside`, the trust rule): they run code."""
+    if manifest.path is None:   # the folder form: the user named the PSF folder
+        return
+    outside = manifest.psf_files_outside(manifest.path.parent)
+    if outside:
+        folders = sorted({str(p.parent) for p in outside})
+        shown = ", ".join(folders[:3]) + (f" and {len(folders) - 3} more"
+                                          if len(folders) > 3 else "")
+        progress(0.0, f"reading {len(outside)} PSF file(s) from outside "
+                      f"{manifest.path.parent}, in {shown} (PSF files run code)")
 
 
 def write_outputs(fit, args) -> None:

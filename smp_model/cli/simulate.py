@@ -3,6 +3,7 @@ truth) in the on-disk form of the DES sample."""
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .arguments import number
 
@@ -43,6 +44,12 @@ def register(sub) -> None:
                    help="also write full CCD images (images/*.fits.fz, DECam-layout WCS) and "
                    "a survey exposure table (exposures.ecsv) with decoy pointings, for "
                    "smp discover and smp cutout")
+    p.add_argument("--psfex", metavar="PSF",
+                   help="draw the stamps with this PSFEx model (*.psf) and the WCS of "
+                        "--header (the detection exposure is that CCD; the others are "
+                        "turned and shifted copies of its WCS); the manifest names the file")
+    p.add_argument("--header", metavar="HDR",
+                   help="FITS file whose primary header holds the WCS of the --psfex CCD")
     p.add_argument("--overwrite", action="store_true",
                    help="write into a non-empty OUTDIR, replacing files of the same names")
     p.set_defaults(func=run)
@@ -52,22 +59,32 @@ def run(args) -> int:
     if args.survey:
         return _run_survey(args)
     if not args.outdir:
-        import sys
         print("smp: error: simulate needs OUTDIR (or --survey DIR)", file=sys.stderr)
         return 2
-    from ..simulation.detection import simulate_detection
-    truth = simulate_detection(
-        args.outdir, overwrite=args.overwrite, seed=args.seed, n_exposures=args.exposures,
-        binary=args.binary, separation_px=args.separation, flux=args.flux,
-        flux_ratio=args.flux_ratio, galaxy=args.galaxy, n_stars=args.stars,
-        stamp_size=args.stamp_size, name=args.name, shot_noise_gain=args.gain,
-        ccd_images=args.ccd_images)
+    options = dict(seed=args.seed, n_exposures=args.exposures, binary=args.binary,
+                   separation_px=args.separation, flux=args.flux, flux_ratio=args.flux_ratio,
+                   galaxy=args.galaxy, n_stars=args.stars, stamp_size=args.stamp_size,
+                   name=args.name, shot_noise_gain=args.gain)
+    if (args.psfex is None) != (args.header is None):
+        print("smp: error: simulate: --psfex and --header go together", file=sys.stderr)
+        return 2
+    if args.psfex is not None:
+        if args.ccd_images:
+            print("smp: error: simulate: --ccd-images is not available with --psfex",
+                  file=sys.stderr)
+            return 2
+        from ..simulation.psfex import simulate_psfex_detection
+        truth = simulate_psfex_detection(args.outdir, args.psfex, args.header,
+                                         overwrite=args.overwrite, **options)
+    else:
+        from ..simulation.detection import simulate_detection
+        truth = simulate_detection(args.outdir, overwrite=args.overwrite,
+                                   ccd_images=args.ccd_images, **options)
     print(truth.manifest_path)
     return 0
 
 
 def _run_survey(args) -> int:
-    import sys
     from pathlib import Path
 
     from ..simulation.survey import simulate_survey

@@ -16,9 +16,13 @@ from scipy.optimize import minimize
 
 from ..errors import Cancelled, FitError
 from ..scene.model import single_threaded_blas
-from .photometry import SINGLE_XTOL, DetectionPhotometry
+from .photometry import DetectionPhotometry
 
-__all__ = ["Chi2Map", "chi2_map"]
+__all__ = ["PRIMARY_XTOL", "Chi2Map", "chi2_map"]
+
+# Powell's position tolerance (px) for a re-optimised primary: the published single-source
+# search's.
+PRIMARY_XTOL = 0.01
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,4 +99,4 @@ def _best_primary(phot, start: np.ndarray, secondary) -> np.ndarray:
     def objective(p):
         value = _chi2_or_nan(phot, np.array([p, secondary]))
         return math.inf if math.isnan(value) else value
-    return minimize(objective, start, method="Powell", options={"xtol": SINGLE_XTOL}).x
+    return minimize(objective, start, method="Powell", options={"xtol": PRIMARY_XTOL}).x

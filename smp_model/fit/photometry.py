@@ -19,7 +19,6 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.optimize import minimize
 
 from ..inputs.manifest import DetectionManifest
 from ..inputs.stamps import flux_scale
@@ -27,26 +26,13 @@ from ..scene.exposures import load_exposures
 from ..scene.memory import check_fit_memory
 from ..scene.model import LinearSolution, Progress, SceneModel, single_threaded_blas
 from ..settings import FitSettings
-from .binary_search import binary_seeds, chi2_or_inf
+from .binary_search import SPLIT_RADIUS, binary_seeds, split_if_coincident
+from .position_search import ProfiledChi2, minimize_positions, profiled_chi2
 from .request import TargetOffsets, detection_gain
-from .results import (BinaryFit, SceneFit, ShotNoiseEstimate, SingleFit, SourceEstimate,
-                      data_frame_centers)
+from .results import (BinaryFit, BlendEstimate, SceneFit, ShotNoiseEstimate, SingleFit,
+                      SourceEstimate, data_frame_centers)
 
-__all__ = ["BINARY_XTOL", "CURVATURE_STEP", "FTOL", "SEED_FTOL", "SEED_XTOL", "SINGLE_XTOL",
-           "DetectionPhotometry"]
-
-# Published Powell tolerances: single-source search xtol 0.01 px, binary 0.001 px.
-SINGLE_XTOL = 0.01
-BINARY_XTOL = 0.001
-# Binary candidates are polished this far (px; relative chi2) before the best is refined
-# to the published tolerances: enough to tell which basin is deepest (1e-5 of chi2 ~ 7000
-# is 0.07; 1e-6 cost 18 % more evaluations and changed no validation number beyond its
-# statistical error: docs/validation/injection.rst).
-SEED_XTOL, SEED_FTOL = 0.05, 1e-5
-# Powell's relative chi2 tolerance for the final searches.
-FTOL = 1e-10
-# Finite-difference step (px) for the chi2 curvature that gives position errors.
-CURVATURE_STEP = 0.02
+__all__ = ["DetectionPhotometry"]
 
 
 class DetectionPhotometry:
@@ -165,23 +151,26 @@ class DetectionPhotometry:
     # -- position searches --------------------------------------------------------------
 
     def optimize_single(self, start: Sequence[float] | None = None) -> SingleFit:
-        """Minimise chi2 over the single target's (dx, dy) with Powell (xtol 0.01 px, as
-        published), from ``start`` (default: the convention's offset)."""
+        """Minimise chi2 over the single target's (dx, dy) from ``start`` (default: the
+        convention's offset), fluxes and scene solved exactly at every step
+        (`minimize_positions`)."""
         start = np.asarray(start if start is not None else self.default_offset, float)
-        pos, cov, n_eval, dt = self._search(start.reshape(1, 2), SINGLE_XTOL)
-        fit = self._result(SingleFit, pos, cov, n_eval)
-        fit.timings["search_s"] = dt
+        t0 = time.perf_counter()
+        search = minimize_positions(self.scene, start.reshape(1, 2))
+        fit = self._result(SingleFit, search.offsets, self._curvature(search.offsets),
+                           search.n_evaluations + 1)
+        fit.timings["search_s"] = time.perf_counter() - t0
         return fit
 
     def optimize_binary(self, start: Sequence[float] | TargetOffsets | None = None
                         ) -> BinaryFit:
         """Minimise chi2 over both binary positions from ``start`` = (dx1, dx2, dy1, dy2)
         (default: the settings' `default_binary_offsets`) and from the best seeds of a
-        coarse scan (`binary_seeds`), each polished with Powell; the best is refined to
-        the published tolerance (xtol 0.001 px).  Fluxes and the whole scene are
-        re-solved at every step.  Powell alone stops in local minima from poor starts
-        (both sources on one point, a start pixels away); the seeds make the result
-        independent of the start.
+        coarse scan (`binary_seeds`), each searched to convergence
+        (`minimize_positions`: fluxes and the whole scene solved exactly at every step);
+        the deepest minimum is the result.  One search alone stops in local minima from
+        poor starts (both sources on one point, a start pixels away); the seeds make the
+        result independent of the start.
 
         The single-source reference is searched too, so that ``delta_chi2`` compares best
         fits; one seed is that single position with the secondary where it helps most, so
@@ -192,83 +181,55 @@ class DetectionPhotometry:
             start = self.default_binary_offsets
         start = (start if isinstance(start, TargetOffsets)
                  else TargetOffsets.from_published(start)).array
-        single, _, n_single, _ = self._search(np.array([self.default_offset], float),
-                                              SINGLE_XTOL, with_errors=False)
-        seeds, n_scan = binary_seeds(self.scene, single[0])
-        candidates = []
-        n_eval = n_single + n_scan
-        for seed in [start, *seeds]:
-            pos, _, n, _ = self._search(seed, SEED_XTOL, with_errors=False, ftol=SEED_FTOL)
-            n_eval += n
-            candidates.append((self.scene.solve(pos).chi2, pos))
-        best = min(candidates, key=lambda c: c[0])[1]
+        single = minimize_positions(self.scene, np.array([self.default_offset], float))
+        scan = binary_seeds(self.scene, single.offsets[0])
+        searches = [minimize_positions(self.scene, seed)
+                    for seed in [split_if_coincident(start), *scan.seeds]]
+        best = min(searches, key=lambda search: search.chi2).offsets
         if np.subtract(*self.scene.solve(best).target) < 0:
             best = best[::-1]   # the primary is the brighter component
-        pos, cov, n, _ = self._search(best, BINARY_XTOL)
-        chi2_single = self.scene.solve(single).chi2
-        fit = self._result(BinaryFit, pos, cov, n_eval + n, chi2_single=chi2_single,
+        n_eval = (single.n_evaluations + scan.n_solves + 1
+                  + sum(search.n_evaluations for search in searches))
+        fit = self._result(BinaryFit, best, self._curvature(best), n_eval,
+                           chi2_single=self.scene.solve(single.offsets).chi2,
                            chi2_single_default=self.chi2_single_at_default_offset,
-                           search_starts=len(candidates))
+                           search_starts=len(searches))
+        if fit.unresolved and fit.separation_px > SPLIT_RADIUS:
+            fit = dataclasses.replace(fit, blend=self._blend(scan.blend))
         fit.timings["search_s"] = time.perf_counter() - t0
         return fit
+
+    def _blend(self, start: np.ndarray) -> BlendEstimate:
+        """The pair's total flux from two sources searched from ``start``, the scan's best
+        symmetric split within `SPLIT_RADIUS`: for an unresolved pair whose best
+        secondary lies farther, on a noise fluctuation or another source, and would add
+        that flux to the pair's."""
+        search = minimize_positions(self.scene, start)
+        curvature = self._curvature(search.offsets)
+        position_cov = self._position_covariance(curvature)
+        solution = self.scene.solve(search.offsets)
+        cov = self._flux_covariance_with_positions(solution, curvature, position_cov)
+        cov = solution.target_covariance if cov is None else cov
+        return BlendEstimate(total_flux=float(solution.target.sum()),
+                             total_flux_err=float(math.sqrt(cov.sum())),
+                             separation_px=float(np.hypot(*np.subtract(*search.offsets))))
 
     @property
     def default_binary_offsets(self) -> tuple[float, float, float, float]:
         return self.settings.default_binary_offsets
 
-    def _search(self, start: np.ndarray, xtol: float, with_errors: bool = True,
-                ftol: float = FTOL):
-        t0 = time.perf_counter()
-        shape = start.shape
-        count = [0]
-
-        def objective(p):
-            count[0] += 1
-            return chi2_or_inf(self.scene, p.reshape(shape))
-
-        # Coincident sources have no chi2 (inf): Powell's parabolic step then divides
-        # inf by inf, harmlessly (it falls back to golden sections), but numpy would warn.
-        with single_threaded_blas(), np.errstate(invalid="ignore", divide="ignore",
-                                                 over="ignore"):
-            res = minimize(objective, start.ravel(), method="Powell",
-                           options={"xtol": xtol, "ftol": ftol, "maxfev": 20000})
-            best = res.x.reshape(shape)
-            cov = None
-            if with_errors:
-                cov, n_curv = self._position_covariance(best)
-                count[0] += n_curv
-        return best, cov, count[0], time.perf_counter() - t0
-
-    def _position_covariance(self, best: np.ndarray) -> tuple[np.ndarray, int]:
-        """Covariance of the flattened positions [(dx1, dy1), (dx2, dy2)] as 2 H^-1, with
-        H the Hessian of the profiled chi2 (central differences)."""
-        p0 = best.ravel()
-        n = p0.size
-        h = CURVATURE_STEP
-        f = lambda p: self.scene.solve(p.reshape(best.shape)).chi2   # noqa: E731
-        f0 = f(p0)
-        hess = np.empty((n, n))
-        evals = 1
-        for i in range(n):
-            ei = np.eye(n)[i] * h
-            hess[i, i] = (f(p0 + ei) - 2 * f0 + f(p0 - ei)) / h ** 2
-            evals += 2
-            for j in range(i):
-                ej = np.eye(n)[j] * h
-                hess[i, j] = hess[j, i] = (f(p0 + ei + ej) - f(p0 + ei - ej)
-                                           - f(p0 - ei + ej) + f(p0 - ei - ej)) / (4 * h ** 2)
-                evals += 4
-        try:
-            cov = 2.0 * np.linalg.inv(hess)
-        except np.linalg.LinAlgError:
-            cov = np.full((n, n), math.nan)
-        if np.any(np.diag(cov) <= 0):   # not at a minimum: errors undefined
-            cov = np.full((n, n), math.nan)
-        return cov, evals
+    def _curvature(self, best: np.ndarray) -> ProfiledChi2:
+        """The profiled chi2's derivatives at searched positions ``best`` (n_t, 2): its
+        Hessian H gives the position covariance 2 H^-1, its flux Jacobian the fluxes'
+        share of the position errors."""
+        with single_threaded_blas():
+            return profiled_chi2(self.scene, best)
 
     # -- assembling results -------------------------------------------------------------
 
-    def _result(self, cls, offsets: np.ndarray, position_cov, n_eval: int, **extra):
+    def _result(self, cls, offsets: np.ndarray, curvature: ProfiledChi2 | None, n_eval: int,
+                **extra):
+        """The fit at ``offsets``; ``curvature`` (`_curvature`) when they were searched."""
         t0 = time.perf_counter()
         scene = self.scene
         solution = scene.solve(offsets)
@@ -276,7 +237,11 @@ class DetectionPhotometry:
         images = np.stack([ex.image for ex in scene.exposures])
         weights = scene.weight.reshape(images.shape)
         chi2_exp = np.sum(weights * (images - model) ** 2, axis=(1, 2))
-        flux_cov = self._flux_covariance_with_positions(offsets, solution, position_cov)
+        position_cov = flux_cov = None
+        if curvature is not None:
+            extra.update(position_bias=curvature.position_bias, flux_bias=curvature.flux_bias)
+            position_cov = self._position_covariance(curvature)
+            flux_cov = self._flux_covariance_with_positions(solution, curvature, position_cov)
         sources = self._sources(offsets, solution, position_cov, flux_cov)
         timings = dict(self.timings, solve_s=time.perf_counter() - t0)
         timings["total_s"] = sum(timings.values())
@@ -310,23 +275,25 @@ class DetectionPhotometry:
                            flux_err_total=float(total[t]))
             for t in range(offsets.shape[0]))
 
-    def _flux_covariance_with_positions(self, offsets: np.ndarray, solution: LinearSolution,
-                                        position_cov, step: float = 0.01
-                                        ) -> np.ndarray | None:
+    @staticmethod
+    def _position_covariance(curvature: ProfiledChi2) -> np.ndarray:
+        """Covariance of the flattened positions [(dx1, dy1), (dx2, dy2)] as 2 H^-1, with
+        H the Hessian of the profiled chi2; NaN where a variance is not positive (not at a
+        minimum: errors undefined)."""
+        n = curvature.gradient.size
+        try:
+            cov = 2.0 * np.linalg.inv(curvature.hessian)
+        except np.linalg.LinAlgError:
+            return np.full((n, n), math.nan)
+        return cov if np.all(np.diag(cov) > 0) else np.full((n, n), math.nan)
+
+    @staticmethod
+    def _flux_covariance_with_positions(solution: LinearSolution, curvature: ProfiledChi2,
+                                        position_cov: np.ndarray) -> np.ndarray | None:
         """Covariance of the target fluxes including the fitted positions' uncertainty,
-        ``S^-1 + J C_pos J^T`` with J = d fluxes / d positions by central differences of
-        ``step`` px; None when positions were not fitted or their covariance is
-        undefined."""
-        n_t = offsets.shape[0]
-        if position_cov is None or not np.all(np.isfinite(position_cov)):
+        ``S^-1 + J C_pos J^T`` with J = d fluxes / d positions; None when the position
+        covariance is undefined."""
+        if not np.all(np.isfinite(position_cov)):
             return None
-        jac = np.empty((n_t, offsets.size))
-        for k in range(offsets.size):
-            delta = np.zeros(offsets.size)
-            delta[k] = step
-            plus = self.scene.solve(offsets + delta.reshape(offsets.shape)).target
-            minus = self.scene.solve(offsets - delta.reshape(offsets.shape)).target
-            jac[:, k] = (plus - minus) / (2 * step)
+        jac = curvature.flux_jacobian
         return solution.target_covariance + jac @ position_cov @ jac.T
-
-

@@ -18,13 +18,22 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ManifestError
-from ..limits import ZEROPOINT_RANGE
+from ..files import input_path_problem, path_length_problem
+from ..limits import DECAM_CCDNUMS, ZEROPOINT_RANGE
 
-__all__ = ["DEFAULT_COLOR_GI", "FORMAT", "DetectionManifest", "ExposureEntry",
-           "des_stamp_origin", "paths_outside", "zeropoint_problem"]
+__all__ = ["DEFAULT_CAMERA", "DEFAULT_COLOR_GI", "FORMAT", "PSFEX", "PSF_FORMATS",
+           "DetectionManifest", "ExposureEntry", "ccdnum_problem", "des_stamp_origin",
+           "paths_outside", "zeropoint_problem"]
 
 FORMAT = "smp-detection/1"
 DEFAULT_COLOR_GI = 0.61
+# The camera of a manifest that names none: DES's (its CCD numbers are checked, 1-62).
+DEFAULT_CAMERA = "DECam"
+PSFEX = "psfex"
+# What an exposure's ``psf`` may be: a Piff file or a pixelised PSF (told apart by the
+# file's HDUs; the default, written as a plain path), or a PSFEx model with the FITS header
+# that holds its CCD's WCS (``psf = {format = "psfex", path = "...", wcs_header = "..."}``).
+PSF_FORMATS = ("piff", PSFEX)
 
 
 @dataclass(frozen=True)
@@ -36,6 +45,8 @@ class ExposureEntry:
     ``color_gi`` (optional) overrides the detection's g-i colour for this exposure's
     colour-dependent WCS.
     ``mjd`` (optional): start of the exposure, MJD (UTC days), as DES's ``MJD-OBS``.
+    ``psf_format`` is one of `PSF_FORMATS`; a ``"psfex"`` PSF has no WCS of its own, and
+    ``psf_wcs_header`` is the FITS file whose primary header holds the CCD's WCS.
     """
 
     expnum: int
@@ -49,6 +60,19 @@ class ExposureEntry:
     gain: float | None = None
     mjd: float | None = None
     color_gi: float | None = None
+    psf_format: str = "piff"
+    psf_wcs_header: Path | None = None
+
+    def __post_init__(self):
+        if self.psf_format not in PSF_FORMATS:
+            raise ValueError(f"unknown PSF format {self.psf_format!r}")
+        if (self.psf_format == PSFEX) != (self.psf_wcs_header is not None):
+            raise ValueError("a PSFEx PSF needs a WCS header, and only a PSFEx PSF has one")
+
+    @property
+    def psf_files(self) -> tuple[Path, ...]:
+        """Every file read for this exposure's PSF and WCS."""
+        return (self.psf,) if self.psf_wcs_header is None else (self.psf, self.psf_wcs_header)
 
     @property
     def label(self) -> str:
@@ -61,7 +85,8 @@ class DetectionManifest:
     """A moving-object detection and every exposure of its sky patch.
 
     The detection exposure (the one that contains the moving target) is identified by
-    ``(detection_expnum, detection_ccdnum)`` and must be one of ``exposures``.
+    ``(detection_expnum, detection_ccdnum)`` and must be one of ``exposures``.  ``camera``
+    (default DECam) says which CCD numbers are plausible (`ccdnum_problem`).
     """
 
     name: str
@@ -72,9 +97,16 @@ class DetectionManifest:
     detection_ccdnum: int
     exposures: tuple[ExposureEntry, ...]
     color_gi: float = DEFAULT_COLOR_GI
+    camera: str = DEFAULT_CAMERA
     path: Path | None = field(default=None, compare=False)
 
     def __post_init__(self):
+        numbered = [("detection.ccdnum", self.detection_ccdnum)] + [
+            (f"exposures[{n}].ccdnum", e.ccdnum) for n, e in enumerate(self.exposures)]
+        for key, ccdnum in numbered:
+            problem = ccdnum_problem(ccdnum, self.camera)
+            if problem:
+                raise ManifestError(f"key '{key}' {problem}", self.path)
         keys = [(e.expnum, e.ccdnum) for e in self.exposures]
         duplicates = sorted({k for k in keys if keys.count(k) > 1})
         if duplicates:
@@ -108,9 +140,9 @@ class DetectionManifest:
     def read(cls, path: str | os.PathLike) -> "DetectionManifest":
         """Read a ``detection.toml`` manifest; raises `ManifestError` naming file and key."""
         path = Path(path)
-        if not path.is_file():
-            raise ManifestError("manifest file not found" if not path.exists()
-                                else "is not a file", path)
+        problem = input_path_problem(path, "manifest file")
+        if problem:
+            raise ManifestError(problem, path)
         try:
             data = path.read_bytes()
         except OSError as exc:
@@ -153,7 +185,7 @@ class DetectionManifest:
         return cls(name=get.str("name"), ra=ra, dec=dec,
                    band=get.str("band"), color_gi=get.float("color_gi", DEFAULT_COLOR_GI),
                    detection_expnum=det.int("expnum"), detection_ccdnum=det.int("ccdnum"),
-                   exposures=exposures, path=path)
+                   exposures=exposures, camera=get.str("camera", DEFAULT_CAMERA), path=path)
 
     def to_dict(self, relative_to: Path | None = None) -> dict[str, Any]:
         """The manifest as a TOML-ready dict; paths relative to ``relative_to`` if given."""
@@ -163,8 +195,11 @@ class DetectionManifest:
         exposures = []
         for e in self.exposures:
             d: dict[str, Any] = dict(expnum=e.expnum, ccdnum=e.ccdnum, band=e.band,
-                                     zeropoint=e.zeropoint, stamp=rel(e.stamp), psf=rel(e.psf),
-                                     stamp_origin=list(e.stamp_origin))
+                                     zeropoint=e.zeropoint, stamp=rel(e.stamp),
+                                     psf=rel(e.psf), stamp_origin=list(e.stamp_origin))
+            if e.psf_format == PSFEX:
+                d["psf"] = dict(format=PSFEX, path=rel(e.psf),
+                                wcs_header=rel(e.psf_wcs_header))
             if e.target_xy is not None:
                 d["target_xy"] = list(e.target_xy)
             if e.gain is not None:
@@ -175,7 +210,7 @@ class DetectionManifest:
                 d["color_gi"] = e.color_gi
             exposures.append(d)
         return dict(format=FORMAT, name=self.name, ra=self.ra, dec=self.dec, band=self.band,
-                    color_gi=self.color_gi,
+                    color_gi=self.color_gi, camera=self.camera,
                     detection=dict(expnum=self.detection_expnum, ccdnum=self.detection_ccdnum),
                     exposures=exposures)
 
@@ -192,9 +227,9 @@ class DetectionManifest:
 
     def psf_files_outside(self, folder: str | os.PathLike) -> list[Path]:
         """The PSF files of this detection that are not inside ``folder`` (e.g. the folder
-        of a session or batch list that names this manifest).  Reading a Piff file runs
-        code stored in it, so a caller that opens someone else's list should say which
-        files will be read."""
+        of a session or batch list that names this manifest), as real paths, each once:
+        `paths_outside`, the trust rule.  Reading a Piff file runs code stored in it, so a
+        caller that opens someone else's list should say which files will be read."""
         return paths_outside([e.psf for e in self.exposures], folder)
 
     def with_exposures(self, exposures: tuple[ExposureEntry, ...]) -> "DetectionManifest":
@@ -244,6 +279,15 @@ class _Getter:
             raise self._bad(key, value, "a finite number")
         return float(value)
 
+    def path(self, key: str, base: Path) -> Path:
+        """A file path, relative to ``base`` (the manifest's folder) unless absolute; one the
+        system cannot open for its length is refused here, naming the key."""
+        path = _resolve(base, self.str(key))
+        problem = path_length_problem(path)
+        if problem:
+            raise ManifestError(f"key '{self.prefix}{key}': {problem}", self.source)
+        return path
+
     def pair(self, key: str, kind: type, default: Any = _MISSING) -> tuple | None:
         value = self._get(key, default)
         if value is None:
@@ -269,12 +313,33 @@ def _exposure_from_dict(entry: Any, base: Path, source: Path, n: int) -> Exposur
         raise ManifestError(f"key '{get.prefix}zeropoint' {problem}", source)
     return ExposureEntry(
         expnum=get.int("expnum"), ccdnum=get.int("ccdnum"), band=get.str("band"),
-        zeropoint=zeropoint,
-        stamp=_resolve(base, get.str("stamp")), psf=_resolve(base, get.str("psf")),
-        stamp_origin=get.pair("stamp_origin", int),
+        zeropoint=zeropoint, stamp=get.path("stamp", base),
+        **_psf_from_dict(get, base, source), stamp_origin=get.pair("stamp_origin", int),
         target_xy=get.pair("target_xy", float, None), gain=gain,
         mjd=get.float("mjd") if "mjd" in entry else None,
         color_gi=get.float("color_gi", None) if "color_gi" in entry else None)
+
+
+def _psf_from_dict(get: _Getter, base: Path, source: Path) -> dict[str, Any]:
+    """``psf``, ``psf_format`` and ``psf_wcs_header`` of an exposure: ``psf`` is a path (a
+    Piff or pixelised PSF file) or a table ``{format, path[, wcs_header]}``."""
+    if not isinstance(get._get("psf", _Getter._MISSING), dict):
+        return dict(psf=get.path("psf", base))
+    table = _Getter(get.subtable("psf"), source, f"{get.prefix}psf.")
+    fmt = table.str("format", "piff")
+    if fmt not in PSF_FORMATS:
+        raise table._bad("format", fmt, f"one of {', '.join(map(repr, PSF_FORMATS))}")
+    unknown = sorted(set(table.table) - {"format", "path", "wcs_header"})
+    if unknown:
+        raise ManifestError(f"unknown key(s) {', '.join(unknown)} in '{get.prefix}psf'",
+                            source)
+    header = None
+    if fmt == PSFEX:
+        header = table.path("wcs_header", base)
+    elif "wcs_header" in table.table:
+        raise ManifestError(f"key '{get.prefix}psf.wcs_header' is only for format "
+                            f"{PSFEX!r} (a Piff file carries its own WCS)", source)
+    return dict(psf=table.path("path", base), psf_format=fmt, psf_wcs_header=header)
 
 
 def zeropoint_problem(value: float) -> str | None:
@@ -287,15 +352,65 @@ def zeropoint_problem(value: float) -> str | None:
     return None
 
 
+def ccdnum_problem(ccdnum: int, camera: str = DEFAULT_CAMERA) -> str | None:
+    """What is wrong with a CCD number for ``camera``, or None: DECam's are 1-62
+    (`smp_model.limits.DECAM_CCDNUMS`); another camera's any number >= 0."""
+    if camera == DEFAULT_CAMERA and ccdnum not in DECAM_CCDNUMS:
+        return (f"must be a DECam CCD number ({DECAM_CCDNUMS.start}-{DECAM_CCDNUMS.stop - 1}), "
+                f"got {ccdnum} (a manifest for another camera says so: camera = \"...\")")
+    if ccdnum < 0:
+        return f"must be a CCD number >= 0, got {ccdnum}"
+    return None
+
+
 def paths_outside(paths, folder: str | os.PathLike) -> list[Path]:
-    """``paths`` (in order, without repeats) that do not lie inside ``folder``."""
+    """The trust rule: which of ``paths`` lie outside ``folder``, as the files that would
+    be opened (every symbolic link and ``..`` followed, `os.path.realpath`), each file once
+    however often and however spelled it is named, in the order first named.
+
+    Reading a Piff file runs code stored in it, so every caller that opens a file someone
+    else may have written (a session, a batch list, a manifest) names the PSF files it
+    would read from outside that file's folder with this one function.  "Inside" is
+    decided on the real paths, and where they differ as text by the file system's own
+    identity of the folders (device and inode): a folder spelled in another case on a
+    case-insensitive file system, or reached through a bind mount, is the same folder;
+    on a case-sensitive one ``Data/`` and ``data/`` are two."""
     root = Path(os.path.realpath(folder))
-    out = []
-    for path in dict.fromkeys(Path(p) for p in paths):
+    inside = _InsideTest(root)
+    outside: dict[Path, None] = {}
+    for path in paths:
         real = Path(os.path.realpath(path))
-        if real != root and root not in real.parents:
-            out.append(path)
-    return out
+        if real not in outside and not inside(real):
+            outside[real] = None
+    return list(outside)
+
+
+class _InsideTest:
+    """Whether a real path lies in ``root``: by its text, else by the identity (device,
+    inode) of its folders, each folder asked once."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.root_id = self._identity(root)
+        self._known: dict[Path, bool] = {}
+
+    def __call__(self, real: Path) -> bool:
+        if real == self.root or self.root in real.parents:
+            return True
+        return self.root_id is not None and any(self._is_root(p) for p in real.parents)
+
+    def _is_root(self, folder: Path) -> bool:
+        if folder not in self._known:
+            self._known[folder] = self._identity(folder) == self.root_id
+        return self._known[folder]
+
+    @staticmethod
+    def _identity(path: Path) -> tuple[int, int] | None:
+        try:
+            status = os.stat(path)
+        except OSError:   # a folder that does not exist (nothing in it will be read)
+            return None
+        return status.st_dev, status.st_ino
 
 
 def _resolve(base: Path, relative: str) -> Path:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from astropy.io import fits
-
 from ..errors import StampError
-from ..files import require_fits_file
+from ..files import exception_text, open_input_fits
 
 __all__ = ["COMMON_ZEROPOINT", "REQUIRED_HDUS", "Stamp", "flux_scale", "read_stamp"]
 
@@ -61,26 +60,25 @@ class Stamp:
 def read_stamp(path: str | os.PathLike) -> Stamp:
     """Read a stamp; raises `StampError` naming the file and the problem."""
     path = Path(path)
-    require_fits_file(path, StampError, "stamp file")
-    try:
-        with fits.open(path, memmap=False) as hdul:
-            names = {h.name.upper() for h in hdul}
-            missing = [n for n in REQUIRED_HDUS if n not in names]
-            if missing:
-                raise StampError(f"missing HDU(s) {', '.join(missing)} "
-                                 f"(has {', '.join(sorted(names))})", path)
+    with open_input_fits(path, StampError, "stamp file") as hdul:
+        names = {h.name.upper() for h in hdul}
+        missing = [n for n in REQUIRED_HDUS if n not in names]
+        if missing:
+            raise StampError(f"missing HDU(s) {', '.join(missing)} "
+                             f"(has {', '.join(sorted(names))})", path)
+        try:
             arrays = {n: hdul[n].data for n in REQUIRED_HDUS}
-            mjd = _header_mjd(hdul)
-    except StampError:
-        raise
-    except (OSError, ValueError, TypeError, IndexError) as exc:
-        raise StampError(f"not a readable FITS stamp ({exc})", path) from None
+        except (OSError, ValueError, TypeError, IndexError) as exc:
+            raise StampError(f"not a readable FITS stamp ({exception_text(exc)})",
+                             path) from None
+        mjd = _header_mjd(hdul)
     for name, a in arrays.items():
         if a is None or a.ndim != 2 or 0 in a.shape:
             raise StampError(f"HDU {name} holds no 2-d image", path)
     shapes = {n: a.shape for n, a in arrays.items()}
     if len(set(shapes.values())) != 1:
         raise StampError(f"HDU shapes differ: {shapes}", path)
+    _check_sci_type(arrays["SCI"].dtype, path)
     if not np.issubdtype(arrays["MSK"].dtype, np.integer):
         raise StampError(f"MSK must be an integer bit mask, got {arrays['MSK'].dtype}", path)
     wgt = np.asarray(arrays["WGT"], dtype=np.float64)
@@ -91,6 +89,20 @@ def read_stamp(path: str | os.PathLike) -> Stamp:
     return Stamp(sci=np.asarray(arrays["SCI"], dtype=np.float64),
                  msk=np.asarray(arrays["MSK"]), wgt=np.where(np.isfinite(wgt), wgt, 0.0),
                  path=path, mjd=mjd)
+
+
+def _check_sci_type(dtype: np.dtype, path: Path) -> None:
+    """A sky-subtracted image has negative pixels and fractional counts: unsigned integers
+    cannot hold it (a uint8 SCI gave a flux 12x too small without a word), so they are
+    refused; signed integers can, to a count, and are used with a warning."""
+    if np.issubdtype(dtype, np.unsignedinteger) or dtype == np.bool_:
+        raise StampError(f"SCI is stored as {dtype} (unsigned integers), which cannot hold a "
+                         "sky-subtracted image (it has negative pixels); write SCI as "
+                         "floating point", path)
+    if np.issubdtype(dtype, np.integer):
+        warnings.warn(f"{path}: SCI is stored as {dtype} integers: a sky-subtracted image "
+                      "rounded to whole counts (fitted as it is; float32 keeps it)",
+                      stacklevel=3)
 
 
 def _header_mjd(hdul) -> float | None:

@@ -36,7 +36,8 @@ FLAGS = (
     Flag(4, "position_err_undefined", "position fitted but the chi2 curvature is not "
          "positive-definite: position errors and flux_err_total are undefined"),
     Flag(8, "unresolved", "binary whose components the data cannot separate (delta_chi2 "
-         "< 25 or separation < 7 sigma): quote total_flux +- total_flux_err"),
+         "< 25, separation < 7 sigma or its first-order bias > 0.5 sigma): quote "
+         "total_flux +- total_flux_err"),
     Flag(16, "exposure_dropped", "an exposure of the manifest had no usable pixel and was "
          "left out (meta exposures_dropped)"),
 )
@@ -122,11 +123,14 @@ COLUMNS = _columns(
     ("delta_chi2", None, "chi2_single - chi2: evidence for a second source"),
     ("chi2_single_default", None, "chi2 of one source at the convention's default offset"),
     ("delta_chi2_default", None, "chi2_single_default - chi2 (the published definition)"),
-    ("total_flux", None, "flux of the pair, zeropoint 30"),
+    ("total_flux", None, "flux of the pair, zeropoint 30 (of an unresolved pair whose "
+     "secondary lies beyond 3 px: of the best pair within 3 px)"),
     ("total_flux_err", None, "1-sigma error of total_flux (with the flux covariance and, "
      "when searched, the positions' uncertainty)"),
     ("separation", "pix", "separation of the pair"),
     ("separation_err", "pix", "1-sigma error of separation (NaN if positions fixed)"),
+    ("separation_debiased", "pix", "separation less its first-order bias (searched pairs; "
+     "the one to quote, with separation_err, when not unresolved)"),
     ("separation_arcsec", "arcsec", "separation of the pair on the sky", "pos.angDistance"),
     ("separation_arcsec_err", "arcsec", "1-sigma error of separation_arcsec"),
     ("position_angle", "deg", "position angle of the secondary, east of north", "pos.posAng"),
@@ -153,9 +157,9 @@ COLUMNS = _columns(
 FIT_COLUMNS = ("name", "expnum", "ccdnum", "band", "mjd", "fit_kind", "positions", "chi2",
                "dof", "chi2_single", "delta_chi2", "chi2_single_default", "delta_chi2_default",
                "total_flux", "total_flux_err", "separation", "separation_err",
-               "separation_arcsec", "separation_arcsec_err", "position_angle",
-               "position_angle_err", "convention", "grid_size", "grid_step", "fit_sky",
-               "grid_sources_dropped", "scene_modes_cut", "binary_delta_chi2")
+               "separation_debiased", "separation_arcsec", "separation_arcsec_err",
+               "position_angle", "position_angle_err", "convention", "grid_size", "grid_step",
+               "fit_sky", "grid_sources_dropped", "scene_modes_cut", "binary_delta_chi2")
 
 
 #: Columns of the per-exposure table (`smp_model.fit.diagnostics.diagnostic_columns`) as the

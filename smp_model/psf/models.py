@@ -1,6 +1,7 @@
 """PSF models: what a manifest's PSF file becomes.
 
-Every PSF source (a Piff file, a pixelised PSF image, an analytic galsim profile) is
+Every PSF source (a Piff file, a PSFEx model, a pixelised PSF image, an analytic galsim
+profile) is
 reduced to one thing: the *pixel-integrated* PSF at a CCD position, as a galsim profile in
 CCD pixel units with unit flux (`PSFModel.pixel_profile`).  Drawing that profile with
 ``method='no_pixel'`` on a grid of scale 1 gives the expected counts per pixel of a unit
@@ -24,14 +25,15 @@ import numpy as np
 from astropy.io import fits
 
 from ..errors import MissingDependencyError, PSFError
-from ..files import require_fits_file
+from ..files import open_input_fits, require_fits_file
 from .piff_io import PiffFile
 
-__all__ = ["PIFF_EXTNAME", "PIXELIZED_PSF_EXTNAME", "GalsimPSF", "PSFModel", "PiffPSF",
-           "PixelizedPSF", "draw_profile", "load_psf"]
+__all__ = ["PIFF_EXTNAME", "PIXELIZED_PSF_EXTNAME", "PSFEX_EXTNAME", "GalsimPSF", "PSFExPSF", "PSFModel",
+           "PiffPSF", "PixelizedPSF", "draw_profile", "load_psf"]
 
 PIXELIZED_PSF_EXTNAME = "PIXPSF"
 PIFF_EXTNAME = "PSF"        # what piff.PSF.read looks for (its default name, 'psf')
+PSFEX_EXTNAME = "PSF_DATA"  # the table of PSFEx's model (psfex -> *.psf)
 
 
 class PSFModel(ABC):
@@ -129,7 +131,7 @@ class PixelizedPSF(PSFModel):
     def read(cls, path: str | os.PathLike) -> "PixelizedPSF":
         path = Path(path)
         try:
-            with fits.open(path, memmap=False) as hdul:
+            with open_input_fits(path, PSFError, "PSF file") as hdul:
                 hdu = hdul[PIXELIZED_PSF_EXTNAME]
                 image = np.asarray(hdu.data, float)
                 oversampling = int(hdu.header["OVERSAMP"])
@@ -153,6 +155,67 @@ class PixelizedPSF(PSFModel):
         fits.HDUList([fits.PrimaryHDU(header=wcs_header), hdu]).writeto(path, overwrite=overwrite)
 
 
+class PSFExPSF(PSFModel):
+    """A PSFEx model of one CCD (``*.psf``, as DES, DECaLS and NOIRLab's Community Pipeline
+    write them), read by GalSim's `galsim.des.DES_PSFEx`, with the CCD's WCS from a FITS
+    header (``galsim.FitsWCS``).
+
+    PSFEx fits the PSF to the pixel values of stars: its model is already the
+    pixel-integrated PSF, in CCD pixel units, sampled every ``PSF_SAMP`` pixels (and
+    varying with CCD position as a polynomial), so `pixel_profile` returns GalSim's
+    interpolated image of it as it is, without another pixel convolution.
+    """
+
+    def __init__(self, psfex, wcs: galsim.BaseWCS, path: Path | None = None,
+                 wcs_header: Path | None = None):
+        self.psfex = psfex
+        self._wcs = wcs
+        self.path = path
+        self.wcs_header = wcs_header
+
+    @property
+    def wcs(self) -> galsim.BaseWCS:
+        return self._wcs
+
+    def pixel_profile(self, x: float, y: float) -> galsim.GSObject:
+        # DES_PSFEx made without a WCS returns the profile in image coordinates.
+        return self.psfex.getPSF(galsim.PositionD(x, y))
+
+    @classmethod
+    def read(cls, path: str | os.PathLike, wcs_header: str | os.PathLike) -> "PSFExPSF":
+        """Read a PSFEx file and the WCS of the primary header of ``wcs_header`` (any WCS
+        GalSim reads: TPV, TAN-SIP, TAN, ...); `PSFError` names the file at fault."""
+        import galsim.des
+
+        path, wcs_header = Path(path), Path(wcs_header)
+        require_fits_file(path, PSFError, "PSFEx file")
+        require_fits_file(wcs_header, PSFError, "WCS header file")
+        with fits.open(path, memmap=False) as hdul:
+            if PSFEX_EXTNAME not in {hdu.name for hdu in hdul}:
+                raise PSFError(f"not a PSFEx model (no {PSFEX_EXTNAME!r} table)", path)
+        try:
+            psfex = galsim.des.DES_PSFEx(str(path))
+        except (OSError, KeyError, ValueError, IndexError, TypeError, galsim.GalSimError) as exc:
+            raise PSFError(f"cannot read PSFEx model ({type(exc).__name__}: {exc})",
+                           path) from None
+        return cls(psfex, _celestial_wcs(wcs_header), path, wcs_header)
+
+
+def _celestial_wcs(path: Path) -> galsim.BaseWCS:
+    """The celestial WCS of a FITS file's primary header (GalSim falls back to a pixel
+    scale, with a warning, when it finds none: refused here)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            wcs = galsim.FitsWCS(str(path), suppress_warning=True)
+    except (OSError, KeyError, ValueError, TypeError, galsim.GalSimError) as exc:
+        raise PSFError(f"cannot read a WCS from the header ({exc})", path) from None
+    if not wcs.isCelestial():
+        raise PSFError("the primary header has no celestial WCS (CTYPE1/2, CRVAL, CD...)",
+                       path)
+    return wcs
+
+
 class GalsimPSF(PSFModel):
     """An analytic galsim PSF given in sky units (arcsec), seen through a CCD WCS; the
     pixel response is convolved in here."""
@@ -172,17 +235,26 @@ class GalsimPSF(PSFModel):
         return galsim.Convolve(jac.profileToImage(self.profile), galsim.Pixel(1.0))
 
 
-def load_psf(path: str | os.PathLike, color: float | None = None) -> PSFModel:
+def load_psf(path: str | os.PathLike, color: float | None = None, stars: bool = True, *,
+             psf_format: str = "piff", wcs_header: str | os.PathLike | None = None
+             ) -> PSFModel:
     """Read a PSF file: a pixelised PSF (HDU ``PIXPSF``) or a Piff file; ``color`` (g-i)
-    is the sources' colour for a colour-dependent WCS (`PSFModel.color`).
+    is the sources' colour for a colour-dependent WCS (`PSFModel.color`); ``stars=False``
+    leaves a Piff PSF's stars unread (drawing does not use them; `PiffFile`).  With
+    ``psf_format="psfex"``, a PSFEx model whose CCD WCS is in ``wcs_header`` (`PSFExPSF`).
 
     Raises `PSFError` for a missing or corrupt file and `MissingDependencyError` when the
     file pickles a pixmappy WCS and pixmappy is not installed.
     """
+    if psf_format == "psfex":
+        if wcs_header is None:
+            raise PSFError("a PSFEx PSF needs the FITS header of its CCD's WCS", path)
+        return PSFExPSF.read(path, wcs_header)
     path = Path(path)
     require_fits_file(path, PSFError, "PSF file")
     try:
-        psf_file = PiffFile(path)   # opened once: to tell the kind, then to read Piff's
+        # opened once: to tell the kind, then to read Piff's
+        psf_file = PiffFile(path, stars=stars)
     except (OSError, ValueError) as exc:
         raise PSFError(f"not a readable FITS file ({exc})", path) from None
     with psf_file:

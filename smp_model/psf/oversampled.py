@@ -173,12 +173,14 @@ class OversampledPSF:
         centers_y = np.atleast_1d(np.asarray(centers_y, float))
         ny, nx = shape
         ov, c = self.oversampling, self._centre
-        dx = (origin[0] + np.arange(nx))[None, None, :] - centers_x[:, None, None]
-        dy = (origin[1] + np.arange(ny))[None, :, None] - centers_y[:, None, None]
-        dx, dy = np.broadcast_arrays(dx, dy)
+        dx = (origin[0] + np.arange(nx))[None, None, :] - centers_x[:, None, None]   # (K,1,nx)
+        dy = (origin[1] + np.arange(ny))[None, :, None] - centers_y[:, None, None]   # (K,ny,1)
         if distortions is not None:
+            # each product stays (K, 1, nx) or (K, ny, 1); only the sums are full size
             a = distortions[:, :, :, None, None]
             dx, dy = a[:, 0, 0] * dx + a[:, 0, 1] * dy, a[:, 1, 0] * dx + a[:, 1, 1] * dy
+        else:
+            dx, dy = np.broadcast_arrays(dx, dy)
         # Only pixels within reach of the sampled box: the spline is exactly zero beyond
         # it, and on a 30x30 stamp that skips ~40 % of a 20x20 grid's pixels.
         reach = self.radius + (_SPLINE_ORDER + 1) / ov

@@ -1,13 +1,16 @@
-"""Reading Piff PSF files with Piff's own reader, without its slowest step.
+"""Reading Piff PSF files with Piff's own reader, without its slowest steps.
 
 Piff reads its FITS tables through fitsio, and fitsio turns every byte-string column into
 numpy unicode with one structured ``astype``.  numpy's string casts run at ~200 ns per
 character, and a DES Piff file stores its WCS as base64 text in twelve 15.9 kB columns: that
 cast is ~50 ms of a ~80 ms read (numpy 2.4, fitsio 1.4; measured on the DES sample).
 `PiffFile` gives `piff.readers.FitsReader` the file as fitsio does, except that tables with
-wide string columns are read with astropy (raw bytes, decoded by Python's codec, ~100x
-faster).  What Piff builds from it is identical to what `piff.PSF.read` returns (tested on
-every file of the sample).
+wide string columns are read as raw records (fitsio's own record read, before its cast)
+and decoded by Python's codec (~100x faster).  What Piff builds from it is identical to
+what `piff.PSF.read` returns (tested on every file of the sample).
+
+A fit draws the PSF and never looks at the stars Piff fitted it to; ``stars=False``
+leaves that table unread (~8 ms of a DES file's ~35 ms), so the PSF has no ``stars``.
 """
 from __future__ import annotations
 
@@ -15,9 +18,10 @@ import os
 
 import fitsio
 import numpy as np
-from astropy.io import fits
 
-__all__ = ["PiffFile", "read_piff"]
+__all__ = ["STARS_SUFFIX", "PiffFile", "read_piff"]
+
+STARS_SUFFIX = "_stars"
 
 # String columns at least this wide (bytes) are decoded by us; narrower ones cost fitsio
 # little, and leaving them to it keeps its behaviour exactly.
@@ -28,15 +32,17 @@ class PiffFile:
     """An open FITS file offering what `piff.readers.FitsReader` uses of `fitsio.FITS`
     (``name in f``, ``f[name]``, iteration over HDUs).  Use as a context manager."""
 
-    def __init__(self, path: str | os.PathLike):
+    def __init__(self, path: str | os.PathLike, stars: bool = True):
         self.path = os.fspath(path)
         self._fitsio = fitsio.FITS(self.path)
-        self._astropy: fits.HDUList | None = None
         try:
             self.extnames: list[str] = [hdu.get_extname() for hdu in self._fitsio]
         except Exception:
             self._fitsio.close()
             raise
+        # Piff names the table of a PSF's stars <psf name>_stars.
+        self._hidden = set() if stars else {name for name in self.extnames
+                                             if name.endswith(STARS_SUFFIX)}
 
     def __enter__(self) -> "PiffFile":
         return self
@@ -46,19 +52,13 @@ class PiffFile:
 
     def close(self) -> None:
         self._fitsio.close()
-        if self._astropy is not None:
-            self._astropy.close()
 
     def __contains__(self, extname: str) -> bool:
-        return extname in self._fitsio
+        return extname not in self._hidden and extname in self._fitsio
 
     def __getitem__(self, extname: str):
         hdu = self._fitsio[extname]
-        if not _has_wide_strings(hdu):
-            return hdu
-        if self._astropy is None:
-            self._astropy = fits.open(self.path, memmap=False)
-        return _WideStringTable(hdu, self._astropy[extname])
+        return _WideStringTable(hdu) if _has_wide_strings(hdu) else hdu
 
     def read_psf(self):
         """The Piff PSF in this file, as `piff.PSF.read` would return it."""
@@ -71,9 +71,10 @@ class PiffFile:
         return piff.PSF._read(FitsReader(self, base_name=None), "psf", LoggerWrapper(None))
 
 
-def read_piff(path: str | os.PathLike):
-    """`piff.PSF.read` of ``path`` through `PiffFile` (same result, faster)."""
-    with PiffFile(path) as f:
+def read_piff(path: str | os.PathLike, stars: bool = True):
+    """`piff.PSF.read` of ``path`` through `PiffFile` (same result, faster; without the
+    PSF's ``stars`` unless ``stars``)."""
+    with PiffFile(path, stars=stars) as f:
         return f.read_psf()
 
 
@@ -88,18 +89,17 @@ def _has_wide_strings(hdu) -> bool:
 class _WideStringTable:
     """A binary table read as fitsio would (string columns as str), but decoded fast."""
 
-    def __init__(self, fitsio_hdu, astropy_hdu: fits.BinTableHDU):
-        self._fitsio_hdu = fitsio_hdu
-        self._astropy_hdu = astropy_hdu
+    def __init__(self, fitsio_hdu):
+        self._hdu = fitsio_hdu
 
     def get_colnames(self) -> list[str]:
-        return self._fitsio_hdu.get_colnames()
+        return self._hdu.get_colnames()
 
     def read_header(self):
-        return self._fitsio_hdu.read_header()
+        return self._hdu.read_header()
 
     def read(self) -> np.ndarray:
-        raw = np.asarray(self._astropy_hdu.data)
+        raw = self._raw_records()
         columns = {name: _as_unicode(raw[name]) if raw.dtype[name].kind == "S" else raw[name]
                    for name in raw.dtype.names}
         table = np.empty(len(raw), dtype=[(name, col.dtype, col.shape[1:])
@@ -107,6 +107,23 @@ class _WideStringTable:
         for name, col in columns.items():
             table[name] = col
         return table
+
+    def _raw_records(self) -> np.ndarray:
+        """The table's records as stored (strings as bytes): what fitsio's ``read`` reads
+        before it casts strings to unicode (`fitsio.hdu.TableHDU._read_all`).  Tables of
+        variable-length or bit columns, which fitsio reads column by column, go through
+        its public reader and cast instead."""
+        hdu = self._hdu
+        dtype, _, variable = hdu.get_rec_dtype()
+        if np.any(variable) or hdu._check_tbit():
+            return hdu.read()
+        records = np.zeros(hdu.get_nrows(), dtype=dtype)
+        hdu._FITS.read_as_rec(hdu._ext + 1, 1, hdu.get_nrows(), records)
+        for colnum, name in enumerate(records.dtype.names):
+            info = hdu._info["colinfo"][colnum]
+            hdu._rescale_and_convert_field_inplace(records, name, info["tscale"],
+                                                   info["tzero"])
+        return records
 
 
 def _as_unicode(column: np.ndarray) -> np.ndarray:

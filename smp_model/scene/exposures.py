@@ -83,7 +83,8 @@ def load_exposure(entry: ExposureEntry, manifest: DetectionManifest,
     stamp = read_stamp(entry.stamp) if stamp is None else stamp
     _check_pixel_values(entry, stamp)
     color = manifest.color_of(entry)
-    psf = load_psf(entry.psf, color=color)
+    psf = load_psf(entry.psf, color=color, stars=False,   # a fit never uses Piff's stars
+                   psf_format=entry.psf_format, wcs_header=entry.psf_wcs_header)
     x, y = _place_target(entry, stamp, psf, manifest, color)
     image, weight = stamp.calibrated(entry.zeropoint)
     n_nan = int((~np.isfinite(stamp.sci) & (stamp.msk == 0) & (stamp.wgt > 0)).sum())
@@ -207,12 +208,13 @@ def manifest_warnings(manifest: DetectionManifest) -> list[str]:
     a colour outside `COLOR_GI_RANGE` (the WCS colour term would be extrapolated)."""
     where = f"{manifest.path}: " if manifest.path else ""
     messages = []
-    for kind in ("stamp", "psf"):
+    for kind, key in (("stamp", lambda e: e.stamp), ("psf", lambda e: e.psf_files)):
         users: dict = {}
         for e in manifest.exposures:
-            users.setdefault(getattr(e, kind), []).append(e.expnum)
-        for path, expnums in users.items():
-            if len(expnums) > 1:
+            users.setdefault(key(e), []).append(e.expnum)
+        for files, expnums in users.items():
+            if len(expnums) > 1:   # a PSFEx model counts once per WCS header
+                path = files if kind == "stamp" else files[0]
                 messages.append(f"{where}{kind} file {path} is used by exposures "
                                 f"{', '.join(map(str, expnums))}")
     other = [e.expnum for e in manifest.exposures if e.band != manifest.band]

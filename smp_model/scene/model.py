@@ -32,8 +32,14 @@ from ..wcs.transforms import local_jacobians, sky_from_tangent
 from .conditioning import MAX_CONDITION, MAX_TARGET_CUT_SHARE, Conditioning, factorise_static
 from .exposures import LoadedExposure
 
-__all__ = ["MAX_CONDITION", "LinearSolution", "Progress", "SceneModel", "grid_offsets_arcsec",
+__all__ = ["DERIVATIVE_STEP", "DISTORTION_STEP", "MAX_CONDITION", "LinearSolution", "Progress",
+           "SceneModel", "grid_offsets_arcsec",
            "grid_sky_positions", "single_threaded_blas"]
+
+# Step (px) of the central differences that give the target stamps' position derivatives.
+DERIVATIVE_STEP = 1e-4
+# Step (px) of the central differences that give the WCS distortion's slope there.
+DISTORTION_STEP = 1e-2
 
 Progress = Callable[[float, str], None]
 
@@ -205,6 +211,8 @@ class SceneModel:
         self._rhs_static = self.static_design.T @ (self.weight * self.data)
         self._ywy = float(self.data @ (self.weight * self.data))
         self._static_solution = self._solve_static(self._rhs_static)
+        # chi2 of the static scene alone (no target source)
+        self.chi2_static = float(self._ywy - self._static_solution @ self._rhs_static)
 
     def with_weights(self, weight: np.ndarray) -> "SceneModel":
         """The same design and data with other inverse variances (flattened like
@@ -275,14 +283,82 @@ class SceneModel:
         last = self._last_target_stamps   # one read: another thread may replace it
         if last is not None and last[0] == key:
             return last[1]
-        centers = self.target_centers(offsets)
-        m = self.detection_index
-        stamps = self.renderers[m].render(centers[:, 0], centers[:, 1],
-                                          self.sampling_origins[m], self.shape,
-                                          self._distortions(m, centers[:, 0], centers[:, 1]))
+        stamps = self.render_target_sources(offsets)
         stamps.flags.writeable = False
         self._last_target_stamps = (key, stamps)
         return stamps
+
+    def target_stamps_with_derivatives(self, offsets, step: float = DERIVATIVE_STEP
+                                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Unit-flux target stamps T (n_t, ny, nx) and their first and second derivatives
+        with respect to the sources' offsets: dT/d(dx, dy) (n_t, 2, ny, nx) and
+        d2T/d(dx, dy)^2 (n_t, 2, 2, ny, nx), per px and px^2.
+
+        Central differences of ``step`` px, all drawn in one rendering call; the renderer
+        is a cubic spline, smooth to its second derivative, so the differences are exact
+        to ~1e-7 of the derivatives."""
+        offsets = np.atleast_2d(np.asarray(offsets, float))
+        n_t = offsets.shape[0]
+        moves = step * np.array([[1, 0], [-1, 0], [0, 1], [0, -1],
+                                 [1, 1], [1, -1], [-1, 1], [-1, -1]], float)
+        shifted = (offsets[:, None, :] + moves[None, :, :]).reshape(-1, 2)
+        drawn = self.render_target_sources(
+            np.concatenate([offsets, shifted]),
+            self._linearised_distortions(offsets, moves))
+        stamps = drawn[:n_t]
+        xp, xm, yp, ym, pp, pm, mp, mm = np.moveaxis(
+            drawn[n_t:].reshape(n_t, len(moves), *self.shape), 1, 0)
+        first = np.stack([xp - xm, yp - ym], axis=1) / (2 * step)
+        xx = (xp - 2 * stamps + xm) / step ** 2
+        yy = (yp - 2 * stamps + ym) / step ** 2
+        xy = (pp - pm - mp + mm) / (4 * step ** 2)
+        second = np.stack([np.stack([xx, xy], 1), np.stack([xy, yy], 1)], axis=1)
+        return stamps, first, second
+
+    def _linearised_distortions(self, offsets: np.ndarray, moves: np.ndarray) -> np.ndarray:
+        """`_distortions` of sources at ``offsets`` (n, 2) followed by those of each source
+        moved by each of ``moves`` (k, 2) px, (n (1 + k), 2, 2), the latter from the
+        distortion's slope at the source (central differences of DISTORTION_STEP px).
+
+        A DES WCS's local Jacobian changes by ~1e-3 per pixel, which the derivatives must
+        see, but its evaluation rounds at ~1e-10, which second differences of a 1e-4 px
+        step would amplify to the size of the derivatives themselves."""
+        n = offsets.shape[0]
+        h = DISTORTION_STEP
+        stencil = np.array([[0, 0], [h, 0], [-h, 0], [0, h], [0, -h]])
+        centers = (self.target_centers(offsets)[:, None, :] + stencil[None]).reshape(-1, 2)
+        a = self._distortions(self.detection_index, centers[:, 0], centers[:, 1]
+                              ).reshape(n, 5, 2, 2)
+        slope_x, slope_y = (a[:, 1] - a[:, 2]) / (2 * h), (a[:, 3] - a[:, 4]) / (2 * h)
+        moved = (a[:, None, 0] + moves[None, :, 0, None, None] * slope_x[:, None]
+                 + moves[None, :, 1, None, None] * slope_y[:, None])
+        return np.concatenate([a[:, 0], moved.reshape(-1, 2, 2)])
+
+    def render_target_sources(self, offsets, distortions: np.ndarray | None = None
+                              ) -> np.ndarray:
+        """Unit-flux stamps (k, ny, nx) of point sources at ``offsets`` (k, 2) px in the
+        detection exposure, drawn as the target's (uncached: for searches and scans);
+        ``distortions`` (k, 2, 2): the sources' `_distortions` when already known."""
+        centers = self.target_centers(np.atleast_2d(offsets))
+        m = self.detection_index
+        if distortions is None:
+            distortions = self._distortions(m, centers[:, 0], centers[:, 1])
+        return self.renderers[m].render(centers[:, 0], centers[:, 1], self.sampling_origins[m],
+                                        self.shape, distortions)
+
+    def profiled_terms(self, stamps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Normal-equation terms of extra columns in the detection exposure with the static
+        scene profiled out: for k stamps C (k, ny, nx), the Gram matrix
+        ``G = C^T W C - N_cb N_bb^-1 N_bc`` (k, k) and ``z = C^T W y - N_cb b0`` (k,),
+        with b0 the static solution without target.  Target fluxes at those columns are
+        ``G^-1 z`` and the chi2 is ``chi2_static - z^T G^-1 z`` (`chi2_static`)."""
+        rows = self.rows[self.detection_index]
+        cols = np.asarray(stamps).reshape(len(stamps), -1).T          # (npix, k)
+        wcols = cols * self.weight[rows][:, None]
+        n_bc = self.static_design[rows].T @ wcols
+        gram = cols.T @ wcols - n_bc.T @ self._solve_static(n_bc)
+        data = wcols.T @ self.data[rows] - n_bc.T @ self._static_solution
+        return gram, data
 
     def solve(self, offsets) -> LinearSolution:
         with single_threaded_blas():

@@ -63,10 +63,11 @@ import numpy as np
 
 from ..files import OutputExistsError
 from .config import SimulationConfig
-from .field import build_field
+from .field import SimulatedField, build_field
 from .truth import SimulationTruth
 
-__all__ = ["TRUTH_FILENAME", "check_output_dir", "simulate_detection", "target_layout"]
+__all__ = ["TRUTH_FILENAME", "check_output_dir", "simulate_detection", "target_layout",
+           "write_detection"]
 
 TRUTH_FILENAME = "truth.json"
 
@@ -88,7 +89,14 @@ def simulate_detection(outdir: str | os.PathLike, *, overwrite: bool = False,
     config = SimulationConfig(**options)
     outdir = Path(outdir).absolute()
     check_output_dir(outdir, overwrite)
-    sim_field = build_field(config)
+    return write_detection(build_field(config), outdir, overwrite)
+
+
+def write_detection(sim_field: SimulatedField, outdir: Path,
+                    overwrite: bool = False) -> SimulationTruth:
+    """Add the target of ``sim_field.config`` (`target_layout`) and noise to a field and
+    write the detection and its ``truth.json`` to ``outdir`` (checked by the caller)."""
+    config = sim_field.config
     sources = sim_field.target_sources(*target_layout(config))
     stamps = sim_field.realise(config.rng(2), sources, noise=config.noise,
                                gain=config.shot_noise_gain)

@@ -27,7 +27,8 @@ from .config import (CCD_MARGIN_PX, CCD_NX, CCD_NY, DES_CCDS, EXPOSURES_FILENAME
 from .truth import ExposureTruth, SceneSource, SimulationTruth, TargetSource
 
 __all__ = ["SimulatedExposure", "SimulatedField", "binary_geometry", "build_field",
-           "ccd_image_relpath", "psf_relpath", "stamp_relpath", "tan_sip_header"]
+           "ccd_image_relpath", "draw_defects", "draw_scene", "place_on_ccd", "psf_relpath",
+           "scene_sources", "stamp_relpath", "tan_sip_header"]
 
 
 @dataclass(eq=False)
@@ -72,6 +73,15 @@ class SimulatedExposure:
         fine = galsim.ImageD(n, n, scale=1.0 / PSF_OVERSAMPLING)
         pixel_psf.drawImage(fine, method="no_pixel", center=fine.true_center)
         return PixelizedPSF(fine.array * PSF_OVERSAMPLING ** 2, PSF_OVERSAMPLING, self.wcs)
+
+    def psf_fields(self, outdir: Path) -> dict:
+        """The `ExposureEntry` fields naming this exposure's PSF files under ``outdir``."""
+        return dict(psf=outdir / psf_relpath(self.truth.expnum, self.truth.ccdnum))
+
+    def write_psf(self, entry: ExposureEntry, overwrite: bool) -> None:
+        """Write the PSF files `psf_fields` names (atomically)."""
+        with atomic_output(entry.psf, overwrite) as tmp:
+            self.pixelized_psf().write(tmp, self.wcs_header, overwrite=True)
 
     def draw(self, profile: galsim.GSObject, x: float, y: float) -> np.ndarray:
         """SCI-count stamp of a sky ``profile`` (arcsec, ZP30 flux) centred at CCD (x, y),
@@ -155,7 +165,7 @@ class SimulatedField:
             entries.append(ExposureEntry(
                 expnum=t.expnum, ccdnum=t.ccdnum, band=self.config.band,
                 zeropoint=t.zeropoint, stamp=outdir / stamp_relpath(name, t.expnum),
-                psf=outdir / psf_relpath(t.expnum, t.ccdnum), stamp_origin=t.stamp_origin,
+                **ex.psf_fields(outdir), stamp_origin=t.stamp_origin,
                 target_xy=t.target_xy, gain=self.config.shot_noise_gain))
         det = self.detection.truth
         return DetectionManifest(name=name, ra=self.ra, dec=self.dec, band=self.config.band,
@@ -170,8 +180,7 @@ class SimulatedField:
         manifest = self.manifest(outdir)
         for ex, entry, sci in zip(self.exposures, manifest.exposures, stamps):
             _write_stamp(entry.stamp, sci, ex.mask, ex.weight, overwrite)
-            with atomic_output(entry.psf, overwrite) as tmp:
-                ex.pixelized_psf().write(tmp, ex.wcs_header, overwrite=True)
+            ex.write_psf(entry, overwrite)
         _write_zeropoints(outdir / "zeropoints.ecsv", manifest, overwrite)
         if self.config.ccd_images:
             self._write_survey(outdir, stamps, overwrite)
@@ -273,7 +282,7 @@ def build_field(config: SimulationConfig) -> SimulatedField:
     layout = config.rng(0)
     ra = float(layout.uniform(0.0, 360.0))
     dec = float(layout.uniform(-10.0, 10.0))   # near the ecliptic, like DES TNO fields
-    scene = _scene_sources(config, layout, ra, dec)
+    scene = scene_sources(config, layout, ra, dec)
     rng = config.rng(1)
     expnums = np.sort(rng.choice(np.arange(200000, 900000), config.n_exposures,
                                  replace=False))
@@ -281,12 +290,12 @@ def build_field(config: SimulationConfig) -> SimulatedField:
     exposures = [_exposure(config, rng, int(e), ra, dec, m == detection_index)
                  for m, e in enumerate(expnums)]
     for ex in exposures:
-        ex.scene_sci = _draw_scene(ex, scene)
+        ex.scene_sci = draw_scene(ex, scene)
     return SimulatedField(config=config, ra=ra, dec=dec, scene=scene, exposures=exposures,
                           detection_index=detection_index)
 
 
-def _scene_sources(config: SimulationConfig, rng: np.random.Generator, ra: float,
+def scene_sources(config: SimulationConfig, rng: np.random.Generator, ra: float,
                    dec: float) -> tuple[SceneSource, ...]:
     """Static sources around (ra, dec): the blending galaxy (optional) and field stars."""
     sources = []
@@ -338,7 +347,7 @@ def _exposure(config: SimulationConfig, rng: np.random.Generator, expnum: int, r
         rotation = math.nan
     sky_sigma = float(rng.uniform(*config.sky_sigma_range))
     shape = (config.stamp_size, config.stamp_size)
-    mask, defects = _defects(rng, shape, sky_sigma)
+    mask, defects = draw_defects(rng, shape, sky_sigma)
     truth = ExposureTruth(
         expnum=expnum, ccdnum=ccdnum, zeropoint=zeropoint, fwhm_arcsec=fwhm,
         psf_kind=psf_kind, psf_g1=g1, psf_g2=g2, rotation_deg=rotation, sky_sigma=sky_sigma,
@@ -359,7 +368,7 @@ def _psf(kind: str, fwhm: float, g1: float, g2: float) -> galsim.GSObject:
     return profile.shear(g1=g1, g2=g2)
 
 
-def _draw_scene(ex: SimulatedExposure, scene) -> np.ndarray:
+def draw_scene(ex: SimulatedExposure, scene) -> np.ndarray:
     """Noiseless static scene of one exposure (SCI counts)."""
     total = np.zeros(ex.shape)
     if not scene:
@@ -372,7 +381,7 @@ def _draw_scene(ex: SimulatedExposure, scene) -> np.ndarray:
     return total
 
 
-def _defects(rng: np.random.Generator, shape: tuple[int, int], sky_sigma: float
+def draw_defects(rng: np.random.Generator, shape: tuple[int, int], sky_sigma: float
              ) -> tuple[np.ndarray, np.ndarray]:
     """A few masked pixels and the junk SCI counts they hold: cosmic rays (1-3 px tracks,
     bit `MASK_CRAY`) and, sometimes, a bad-column segment (bit `MASK_BPM`)."""
@@ -418,10 +427,10 @@ def tan_sip_header(rng: np.random.Generator, rotation_deg: float,
                 header[f"A_{p}_{q}"] = float(rng.normal(0.0, sigma))
                 header[f"B_{p}_{q}"] = float(rng.normal(0.0, sigma))
     header["CRVAL1"], header["CRVAL2"] = ra, dec
-    return _place_on_ccd(header, target_xy, ra, dec)
+    return place_on_ccd(header, target_xy, ra, dec)
 
 
-def _place_on_ccd(header: fits.Header, target_xy: tuple[float, float], ra: float,
+def place_on_ccd(header: fits.Header, target_xy: tuple[float, float], ra: float,
                   dec: float) -> fits.Header:
     """Move CRVAL until sky (ra, dec) maps to CCD ``target_xy`` (fixed-point iteration:
     shift CRVAL by the residual tangent offset; converges to 1e-8 arcsec, 4e-8 px, in a few

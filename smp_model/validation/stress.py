@@ -50,11 +50,6 @@ INJECTIONS_PER_DETECTION = 10
 # Where the remedy engaged, more injections (the scene model is shared, a realisation costs
 # a refit): the pulls with and without it are the run's point.
 INJECTIONS_WHERE_ENGAGED = 40
-# Flags that say something about the data rather than the request: position_fixed is set
-# on every fit at a given position.
-_REQUEST_FLAGS = FLAG_BITS["position_fixed"]
-
-
 @dataclass(frozen=True)
 class StressDetection:
     """What one stress detection is made of (see the module docstring).
@@ -210,7 +205,8 @@ class StressRecovery:
 
     @property
     def data_flags(self) -> int:
-        return self.flags & ~_REQUEST_FLAGS
+        # every flag says something about the data (positions fixed is a column now)
+        return self.flags
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,10 @@ __all__ = ["local_jacobians", "local_pixel_scale", "pixel_to_sky",
 _NEWTON_TOL_PX = 1e-9
 _NEWTON_MAX_ITER = 50
 _JACOBIAN_REFRESH_PX = 2.0
-_ROUNDOFF_PX = 1e-7
+# Steps that stop shrinking below this are the forward map's round-off: ~1e-9 px at
+# RA ~ 360 in float64 degrees, ~1e-6 px within a minute of arc of a pole (galsim's
+# deprojection there loses digits).
+_ROUNDOFF_PX = 1e-5
 
 
 def tangent_offsets(ra_deg, dec_deg, ref_ra_deg: float, ref_dec_deg: float):
@@ -61,8 +64,8 @@ def sky_to_pixel(wcs: galsim.BaseWCS, ra, dec, color: float | None = None,
     """1-indexed CCD (x, y) of sky positions (degrees) of a source of g-i colour ``color``;
     arrays allowed.
 
-    Newton iterations on the forward map, vectorised over positions, converged to 1e-9 px,
-    started from the WCS's own inverse of the first position where it has one (galsim's
+    Newton iterations on the forward map, vectorised over positions, converged to 1e-9 px
+    (to the forward map's round-off, ~1e-6 px, within a minute of arc of a pole), started from the WCS's own inverse of the first position where it has one (galsim's
     ``radecToxy``) or else from ``guess`` (default: the image centre of a DECam CCD).
     Why not the WCS's inverse for all: pixmappy's (``toPix``) solves one position at a time
     with a generic root finder (slow for a grid of sources) and stops at its map tolerance
@@ -84,10 +87,17 @@ def sky_to_pixel(wcs: galsim.BaseWCS, ra, dec, color: float | None = None,
 
 
 def _newton_inverse(wcs, ra, dec, start, color=None):
-    """Quasi-Newton iterations for all positions from one starting point ``start``."""
+    """Quasi-Newton iterations for all positions from one starting point ``start``.
+
+    Residuals are measured in one gnomonic tangent plane, about the first target, for every
+    point, with the Jacobian of pixels into that plane.  Near a celestial pole a plane per
+    point would not do: the local north turns across a CCD (one within a few arcmin of the
+    pole has the pole on it), so one Jacobian cannot serve every point's own plane."""
     shape = np.broadcast(ra, dec).shape
     ra, dec = np.broadcast_arrays(ra, dec)
     ra, dec = ra.ravel(), dec.ravel()
+    ref = float(ra[0]), float(dec[0])
+    u_target, v_target = tangent_offsets(ra, dec, *ref)
     x = np.full(ra.shape, float(start[0]))
     y = np.full(ra.shape, float(start[1]))
     # Quasi-Newton for all points with the Jacobian at the first point, refreshed only
@@ -98,33 +108,30 @@ def _newton_inverse(wcs, ra, dec, start, color=None):
     last_step = np.inf
     for it in range(_NEWTON_MAX_ITER):
         if inv_jac is None:
-            jac_pos = galsim.PositionD(float(x[0]), float(y[0]))
-            inv_jac = np.linalg.inv(wcs.jacobian(jac_pos, color=color).getMatrix())
-        ra_now, dec_now = pixel_to_sky(wcs, x, y, color)
-        du, dv = _residual_offsets(ra, dec, ra_now, dec_now)
-        dx, dy = inv_jac @ np.vstack([du, dv])
+            inv_jac = np.linalg.inv(_plane_jacobian(wcs, float(x[0]), float(y[0]), ref,
+                                                    color))
+        u, v = tangent_offsets(*pixel_to_sky(wcs, x, y, color), *ref)
+        dx, dy = inv_jac @ np.vstack([u_target - u, v_target - v])
         x += dx
         y += dy
         step = max(np.max(np.abs(dx)), np.max(np.abs(dy)))
-        # Also done when the steps stop shrinking at the round-off of float64 degrees
-        # (~1e-9 px at RA ~ 360).
+        # Also done when the steps stop shrinking at the forward map's round-off.
         if step < _NEWTON_TOL_PX or (step < _ROUNDOFF_PX and step >= last_step):
             return x.reshape(shape), y.reshape(shape)
-        if step > _JACOBIAN_REFRESH_PX:
+        if step > _JACOBIAN_REFRESH_PX or not np.isfinite(step):
             inv_jac = None
         last_step = step
     raise galsim.GalSimError(f"sky_to_pixel did not converge (last step {step:.2g} px)")
 
 
-def _residual_offsets(ra, dec, ra_now, dec_now):
-    """Local tangent-plane offsets (arcsec) of targets from current positions, per point.
-    Small-angle form: the residuals are tiny after the first step, and on the first step
-    only the direction matters."""
-    cosd = np.cos(np.radians(dec_now))
-    dra = (ra - ra_now + 180.0) % 360.0 - 180.0
-    # galsim's u axis points to decreasing RA (east to the left on the sky as seen on an
-    # image with north up): u = -dRA cos(dec), v = dDec.
-    return -dra * cosd * 3600.0, (dec - dec_now) * 3600.0
+def _plane_jacobian(wcs, x: float, y: float, ref: tuple[float, float], color) -> np.ndarray:
+    """d(u, v)/d(x, y) (arcsec per pixel) at CCD (x, y) into the gnomonic plane about the
+    sky position ``ref`` (degrees): central differences with 1-pixel steps, as galsim's
+    own local Jacobians."""
+    ra, dec = pixel_to_sky(wcs, np.array([x + 1, x - 1, x, x]),
+                           np.array([y, y, y + 1, y - 1]), color)
+    u, v = tangent_offsets(ra, dec, *ref)
+    return 0.5 * np.array([[u[0] - u[1], u[2] - u[3]], [v[0] - v[1], v[2] - v[3]]])
 
 
 def separation_and_position_angle(ra1: float, dec1: float, ra2: float, dec2: float
