@@ -92,6 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         if Path(out).exists():
             print(f"smp-gui: error: {out} exists: not overwritten", file=sys.stderr)
             return 2
+    if args.path is not None and not Path(args.path).exists():
+        print(f"smp-gui: error: {args.path}: no such file or folder", file=sys.stderr)
+        return 2
     headless = bool(args.screenshot or exports)
 
     try:
@@ -102,6 +105,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"smp-gui: error: the window needs {exc.name}, which is not installed: "
               "pip install 'smp-inspector[gui]'", file=sys.stderr)
         return 2
+    from .startup import StartupError, choose_platform, install_message_filter
+    try:
+        choose_platform(headless)
+    except StartupError as exc:
+        print(f"smp-gui: error: {exc}", file=sys.stderr)
+        return 2
+    install_message_filter()
 
     from .controller import limit_blas_threads, preload_engine
     from .windows import WindowManager
@@ -109,14 +119,19 @@ def main(argv: list[str] | None = None) -> int:
     app = QApplication.instance() or QApplication(sys.argv[:1])
     # One BLAS thread for the whole process, set once and kept alive with the app.
     app.blas_limit = limit_blas_threads()
-    preload_engine()
     app.setApplicationName("SMP Inspector")
     pg.setConfigOptions(antialias=True)
     if args.survey_demo or is_batch_output(args.path):
+        preload_engine()
         from .survey.app import survey_main
         return survey_main(args, app)
     window = WindowManager().new_inspector()
     window.show()
+    # The window first, then the engine's seconds of start-up, said in its status bar.
+    window.statusBar().showMessage("Starting the engine…")
+    app.processEvents()
+    preload_engine()
+    window.statusBar().clearMessage()
 
     path = args.path
     if path is None:

@@ -181,11 +181,16 @@ class InspectorModel:
         self.detection_changed.emit()
         self.history_changed.emit()
 
-    def apply(self, text: str, measurement: Measurement) -> bool:
+    def apply(self, text: str, measurement: Measurement, merge: bool = False) -> bool:
         """Make ``measurement`` current as one undoable edit named ``text`` (False: no
-        change)."""
+        change).  With ``merge``, an edit of the same name just before (nothing undone
+        since) grows to take this one in: a run of nudges of a marker is one step."""
         before = self._gesture_base or self.measurement
         self._gesture_base = None
+        if merge and self._undo and not self._redo and self._undo[-1].text == text \
+                and self._undo[-1].after == before:
+            before = self._undo.pop().before      # where the run started
+            self.history_changed.emit()
         if measurement == before:
             if measurement != self.measurement:
                 self._set(measurement)
@@ -196,9 +201,9 @@ class InspectorModel:
         self.history_changed.emit()
         return True
 
-    def move(self, text: str, offsets: TargetOffsets) -> bool:
-        """Offsets of their mode changed by the user (undoable)."""
-        return self.apply(text, self.measurement.with_offsets(offsets))
+    def move(self, text: str, offsets: TargetOffsets, merge: bool = False) -> bool:
+        """Offsets of their mode changed by the user (undoable; ``merge``: see `apply`)."""
+        return self.apply(text, self.measurement.with_offsets(offsets), merge)
 
     def preview(self, offsets: TargetOffsets) -> None:
         """Offsets during a gesture (a marker drag): shown and fitted, recorded in the

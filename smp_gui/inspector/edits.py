@@ -53,13 +53,14 @@ class Edits:
                                                    mode=mode or self.model.mode))
 
     def nudge(self, ddx: float, ddy: float):
-        """Move the selected marker by (ddx, ddy) px."""
+        """Move the selected marker by (ddx, ddy) px; a run of nudges of one marker is
+        one undo step."""
         markers = self.window.markers
         if self.window.result is None or markers.count == 0:
             return
         k = min(markers.selected_index, markers.count - 1)
         self.model.move(f"Nudge {self._component_name(k)}",
-                        self.model.offsets.shifted(k, ddx, ddy))
+                        self.model.offsets.shifted(k, ddx, ddy), merge=True)
 
     def nudge_on_screen(self, right: int, up: int):
         """Arrow keys: move the selected marker by `NUDGE_PX` px in the direction the key

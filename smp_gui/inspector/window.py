@@ -532,8 +532,9 @@ class InspectorWindow(QMainWindow):
         """An error dialog (kept as ``error_dialog``) and its line in the status bar;
         emits ``errorShown``."""
         self.error_dialog = dialogs.show_error(self, title, error, context, details)
-        self.statusBar().showMessage(f"{title}: {dialogs.describe_error(error, context)[1]}",
-                                     10000)
+        subject, problem = dialogs.describe_error(error, context)
+        line = f"{title}: {subject}: {problem}" if subject else f"{title}: {problem}"
+        self.statusBar().showMessage(line, 10000)
         self.errorShown.emit(self.error_dialog)
         return self.error_dialog
 
