@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         "moving-object detection, interactively.")
     parser.add_argument("path", nargs="?", metavar="MANIFEST|FOLDER|BATCH",
                         help="detection manifest (detection.toml), its folder, a saved "
-                        "session (.json), or a `smp batch` output (.ecsv/.fits/.csv: the "
+                        "session (.json), or a `smp batch` output (.ecsv/.fits/.vot/.csv: the "
                         "survey view); default: the built-in demo")
     parser.add_argument("--binary", type=parse_offsets, metavar="DX1,DX2,DY1,DY2",
                         help="start in binary mode with these offsets (px, relative to the "
@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def is_batch_output(path) -> bool:
     """A table file (what `smp batch` writes) opens in the survey view."""
-    return path is not None and Path(path).suffix.lower() in (".ecsv", ".fits", ".csv")
+    from smp_model.files import TABLE_FORMATS
+    return path is not None and Path(path).suffix.lower() in TABLE_FORMATS
 
 
 def _exports(args) -> list[tuple[str, str]]:

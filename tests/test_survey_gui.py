@@ -19,6 +19,8 @@ from PyQt6.QtWidgets import QApplication, QFileDialog, QInputDialog
 
 from smp_gui import loader
 from smp_gui.windows import WindowManager
+from smp_model.outputs.tables import read_flux_table
+from smp_model.outputs.votable import write_votable
 from smp_model.survey.core import Survey
 
 pytestmark = pytest.mark.gui
@@ -139,8 +141,6 @@ def test_open_filter_sort(qtbot, window, batch, monkeypatch):
 def test_open_dialog_offers_and_opens_a_votable_output(qtbot, window, batch, monkeypatch):
     """`smp batch --out x.vot` writes a VOTable: File > Open batch offers it and opens it
     with the same rows as the ECSV output."""
-    from smp_model.outputs.tables import read_flux_table
-    from smp_model.outputs.votable import write_votable
     path, _ = batch
     vot = write_votable(read_flux_table(path), path.with_suffix(".vot"))
     offered = []
@@ -350,7 +350,9 @@ def test_cli_screenshot_and_export_table(batch, tmp_path):
             assert a == pytest.approx(b, rel=1e-9, nan_ok=True), name
         else:
             assert a.tolist() == b.tolist(), name
-    bad = subprocess.run([sys.executable, "-m", "smp_gui.app", str(path), "--select",
+    # a VOTable output opens in the survey view too (`smp batch --out x.vot`)
+    vot = write_votable(read_flux_table(path), tmp_path / "fluxes.vot")
+    bad = subprocess.run([sys.executable, "-m", "smp_gui.app", str(vot), "--select",
                           "nope", "--export-table", str(tmp_path / "two.ecsv")],
                          capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "no detection 'nope'" in bad.stderr
