@@ -42,3 +42,19 @@ def tiny_survey(tmp_path_factory):
     batch (tests/survey_helpers.py); ~40 s, once per session."""
     from survey_helpers import make_tiny_survey
     return make_tiny_survey(tmp_path_factory.mktemp("survey"))
+
+
+@pytest.fixture
+def fresh_inspector(qapp, tmp_path):
+    """A new inspector window for one test, shown, with its own settings file (trusted
+    folders, geometry: nothing carried over from the user's or another test's)."""
+    from PyQt6.QtCore import QSettings
+
+    from smp_gui.inspector.window import InspectorWindow
+    store = QSettings(str(tmp_path / "smp.ini"), QSettings.Format.IniFormat)
+    w = InspectorWindow(store)
+    w.show()
+    yield w
+    w.shutdown()
+    w.close()
+    w.deleteLater()

@@ -29,15 +29,8 @@ DAY_S = 86_400.0
 
 
 @pytest.fixture
-def window(qapp, tmp_path):
-    """A new window for each test, with its own settings (trusted folders, geometry)."""
-    store = QSettings(str(tmp_path / "smp.ini"), QSettings.Format.IniFormat)
-    w = InspectorWindow(store)
-    w.show()
-    yield w
-    w.shutdown()
-    w.close()
-    w.deleteLater()
+def window(fresh_inspector):
+    return fresh_inspector
 
 
 def detection_with_psfs_elsewhere(root: Path) -> tuple[Path, list[Path]]:

@@ -42,14 +42,8 @@ def psfex_detection(tmp_path_factory) -> SimulationTruth:
 
 
 @pytest.fixture
-def inspector(qapp, tmp_path):
-    store = QSettings(str(tmp_path / "smp.ini"), QSettings.Format.IniFormat)
-    w = InspectorWindow(store)
-    w.show()
-    yield w
-    w.shutdown()
-    w.close()
-    w.deleteLater()
+def inspector(fresh_inspector):
+    return fresh_inspector
 
 
 def open_fitted(qtbot, window, path):
