@@ -111,6 +111,30 @@ def test_file_open_asks_before_any_psf_file_is_read_and_cancel_fits_nothing(
     assert window.recent_files() == []
 
 
+def test_the_question_names_the_real_files_outside_once(qtbot, window, tmp_path,
+                                                        monkeypatch):
+    """The trust rule through File > Open (as through `smp fit` and `smp batch`,
+    tests/test_trust_rule.py): a link inside the folder to a file outside is outside,
+    ``..`` that comes back in is inside, one outside file named twice is listed once."""
+    manifest, psfs = detection_with_psfs_elsewhere(tmp_path)
+    folder = manifest.parent
+    (folder / "sub").mkdir()
+    doc = read_toml(manifest)
+    exposures = doc["exposures"]
+    (folder / "psf0.fits").symlink_to(psfs[0])
+    exposures[0]["psf"] = "psf0.fits"
+    shutil.copy(psfs[1], folder / "psf1.fits")
+    exposures[1]["psf"] = "sub/../psf1.fits"
+    for entry in exposures[2:]:
+        entry["psf"] = str(psfs[0])   # the linked file again, by its own name
+    write_toml(manifest, doc)
+    seen = {"psfs": psfs}
+    answer_consent(qtbot, window, "cancel", seen=seen)
+    file_open(monkeypatch, window, manifest)
+    assert seen["text"].splitlines() == [str(psfs[0])]
+    assert seen["submitted"] == 0   # asked before the fit (the copy above read psfs[1])
+
+
 def test_open_after_consent_reads_and_fits_and_a_ticked_folder_is_not_asked_again(
         qtbot, window, tmp_path, monkeypatch):
     manifest, psfs = detection_with_psfs_elsewhere(tmp_path)
