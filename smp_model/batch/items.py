@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import SMPError, one_line
 from ..files import TABLE_FORMATS, read_input_table
-from ..inputs.manifest import DetectionManifest
+from ..inputs.manifest import DetectionManifest, read_manifest_bytes
 
 __all__ = ["FOLDER_COLUMNS", "OPTIONAL_FOLDER_COLUMNS", "BatchError", "BatchItem",
            "detection_key", "distinct_keys", "psf_sources_outside", "read_batch_list"]
@@ -143,13 +143,8 @@ def _resolve(base: Path, value) -> Path:
 def _manifest_item(number: int, base: Path, value) -> BatchItem:
     path = _resolve(base, value)
     try:
-        try:
-            text = path.read_bytes()
-        except OSError:
-            text = None
-        # a missing or unreadable file: read() says why, in the manifest's own words
-        manifest = (DetectionManifest.read(path) if text is None
-                    else DetectionManifest.parse(text, path))
+        text = read_manifest_bytes(path)   # once: parsed here, hashed by the fingerprint
+        manifest = DetectionManifest.parse(text, path)
     except SMPError as exc:
         key = detection_key(path.stem if path.stem != "detection" else path.parent.name,
                             "row", number)

@@ -23,7 +23,7 @@ from ..limits import DECAM_CCDNUMS, ZEROPOINT_RANGE
 
 __all__ = ["DEFAULT_CAMERA", "DEFAULT_COLOR_GI", "FORMAT", "PSFEX", "PSF_FORMATS",
            "DetectionManifest", "ExposureEntry", "ccdnum_problem", "des_stamp_origin",
-           "paths_outside", "zeropoint_problem"]
+           "paths_outside", "read_manifest_bytes", "zeropoint_problem"]
 
 FORMAT = "smp-detection/1"
 DEFAULT_COLOR_GI = 0.61
@@ -139,15 +139,7 @@ class DetectionManifest:
     @classmethod
     def read(cls, path: str | os.PathLike) -> "DetectionManifest":
         """Read a ``detection.toml`` manifest; raises `ManifestError` naming file and key."""
-        path = Path(path)
-        problem = input_path_problem(path, "manifest file")
-        if problem:
-            raise ManifestError(problem, path)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ManifestError(f"cannot be read ({exc})", path) from None
-        return cls.parse(data, path)
+        return cls.parse(read_manifest_bytes(path), path)
 
     @classmethod
     def parse(cls, data: bytes, path: str | os.PathLike) -> "DetectionManifest":
@@ -340,6 +332,18 @@ def _psf_from_dict(get: _Getter, base: Path, source: Path) -> dict[str, Any]:
         raise ManifestError(f"key '{get.prefix}psf.wcs_header' is only for format "
                             f"{PSFEX!r} (a Piff file carries its own WCS)", source)
     return dict(psf=table.path("path", base), psf_format=fmt, psf_wcs_header=header)
+
+
+def read_manifest_bytes(path: str | os.PathLike) -> bytes:
+    """The bytes of the manifest file ``path`` (for `DetectionManifest.parse`); raises
+    `ManifestError` naming it when it cannot be read."""
+    problem = input_path_problem(path, "manifest file")
+    if problem:
+        raise ManifestError(problem, path)
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        raise ManifestError(f"cannot be read ({exc})", path) from None
 
 
 def zeropoint_problem(value: float) -> str | None:
