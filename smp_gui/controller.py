@@ -78,20 +78,30 @@ def limit_blas_threads():
     return _BLAS_LIMIT
 
 
-def preload_engine():
+def preload_engine(progress=None):
     """At start-up: start the process server that builds detections (its imports run on
     the other core meanwhile), and import the engine's lazily imported dependencies
-    (Piff) on the GUI thread: an import in the worker holds the import machinery and, in
-    C extension initialisers, the GIL, which shows up as event-loop stalls."""
+    (GalSim, Piff) on the GUI thread: an import in the worker holds the import machinery
+    and, in C extension initialisers, the GIL, which shows up as event-loop stalls.
+
+    ``progress(fraction, stage)``, if given, is called before each stage (fraction of the
+    preload done, 0 to 1) and once at the end with 1.0: the window shows the stages."""
+    say = progress or (lambda fraction, stage: None)
     if BUILD_IN_CHILD_PROCESS and loader.available():
+        say(0.0, "starting the process server")
         loader.start_server()
+    say(0.1, "importing GalSim")
+    import galsim  # noqa: F401
+    say(0.6, "importing Piff")
     import piff  # noqa: F401
 
     # The ~150k objects of the imported libraries live as long as the process; left to
     # the cyclic collector, each full collection walks them all with the GIL held
     # (80-105 ms measured: a frozen window mid-drag).  Frozen, collections skip them.
+    say(0.9, "settling the memory")
     gc.collect()
     gc.freeze()
+    say(1.0, "engine ready")
 
 
 @dataclass(frozen=True)

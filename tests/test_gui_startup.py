@@ -103,12 +103,12 @@ def test_the_window_shows_before_the_engine_starts(tmp_path, repo_root):
             "import smp_gui.controller as controller\n"
             "from PyQt6.QtWidgets import QApplication\n"
             "real = controller.preload_engine\n"
-            "def preload():\n"
+            "def preload(*args):\n"
             "    shown = [w for w in QApplication.topLevelWidgets()\n"
             "             if w.isVisible() and hasattr(w, 'statusBar')]\n"
             "    print('shown:', [w.statusBar().currentMessage() for w in shown],\n"
             "          file=sys.stderr)\n"
-            "    real()\n"
+            "    real(*args)\n"
             "controller.preload_engine = preload\n"
             "from smp_gui.app import main\n"
             "if __name__ == '__main__':\n"
@@ -120,3 +120,40 @@ def test_the_window_shows_before_the_engine_starts(tmp_path, repo_root):
     assert run.returncode == 0, run.stderr
     assert "shown: ['Starting the engine…']" in run.stderr.splitlines()
     assert len(Table.read(out)) == 1
+
+
+def test_start_up_shows_its_stages_in_the_status_bar_until_the_first_fit(tmp_path, repo_root):
+    # The user's start-up (main()), recording every status-bar message and progress-bar
+    # value from the moment the window is on screen to the first fit shown.
+    code = ("import sys\n"
+            "import smp_gui.controller as controller\n"
+            "from PyQt6.QtWidgets import QApplication\n"
+            "real = controller.preload_engine\n"
+            "seen = []\n"
+            "def preload(*args):\n"
+            "    w = next(w for w in QApplication.topLevelWidgets()\n"
+            "             if w.isVisible() and hasattr(w, 'progress_bar'))\n"
+            "    w.statusBar().messageChanged.connect(\n"
+            "        lambda m: m and seen.append(('message', m)))\n"
+            "    w.progress_bar.valueChanged.connect(\n"
+            "        lambda v: w.progress_bar.isVisible() and seen.append(('bar', v)))\n"
+            "    w.fitDisplayed.connect(lambda _: print('SEEN', repr(seen), file=sys.stderr))\n"
+            "    real(*args)\n"
+            "controller.preload_engine = preload\n"
+            "from smp_gui.app import main\n"
+            "if __name__ == '__main__':\n"
+            "    sys.exit(main(['--export-table', sys.argv[1]]))\n")
+    script = tmp_path / "start.py"
+    script.write_text(code)
+    run = _run([str(script), str(tmp_path / "demo.ecsv")], tmp_path, repo_root)
+    assert run.returncode == 0, run.stderr
+    line = next(line for line in run.stderr.splitlines() if line.startswith("SEEN "))
+    seen = eval(line[len("SEEN "):])    # noqa: S307 - our own repr of str/int tuples
+    messages = [m for kind, m in seen if kind == "message"]
+    stages = ["process server", "GalSim", "Piff", "reading the detection"]
+    at = [next(n for n, m in enumerate(messages) if stage in m) for stage in stages]
+    assert at == sorted(at), messages
+    # the bar went through the preload's stages, then the detection's reading
+    values = [v for kind, v in seen if kind == "bar"]
+    assert len(set(values)) >= 4, seen
+    assert messages[-1].endswith("fitted"), messages

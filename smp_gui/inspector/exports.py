@@ -9,6 +9,7 @@ read-only).
 """
 from __future__ import annotations
 
+import re
 import threading
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from smp_model.errors import SMPError
 
 from .. import dialogs
 
-__all__ = ["EXPORT_FORMATS", "STALE_MESSAGE", "Exporter"]
+__all__ = ["EXPORT_FORMATS", "STALE_MESSAGE", "Exporter", "export_stem"]
 
 EXPORT_FORMATS = {"figure": (".png", ".pdf", ".svg"), "flux table": (".ecsv", ".fits", ".csv"),
                   "model/residual FITS": (".fits",), "region file": (".reg",)}
@@ -62,7 +63,7 @@ class Exporter(QObject):
             "figure", lambda fit, p, ow: save_figure(fit, p, exposures=exposures,
                                                      overwrite=ow, style=style,
                                                      shown_index=shown),
-            path, self._stem("panels"))
+            path, self._stem("panels" if exposures == "detection" else "panels-all"))
 
     def table(self, path=None) -> Path | None:
         """The flux table (`InspectorWindow.export_table`)."""
@@ -147,7 +148,16 @@ class Exporter(QObject):
 
     def _stem(self, kind: str) -> str:
         w = self.window
-        name = (w.manifest.name if w.manifest else "detection").replace(" ", "_")
-        # "demo-binary" fitted as a binary: not "demo-binary-binary-panels"
-        mode = "" if name.endswith(w.mode) else f"-{w.mode}"
-        return f"{name}{mode}-{kind}"
+        return export_stem(w.manifest.name if w.manifest else "", w.mode, kind)
+
+
+def export_stem(name: str, mode: str, kind: str) -> str:
+    """The file name (without extension) an export dialog proposes: the detection's name
+    made safe for a file name, ``-binary`` for a binary fit (unless the name says it
+    already), and what is exported: ``demo-binary-panels``, ``Eris-fluxes``,
+    ``2014_LQ28-binary-cubes``."""
+    words = [w for w in re.split(r"[^A-Za-z0-9.+]+", name) if w.strip(".")] or ["detection"]
+    safe = re.sub(r"[^A-Za-z0-9.+-]+", "_", name.strip()).strip("_.") or "detection"
+    said = {word.lower() for word in words}
+    mode_part = f"-{mode}" if mode != "single" and mode.lower() not in said else ""
+    return f"{safe}{mode_part}-{kind}"

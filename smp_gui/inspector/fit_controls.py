@@ -7,15 +7,16 @@ order).
 """
 from __future__ import annotations
 
-from PyQt6.QtCore import pyqtSignal
-from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QGroupBox,
-                             QHBoxLayout, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from PyQt6.QtCore import Qt, pyqtSignal
+from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QFormLayout, QFrame,
+                             QGroupBox, QHBoxLayout, QLabel, QPushButton, QScrollArea,
+                             QSpinBox, QVBoxLayout, QWidget)
 
 from smp_model.conventions import PSF_NORMALIZATIONS, get_convention
 from smp_model.settings import FitSettings
 
 __all__ = ["CONVENTIONS", "DEFAULT_GAIN", "MAX_GRID_SIZE", "MODES", "OPTIMIZE_TEXT",
-           "FitControls"]
+           "FitControls", "scrollable"]
 
 MODES = ("single", "binary")
 CONVENTIONS = ("exact", "legacy")
@@ -26,12 +27,52 @@ DEFAULT_GAIN = 4.0     # e-/ADU, typical of DECam; used when the manifest gives 
 OPTIMIZE_TEXT = {"single": "Optimize position", "binary": "Optimize positions"}
 
 
+def scrollable(widget: QWidget) -> QScrollArea:
+    """``widget`` in a vertical scroll area as wide as the widget needs (never clipped
+    sideways): a short window scrolls the fit controls instead of squashing them."""
+    area = QScrollArea()
+    area.setWidget(widget)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scrollbar = area.verticalScrollBar().sizeHint().width()
+    area.setMinimumWidth(widget.minimumSizeHint().width() + scrollbar)
+    return area
+
+
+def _label(text: str, tip: str) -> QLabel:
+    """A short row label; what it means in full is its tooltip."""
+    label = QLabel(text)
+    label.setToolTip(tip)
+    return label
+
+
+def _narrow_form(parent=None) -> QFormLayout:
+    """A form whose field goes under its label when the two do not fit side by side: the
+    dock can be as narrow as its widest label or field, not their sum."""
+    form = QFormLayout(parent)
+    form.setRowWrapPolicy(QFormLayout.RowWrapPolicy.WrapLongRows)
+    form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+    form.setHorizontalSpacing(6)
+    return form
+
+
+def _pair(first: QWidget, second: QWidget) -> QWidget:
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setSpacing(4)
+    layout.addWidget(first)
+    layout.addWidget(second)
+    return row
+
+
 def _offset_box(value: float = 0.0) -> QDoubleSpinBox:
     box = QDoubleSpinBox()
     box.setRange(-20.0, 20.0)
     box.setDecimals(3)
     box.setSingleStep(0.1)
-    box.setSuffix(" px")
+    # no " px" suffix: the row's label says px, and two boxes then fit a narrow dock
     box.setKeyboardTracking(False)
     box.setValue(value)
     return box
@@ -68,7 +109,8 @@ class FitControls(QWidget):
         self.grid_step.setSuffix(" arcsec")
         self.grid_step.setValue(defaults.grid_step_arcsec)
         self.grid_step.setKeyboardTracking(False)
-        self.fit_sky = QCheckBox("fit one sky level per exposure")
+        self.fit_sky = QCheckBox("per exposure")
+        self.fit_sky.setToolTip("fit one sky level per exposure")
         self.fit_sky.setChecked(defaults.fit_sky)
         self.convention = QComboBox()
         self.convention.addItems(CONVENTIONS)
@@ -86,37 +128,32 @@ class FitControls(QWidget):
         self.binary_boxes["dx2"].setValue(1.0)
         self.binary_boxes["dy2"].setValue(1.0)
 
-        form = QFormLayout()
-        form.addRow("Mode", self.mode_box)
-        form.addRow("Grid size", self.grid_size)
-        form.addRow("Grid step", self.grid_step)
-        form.addRow("Sky", self.fit_sky)
-        form.addRow("Convention", self.convention)
-        form.addRow("PSF normalisation", self.psf_normalization)
-        self.single_row = QWidget()
-        row = QHBoxLayout(self.single_row)
-        row.setContentsMargins(0, 0, 0, 0)
-        row.addWidget(self.single_dx)
-        row.addWidget(self.single_dy)
-        form.addRow("Target dx, dy", self.single_row)
-        self.binary_row = QWidget()
-        brow = QFormLayout(self.binary_row)
-        brow.setContentsMargins(0, 0, 0, 0)
-        p = QHBoxLayout()
-        p.addWidget(self.binary_boxes["dx1"])
-        p.addWidget(self.binary_boxes["dy1"])
-        s = QHBoxLayout()
-        s.addWidget(self.binary_boxes["dx2"])
-        s.addWidget(self.binary_boxes["dy2"])
-        brow.addRow("1 dx, dy", p)
-        brow.addRow("2 dx, dy", s)
-        form.addRow(self.binary_row)
+        form = _narrow_form()
+        form.addRow(_label("Mode", "single target or binary (two point sources)"),
+                    self.mode_box)
+        form.addRow(_label("Grid size", "scene grid: nodes per side"), self.grid_size)
+        form.addRow(_label("Grid step", "scene grid: spacing of its nodes"), self.grid_step)
+        form.addRow(_label("Sky", self.fit_sky.toolTip()), self.fit_sky)
+        form.addRow(_label("Convention", "exact (this code's) or legacy (as published): "
+                           "the frame of the offsets and the PSF normalisation"),
+                    self.convention)
+        form.addRow(_label("PSF norm.", self.psf_normalization.toolTip()),
+                    self.psf_normalization)
+        self.single_row = _pair(self.single_dx, self.single_dy)
+        form.addRow(_label("dx, dy px", "target offsets from its WCS position (px)"),
+                    self.single_row)
+        # the binary's rows are rows of the form itself (they wrap with the others)
+        self.binary_rows = (_pair(self.binary_boxes["dx1"], self.binary_boxes["dy1"]),
+                            _pair(self.binary_boxes["dx2"], self.binary_boxes["dy2"]))
+        for n, pair in enumerate(self.binary_rows, 1):
+            form.addRow(_label(f"{n}: dx, dy px", f"offsets of component {n} from the "
+                               "target's WCS position (px)"), pair)
 
-        self.shot_noise = QCheckBox("add the target's Poisson noise")
+        self.shot_noise = QCheckBox("target Poisson")
         self.shot_noise.setToolTip(
-            "Refit with the model's own Poisson variance (model / gain) added to the "
-            "detection stamp's variance, as published (FLUX_SN, FLUX_ERR_SN); the flux "
-            "table then shows both")
+            "Add the target's Poisson noise: refit with the model's own Poisson variance "
+            "(model / gain) added to the detection stamp's variance, as published (FLUX_SN, "
+            "FLUX_ERR_SN); the flux table then shows both")
         self.gain = QDoubleSpinBox()
         self.gain.setRange(0.01, 1000.0)
         self.gain.setDecimals(3)
@@ -126,28 +163,27 @@ class FitControls(QWidget):
         self.gain.setKeyboardTracking(False)
         self.gain.setToolTip("gain of the detection stamp (electrons per SCI unit)")
         self.sn_iterations = QComboBox()
-        self.sn_iterations.addItem("refit once", 1)
+        self.sn_iterations.addItem("once", 1)
         self.sn_iterations.addItem("to convergence", 0)
         self.sn_iterations.setToolTip("refit once with the first model's variance (as "
                                       "published), or until the fluxes settle")
-        self.gain_row = QWidget()
-        gainrow = QHBoxLayout(self.gain_row)
-        gainrow.setContentsMargins(0, 0, 0, 0)
-        gainrow.addWidget(self.gain, 1)
-        gainrow.addWidget(self.sn_iterations, 1)
-        form.addRow("Shot noise", self.shot_noise)
-        form.addRow("Gain", self.gain_row)
+        form.addRow(_label("Shot noise", self.shot_noise.toolTip()), self.shot_noise)
+        form.addRow(_label("Gain", self.gain.toolTip()), self.gain)
+        form.addRow(_label("Refit", self.sn_iterations.toolTip()), self.sn_iterations)
         self._update_shot_noise_enabled()
 
         self.optimize_button = QPushButton(OPTIMIZE_TEXT["single"])
         self.optimize_button.setToolTip("Search the position(s) from the markers (Powell)")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
+        self.cancel_button.setMinimumWidth(56)   # not the style's 80 px: a narrower dock
         buttons = QHBoxLayout()
-        buttons.addWidget(self.optimize_button)
+        buttons.addWidget(self.optimize_button, 1)
         buttons.addWidget(self.cancel_button)
 
-        self.map_group = QGroupBox("Δχ² map of the secondary")
+        self.map_group = QGroupBox("Δχ² map (secondary)")
+        self.map_group.setToolTip("Δχ² of the binary over a grid of the secondary's "
+                                  "offsets, around its marker")
         self.map_half_width = QDoubleSpinBox()
         self.map_half_width.setRange(0.2, 10.0)
         self.map_half_width.setValue(2.0)
@@ -159,19 +195,24 @@ class FitControls(QWidget):
         self.map_step.setValue(0.2)
         self.map_step.setSuffix(" px")
         self.map_primary = QComboBox()
-        self.map_primary.addItems(["primary held", "primary re-optimised"])
+        self.map_primary.addItems(["held", "re-optimised"])
+        self.map_primary.setToolTip("the primary held where it is, or re-optimised at "
+                                    "every cell (slower)")
         self.map_button = QPushButton("Compute Δχ² map")
-        mform = QFormLayout(self.map_group)
-        mform.addRow("Half width", self.map_half_width)
-        mform.addRow("Step", self.map_step)
-        mform.addRow("Primary", self.map_primary)
+        mform = _narrow_form(self.map_group)
+        mform.addRow(_label("Half width", "the map spans the secondary ± this"),
+                     self.map_half_width)
+        mform.addRow(_label("Step", "spacing of the map's cells"), self.map_step)
+        mform.addRow(_label("Primary", self.map_primary.toolTip()), self.map_primary)
         mform.addRow(self.map_button)
 
         self.form = form
         layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(form)
         layout.addLayout(buttons)
         layout.addWidget(self.map_group)
+        layout.addStretch(1)
 
         self.mode_box.currentTextChanged.connect(self._on_mode)
         self.mode_box.currentTextChanged.connect(self._show_mode_rows)
@@ -305,7 +346,8 @@ class FitControls(QWidget):
 
     def _show_mode_rows(self, mode: str):
         self.form.setRowVisible(self.single_row, mode == "single")
-        self.form.setRowVisible(self.binary_row, mode == "binary")
+        for pair in self.binary_rows:
+            self.form.setRowVisible(pair, mode == "binary")
         self.map_group.setEnabled(mode == "binary")
         self.optimize_button.setText(OPTIMIZE_TEXT.get(mode, OPTIMIZE_TEXT["binary"]))
 

@@ -131,6 +131,7 @@ class DetectionOpener:
         self.opening = False        # model.open in progress: one fit, requested after
         self._survey_factory = survey_factory
         self._recent_pending: Path | None = None   # into Recent once it has fitted
+        self.mode_note = ""    # said with the first fit of a detection opened single
 
     def open_path(self, path: str | Path, ask_consent: bool = True) -> bool:
         """Open a manifest, a folder holding detection.toml, a saved session or a batch
@@ -177,8 +178,16 @@ class DetectionOpener:
         if ask_consent and not self.consent_to_psf_files(
                 manifest_path, manifest.psf_files_outside(manifest_path.parent)):
             return False
+        self.mode_note = ""
+        if mode is None and offsets is not None:
+            mode = "binary" if len(offsets) == 4 else "single"
         if measurement is None:
-            measurement = self._measurement(settings, mode, offsets)
+            if mode is None and w.model.mode != "single":
+                # a new detection starts single (a manifest says nothing of binarity):
+                # the binary fit of the one before is no guess about this one
+                self.mode_note = (f"single mode: the previous detection was fitted as "
+                                  f"{w.model.mode} (Mode in the Fit panel switches)")
+            measurement = self._measurement(settings, mode or "single", offsets)
         measurement = self._with_manifest_gain(measurement, manifest, keep_gain)
         self.transition.begin()
         w.manifest = manifest
@@ -210,11 +219,11 @@ class DetectionOpener:
         return False
 
     def _measurement(self, settings, mode, offsets) -> Measurement:
-        """The defaults of ``settings`` and ``mode`` (else the current ones), the current
+        """The defaults of ``settings`` (else the current ones) and ``mode``, the current
         shot noise, and ``offsets`` (published order) when given."""
         current = self.window.model.measurement
         measurement = Measurement.defaults(
-            settings or current.settings, mode or current.mode, gain=current.gain,
+            settings or current.settings, mode, gain=current.gain,
             shot_noise_iterations=current.shot_noise_iterations)
         if offsets is not None:
             measurement = measurement.with_offsets(TargetOffsets.from_published(offsets))

@@ -39,7 +39,8 @@ from .chi2map_view import Chi2MapView
 from .edits import Edits
 from .exports import Exporter
 from .exposure_browser import ExposureBrowser
-from .fit_controls import FitControls
+from .fit_controls import FitControls, scrollable
+from .layout import WindowLayout
 from .markers import MarkerLayer, component_offset, fitted_markers
 from .opening import DetectionOpener
 from .panels_view import PanelsView
@@ -48,16 +49,9 @@ from .sending import SampSender
 from .sessions import SessionFiles
 from .sky_overlays import SkyGeometry
 
-__all__ = ["DOCK_SHARES", "DOCKS_KEY", "GEOMETRY_KEY", "SIZE_KEY", "STALE_GREY_MS", "InspectorWindow"]
+__all__ = ["STALE_GREY_MS", "InspectorWindow"]
 
 STALE_GREY_MS = 150
-# Where the window's geometry and its docks' arrangement are kept between launches.
-GEOMETRY_KEY = "inspector/geometry"
-SIZE_KEY = "inspector/size"
-DOCKS_KEY = "inspector/docks"
-# (share of the window's width, least and most px) of the left (exposures) and right
-# (fit, flux table) docks.
-DOCK_SHARES = ((0.17, 180, 372), (0.22, 260, 420))
 
 
 class InspectorWindow(QMainWindow):
@@ -116,7 +110,8 @@ class InspectorWindow(QMainWindow):
         self.menus = MenuActions(self)
         self._connect()
         self.resize(1600, 900)
-        self._restore_layout()
+        self.layout_keeper = WindowLayout(self)
+        self.layout_keeper.restore()
         self.opener.refresh_recent_menu()
 
     # -- the model's state, read through the window (tests and the app read these) ------
@@ -170,12 +165,10 @@ class InspectorWindow(QMainWindow):
         self.results_table = ResultsTable()
         self.browser_dock = self._dock("Exposures", self.browser,
                                        Qt.DockWidgetArea.LeftDockWidgetArea)
-        self.controls_dock = self._dock("Fit", self.fit_controls,
+        self.controls_dock = self._dock("Fit", scrollable(self.fit_controls),
                                         Qt.DockWidgetArea.RightDockWidgetArea)
         self.results_dock = self._dock("Flux table", self.results_table,
                                        Qt.DockWidgetArea.RightDockWidgetArea)
-        self.resizeDocks([self.browser_dock, self.controls_dock], [372, 420],
-                         Qt.Orientation.Horizontal)
         self.resizeDocks([self.controls_dock, self.results_dock], [330, 520],
                          Qt.Orientation.Vertical)
 
@@ -241,8 +234,9 @@ class InspectorWindow(QMainWindow):
         path : str or Path
             A manifest, or its folder.
         settings, mode : optional
-            Of the new measurement (default: the current ones), which starts from the
-            defaults of both modes' offsets.
+            Of the new measurement (default: the current settings, and single mode: the
+            status bar says so when the detection before was a binary), which starts from
+            the defaults of both modes' offsets.
         offsets : sequence of float, optional
             Offsets of ``mode`` in the published order (px).
         keep_gain : bool
@@ -462,8 +456,10 @@ class InspectorWindow(QMainWindow):
                 f"optimised in {result.elapsed_s:.2f} s "
                 f"({result.fit.n_chi2_evaluations} chi2 evaluations)", 5000)
         elif first_of_detection:
-            self.statusBar().showMessage(f"{self.manifest.name if self.manifest else ''}: "
-                                         f"fitted", 5000)
+            note, self.opener.mode_note = self.opener.mode_note, ""
+            name = self.manifest.name if self.manifest else ""
+            self.statusBar().showMessage(f"{name}: fitted" + (f"; {note}" if note else ""),
+                                         15000 if note else 5000)
 
     def select_exposure(self, index: int):
         """Show exposure ``index`` (of the fit's exposures) in the panels."""
@@ -551,31 +547,19 @@ class InspectorWindow(QMainWindow):
         self.show_error(title, failure.error, context=job.manifest_path, details=details)
 
     def resizeEvent(self, event):
-        """The side docks take at most their share of the width (`DOCK_SHARES`): a smaller
-        window shrinks them with the stamps, and a larger one gives its room to the
-        stamps (the docks do not grow)."""
+        """The side docks keep at most their share of the width (`smp_gui.inspector.layout`):
+        the room of a larger window goes to the stamps."""
         super().resizeEvent(event)
         if 0 < event.oldSize().width() != event.size().width():
-            docks = [self.browser_dock, self.controls_dock]
-            widths = [min(dock.width(), max(low, int(share * self.width())), high)
-                      for dock, (share, low, high) in zip(docks, DOCK_SHARES)]
-            self.resizeDocks(docks, widths, Qt.Orientation.Horizontal)
+            self.layout_keeper.resized()
 
-    def _restore_layout(self):
-        """The window's size, place and docks as the user left them last time."""
-        geometry, size = self.store.value(GEOMETRY_KEY), self.store.value(SIZE_KEY)
-        if geometry is not None:
-            self.restoreGeometry(geometry)
-        if size is not None and not self.isMaximized():
-            self.resize(size)     # restoreGeometry shrinks a window larger than the screen
-        state = self.store.value(DOCKS_KEY)
-        if state is not None:
-            self.restoreState(state)
+    def showEvent(self, event):
+        super().showEvent(event)
+        if not event.spontaneous():
+            self.layout_keeper.first_shown()
 
     def closeEvent(self, event):
-        self.store.setValue(GEOMETRY_KEY, self.saveGeometry())
-        self.store.setValue(SIZE_KEY, self.size())
-        self.store.setValue(DOCKS_KEY, self.saveState())
+        self.layout_keeper.save()
         self.shutdown()
         super().closeEvent(event)
 

@@ -18,11 +18,26 @@ from PyQt6.QtWidgets import (QCheckBox, QComboBox, QDoubleSpinBox, QHBoxLayout, 
 from smp_model.survey.core import Survey
 from smp_model.survey.rotation import fit_rotation, fold
 
-__all__ = ["BAND_COLOURS", "HIGHLIGHT", "SurveyPlots"]
+__all__ = ["BAND_COLOURS", "HIGHLIGHT", "CountAxis", "SurveyPlots"]
 
 BAND_COLOURS = {"g": (40, 160, 60), "r": (210, 50, 40), "i": (230, 140, 20),
                 "z": (140, 60, 170), "Y": (120, 80, 40)}
 HIGHLIGHT = pg.mkPen((0, 0, 0), width=2)
+
+
+class CountAxis(pg.AxisItem):
+    """An axis of counts: ticks at whole numbers only (a histogram of a few detections
+    had ticks at 0.5 detections)."""
+
+    def tickSpacing(self, minVal, maxVal, size):
+        levels = [(spacing, offset) for spacing, offset in
+                  super().tickSpacing(minVal, maxVal, size)
+                  if spacing >= 1 and float(spacing).is_integer()]
+        return levels or [(1.0, 0.0)]
+
+    def tickValues(self, minVal, maxVal, size):
+        return [(spacing, [v for v in values if float(v).is_integer()])
+                for spacing, values in super().tickValues(minVal, maxVal, size)]
 
 
 def _band_colour(band: str):
@@ -93,7 +108,8 @@ class SurveyPlots(QTabWidget):
         self.hist_bins: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         self.hist_highlight: dict[str, pg.PlotCurveItem] = {}
         for name, label in (("chi2_dof", "χ²/dof"), ("binary_delta_chi2", "binary Δχ²")):
-            plot = self.histograms.addPlot(title=label)
+            plot = self.histograms.addPlot(title=label,
+                                           axisItems={"left": CountAxis("left")})
             plot.setLabel("left", "detections")
             self.hist_plots[name] = plot
             self.histograms.nextRow()

@@ -37,6 +37,7 @@ from .table_model import SurveyTableModel
 __all__ = ["FILTER_EXAMPLES", "PREFETCH_NEIGHBOURS", "SurveyWindow"]
 
 PREFETCH_NEIGHBOURS = 1   # detections built ahead on each side of the current one
+_BAD_FILTER_STYLE = "QLineEdit { border: 2px solid #c00; }"
 FILTER_EXAMPLES = ("chi2_dof > 1.5", "flags & exposure_dropped != 0", "flags != 0",
                    "binary_delta_chi2 > 25", 'name == "rotator"', 'mark == "bad"')
 
@@ -61,6 +62,7 @@ class SurveyWindow(QMainWindow):
         self.store = settings_store or QSettings("smp-inspector", "SMP Inspector")
         self.survey: Survey | None = None
         self.model: SurveyTableModel | None = None
+        self._applied_filter = ""     # the filter the table shows
         self.plots: SurveyPlots | None = None
         self.inspector = inspector   # the five-panel InspectorWindow
         self._owns_inspector = inspector is None
@@ -81,6 +83,8 @@ class SurveyWindow(QMainWindow):
         self.count_label = QLabel("")
         self.filter_error = QLabel("")
         self.filter_error.setStyleSheet("color: #b00;")
+        self.filter_error.setWordWrap(True)
+        self.filter_error.hide()
         self.table = QTableView()
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
@@ -255,8 +259,9 @@ class SurveyWindow(QMainWindow):
         self.set_filter(self.filter_edit.text())
 
     def set_filter(self, expression: str) -> bool:
-        """Show the detections matching ``expression``; a bad expression is reported
-        under the filter and the table is left as it was."""
+        """Show the detections matching ``expression``.  A bad expression is shown where
+        it was typed (red border, the problem under it) and the table keeps the rows of
+        the filter before, which the count beside the filter names."""
         if self.model is None:
             return False
         if self.filter_edit.text() != expression:
@@ -265,18 +270,37 @@ class SurveyWindow(QMainWindow):
         try:
             self.model.set_filter(expression)
         except FilterError as exc:
-            self.filter_error.setText(f"filter: {exc}")
+            self._show_filter_problem(expression, str(exc))
             return False
-        self.filter_error.setText("")
+        self._applied_filter = expression.strip()
+        self._show_filter_problem(None)
         if current is not None and self.model.row_of(current) is not None:
             self.select_index(current)
         elif self.model.rowCount():
             self.table.selectRow(0)
         return True
 
-    def _on_order_changed(self):
+    def _show_filter_problem(self, expression: str | None, problem: str = ""):
+        """``problem`` of filter ``expression`` where it was typed; None: no problem."""
+        bad = expression is not None
+        self.filter_error.setText(f"filter not applied: {problem}" if bad else "")
+        self.filter_error.setVisible(bad)
+        self.filter_edit.setStyleSheet(_BAD_FILTER_STYLE if bad else "")
+        self.filter_edit.setToolTip(problem)
+        self._update_count()
+
+    def _update_count(self):
+        if self.model is None:
+            return
         n, total = self.model.rowCount(), len(self.survey)
-        self.count_label.setText(f"{n} of {total} detections")
+        text = f"{n} of {total} detections"
+        if self.filter_error.text():
+            before = self._applied_filter
+            text += f" (of the filter before: {before})" if before else " (no filter)"
+        self.count_label.setText(text)
+
+    def _on_order_changed(self):
+        self._update_count()
         self.plots.set_order(self.model.order)
         self._update_plot_selection()
 

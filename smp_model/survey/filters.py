@@ -108,7 +108,7 @@ class _Parser:
         kind, op = self.take()
         if kind != "op" or op not in _COMPARE:
             raise FilterError("expected a comparison (==, !=, <, <=, >, >=) after "
-                              f"{left[1]!r}" + (f", got {op!r}" if op else ""))
+                              f"{left[2]!r}" + (f", got {op!r}" if op else ""))
         right = self.operand()
         return _compare(op, left, right, self.n)
 
@@ -118,8 +118,9 @@ class _Parser:
             self.take()
             mask = self.atom()
             a, b = _numeric(value), _numeric(mask)
-            if a is None or b is None:
-                raise FilterError("'&' needs integer operands (e.g. flags & 4)")
+            if a is None or b is None or not (_whole(a) and _whole(b)):
+                raise FilterError("'&' needs integer operands (e.g. flags & 4), got "
+                                  f"{value[2]} & {mask[2]}")
             return ("value", np.bitwise_and(np.asarray(a).astype(np.int64),
                                             np.asarray(b).astype(np.int64)),
                     f"{value[2]} & {mask[2]}")
@@ -149,6 +150,13 @@ class _Parser:
             return ("column", column, text)
         raise FilterError("expected a column, number or quoted string"
                           + (f", got {text!r}" if text else " at the end"))
+
+
+def _whole(value) -> bool:
+    """Every value a whole number (a float column of integers counts: flags read back)."""
+    array = np.asarray(value)
+    return array.dtype.kind in "iub" or bool(np.all(np.mod(array[np.isfinite(array)], 1) == 0)
+                                             and np.all(np.isfinite(array)))
 
 
 def _numeric(operand):
