@@ -4,7 +4,10 @@
    of the secondary marker (targets of issue 23: median <= 15 ms, p90 <= 20 ms);
 2. longest event-loop stall during cold opens + fits, measured with a QTimer ticking
    every 5 ms (target: < 50 ms): 2014 LQ28 right after start-up (the build server is
-   still importing the engine), then Eris (a second cold build, server ready).
+   still importing the engine), then Eris (a second cold build, server ready);
+3. `smp-gui` as the user starts it (a child process, offscreen, the demo): time from the
+   start to the window on screen (target: < 1 s) and from Ctrl+Q, pressed once the first
+   fit shows, to the process's end (target: < 0.3 s).
 
     python benchmarks/bench_gui.py [--moves 100] [--sample DIR] [--json]
 
@@ -27,6 +30,43 @@ TICK_MS = 5
 MOVE_TARGET_MS = 15.0
 MOVE_P90_TARGET_MS = 20.0
 STALL_TARGET_MS = 50.0
+WINDOW_TARGET_S = 1.0
+QUIT_TARGET_S = 0.3
+
+# Run in the child: smp-gui's main() on the demo; the window's first show and the Ctrl+Q
+# press (after the first fit) are written to stderr as wall-clock times.
+_START_AND_QUIT = """
+import sys, time
+from PyQt6.QtCore import Qt, QTimer
+from PyQt6.QtTest import QTest
+from smp_gui.inspector.window import InspectorWindow
+shown = InspectorWindow.showEvent
+def show_event(self, event):
+    if not getattr(self, "_bench_shown", False):
+        self._bench_shown = True
+        print("SHOWN", time.time(), file=sys.stderr, flush=True)
+        self.fitDisplayed.connect(lambda _: QTimer.singleShot(300, lambda: press(self)))
+    shown(self, event)
+def press(window):
+    if getattr(window, "_bench_pressed", False):
+        return
+    window._bench_pressed = True
+    window.activateWindow()     # a shortcut goes to the active window
+    QTest.qWaitForWindowActive(window)
+    print("QUIT", time.time(), file=sys.stderr, flush=True)
+    QTest.keyClick(window, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
+InspectorWindow.showEvent = show_event
+from smp_gui.app import main
+def _start_line(result: dict) -> str:
+    return (f"smp-gui (demo, offscreen):  window at {result['window_s']:.2f} s (target < "
+            f"{WINDOW_TARGET_S:.1f}); Ctrl+Q to exit {result['quit_s']:.3f} s, max "
+            f"{result['quit_max_s']:.3f} s over {result['start_runs']} runs (target < "
+            f"{QUIT_TARGET_S:.1f})")
+
+
+if __name__ == "__main__":
+    sys.exit(main([]))
+"""
 
 
 def default_sample() -> Path:
@@ -107,12 +147,51 @@ def measure_moves(app, window, n_moves: int) -> dict:
             "worker_median_ms": statistics.median(engine_ms)}
 
 
+def measure_start_and_quit(runs: int = 3) -> dict:
+    """`smp-gui` (the demo) in a child process, offscreen, ``runs`` times: medians of the
+    start to the window's first show and of Ctrl+Q to the process's end (s)."""
+    import subprocess
+    import tempfile
+    windows, quits = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "start_and_quit.py"
+        script.write_text(_START_AND_QUIT)
+        env = dict(os.environ, QT_QPA_PLATFORM="offscreen", XDG_CONFIG_HOME=tmp)
+        for _ in range(runs):
+            log = Path(tmp) / "stderr.txt"
+            with open(log, "w") as stderr:   # not a pipe: the build server inherits it
+                t0 = time.time()
+                child = subprocess.Popen([sys.executable, str(script)], env=env, cwd=tmp,
+                                         stdout=subprocess.DEVNULL, stderr=stderr)
+                try:
+                    child.wait(timeout=300)
+                except subprocess.TimeoutExpired:
+                    child.kill()
+                    raise
+                t_end = time.time()
+            err = log.read_text()
+            marks = dict(line.split()[:2] for line in err.splitlines()
+                         if line.startswith(("SHOWN ", "QUIT ")))
+            if child.returncode != 0 or len(marks) != 2:
+                raise RuntimeError(f"smp-gui did not start and quit: {err[-2000:]}")
+            windows.append(float(marks["SHOWN"]) - t0)
+            quits.append(t_end - float(marks["QUIT"]))
+    return {"window_s": statistics.median(windows), "quit_s": statistics.median(quits),
+            "quit_max_s": max(quits), "start_runs": runs}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--moves", type=int, default=100)
     parser.add_argument("--sample", type=Path, default=default_sample())
     parser.add_argument("--json", action="store_true", help="one JSON object")
+    parser.add_argument("--start-only", action="store_true",
+                        help="only the start-up and quit times (3.)")
     args = parser.parse_args(argv)
+    if args.start_only:
+        result = measure_start_and_quit()
+        print(_start_line(result) if not args.json else json.dumps(result))
+        return 0
     manifest = args.sample / "2014lq28" / "detection.toml"
 
     import pyqtgraph as pg
@@ -145,12 +224,16 @@ def main(argv=None) -> int:
         finally:
             window.shutdown()
             window.close()
+    result.update(measure_start_and_quit())
+    result["window_target_s"], result["quit_target_s"] = WINDOW_TARGET_S, QUIT_TARGET_S
     result["move_target_ms"] = MOVE_TARGET_MS
     result["stall_target_ms"] = STALL_TARGET_MS
     result["move_p90_target_ms"] = MOVE_P90_TARGET_MS
     result["ok"] = (result["move_median_ms"] <= MOVE_TARGET_MS
                     and result["move_p90_ms"] <= MOVE_P90_TARGET_MS
-                    and result["max_stall_ms"] < STALL_TARGET_MS)
+                    and result["max_stall_ms"] < STALL_TARGET_MS
+                    and result["window_s"] < WINDOW_TARGET_S
+                    and result["quit_s"] < QUIT_TARGET_S)
     if args.json:
         print(json.dumps(result))
     else:
@@ -165,9 +248,17 @@ def main(argv=None) -> int:
               f"p90 <= {MOVE_P90_TARGET_MS:.0f})")
         print(f"  of which in the worker:   median {result['worker_median_ms']:.1f} ms "
               "(engine fit + summary + panels)")
+        print(_start_line(result))
         print(f"load average while running: {os.getloadavg()[0]:.1f} "
               f"on {os.cpu_count()} CPUs (numbers are only meaningful on an idle machine)")
     return 0
+
+
+def _start_line(result: dict) -> str:
+    return (f"smp-gui (demo, offscreen):  window at {result['window_s']:.2f} s (target < "
+            f"{WINDOW_TARGET_S:.1f}); Ctrl+Q to exit {result['quit_s']:.3f} s, max "
+            f"{result['quit_max_s']:.3f} s over {result['start_runs']} runs (target < "
+            f"{QUIT_TARGET_S:.1f})")
 
 
 if __name__ == "__main__":

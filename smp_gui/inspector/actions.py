@@ -96,7 +96,8 @@ class MenuActions:
                          tip="over SAMP: the flux table to tools that load tables, the "
                              "detection's five panels (FITS, with WCS) to image viewers")
         menu.addSeparator()
-        self._action(menu, "&Quit", w.close, QKeySequence.StandardKey.Quit)
+        # Ctrl+Q itself: the platform's Quit binding is empty on Windows and offscreen
+        self._action(menu, "&Quit", w.close, "Ctrl+Q")
 
     def _edit_menu(self, menu):
         w = self.window

@@ -455,7 +455,7 @@ class InspectorWindow(QMainWindow):
             self.statusBar().showMessage(
                 f"optimised in {result.elapsed_s:.2f} s "
                 f"({result.fit.n_chi2_evaluations} chi2 evaluations)", 5000)
-        elif first_of_detection:
+        elif first_of_detection or self.opener.mode_note:    # (reopened: the same scene)
             note, self.opener.mode_note = self.opener.mode_note, ""
             name = self.manifest.name if self.manifest else ""
             self.statusBar().showMessage(f"{name}: fitted" + (f"; {note}" if note else ""),
