@@ -85,6 +85,9 @@ def test_sky_aligned_map_is_drawn_read_out_and_clicked_in_the_stamps_frame(qtbot
     assert "ΔRA" in view.plot.getAxis("bottom").labelText
     assert "ΔDec" in view.plot.getAxis("left").labelText
     assert "″" in view.plot.getAxis("left").labelText
+    # view X is west: the bottom axis labels a point right of the target with its
+    # (negative) east offset
+    assert view.plot.getAxis("bottom").tickStrings([0.5, 0.0], 1.0, 0.5) == ["-0.5", "0"]
     # the components' marks lie where the stamps draw them (arcsec, north up, east left)
     marks = [(p.pos().x(), p.pos().y()) for p in view.points.points()]
     for k, mark in enumerate(marks):
