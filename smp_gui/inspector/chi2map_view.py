@@ -18,11 +18,12 @@ from PyQt6.QtGui import QTransform
 from PyQt6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from smp_model.fit.chi2map import Chi2Map
+from smp_model.outputs.display import overlay_colors
 
 from .panel_items import set_title
 
-__all__ = ["CONTOUR_LEVELS", "DISPLAY_PERCENTILE", "MAP_SCALES", "MAP_TITLE", "MIN_DISPLAY_MAX",
-           "Chi2MapView", "display_range", "scaled"]
+__all__ = ["CONTOUR_LEVELS", "DISPLAY_PERCENTILE", "MAP_COLORMAP", "MAP_SCALES", "MAP_TITLE",
+           "MIN_DISPLAY_MAX", "Chi2MapView", "display_range", "scaled"]
 
 # Δχ² of 1, 2, 3 sigma for two parameters.
 CONTOUR_LEVELS = (2.30, 6.18, 11.83)
@@ -33,6 +34,7 @@ MIN_DISPLAY_MAX = 1.5 * CONTOUR_LEVELS[-1]
 # Δχ²).  asinh is linear below Δχ² ~ 1 and logarithmic far above it.
 MAP_SCALES = {"linear": "linear", "log": "log₁₀(1 + Δχ²)", "asinh": "asinh(Δχ²)"}
 MAP_TITLE = "Δχ² map (secondary)"
+MAP_COLORMAP = "viridis"     # the components are drawn in its overlay colours
 
 
 def display_range(delta: np.ndarray) -> tuple[float, float]:
@@ -86,7 +88,7 @@ class Chi2MapView(QWidget):
         self.image = pg.ImageItem(axisOrder="row-major")
         self.plot.addItem(self.image)
         self.colorbar = pg.ColorBarItem(values=(0.0, MIN_DISPLAY_MAX), label="Δχ²",
-                                        colorMap=pg.colormap.get("viridis"),
+                                        colorMap=pg.colormap.get(MAP_COLORMAP),
                                         interactive=False, width=12)
         self.colorbar.setImageItem(self.image, insert_in=self.plot)
         self.contours = [pg.IsocurveItem(level=level, pen=pg.mkPen("w", width=1))
@@ -200,10 +202,9 @@ class Chi2MapView(QWidget):
 
     def set_components(self, primary, secondary):
         """Show the current primary and secondary (dx, dy) offsets."""
-        self.points.setData([
-            {"pos": primary, "brush": pg.mkBrush(0, 190, 255), "symbol": "o"},
-            {"pos": secondary, "brush": pg.mkBrush(255, 140, 0), "symbol": "o"},
-        ])
+        colours = overlay_colors(MAP_COLORMAP).components
+        self.points.setData([{"pos": pos, "brush": pg.mkBrush(colour), "symbol": "o"}
+                             for pos, colour in zip((primary, secondary), colours)])
 
     def cell_at(self, dx: float, dy: float) -> tuple[int, int] | None:
         m = self.chi2map
