@@ -83,7 +83,7 @@ def label_backing(rgb: tuple[int, int, int]) -> tuple[int, int, int, int]:
     """RGBA of the translucent box behind text in colour ``rgb``: dark behind light
     text, light behind dark text (black on coolwarm)."""
     luminance = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
-    return (0, 0, 0, 140) if luminance >= 100 else (255, 255, 255, 170)
+    return (0, 0, 0, 200) if luminance >= 100 else (255, 255, 255, 200)
 
 
 # Where the labels of coincident components go (unit vectors, y up): 1 up-left, 2
