@@ -229,6 +229,12 @@ class FitSummary:
         """(dx, dy) for a single target, (dx1, dx2, dy1, dy2) for a binary."""
         return self.record.offsets
 
+    @property
+    def swapped_from_start(self) -> bool:
+        """A binary search that renumbered its start's components (by flux: 1 is the
+        brighter; `smp_model.fit.results.BinaryFit.swapped_from_start`)."""
+        return bool(getattr(self.record.fit, "swapped_from_start", False))
+
 
 def summarize(fit: SceneFit) -> FitSummary:
     """The numbers the window shows, from the fit's record.  Reads only what a fit at

@@ -186,8 +186,8 @@ def test_browse_exposures_and_readout(qtbot, window, lq28_path, engine):
     # readout of a pixel: CCD, stamp indices and every panel's value
     text = window.panels_view.readout_text(3.0, 4.0)
     p = window.panels_view.panels
-    assert "stamp i=3 j=4" in text and f"CCD x={p.origin[0] + 3:.2f}" in text
-    assert f"I={p['image'][4, 3]:.4g}" in text and "RA=" in text
+    assert "stamp pixel i=3 j=4" in text and f"CCD x={p.origin[0] + 3:.2f}" in text
+    assert f"image {p['image'][4, 3]:.4g} |" in text and "RA " in text
     window.browser.select(engine.scene.detection_index)
 
 

@@ -27,12 +27,13 @@ from smp_model.errors import SMPError
 from smp_model.fit.panels import five_panels
 from smp_model.fit.request import TargetOffsets
 from smp_model.inputs.manifest import DetectionManifest
+from smp_model.outputs.display import overlay_colors
 from smp_model.settings import FitSettings
 
 from .. import dialogs
 from ..controller import FitController, FitJob, FitResult, JobFailure
 from ..keys import keep_combo_keys
-from ..state import InspectorModel, Measurement
+from ..state import InspectorModel, Measurement, search_edit_text, search_message
 from .actions import MenuActions
 from .chi2map_control import Chi2MapControl
 from .chi2map_view import Chi2MapView
@@ -217,6 +218,8 @@ class InspectorWindow(QMainWindow):
         self.browser.blinkToggled.connect(self.panels_view.set_blink_model)
         self.panels_view.frameChanged.connect(
             lambda: self.markers.set_transform(self.panels_view.stamp_transform))
+        self.panels_view.styleChanged.connect(lambda: self.markers.set_colors(
+            overlay_colors(self.panels_view.colormap_name)))
         self.chi2map_view.cellClicked.connect(self.chi2map_control.move_secondary)
         self.model.measurement_changed.connect(self._on_measurement_changed)
         self.model.displayed_changed.connect(self._show_staleness)
@@ -457,10 +460,13 @@ class InspectorWindow(QMainWindow):
         if not job.fit.optimize and not first_of_detection:   # not the cold one
             self.chi2map_control.refit_seconds = result.fit_s
         if job.fit.optimize and job.fit.mode == self.mode:
-            self.model.move("Optimize positions", fitted)
-            self.statusBar().showMessage(
-                f"optimised in {result.elapsed_s:.2f} s "
-                f"({result.fit.n_chi2_evaluations} chi2 evaluations)", 5000)
+            swapped = result.summary.swapped_from_start
+            if swapped:     # the selection follows the component, not its number
+                self.markers.select(1 - self.markers.selected_index)
+            self.model.move(search_edit_text(swapped), fitted)
+            self.statusBar().showMessage(search_message(
+                result.elapsed_s, result.fit.n_chi2_evaluations, swapped),
+                15000 if swapped else 5000)
         elif first_of_detection:
             self.statusBar().showMessage(f"{self.manifest.name if self.manifest else ''}: "
                                          f"fitted", 5000)

@@ -18,8 +18,8 @@ from astropy.stats import sigma_clipped_stats
 from ..inputs.stamps import flux_scale
 from .results import SceneFit
 
-__all__ = ["PANEL_KEYS", "PANEL_TITLES", "ExposurePanels", "display_levels", "exposure_levels",
-           "five_panels"]
+__all__ = ["PANEL_KEYS", "PANEL_TITLES", "PANEL_UNIT", "ExposurePanels", "display_levels",
+           "exposure_levels", "five_panels"]
 
 PANEL_KEYS = ("image", "model", "image_minus_background", "image_minus_target", "residual")
 PANEL_TITLES = {
@@ -29,6 +29,8 @@ PANEL_TITLES = {
     "image_minus_target": "Image - target",
     "residual": "Residual",
 }
+# What every panel's pixel values are (the readout's and the colour bars' unit).
+PANEL_UNIT = "flux per pixel (ZP 30)"
 
 
 @dataclass(frozen=True, eq=False)

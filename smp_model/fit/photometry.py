@@ -26,7 +26,8 @@ from ..scene.exposures import load_exposures
 from ..scene.memory import check_fit_memory
 from ..scene.model import LinearSolution, Progress, SceneModel, single_threaded_blas
 from ..settings import FitSettings
-from .binary_search import SPLIT_RADIUS, binary_seeds, split_if_coincident
+from .binary_search import (SPLIT_RADIUS, binary_seeds, split_if_coincident,
+                            swapped_from_start)
 from .position_search import ProfiledChi2, minimize_positions, profiled_chi2
 from .request import TargetOffsets, detection_gain
 from .results import (BinaryFit, BlendEstimate, SceneFit, ShotNoiseEstimate, SingleFit,
@@ -193,7 +194,8 @@ class DetectionPhotometry:
         fit = self._result(BinaryFit, best, self._curvature(best), n_eval,
                            chi2_single=self.scene.solve(single.offsets).chi2,
                            chi2_single_default=self.chi2_single_at_default_offset,
-                           search_starts=len(searches))
+                           search_starts=len(searches),
+                           swapped_from_start=swapped_from_start(start, best))
         if fit.unresolved and fit.separation_px > SPLIT_RADIUS:
             fit = dataclasses.replace(fit, blend=self._blend(scan.blend))
         fit.timings["search_s"] = time.perf_counter() - t0

@@ -268,11 +268,18 @@ class BinaryFit(SceneFit):
         offset otherwise.  ``delta_chi2`` against it is the likelihood ratio to quote.
     chi2_single_default : chi2 of the single source at the convention's default offset,
         whatever was done to the binary (``delta_chi2_default``: the published definition).
+    swapped_from_start : a position search's components are numbered by flux (1, the
+        primary, is the brighter), not by where they started: True when the primary ended
+        nearer the start's secondary than its primary (the pairing of ends and starts with
+        the smaller total squared displacement), i.e. the search swapped the numbers of
+        the start (`smp_model.fit.binary_search.swapped_from_start`).  False at fixed
+        positions.
     """
 
     chi2_single: float = math.nan
     chi2_single_default: float = math.nan
     blend: BlendEstimate | None = None
+    swapped_from_start: bool = False
 
     kind = "binary"
 
