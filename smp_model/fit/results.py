@@ -337,6 +337,28 @@ class BinaryFit(SceneFit):
                if self.flux_covariance_with_positions is not None else self.target_covariance)
         return float(math.sqrt(cov.sum()))
 
+    @property
+    def total_flux_bias(self) -> float:
+        """First-order bias of ``total_flux`` (zeropoint 30) as an estimate of the pair's
+        flux: the sum of the components' least-squares flux biases
+        (`smp_model.fit.position_search.least_squares_bias`, at the fitted pair).  0 where
+        ``total_flux`` is the ``blend``'s (a second search conditioned on the first having
+        failed, which the expansion about the best binary does not describe); NaN at fixed
+        positions (no bias to correct: the fluxes are linear there)."""
+        if self.blend is not None:
+            return 0.0
+        if self.flux_bias is None:
+            return math.nan
+        return float(np.sum(self.flux_bias))
+
+    @property
+    def total_flux_debiased(self) -> float:
+        """``total_flux`` less its first-order bias (`total_flux_bias`): the pair's flux to
+        quote after a position search, with ``total_flux_err``; for close pairs the
+        least-squares sum is high by about a tenth of its error
+        (docs/validation/injection.rst).  NaN at fixed positions."""
+        return self.total_flux - self.total_flux_bias
+
     def _geometry(self, offsets: np.ndarray) -> np.ndarray:
         return np.array(self.scene_geometry(self.scene, offsets))
 
