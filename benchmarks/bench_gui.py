@@ -6,7 +6,11 @@
    every 5 ms (target: < 50 ms): 2014 LQ28 right after start-up (the build server is
    still importing the engine), then Eris (a second cold build, server ready).
 
-    python benchmarks/bench_gui.py [--moves 100] [--sample DIR] [--json]
+    python benchmarks/bench_gui.py [--moves 100] [--sample DIR] [--json] [--compare N]
+
+``--compare N``: then N alternating pairs of move runs in the same process, the drag's
+refits as previews (what a drag does) and as full fits (every exposure modelled, the
+exposure list updated: the path before previews), each ``--moves`` long.
 
 Prints one line per number (or one JSON object with --json); exit code 0.
 """
@@ -107,11 +111,36 @@ def measure_moves(app, window, n_moves: int) -> dict:
             "worker_median_ms": statistics.median(engine_ms)}
 
 
+def measure_moves_full_fits(app, window, n_moves: int) -> dict:
+    """`measure_moves` with every refit of the drag a full fit (``FitJob.preview`` off)."""
+    import dataclasses
+    controller = window.controller
+    submit = controller.submit
+    controller.submit = lambda job: submit(dataclasses.replace(job, preview=False))
+    try:
+        return measure_moves(app, window, n_moves)
+    finally:
+        controller.submit = submit
+
+
+def compare(app, window, n_moves: int, pairs: int) -> dict:
+    """Medians of `measure_moves` and `measure_moves_full_fits`, alternating."""
+    runs = {"preview": [], "full": []}
+    for _ in range(pairs):
+        runs["preview"].append(measure_moves(app, window, n_moves))
+        runs["full"].append(measure_moves_full_fits(app, window, n_moves))
+    return {kind: [{k: round(r[k], 2) for k in ("move_median_ms", "move_p90_ms",
+                                                  "worker_median_ms")} for r in results]
+            for kind, results in runs.items()}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--moves", type=int, default=100)
     parser.add_argument("--sample", type=Path, default=default_sample())
     parser.add_argument("--json", action="store_true", help="one JSON object")
+    parser.add_argument("--compare", type=int, default=0, metavar="N",
+                        help="N alternating pairs of move runs: previews vs full fits")
     args = parser.parse_args(argv)
     manifest = args.sample / "2014lq28" / "detection.toml"
 
@@ -136,6 +165,8 @@ def main(argv=None) -> int:
         try:
             result = measure_cold_stall(app, window, manifest)
             result.update(measure_moves(app, window, args.moves))
+            if args.compare:
+                result["compare"] = compare(app, window, args.moves, args.compare)
             second = measure_cold_stall(app, window, args.sample / "eris" / "detection.toml",
                                         mode="single")
             result.update(second_cold_fit_s=second["cold_fit_s"],
@@ -165,6 +196,10 @@ def main(argv=None) -> int:
               f"p90 <= {MOVE_P90_TARGET_MS:.0f})")
         print(f"  of which in the worker:   median {result['worker_median_ms']:.1f} ms "
               "(engine fit + summary + panels)")
+        for kind, runs in result.get("compare", {}).items():
+            print(f"  {kind + ':':<24} " + "; ".join(
+                f"median {r['move_median_ms']:.1f} / p90 {r['move_p90_ms']:.1f} ms "
+                f"(worker {r['worker_median_ms']:.1f})" for r in runs))
         print(f"load average while running: {os.getloadavg()[0]:.1f} "
               f"on {os.cpu_count()} CPUs (numbers are only meaningful on an idle machine)")
     return 0
