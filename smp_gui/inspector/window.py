@@ -371,7 +371,8 @@ class InspectorWindow(QMainWindow):
         if self.manifest_path is None:
             return None
         job = FitJob(str(self.manifest_path), self.model.measurement.request(optimize),
-                     panel_index=self.selected_index)
+                     panel_index=self.selected_index,
+                     preview=self.edits.dragging and not optimize)
         request_id = self.controller.submit(job)
         if optimize:
             self.statusBar().showMessage("optimising positions…")
@@ -438,7 +439,8 @@ class InspectorWindow(QMainWindow):
         self._take_fit(result, first_of_detection)
         fit = result.fit
         self.placeholder.hide()
-        self.browser.set_fit(fit, result.diagnostics)   # may select the detection (first fit)
+        if not result.preview:   # a drag's refit: the list's columns wait for its end
+            self.browser.set_fit(fit, result.diagnostics)   # may select the detection
         self.browser.set_dropped(result.dropped)
         if self.selected_index is None or self.selected_index >= len(fit.scene.exposures):
             self.selected_index = fit.scene.detection_index

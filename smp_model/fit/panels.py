@@ -64,8 +64,8 @@ def five_panels(fit: SceneFit, index: int | None = None) -> ExposurePanels:
     ex = scene.exposures[m]
     # The calibrated stamp as stored, masked pixels included (the fit gives them no weight).
     image = ex.stamp.sci * flux_scale(ex.entry.zeropoint)
-    model = fit.model[m]
-    target = fit.target_model[m]
+    # this exposure's model only, unless the fit has modelled every exposure already
+    model, target, chi2 = fit.exposure_models.exposure(m)
     arrays = {
         "image": image,
         "model": model,
@@ -79,7 +79,7 @@ def five_panels(fit: SceneFit, index: int | None = None) -> ExposurePanels:
                           is_detection=m == scene.detection_index, origin=ex.origin,
                           arrays=arrays, usable=ex.usable, sigma=sigma,
                           mask_bits=np.asarray(ex.stamp.msk), levels=exposure_levels(ex),
-                          chi2=float(fit.chi2_per_exposure[m]),
+                          chi2=chi2,
                           usable_pixels=int(fit.usable_pixels_per_exposure[m]))
 
 
