@@ -449,7 +449,9 @@ def test_at_1280x720_the_stamps_get_the_room_and_the_labels_show_whole(qtbot, wi
     window.resize(1280, 720)
     qtbot.wait(200)
     pv = window.panels_view
-    assert window.browser_dock.width() <= 0.17 * 1280 + 1
+    # the exposures keep at most their share, or (issue 28 item 3) are a tab beside the
+    # flux table, so that one column of docks is left
+    assert window.layout_keeper.stacked or window.browser_dock.width() <= 0.17 * 1280 + 1
     for label in (pv.mask_label, pv.invert_box):
         assert label.width() >= label.sizeHint().width(), label.text()
     # grown again, the room goes to the stamps, not to the docks

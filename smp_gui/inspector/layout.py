@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from PyQt6.QtCore import Qt
 
-__all__ = ["DOCK_SHARES", "DOCKS_KEY", "GEOMETRY_KEY", "SIZE_KEY", "STACK_BELOW_PX",
-           "WindowLayout"]
+__all__ = ["DOCK_SHARES", "DOCKS_KEY", "FIRST_WIDTHS", "GEOMETRY_KEY", "SIZE_KEY",
+           "STACKED_SHARE", "STACK_BELOW_PX", "WindowLayout"]
 
 # Where the window's geometry and its docks' arrangement are kept between launches.
 GEOMETRY_KEY = "inspector/geometry"
@@ -27,6 +27,9 @@ DOCK_SHARES = ((0.17, 180, 372), (0.22, 260, 420))
 # columns (exposures, stamps, fit) leave the stamps under 8 screen px per CCD px of a
 # 30 px stamp at 1280 px, or the flux table too narrow for its numbers.
 STACK_BELOW_PX = 1500
+# The docks' widths at a first start (px) before `DOCK_SHARES` narrows them: the flux
+# table shows both components' numbers.
+FIRST_WIDTHS = (372, 420)
 # The one right-hand column's share when the exposures are stacked there.
 STACKED_SHARE = (0.30, 300, 420)
 
@@ -66,16 +69,22 @@ class WindowLayout:
 
     def first_shown(self):
         """At the first show, at whatever size the window was given: a layout the user
-        left is kept (only narrowed to the shares); else a narrow window stacks the
-        exposures with the flux table, and the docks take their shares."""
+        left is kept; else a narrow window stacks the exposures with the flux table (the
+        right-hand column then takes its share).  Docks wider than their share are
+        narrowed."""
         if self.arranged:
             return
         self.arranged = True
+        w = self.window
         if self.restored:
             self.share_width(grow=False)
-        else:
-            self.stack_if_narrow()
+        elif self.stack_if_narrow():
             self.share_width(grow=True)
+        else:
+            widths = [min(first, max(low, int(share * w.width())), high)
+                      for first, (share, low, high) in zip(FIRST_WIDTHS, DOCK_SHARES)]
+            w.resizeDocks([w.browser_dock, w.controls_dock], widths,
+                          Qt.Orientation.Horizontal)
 
     def resized(self):
         """The window's width changed: a narrow one stacks the docks (then the right-hand
