@@ -40,9 +40,22 @@ def clipped_labels(widget) -> list[str]:
             if w.isVisible() and w.text() and w.width() < w.sizeHint().width()]
 
 
+@pytest.fixture
+def small_screen_window(qapp, tmp_path):
+    """The inspector started on a 1280x720 screen: it first shows at that size."""
+    from smp_gui.inspector.window import InspectorWindow
+    w = InspectorWindow(QSettings(str(tmp_path / "smp.ini"), QSettings.Format.IniFormat))
+    w.resize(1280, 720)
+    w.show()
+    yield w
+    w.shutdown()
+    w.close()
+    w.deleteLater()
+
+
 def test_at_1280x720_each_stamp_gets_8_screen_px_per_ccd_px_and_labels_show_whole(
-        qtbot, window):
-    window.resize(1280, 720)
+        qtbot, small_screen_window):
+    window = small_screen_window
     open_demo_binary(qtbot, window, size=(1280, 720))
     qtbot.wait(200)
     # 5.5 with the 394 px fit dock; the height (titles, read-out) now limits it at 7.8

@@ -4,10 +4,10 @@ its size, place and docks between launches (QSettings).
 The stamps come first: the side docks take at most their share of the width
 (`DOCK_SHARES`), a smaller window shrinks them with the stamps and a larger one gives its
 room to the stamps (the docks do not grow).  In a window narrower than `STACK_BELOW_PX`
-(at its first start, or made so) the exposures become a tab beside the flux table: one
-column of docks on the right, wide enough for the table's numbers, instead of two.  This
-happens only to the docks' default arrangement, and is not undone when the window grows
-again (the user drags the tab back; the arrangement is kept between launches).
+at its first start the exposures become a tab beside the flux table: one column of
+docks on the right, wide enough for the table's numbers, instead of two.  This happens
+only to the docks' default arrangement, and is not undone when the window grows (the
+user drags the tab back; the arrangement is kept between launches).
 """
 from __future__ import annotations
 
@@ -87,9 +87,10 @@ class WindowLayout:
                           Qt.Orientation.Horizontal)
 
     def resized(self):
-        """The window's width changed: a narrow one stacks the docks (then the right-hand
-        column takes its share), and the docks are narrowed to their shares."""
-        self.share_width(grow=self.stack_if_narrow())
+        """The window's width changed: the docks are narrowed to their shares (stacking
+        is decided at the first show only: a layout that changes under the user's hand
+        while a window is dragged smaller would surprise)."""
+        self.share_width(grow=False)
 
     def stack_if_narrow(self) -> bool:
         """Stack the exposures with the flux table when the window is narrower than
