@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
-__all__ = ["SCREENSHOT_TIMEOUT_MS", "build_parser", "demo_path", "is_batch_output", "leave",
+__all__ = ["SCREENSHOT_TIMEOUT_MS", "build_parser", "demo_path", "is_batch_output",
            "main", "parse_offsets", "start_up_progress"]
 
 SCREENSHOT_TIMEOUT_MS = 300_000
@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.survey_demo or is_batch_output(args.path):
         preload_engine()
         from .survey.app import survey_main
-        return leave(survey_main(args, app))
+        return survey_main(args, app)
     window = WindowManager().new_inspector()
     window.show()
     # The window first, then the engine's seconds of start-up, stage by stage in its
@@ -222,35 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             window.fitDisplayed.connect(_once(window.optimize))
     rc = app.exec()
     window.shutdown()
-    return leave(state["rc"] or rc)
-
-
-def leave(rc: int) -> int:
-    """End the process now that the windows are closed: settings written, the worker
-    stopped (each window's ``shutdown``), exit handlers run (child processes), output
-    flushed; then ``os._exit``.  The interpreter's own finalisation would free the
-    engine's and Qt's objects one by one (measured 1.3-2 s after Ctrl+Q), for nothing."""
-    import atexit
-    import os
-    import threading
-
-    from PyQt6.QtWidgets import QApplication
-    for widget in QApplication.topLevelWidgets():
-        if hasattr(widget, "shutdown"):
-            widget.shutdown()
-        store = getattr(widget, "store", None)
-        if store is not None:
-            store.sync()
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join(timeout=5.0)
-    atexit._run_exitfuncs()
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except (OSError, ValueError):
-            pass
-    os._exit(rc)
+    return state["rc"] or rc
 
 
 def start_up_progress(window, app):

@@ -188,9 +188,9 @@ def show_event(self, event):
         self._once = True
         self.fitDisplayed.connect(lambda _: QTimer.singleShot(200, lambda: press(self)))
 InspectorWindow.showEvent = show_event
-from smp_gui.app import main
+from smp_gui.app import run
 if __name__ == "__main__":
-    sys.exit(main([]))
+    run()           # as the smp-gui command does
 """
 
 
