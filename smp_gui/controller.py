@@ -311,6 +311,7 @@ class _Worker(QThread):
         self._cancel_id = -1          # jobs with id <= this stop at their next progress
         self._running_id = 0
         self.jobs_done = {FIT: 0, MAP: 0}   # jobs computed to the end (not cancelled)
+        self.jobs_replaced = {FIT: 0, MAP: 0}   # pending jobs a newer request replaced
         self._photometry: DetectionPhotometry | None = None
         self._photometry_key = None
         self._overlay_key, self._overlay_value = None, None
@@ -319,6 +320,8 @@ class _Worker(QThread):
 
     def put(self, request):
         with self._cond:
+            if request.channel in self._pending:
+                self.jobs_replaced[request.channel] += 1   # never computed: latest wins
             self._pending[request.channel] = request
             self._cond.notify()
 
@@ -508,6 +511,11 @@ class FitController(QObject):
         """Fit jobs the worker computed to the end (a replaced pending request is never
         computed; a cancelled one stops early)."""
         return self._worker.jobs_done[FIT]
+
+    @property
+    def fits_replaced(self) -> int:
+        """Fit requests replaced, while pending, by a newer one (never computed)."""
+        return self._worker.jobs_replaced[FIT]
 
     @property
     def worker_thread(self) -> QThread:
