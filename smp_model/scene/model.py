@@ -159,10 +159,12 @@ class SceneModel:
         self.renderers.append(renderer)
         self.sampling_origins.append(origin)
         self.grid_xy.append((gx, gy))
-        stamps = self.convention.orient_background(
-            renderer.render(gx, gy, origin, ex.shape, self._distortions(m, gx, gy)))
         block = self.static_design[self.rows[m]]
-        block[:, :self.n_grid] = stamps.reshape(self.n_grid, -1).T
+        # Drawn straight into the design's columns (as the convention orients them): a
+        # view, so no stamp-sized copies.
+        columns = self.convention.orient_background(block[:, :self.n_grid].T.reshape(
+            self.n_grid, *ex.shape))
+        renderer.render(gx, gy, origin, ex.shape, self._distortions(m, gx, gy), out=columns)
         if self.n_sky:
             block[:, self.n_grid + m] = 1.0
 
