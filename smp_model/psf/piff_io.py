@@ -40,6 +40,7 @@ class PiffFile:
         except Exception:
             self._fitsio.close()
             raise
+        self._hdus: dict = {}
         # Piff names the table of a PSF's stars <psf name>_stars.
         self._hidden = set() if stars else {name for name in self.extnames
                                              if name.endswith(STARS_SUFFIX)}
@@ -57,8 +58,12 @@ class PiffFile:
         return extname not in self._hidden and extname in self._fitsio
 
     def __getitem__(self, extname: str):
-        hdu = self._fitsio[extname]
-        return _WideStringTable(hdu) if _has_wide_strings(hdu) else hdu
+        # Piff asks for an HDU several times (its columns, then its rows); working out
+        # whether it has wide strings costs fitsio a parse of every column (~0.3 ms), so once.
+        if extname not in self._hdus:
+            hdu = self._fitsio[extname]
+            self._hdus[extname] = _WideStringTable(hdu) if _has_wide_strings(hdu) else hdu
+        return self._hdus[extname]
 
     def read_psf(self):
         """The Piff PSF in this file, as `piff.PSF.read` would return it."""
