@@ -16,7 +16,8 @@ import copy
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -58,6 +59,14 @@ def single_threaded_blas():
     Entering costs ~12 us, so even single solves are wrapped."""
     with _blas_controller().limit(limits=1, user_api="blas"):
         yield
+
+
+def _summed(matrices: Iterable[np.ndarray]) -> np.ndarray:
+    """The sum of ``matrices``, added in their order (one order: one rounding)."""
+    total = None
+    for matrix in matrices:
+        total = matrix if total is None else total + matrix
+    return total
 
 
 def grid_offsets_arcsec(settings: FitSettings) -> tuple[np.ndarray, np.ndarray]:
@@ -124,15 +133,19 @@ class SceneModel:
         self.sampling_origins: list[tuple[int, int]] = []
         self.grid_xy: list[tuple[np.ndarray, np.ndarray]] = []
         self.static_design = np.zeros((n_exp * npix, self.n_grid + self.n_sky))
-        with single_threaded_blas():   # band-limited renderers multiply small matrices
+        # Band-limited renderers multiply small matrices: BLAS on one thread.  BLAS
+        # releases the GIL, so each exposure's share of the normal matrix is multiplied on
+        # a second thread while the next exposure renders (which holds the GIL).
+        with single_threaded_blas(), ThreadPoolExecutor(max_workers=1) as pool:
+            shares = []
             for m, ex in enumerate(self.exposures):
                 if progress:
                     progress(m / n_exp, f"rendering PSF grid of {ex.entry.label}")
                 self._render_exposure(m, ex)
-        if progress:
-            progress(1.0, "factorising the normal matrix")
-        with single_threaded_blas():
-            self._factorise()
+                shares.append(pool.submit(self._exposure_normal_matrix, m))
+            if progress:
+                progress(1.0, "factorising the normal matrix")
+            self._factorise(_summed(share.result() for share in shares))
 
     # -- construction -----------------------------------------------------------------
 
@@ -184,12 +197,14 @@ class SceneModel:
         return [local_jacobians(ex.psf.wcs, *ex.target_xy, color=ex.color_gi)[0]
                 for ex in self.exposures]
 
-    def _factorise(self):
+    def _factorise(self, normal: np.ndarray | None = None):
         """Factor the static normal matrix (`smp_model.scene.conditioning`: Cholesky, or
-        with the directions no pixel constrains fixed at 0)."""
+        with the directions no pixel constrains fixed at 0); ``normal``: that matrix, when
+        already computed (`_static_normal_matrix`)."""
         self.conditioning: Conditioning
         self._static_solver, self.conditioning = factorise_static(
-            self._static_normal_matrix(), self.n_grid, self._describe_params)
+            self._static_normal_matrix() if normal is None else normal, self.n_grid,
+            self._describe_params)
         self._set_data_terms()
 
     @property
@@ -198,14 +213,21 @@ class SceneModel:
         return self.conditioning.condition_number
 
     def _static_normal_matrix(self) -> np.ndarray:
-        """A^T W A over the static columns, from the pixels with non-zero weight.
+        """A^T W A over the static columns, from the pixels with non-zero weight: the sum
+        of the exposures' shares (`_exposure_normal_matrix`), in their order."""
+        return _summed(self._exposure_normal_matrix(m) for m in range(len(self.exposures)))
+
+    def _exposure_normal_matrix(self, m: int) -> np.ndarray:
+        """Exposure m's share of `_static_normal_matrix`.
 
         Written as B^T B with B = W^1/2 A so that numpy hands it to BLAS ``syrk`` (half the
         work of a general product; and unlike scipy's BLAS wrappers it releases the GIL).
         """
-        used = self.weight > 0
-        scaled = self.static_design[used]
-        scaled *= np.sqrt(self.weight[used])[:, None]
+        rows = self.rows[m]
+        weight = self.weight[rows]
+        used = weight > 0
+        scaled = self.static_design[rows][used]
+        scaled *= np.sqrt(weight[used])[:, None]
         return scaled.T @ scaled
 
     def _set_data_terms(self):
