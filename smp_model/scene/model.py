@@ -16,7 +16,7 @@ import copy
 import dataclasses
 import functools
 import math
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,12 +61,38 @@ def single_threaded_blas():
         yield
 
 
-def _summed(matrices: Iterable[np.ndarray]) -> np.ndarray:
-    """The sum of ``matrices``, added in their order (one order: one rounding)."""
-    total = None
-    for matrix in matrices:
-        total = matrix if total is None else total + matrix
-    return total
+class _NormalMatrix:
+    """The static normal matrix A^T W A of ``scene``, summed exposure by exposure
+    (`add`, in the exposures' order: one order, one rounding) from the pixels with
+    non-zero weight.
+
+    Each share is B^T B with B = W^1/2 A so that numpy hands it to BLAS ``syrk`` (half the
+    work of a general product; and unlike scipy's BLAS wrappers it releases the GIL).  B
+    and the share go through work arrays: new ones per exposure cost more in page faults
+    than the scaling itself."""
+
+    def __init__(self, scene: "SceneModel"):
+        self._scene = scene
+        rows = scene.rows[0]
+        n_params = scene.static_design.shape[1]
+        self._work = np.empty((rows.stop - rows.start, n_params))
+        self._share = np.empty((n_params, n_params))
+        self.total: np.ndarray | None = None
+
+    def add(self, m: int) -> None:
+        """Add exposure m's share."""
+        scene = self._scene
+        rows = scene.rows[m]
+        weight = scene.weight[rows]
+        used = weight > 0
+        scaled = self._work[:np.count_nonzero(used)]
+        np.compress(used, scene.static_design[rows], axis=0, out=scaled)
+        scaled *= np.sqrt(weight[used])[:, None]
+        share = np.matmul(scaled.T, scaled, out=self._share)
+        if self.total is None:
+            self.total = share.copy()
+        else:
+            self.total += share
 
 
 def grid_offsets_arcsec(settings: FitSettings) -> tuple[np.ndarray, np.ndarray]:
@@ -136,16 +162,19 @@ class SceneModel:
         # Band-limited renderers multiply small matrices: BLAS on one thread.  BLAS
         # releases the GIL, so each exposure's share of the normal matrix is multiplied on
         # a second thread while the next exposure renders (which holds the GIL).
+        normal = _NormalMatrix(self)
         with single_threaded_blas(), ThreadPoolExecutor(max_workers=1) as pool:
             shares = []
             for m, ex in enumerate(self.exposures):
                 if progress:
                     progress(m / n_exp, f"rendering PSF grid of {ex.entry.label}")
                 self._render_exposure(m, ex)
-                shares.append(pool.submit(self._exposure_normal_matrix, m))
+                shares.append(pool.submit(normal.add, m))   # one worker: in order
+            for share in shares:
+                share.result()
             if progress:
                 progress(1.0, "factorising the normal matrix")
-            self._factorise(_summed(share.result() for share in shares))
+            self._factorise(normal.total)
 
     # -- construction -----------------------------------------------------------------
 
@@ -214,21 +243,11 @@ class SceneModel:
 
     def _static_normal_matrix(self) -> np.ndarray:
         """A^T W A over the static columns, from the pixels with non-zero weight: the sum
-        of the exposures' shares (`_exposure_normal_matrix`), in their order."""
-        return _summed(self._exposure_normal_matrix(m) for m in range(len(self.exposures)))
-
-    def _exposure_normal_matrix(self, m: int) -> np.ndarray:
-        """Exposure m's share of `_static_normal_matrix`.
-
-        Written as B^T B with B = W^1/2 A so that numpy hands it to BLAS ``syrk`` (half the
-        work of a general product; and unlike scipy's BLAS wrappers it releases the GIL).
-        """
-        rows = self.rows[m]
-        weight = self.weight[rows]
-        used = weight > 0
-        scaled = self.static_design[rows][used]
-        scaled *= np.sqrt(weight[used])[:, None]
-        return scaled.T @ scaled
+        of the exposures' shares, in their order (`_NormalMatrix`)."""
+        normal = _NormalMatrix(self)
+        for m in range(len(self.exposures)):
+            normal.add(m)
+        return normal.total
 
     def _set_data_terms(self):
         """The data-dependent terms of the normal equations (the factor is not)."""
