@@ -9,7 +9,7 @@ from pathlib import Path
 
 __all__ = ["PSF_FILES_RUN_CODE", "Cancelled", "FitError", "ManifestError",
            "MissingDependencyError", "PSFError", "ResourceLimitError", "SMPError",
-           "StampError", "ZeropointError", "is_numpy_warning", "one_line"]
+           "StampError", "ZeropointError", "exception_text", "is_numpy_warning", "one_line"]
 
 
 # The trust boundary, stated once for the CLI help and the GUI (here: the CLI's help must
@@ -86,6 +86,17 @@ def one_line(exc: BaseException) -> str:
     if isinstance(exc, SMPError):
         return exc.one_line()
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def exception_text(exc: BaseException) -> str:
+    """``"module.Type: message"`` (``"zlib.error: Error -3 ..."``; builtins without module),
+    on one line: how a decoder's own error is quoted in a message about a file."""
+    kind = type(exc).__name__
+    module = type(exc).__module__.lstrip("_")
+    if module not in ("builtins", ""):
+        kind = f"{module.split('.')[0]}.{kind}"
+    text = " ".join(str(exc).split())
+    return f"{kind}: {text}" if text else kind
 
 
 _NUMPY_WARNINGS = ("encountered in", "Mean of empty slice", "Degrees of freedom <= 0",

@@ -411,6 +411,24 @@ def _(tmp, sample, mp):
     return folder_input(tmp, sample, sample_manifest(sample).detection_expnum)
 
 
+
+@entry("folder-form-position-off-the-ccd")
+def _(tmp, sample, mp):
+    # 0.8 deg east of the detection: every stamp would fit "around" it without the check
+    # (the folder form places the stamps by the position), and the flux came out halved
+    m = sample_manifest(sample)
+    argv = folder_args(sample, sample / "zeropoints.ecsv")
+    ra = m.ra + 0.8
+    argv[argv.index("--ra") + 1] = repr(ra)
+
+    def library():
+        return manifest_from_folder(
+            sample / m.name / "stamps", sample / "psfs", sample / "zeropoints.ecsv",
+            name=m.name, ra=ra, dec=m.dec, band=m.band, expnum=m.detection_expnum,
+            ccdnum=m.detection_ccdnum)
+    return BadInput(library, argv, ManifestError,
+                    ("_piff.fits", "off the 2048 x 4096 CCD", "check --ra/--dec"))
+
 # The fit ------------------------------------------------------------------------------
 
 @entry("grid-too-large-for-memory")

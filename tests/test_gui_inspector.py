@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -536,10 +537,23 @@ def test_sky_aligned_readout_under_the_cursor(qtbot, window, demo, sky_off):
     assert (ra, dec) == pytest.approx((float(want_ra), float(want_dec)), abs=0.03 / 3600)
 
 
+def wait_layout_still(qtbot, item, still_s: float = 0.3, timeout_s: float = 10.0):
+    """Wait until ``item``'s size has not changed for ``still_s``."""
+    size, since, deadline = item.size(), time.monotonic(), time.monotonic() + timeout_s
+    while time.monotonic() - since < still_s:
+        assert time.monotonic() < deadline, "the layout did not settle"
+        qtbot.wait(20)
+        if item.size() != size:
+            size, since = item.size(), time.monotonic()
+
+
 def test_sky_aligned_is_kept_by_sessions(qtbot, window, demo, tmp_path, sky_off):
     opened(qtbot, window, demo, mode="binary", offsets=START)
     press(qtbot, window, Qt.Key.Key_A)
     window.panels_view.zoom(1.25)
+    # Layout passes after the first sky-aligned display can narrow the panels by a few
+    # pixels, which widens the aspect-locked range; what is saved is what is then shown.
+    wait_layout_still(qtbot, window.panels_view.plots["image"].getViewBox())
     saved_range = window.panels_view.view_range()
     path = window.save_session(tmp_path / "sky.smpsession.json")
     assert json.loads(path.read_text())["view"]["sky_aligned"] is True

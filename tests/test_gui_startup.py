@@ -65,13 +65,16 @@ def test_bad_detection_error_comes_alone_and_names_the_file(tmp_path, repo_root)
 
 
 def test_display_without_xcb_libraries_names_the_packages(tmp_path, repo_root):
-    # The machine has the libraries: the user's start-up (main()) runs with the loader
-    # refusing two of them, as on a venv set up headless.
+    # The user's start-up (main()) runs with the loader refusing two of the libraries, as
+    # on a venv set up headless, and loading the others (whether this machine has them or
+    # not: `./dev test` does not install them).
     refused = {"libxcb-cursor.so.0", "libxkbcommon-x11.so.0"}
+    listed = {library for package, library in xcb_libraries()}
     code = ("import ctypes, sys\n"
             "real = ctypes.CDLL\n"
             "def cdll(name, *a, **k):\n"
             f"    if name in {refused!r}: raise OSError(name + ': cannot open shared object')\n"
+            f"    if name in {sorted(listed)!r}: return None\n"
             "    return real(name, *a, **k)\n"
             "ctypes.CDLL = cdll\n"
             "from smp_gui.app import main\n"
@@ -83,6 +86,30 @@ def test_display_without_xcb_libraries_names_the_packages(tmp_path, repo_root):
     packages = [package for package, library in xcb_libraries() if library in refused]
     assert packages == ["libxcb-cursor0", "libxkbcommon-x11-0"]
     assert f"apt-get install {' '.join(packages)}" in lines[0] and "./dev app" in lines[0]
+
+
+def test_display_no_server_answers_on_says_so(tmp_path, repo_root):
+    # DISPLAY set, libraries present (as after `./dev app`), but no X server at :987: Qt
+    # aborted with "could not connect to display" and a core dump.
+    code = ("import sys, smp_gui.startup as startup\n"
+            "startup.missing_xcb_packages = lambda loads=None: []\n"
+            "from smp_gui.app import main\n"
+            "sys.exit(main([]))\n")
+    run = _run(["-c", code], tmp_path, repo_root, DISPLAY=":987")
+    assert run.returncode == 2, run.stderr
+    lines = run.stderr.strip().splitlines()
+    assert len(lines) == 1, run.stderr
+    assert "DISPLAY=':987'" in lines[0] and "no X server answers" in lines[0]
+    assert "--screenshot" in lines[0]
+
+
+def test_headless_export_with_an_unusable_display_runs_offscreen(tmp_path, repo_root):
+    out = tmp_path / "demo.ecsv"
+    run = _run(["-m", "smp_gui.app", "--export-table", str(out)], tmp_path, repo_root,
+               DISPLAY=":987")
+    assert run.returncode == 0, run.stderr
+    assert list(Table.read(out)["name"]) == ["demo-binary"]
+    assert run.stderr.strip().splitlines()[-1] == f"smp-gui: wrote {out}"
 
 
 def test_qt_messages_other_than_the_offscreen_noise_are_passed_on(tmp_path, repo_root):

@@ -3,6 +3,7 @@ the test process, with clients named like TOPCAT, DS9 and Aladin that record wha
 arrives: message types, tables that read back with their units, row indices."""
 from __future__ import annotations
 
+import threading
 import time
 
 import numpy as np
@@ -116,3 +117,26 @@ def test_rows_both_ways(fit, tools):
     assert [(m.kind, m.table_id, m.rows) for m in chosen] == [
         ("table.select.rowList", sent.table_id, (0, 2)),
         ("table.highlight.row", sent.table_id, (1,))]
+
+
+def test_a_registration_that_answers_after_the_timeout_is_undone(samp_hub):
+    # A hub slow to answer: connect gives up, and when the registration does complete
+    # the client unregisters, so the hub lists no stray "SMP Inspector".
+    link = SampLink(timeout=0.2)
+    real_connect, registered = link._client.connect, threading.Event()
+
+    def slow_connect():
+        time.sleep(0.6)
+        real_connect()
+        registered.set()
+    link._client.connect = slow_connect
+    with pytest.raises(SampError, match="no answer within 0.2 s"):
+        link.connect()
+    assert registered.wait(10)
+    with SampLink() as observer:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "SMP Inspector" in observer.clients().values():
+            time.sleep(0.05)
+        assert "SMP Inspector" not in observer.clients().values()
+    assert not link.connected
+    link.close()

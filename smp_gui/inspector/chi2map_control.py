@@ -1,6 +1,7 @@
 """The Δχ² map of a binary's secondary in the inspector: estimating how long a map takes
-(a long one asks first), asking the worker for it, showing it below the panels, and
-moving the secondary to a clicked cell (one undoable edit).
+(a long one asks first), asking the worker for it, showing it below the panels in the
+panels' frame (CCD axes, or sky-aligned as the detection exposure's stamps:
+`chi2map_frame`), and moving the secondary to a clicked cell (one undoable edit).
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from PyQt6.QtWidgets import QMessageBox
 from smp_model.fit.request import TargetOffsets
 
 from ..controller import Chi2MapJob, Chi2MapResult
+from .chi2map_frame import CCD_FRAME, MapFrame, sky_frame
 from .markers import component_offset
 
 __all__ = ["MAP_CELL_PER_FIT", "MAP_CONFIRM_S", "REOPTIMIZE_EVALUATIONS", "Chi2MapControl",
@@ -45,6 +47,7 @@ class Chi2MapControl:
         self.confirm_dialog: QMessageBox | None = None
         self.refit_seconds = 0.0   # the last refit's time, for the estimates
         self.pending: int | None = None    # a map being computed (its request id)
+        self._sky_frame: tuple | None = None   # (scene, its sky-aligned MapFrame)
 
     def estimate_s(self, half_width: float, step: float, reoptimize_primary: bool) -> float:
         """Seconds a map would take: cells x a χ² evaluation, estimated from the last
@@ -126,6 +129,7 @@ class Chi2MapControl:
             self.pending = None
         w.menus.show_map_action(True)
         w.chi2map_view.show()
+        w.chi2map_view.set_frame(self.frame())
         w.chi2map_view.set_map(result.chi2map)
         offsets = w.offsets["binary"]
         w.chi2map_view.set_components(component_offset(offsets, 0),
@@ -133,6 +137,36 @@ class Chi2MapControl:
         self.check_stale()
         w.statusBar().showMessage("Δχ² map ready", 3000)
         w.chi2MapDisplayed.emit(result)
+
+    def update_frame(self):
+        """Draw the map in the panels' frame: sky-aligned as the detection exposure's
+        stamps when View > Sky-aligned is on and that exposure's WCS inverts; else CCD
+        axes (saying why when sky-aligned was asked for)."""
+        self.window.chi2map_view.set_frame(self.frame())
+
+    def frame(self) -> MapFrame:
+        """The `MapFrame` the map shown is drawn in now (see `update_frame`)."""
+        w = self.window
+        if not w.panels_view.sky_aligned or w.result is None or self.result is None:
+            return CCD_FRAME
+        fit, job = w.result.fit, self.result.request
+        # the offsets of a map of another detection or convention are not this scene's
+        if job.manifest_path != str(w.manifest_path):
+            return MapFrame(notice="map of another detection: CCD axes, not sky-aligned")
+        if job.settings.convention != fit.settings.convention:
+            return MapFrame(notice="map of another pixel convention: CCD axes, not "
+                                   "sky-aligned")
+        scene = fit.scene
+        if self._sky_frame is None or self._sky_frame[0] is not scene:
+            detection = scene.exposures[scene.detection_index]
+            # the panels' own overlays of that exposure (cached there; None: no frame)
+            overlays = w.sky_geometry.overlays(detection, fit.settings, w.manifest.ra,
+                                               w.manifest.dec, w.result.overlays)
+            frame = (sky_frame(scene, overlays) if overlays is not None else MapFrame(
+                notice=f"detection exposure {detection.entry.expnum}: its WCS cannot be "
+                       "inverted at the target; map in CCD axes, not sky-aligned"))
+            self._sky_frame = (scene, frame)   # the scene is kept: its id is not reused
+        return self._sky_frame[1]
 
     def move_secondary(self, i: int, j: int):
         """Put the secondary at cell (i, j) of the map shown (and the primary where the

@@ -6,8 +6,11 @@ The map's plot takes the sixth cell of the panels' grid (`PanelsView.set_extra_p
 so the five stamps keep their size when it is shown; this widget is the line under the
 panels that explains the map, offers its colour scale, and says when it is out of date.
 
-Axes are the secondary's (dx, dy) offsets in px (the convention's frame); cell (i, j) is
-centred on ``(map.dx[i], map.dy[j])``.
+The map's data are the secondary's (dx, dy) offsets in px (the convention's frame); cell
+(i, j) is centred on ``(map.dx[i], map.dy[j])``.  What lies in offsets (image, contours)
+is drawn under one item whose transform is the map's frame (`chi2map_frame.MapFrame`): CCD
+axes, or sky-aligned like the stamps; the components' marks, the hover readout and
+click-to-move map between the two.
 """
 from __future__ import annotations
 
@@ -15,10 +18,12 @@ import numpy as np
 import pyqtgraph as pg
 from PyQt6.QtCore import QRectF, pyqtSignal
 from PyQt6.QtGui import QTransform
-from PyQt6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PyQt6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout,
+                             QWidget)
 
 from smp_model.fit.chi2map import Chi2Map
 
+from .chi2map_frame import CCD_AXES, CCD_FRAME, SKY_AXES, MapFrame, OffsetAxis
 from .panel_items import set_title
 
 __all__ = ["CONTOUR_LEVELS", "DISPLAY_PERCENTILE", "MAP_SCALES", "MAP_TITLE", "MIN_DISPLAY_MAX",
@@ -72,19 +77,23 @@ class Chi2MapView(QWidget):
         self.chi2map: Chi2Map | None = None
         self.scale = "linear"
         self.stale = False
-        self.plot = pg.PlotItem()
+        self.frame = CCD_FRAME
+        self._components = None      # (primary, secondary) offsets shown, px
+        self.plot = pg.PlotItem(axisItems={"bottom": OffsetAxis("bottom")})
         set_title(self.plot, MAP_TITLE)
         # a cell like the panels': no larger preferred size that would shrink their row
         self.plot.setPreferredSize(60, 60)
         self.plot.setAspectLocked(True)
         self.plot.setMenuEnabled(False)
         self.plot.hideButtons()
-        self.plot.setLabel("bottom", "secondary dx (px)")
-        self.plot.setLabel("left", "secondary dy (px)")
+        self._label_axes()
         self.plot.setVisible(False)
         self.plot.getViewBox().sigResized.connect(self._fit_map)
+        # what lies in offsets, under the frame's transform (zoom set by `_fit_map`)
+        self.contents = pg.ItemGroup()
+        self.plot.addItem(self.contents, ignoreBounds=True)
         self.image = pg.ImageItem(axisOrder="row-major")
-        self.plot.addItem(self.image)
+        self.contents.addItem(self.image)
         self.colorbar = pg.ColorBarItem(values=(0.0, MIN_DISPLAY_MAX), label="Δχ²",
                                         colorMap=pg.colormap.get("viridis"),
                                         interactive=False, width=12)
@@ -110,6 +119,14 @@ class Chi2MapView(QWidget):
         self.stale_label.setStyleSheet("color: #b35c00; font-weight: bold;")
         self.readout = QLabel("")
         self.readout.setStyleSheet("font-family: monospace;")
+        # its text must not resize the line (and so the panels' grid): the map would move
+        # under the pointer between the readout of a cell and the click on it
+        self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        # sky-aligned asked for, but the map cannot be: why (as the panels' notice)
+        self.frame_label = QLabel("")
+        self.frame_label.setStyleSheet("color: #b35c00; font-weight: bold;")
+        self.frame_label.setWordWrap(True)
+        self.frame_label.hide()
         self.scale_box = QComboBox()
         for key, label in MAP_SCALES.items():
             self.scale_box.addItem(label, key)
@@ -123,6 +140,7 @@ class Chi2MapView(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(top)
+        layout.addWidget(self.frame_label)
         layout.addWidget(self.info)
 
     def setVisible(self, visible: bool):
@@ -145,8 +163,32 @@ class Chi2MapView(QWidget):
         """The whole map in its cell (again whenever the cell changes size: it is laid
         out after the map arrives)."""
         if self.chi2map is not None:
-            self.plot.getViewBox().setRange(rect=self.image.mapRectToParent(
-                self.image.boundingRect()), padding=0.02)
+            offsets = self.image.mapRectToParent(self.image.boundingRect())
+            self.plot.getViewBox().setRange(rect=self.frame.to_view.mapRect(offsets),
+                                            padding=0.02)
+
+    def set_frame(self, frame: MapFrame):
+        """Draw the map in ``frame`` (`chi2map_frame`): its image, contours and the
+        components' marks, axis labels, and the frame's notice."""
+        if frame == self.frame:
+            return      # every refit of a drag asks again
+        self.frame = frame
+        self.contents.setTransform(frame.to_view)
+        self._label_axes()
+        self.frame_label.setText(frame.notice)
+        self.frame_label.setVisible(bool(frame.notice))
+        if self._components is not None:
+            self.set_components(*self._components)
+        if self.chi2map is not None:
+            self.info.setText(self._explanation(self.chi2map))
+            self._fit_map()
+        self.readout.setText("")    # it named the other frame's offsets
+
+    def _label_axes(self):
+        bottom, left = SKY_AXES if self.frame.sky else CCD_AXES
+        self.plot.setLabel("bottom", bottom)
+        self.plot.setLabel("left", left)
+        self.plot.getAxis("bottom").set_negate(self.frame.sky)
 
     def _draw(self):
         """The image, colour bar and contours in the chosen scale."""
@@ -164,8 +206,7 @@ class Chi2MapView(QWidget):
             curve.setLevel(float(scaled(level, self.scale)))
             curve.setData(shown.T)
 
-    @staticmethod
-    def _explanation(m: Chi2Map) -> str:
+    def _explanation(self, m: Chi2Map) -> str:
         best = m.best
         min_chi2 = float(np.nanmin(np.where(np.isfinite(m.chi2), m.chi2, np.nan)))
         primary = "re-optimised in each cell" if m.reoptimized_primary else "held"
@@ -178,6 +219,9 @@ class Chi2MapView(QWidget):
             text += (" Negative: no cell of this map fits better than the single source "
                      "at its default offset (the primary is held, or the pair is not "
                      "resolved here).")
+        if self.frame.sky:
+            text += (" Drawn as the stamps: arcsec on the sky from the target, north up, "
+                     "east left (the offsets are CCD px of the detection exposure).")
         return text + "  Click a cell to move the secondary."
 
     def set_scale(self, scale: str):
@@ -199,13 +243,17 @@ class Chi2MapView(QWidget):
         set_title(self.plot, MAP_TITLE + (" — OUT OF DATE" if stale else ""))
 
     def set_components(self, primary, secondary):
-        """Show the current primary and secondary (dx, dy) offsets."""
+        """Show the current primary and secondary (dx, dy) offsets (px), in the frame."""
+        self._components = (tuple(primary), tuple(secondary))
         self.points.setData([
-            {"pos": primary, "brush": pg.mkBrush(0, 190, 255), "symbol": "o"},
-            {"pos": secondary, "brush": pg.mkBrush(255, 140, 0), "symbol": "o"},
+            {"pos": self.frame.offset_to_view(*primary), "brush": pg.mkBrush(0, 190, 255),
+             "symbol": "o"},
+            {"pos": self.frame.offset_to_view(*secondary), "brush": pg.mkBrush(255, 140, 0),
+             "symbol": "o"},
         ])
 
     def cell_at(self, dx: float, dy: float) -> tuple[int, int] | None:
+        """(i, j) of the cell holding secondary offset (dx, dy) px; None: off the map."""
         m = self.chi2map
         if m is None:
             return None
@@ -222,7 +270,7 @@ class Chi2MapView(QWidget):
                 or not vb.sceneBoundingRect().contains(scene_pos)):
             return None
         point = vb.mapSceneToView(scene_pos)
-        return self.cell_at(point.x(), point.y())
+        return self.cell_at(*self.frame.view_to_offset(point.x(), point.y()))
 
     def _on_click(self, event):
         cell = self._cell_under(event.scenePos())
@@ -230,14 +278,21 @@ class Chi2MapView(QWidget):
             self.cellClicked.emit(*cell)
 
     def _on_hover(self, scene_pos):
-        """The cell under the pointer: Δχ², dx, dy (the secondary stays where it is)."""
+        """The cell under the pointer: Δχ², its offset in the frame shown (sky-aligned:
+        from the target's sky position, arcsec) and dx, dy (the engine's CCD px); the
+        secondary stays where it is."""
         cell = self._cell_under(scene_pos)
         if cell is None:
             return
         i, j = cell
         m = self.chi2map
         value = m.delta_chi2[j, i]
-        text = (f"Δχ²={value:.2f}" if np.isfinite(value) else "Δχ²=— (degenerate fit)") \
-            + f" at dx={m.dx[i]:+.2f} dy={m.dy[j]:+.2f} px"
+        text = (f"Δχ²={value:.2f}" if np.isfinite(value) else "Δχ²=— (degenerate fit)")
+        ccd = f"dx={m.dx[i]:+.2f} dy={m.dy[j]:+.2f}"
+        if self.frame.sky:
+            east, north = self.frame.sky_offset(m.dx[i], m.dy[j])
+            text += f" at ΔRA cos δ={east:+.3f}″ ΔDec={north:+.3f}″ ({ccd} CCD px)"
+        else:
+            text += f" at {ccd} px"
         self.readout.setText(text)
         self.hovered.emit(text)

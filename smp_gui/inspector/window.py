@@ -496,6 +496,7 @@ class InspectorWindow(QMainWindow):
         self.frame_notice.setText(
             f"exposure {pv.panels.expnum}: its WCS cannot be inverted at the target; "
             "drawn in CCD axes, not sky-aligned" if unaligned else "")
+        self.chi2map_control.update_frame()    # the map shares the frame, or says why not
 
     def set_sky_aligned(self, on: bool):
         """Draw the exposures north up, east left (View menu, A: aligned to the sky; N is

@@ -46,7 +46,7 @@ def register(sub) -> None:
                    help="also search for a binary (from the default offset and 1 px "
                         "further) and keep it when delta chi2 > DCHI2")
     m.add_argument("--optimize-position", action="store_true",
-                   help="search the single target's position (Powell from the default "
+                   help="search the single target's position (from the default "
                         "offset): dx, dy, their errors and the fitted RA/Dec")
     m.add_argument("--shot-noise", action="store_true",
                    help="also refit with the source's Poisson variance (columns flux_sn, "

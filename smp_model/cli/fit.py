@@ -48,7 +48,8 @@ def register(sub) -> None:
     m.add_argument("--binary", type=float_list(4), metavar="DX1,DX2,DY1,DY2",
                    help="fit two sources at these offsets (published order)")
     m.add_argument("--optimize", action="store_true",
-                   help="search positions (Powell) from --binary or --offset")
+                   help="search positions from --binary or --offset (fluxes solved exactly at "
+                        "every step)")
     m.add_argument("--shot-noise", action="store_true",
                    help="also refit with the source's Poisson variance (gain from the "
                         "manifest's detection exposure, or --gain)")

@@ -128,7 +128,8 @@ class FitRequest:
         default (`default_offsets`).  Must have one source for ``single``, two for
         ``binary``.
     optimize
-        search the positions (Powell, as published) starting at ``offsets``.
+        search the positions starting at ``offsets`` (`minimize_positions`; the published
+        code used Powell).
     shot_noise
         refit with the target's own Poisson variance
         (`DetectionPhotometry.with_shot_noise`); ``gain`` (electrons per SCI unit of the

@@ -22,6 +22,7 @@ from ..errors import ManifestError, PSFError, ZeropointError
 from ..limits import memory_refusal
 from ..psf.models import load_psf
 from ..settings import FitSettings
+from ..wcs.decam import focal_plane, on_ccd
 from ..wcs.transforms import sky_to_pixel
 from .discovery import ExposureRef
 from .manifest import DEFAULT_COLOR_GI, DetectionManifest, ExposureEntry, des_stamp_origin
@@ -89,6 +90,7 @@ def manifest_from_folder(stamps: str | os.PathLike, psfs: str | os.PathLike,
         stamp = read_stamp(stamp_path)
         shape = stamp.shape
         x, y = (float(v) for v in sky_to_pixel(load_psf(psf_path).wcs, ra, dec, color=color_gi))
+        _check_on_ccd(x, y, shape, exp, ccd, psf_path, detection=exp == expnum)
         origin = tuple((origins or {}).get(exp) or rule(x, y, shape))
         entries.append(ExposureEntry(expnum=exp, ccdnum=ccd, band=zp_band or band,
                                      zeropoint=zp, stamp=stamp_path.absolute(),
@@ -99,6 +101,21 @@ def manifest_from_folder(stamps: str | os.PathLike, psfs: str | os.PathLike,
     return DetectionManifest(name=name, ra=float(ra), dec=float(dec), band=band,
                              detection_expnum=int(expnum), detection_ccdnum=int(ccdnum),
                              exposures=tuple(entries), color_gi=color_gi)
+
+
+def _check_on_ccd(x: float, y: float, shape: tuple[int, int], expnum: int, ccdnum: int,
+                  psf_path: Path, detection: bool) -> None:
+    """Refuse a detection position that the PSF file's WCS puts more than half a stamp off
+    the CCD: no stamp of this exposure can have been cut around it, so (ra, dec) or the CCD
+    is wrong.  The folder form places every stamp by that position, so without this check
+    a wrong position fits without complaint (the stamps' own headers carry no position)."""
+    if on_ccd(x, y, margin=max(shape) / 2):
+        return
+    fp = focal_plane()
+    culprit = "--ra/--dec or --ccdnum" if detection else "--ra/--dec or the zeropoint table's ccdnum"
+    raise ManifestError(f"exposure {expnum} (CCD {ccdnum}): the detection's (ra, dec) falls at "
+                        f"CCD pixel ({x:.1f}, {y:.1f}) by this PSF file's WCS, off the "
+                        f"{fp.nx} x {fp.ny} CCD; check {culprit}", psf_path)
 
 
 def _check_memory(found: list[tuple[int, Path]], expnum: int, stamps: Path,

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from ..errors import StampError
-from ..files import exception_text, open_input_fits
+
+from ..errors import StampError, exception_text
+from ..files import open_input_fits
 
 __all__ = ["COMMON_ZEROPOINT", "REQUIRED_HDUS", "Stamp", "flux_scale", "read_stamp"]
 

@@ -15,6 +15,7 @@ caller.  Nothing here imports Qt: the GUI calls these through its controller.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
@@ -155,7 +156,10 @@ class SampLink:
 
     def connect(self) -> "SampLink":
         """Register with the hub; `SampError` (one line) if none answers in time."""
-        _, error = self._within_timeout(self._client.connect, "connecting to the SAMP hub")
+        # A registration that completes after the timeout is undone: the hub would
+        # otherwise list a stray "SMP Inspector" no one answers for.
+        _, error = self._within_timeout(self._client.connect, "connecting to the SAMP hub",
+                                        undo_late=self._client.disconnect)
         if error is not None:
             raise SampError(f"no SAMP hub answered ({error}); start TOPCAT, DS9 or "
                             "Aladin (each runs a hub) and try again")
@@ -185,23 +189,35 @@ class SampLink:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _within_timeout(self, call: Callable, what: str) -> tuple[object, str | None]:
+    def _within_timeout(self, call: Callable, what: str, undo_late: Callable | None = None
+                        ) -> tuple[object, str | None]:
         """Run ``call`` in a helper thread: (its value, None), or (None, its error
-        message or a timeout message); an XML-RPC call to a dead hub may never return."""
+        message or a timeout message); an XML-RPC call to a dead hub may never return.
+        ``undo_late`` is called (in that thread) if ``call`` succeeds after the timeout
+        was reported: the caller has given up on what it did."""
         outcome: dict = {}
+        lock = threading.Lock()
 
         def run():
             try:
-                outcome["value"] = call()
+                value, error = call(), None
             except Exception as exc:   # noqa: BLE001 - pyvo raises several kinds
-                outcome["error"] = str(exc) or type(exc).__name__
+                value, error = None, str(exc) or type(exc).__name__
+            with lock:
+                outcome.update(done=True, value=value, error=error)
+                late = outcome.get("abandoned", False)
+            if late and error is None and undo_late is not None:
+                with contextlib.suppress(Exception):   # best effort: the hub may be gone
+                    undo_late()
 
         thread = threading.Thread(target=run, daemon=True, name=f"samp: {what}")
         thread.start()
         thread.join(self.timeout)
-        if thread.is_alive():
-            return None, f"{what}: no answer within {self.timeout:g} s"
-        return outcome.get("value"), outcome.get("error")
+        with lock:
+            if not outcome.get("done"):
+                outcome["abandoned"] = True
+                return None, f"{what}: no answer within {self.timeout:g} s"
+        return outcome["value"], outcome["error"]
 
     # -- who is there -------------------------------------------------------------------
 
