@@ -6,7 +6,11 @@
    every 5 ms (target: < 50 ms): 2014 LQ28 right after start-up (the build server is
    still importing the engine), then Eris (a second cold build, server ready).
 
-    python benchmarks/bench_gui.py [--moves 100] [--sample DIR] [--json]
+    python benchmarks/bench_gui.py [--moves 100] [--sample DIR] [--json] [--compare N]
+
+``--compare N``: then N alternating pairs of move runs in the same process, the drag's
+refits as previews (what a drag does) and as full fits (every exposure modelled, the
+exposure list updated: the path before previews), each ``--moves`` long.
 
 Prints one line per number (or one JSON object with --json); exit code 0.
 """
@@ -81,24 +85,42 @@ def measure_cold_stall(app, window, manifest: Path, mode: str = "binary") -> dic
 
 def measure_moves(app, window, n_moves: int) -> dict:
     """Drag the secondary marker in small steps; time from the move to the window showing
-    the fit at the new position (panels and table updated, `fitDisplayed` emitted)."""
+    the fit at the new position (panels and table updated, `fitDisplayed` emitted).
+
+    One event loop and one connection serve all the moves: connecting a slot and making a
+    loop and a timer for each move (`wait_for`) cost the GUI thread about a millisecond a
+    move that the application does not spend."""
+    from PyQt6.QtCore import QEventLoop, QTimer
     layer = window.markers
     item = layer.item(1, 0)
     times, engine_ms = [], []
+    loop = QEventLoop()
+    wanted = {"id": None}
+
+    def check(result):
+        if result.request_id == wanted["id"]:
+            loop.quit()
+    guard = QTimer()
+    guard.setSingleShot(True)
+    guard.timeout.connect(loop.quit)
+    window.fitDisplayed.connect(check)
     item.moving = True            # as during a mouse drag
     try:
         for n in range(n_moves):
             u, v = layer.positions[1]
             step = 0.05 if (n // 10) % 2 == 0 else -0.05
-            displayed = window.fits_displayed
             t0 = time.perf_counter()
             item.setPos(u + step, v)            # -> dragged -> FitJob
-            target = window.controller.last_submitted
-            wait_for(app, lambda: window.fits_displayed > displayed
-                     and window.result.request_id == target)
+            wanted["id"] = window.controller.last_submitted
+            guard.start(120_000)
+            loop.exec()
+            if window.result is None or window.result.request_id != wanted["id"]:
+                raise TimeoutError("timed out waiting for the window")
             times.append(1000 * (time.perf_counter() - t0))
             engine_ms.append(1000 * window.result.elapsed_s)
     finally:
+        guard.stop()
+        window.fitDisplayed.disconnect(check)
         item.moving = False
         layer._on_finished(1, item)
     times.sort()
@@ -107,11 +129,36 @@ def measure_moves(app, window, n_moves: int) -> dict:
             "worker_median_ms": statistics.median(engine_ms)}
 
 
+def measure_moves_full_fits(app, window, n_moves: int) -> dict:
+    """`measure_moves` with every refit of the drag a full fit (``FitJob.preview`` off)."""
+    import dataclasses
+    controller = window.controller
+    submit = controller.submit
+    controller.submit = lambda job: submit(dataclasses.replace(job, preview=False))
+    try:
+        return measure_moves(app, window, n_moves)
+    finally:
+        controller.submit = submit
+
+
+def compare(app, window, n_moves: int, pairs: int) -> dict:
+    """Medians of `measure_moves` and `measure_moves_full_fits`, alternating."""
+    runs = {"preview": [], "full": []}
+    for _ in range(pairs):
+        runs["preview"].append(measure_moves(app, window, n_moves))
+        runs["full"].append(measure_moves_full_fits(app, window, n_moves))
+    return {kind: [{k: round(r[k], 2) for k in ("move_median_ms", "move_p90_ms",
+                                                  "worker_median_ms")} for r in results]
+            for kind, results in runs.items()}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--moves", type=int, default=100)
     parser.add_argument("--sample", type=Path, default=default_sample())
     parser.add_argument("--json", action="store_true", help="one JSON object")
+    parser.add_argument("--compare", type=int, default=0, metavar="N",
+                        help="N alternating pairs of move runs: previews vs full fits")
     args = parser.parse_args(argv)
     manifest = args.sample / "2014lq28" / "detection.toml"
 
@@ -136,6 +183,8 @@ def main(argv=None) -> int:
         try:
             result = measure_cold_stall(app, window, manifest)
             result.update(measure_moves(app, window, args.moves))
+            if args.compare:
+                result["compare"] = compare(app, window, args.moves, args.compare)
             second = measure_cold_stall(app, window, args.sample / "eris" / "detection.toml",
                                         mode="single")
             result.update(second_cold_fit_s=second["cold_fit_s"],
@@ -165,6 +214,10 @@ def main(argv=None) -> int:
               f"p90 <= {MOVE_P90_TARGET_MS:.0f})")
         print(f"  of which in the worker:   median {result['worker_median_ms']:.1f} ms "
               "(engine fit + summary + panels)")
+        for kind, runs in result.get("compare", {}).items():
+            print(f"  {kind + ':':<24} " + "; ".join(
+                f"median {r['move_median_ms']:.1f} / p90 {r['move_p90_ms']:.1f} ms "
+                f"(worker {r['worker_median_ms']:.1f})" for r in runs))
         print(f"load average while running: {os.getloadavg()[0]:.1f} "
               f"on {os.cpu_count()} CPUs (numbers are only meaningful on an idle machine)")
     return 0

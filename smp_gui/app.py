@@ -9,8 +9,11 @@ File > Export menu would, the same way, and exit; they never replace an existing
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 __all__ = ["SCREENSHOT_TIMEOUT_MS", "build_parser", "demo_path", "is_batch_output", "main",
            "parse_offsets"]
@@ -233,5 +236,22 @@ def _once(callback):
     return slot
 
 
+def run() -> NoReturn:
+    """The ``smp-gui`` command: `main`, then the process ends without Python's clean-up of
+    Qt.  That clean-up (PyQt's ``cleanup_on_exit``) walks wrappers of widgets Qt has
+    already deleted and crashed (SIGSEGV, status 139) in about one headless export run in
+    ten under load, after every output was written; pyqtgraph's ``pg.exit`` is the same
+    remedy.  Everything the run owns is finished by then: outputs renamed into place,
+    settings written, the worker and SAMP link shut down."""
+    rc = main()
+    if "PyQt6.QtCore" in sys.modules:   # Qt writes settings lazily, or when destroyed
+        from .windows import user_settings
+        user_settings().sync()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(rc)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -101,11 +101,15 @@ class FitJob:
 
     panel_index : exposure (index into the fit's exposures; None: the detection) whose
         five panels the worker prepares with the fit, so the GUI thread only draws.
+    preview : a refit that follows a marker drag: only what the drag shows is computed
+        (`smp_model.fit.measure.measure`'s preview fit and the shown exposure's panels;
+        no per-exposure diagnostics).  The fit when the drag ends is a full one.
     """
 
     manifest_path: str
     fit: FitRequest
     panel_index: int | None = None
+    preview: bool = False
     request_id: int = 0
     generation: int = 0
 
@@ -229,6 +233,12 @@ class FitSummary:
         """(dx, dy) for a single target, (dx1, dx2, dy1, dy2) for a binary."""
         return self.record.offsets
 
+    @property
+    def swapped_from_start(self) -> bool:
+        """A binary search that renumbered its start's components (by flux: 1 is the
+        brighter; `smp_model.fit.results.BinaryFit.swapped_from_start`)."""
+        return bool(getattr(self.record.fit, "swapped_from_start", False))
+
 
 def summarize(fit: SceneFit) -> FitSummary:
     """The numbers the window shows, from the fit's record.  Reads only what a fit at
@@ -242,7 +252,7 @@ def summarize(fit: SceneFit) -> FitSummary:
 class FitResult:
     """A finished fit: the engine's immutable result, its summary, the five panels of the
     requested exposure and the per-exposure diagnostics (`diagnostic_columns`, one entry
-    per exposure of ``fit.scene.exposures``)."""
+    per exposure of ``fit.scene.exposures``; None for a preview: `FitJob.preview`)."""
 
     request: FitJob
     fit: SceneFit
@@ -257,6 +267,10 @@ class FitResult:
     @property
     def request_id(self) -> int:
         return self.request.request_id
+
+    @property
+    def preview(self) -> bool:
+        return self.request.preview
 
 
 @dataclass(frozen=True, eq=False)
@@ -418,13 +432,14 @@ class _Worker(QThread):
 
     def _fit(self, request, photometry, t0: float):
         t_fit = time.perf_counter()
-        fit = measure(photometry, request.fit)
+        fit = measure(photometry, request.fit, preview=request.preview)
         fit_s = time.perf_counter() - t_fit
         index = request.panel_index
         if index is None or not 0 <= index < len(fit.scene.exposures):
             index = fit.scene.detection_index
         return FitResult(request, fit, summarize(fit), five_panels(fit, index),
-                         diagnostic_columns(fit), tuple(photometry.dropped),
+                         None if request.preview else diagnostic_columns(fit),
+                         tuple(photometry.dropped),
                          time.perf_counter() - t0, fit_s,
                          self._overlays(fit.scene.exposures[index], fit))
 
@@ -463,6 +478,7 @@ class FitController(QObject):
         self._generation = 0
         self._generation_key = None
         self._last_submitted = 0
+        self._last_job = None
         self._cancelled_up_to = 0
         self._last_delivered = {FIT: 0, MAP: 0}
         self.dropped_results = 0
@@ -481,6 +497,11 @@ class FitController(QObject):
     @property
     def last_submitted(self) -> int:
         return self._last_submitted
+
+    @property
+    def last_job(self):
+        """The request submitted last (with its id), or None."""
+        return self._last_job
 
     @property
     def fits_computed(self) -> int:
@@ -504,6 +525,7 @@ class FitController(QObject):
         request = dataclasses.replace(request, request_id=request_id,
                                       generation=self._generation)
         self._last_submitted = request_id
+        self._last_job = request
         self._worker.put(request)
         self.busyChanged.emit(True)
         return request_id

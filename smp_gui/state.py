@@ -20,13 +20,32 @@ from pathlib import Path
 from smp_model.fit.request import FitRequest, TargetOffsets, default_offsets
 from smp_model.settings import FitSettings
 
-__all__ = ["SESSION_FORMAT", "SETTINGS_KEYS", "Edit", "Event", "InspectorModel",
-           "Measurement", "describes"]
+__all__ = ["SESSION_FORMAT", "SETTINGS_KEYS", "SWAP_NOTE", "Edit", "Event", "InspectorModel",
+           "Measurement", "describes", "search_edit_text", "search_message"]
 
 # The session file's format and the settings it holds (read by `smp_gui.session`).
 SESSION_FORMAT = "smp-session/1"
 SETTINGS_KEYS = {"grid_size": int, "grid_step_arcsec": float, "fit_sky": bool,
                  "convention": str, "oversampling": int, "psf_normalization": str}
+
+# A binary search numbers its components by flux (1, the primary, is the brighter), not by
+# where they started (`smp_model.fit.results.BinaryFit.swapped_from_start`): when that
+# renumbered the pair on screen, the window says so in these words (flux table, status
+# bar, the edit's name in Edit > Undo).
+SWAP_NOTE = "1 ↔ 2: renumbered by the search"
+_SWAP_DETAIL = ("1, the primary (the brighter), is the component that was 2 on screen; "
+                "Ctrl+Z brings the old numbering back")
+
+
+def search_edit_text(swapped: bool) -> str:
+    """The name of a position search's edit (Edit > Undo ...)."""
+    return "Optimize positions" + (" (1 ↔ 2 renumbered)" if swapped else "")
+
+
+def search_message(elapsed_s: float, n_evaluations: int, swapped: bool) -> str:
+    """The status bar's line after a position search."""
+    line = f"optimised in {elapsed_s:.2f} s ({n_evaluations} chi2 evaluations)"
+    return f"{line}; {SWAP_NOTE}: {_SWAP_DETAIL}" if swapped else line
 
 
 class Event:

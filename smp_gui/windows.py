@@ -14,7 +14,13 @@ from PyQt6.QtCore import QSettings
 from .inspector.window import InspectorWindow
 from .survey.window import SurveyWindow
 
-__all__ = ["WindowManager"]
+__all__ = ["WindowManager", "user_settings"]
+
+
+def user_settings() -> QSettings:
+    """The user's settings (window geometry, recent files, trusted folders); every
+    instance reads and writes the same store."""
+    return QSettings("smp-inspector", "SMP Inspector")
 
 
 class WindowManager:
@@ -28,7 +34,7 @@ class WindowManager:
     """
 
     def __init__(self, settings_store: QSettings | None = None):
-        self.store = settings_store or QSettings("smp-inspector", "SMP Inspector")
+        self.store = settings_store or user_settings()
 
     def new_inspector(self) -> InspectorWindow:
         """An inspector window that opens batch outputs in survey windows of its own.

@@ -6,9 +6,12 @@ import pytest
 
 from smp_model.fit.panels import five_panels
 from smp_model.fit.photometry import DetectionPhotometry
-from smp_model.outputs.display import (STRETCHES, exposure_overlays, exposure_sky_affine,
-                                       pixel_jacobian, sky_aligned_affine, stamp_extent,
-                                       stretch_curve, stretched_colors)
+from smp_model.inputs.mask_bits import MASK_BITS, mask_bit_names, mask_text
+from smp_model.outputs.display import (COINCIDENT_LABEL_DIRECTIONS, COLORMAPS, OVERLAY_COLORS,
+                                       STRETCHES, exposure_overlays, exposure_sky_affine,
+                                       label_directions, overlay_colors, pixel_jacobian,
+                                       sky_aligned_affine, stamp_extent, stretch_curve,
+                                       stretched_colors)
 from smp_model.simulation.demo import demo_manifest_path
 
 
@@ -193,3 +196,56 @@ def test_sky_aligned_figure_draws_north_up_east_left(demo_fit):
         assert ax.get_xlim() == first.get_xlim() and ax.get_ylim() == first.get_ylim()
         assert "north up" in ax.get_ylabel()
     assert first.get_xlim()[0] < 0 < first.get_xlim()[1]
+
+
+# -- overlay colours, label directions, mask bits (issue 28) ------------------------------
+
+@pytest.mark.parametrize("name", COLORMAPS)
+def test_every_colour_map_has_overlay_colours_that_stand_out_from_it(name):
+    """Each overlay colour is far from every colour of its map (the blue marker and the
+    yellow + vanished on viridis), and the two components are told apart."""
+    import matplotlib
+    lut = matplotlib.colormaps[name](np.linspace(0.0, 1.0, 256))[:, :3] * 255
+    colors = overlay_colors(name)
+    for rgb in (*colors.components, colors.sky):
+        assert np.min(np.linalg.norm(lut - np.array(rgb), axis=1)) >= 150, (name, rgb)
+    assert np.linalg.norm(np.subtract(*colors.components)) > 150
+    assert set(OVERLAY_COLORS) == set(COLORMAPS)
+
+
+def test_labels_go_away_from_the_other_component():
+    pair = np.array([[0.0, 0.0], [3.0, 4.0]])
+    directions = label_directions(pair)
+    assert directions == pytest.approx(np.array([[-0.6, -0.8], [0.6, 0.8]]))
+    assert label_directions(np.zeros((2, 2))) == pytest.approx(
+        np.array(COINCIDENT_LABEL_DIRECTIONS))
+
+
+def test_mask_values_are_named_by_des_bits():
+    assert mask_bit_names(0) == ()
+    assert mask_bit_names(8704) == ("EDGE", "NEAREDGE")          # in the DES sample
+    assert mask_bit_names(10752) == ("EDGE", "SUSPECT", "NEAREDGE")
+    assert mask_bit_names(1 << 15) == ("bit 32768",)
+    assert mask_text(0) == "0 (good)" and mask_text(17) == "17 BPM+CRAY"
+    assert [b.value for b in MASK_BITS] == [1 << n for n in range(len(MASK_BITS))]
+
+
+def test_figure_marks_components_apart_in_the_maps_colours(demo_fit):
+    from smp_model.outputs.figures import five_panel_figure
+    from smp_model.outputs.display import DisplayStyle
+    binary = DetectionPhotometry(demo_manifest_path()).fit_binary((0.0, 0.6, 0.0, 0.8))
+    fig = five_panel_figure(binary, style=DisplayStyle(colormap="viridis"))
+    ax = fig.axes[0]
+    markers = [line for line in ax.lines if (line.get_gid() or "").startswith("component")]
+    want = overlay_colors("viridis").components
+    assert [matplotlib_rgb(m.get_markeredgecolor()) for m in markers] == list(want)
+    # the numbers sit on opposite sides along the pair's separation
+    texts = [t for t in ax.texts if t.get_text() in ("1", "2")]
+    offsets = np.array([t.xyann for t in texts])
+    step = np.subtract(*[m.get_xydata()[0] for m in markers])
+    assert offsets[0] @ step > 0 and offsets[1] @ step < 0
+
+
+def matplotlib_rgb(colour) -> tuple[int, int, int]:
+    from matplotlib.colors import to_rgb
+    return tuple(int(round(255 * c)) for c in to_rgb(colour))

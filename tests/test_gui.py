@@ -186,8 +186,8 @@ def test_browse_exposures_and_readout(qtbot, window, lq28_path, engine):
     # readout of a pixel: CCD, stamp indices and every panel's value
     text = window.panels_view.readout_text(3.0, 4.0)
     p = window.panels_view.panels
-    assert "stamp i=3 j=4" in text and f"CCD x={p.origin[0] + 3:.2f}" in text
-    assert f"I={p['image'][4, 3]:.4g}" in text and "RA=" in text
+    assert "stamp pixel i=3 j=4" in text and f"CCD x={p.origin[0] + 3:.2f}" in text
+    assert f"image {p['image'][4, 3]:.4g} |" in text and "RA " in text
     window.browser.select(engine.scene.detection_index)
 
 
@@ -202,8 +202,9 @@ def _send_mouse(widget, kind, pos: QPoint, buttons):
 
 
 def drag_marker(qtbot, window, k: int, du: float, dv: float, steps: int = 8,
-                panel: str = "image"):
-    """Drag marker k by (du, dv) px of the panel with simulated mouse events."""
+                panel: str = "image", pause_ms: int = 15):
+    """Drag marker k by (du, dv) px of the panel with simulated mouse events,
+    ``pause_ms`` between two moves."""
     gv = window.panels_view.graphics
     viewport = gv.viewport()
     u0, v0 = window.markers.positions[k]
@@ -219,7 +220,7 @@ def drag_marker(qtbot, window, k: int, du: float, dv: float, steps: int = 8,
     for n in range(1, steps + 1):
         pos = to_widget(u0 + du * n / steps, v0 + dv * n / steps)
         _send_mouse(viewport, QEvent.Type.MouseMove, pos, left)
-        qtbot.wait(15)
+        qtbot.wait(pause_ms)
     end = to_widget(u0 + du, v0 + dv)
     _send_mouse(viewport, QEvent.Type.MouseButtonRelease, end, none)
 
@@ -745,6 +746,78 @@ def test_exposure_diagnostics_in_browser(qtbot, window, lq28_path, engine):
     assert "outlier" in table.item(3, COL_OUTLIER).toolTip()
     window.browser.set_fit(window.result.fit, window.result.diagnostics)
     assert window.browser.outlier_rows() == []
+
+
+
+def test_drag_refits_show_the_shown_panels_and_settle_to_the_full_fit(
+        qtbot, window, lq28_path, engine, monkeypatch):
+    """During a mouse drag each refit models only the shown exposure (not all of them) and
+    the panels and flux table follow the marker; when the drag ends, the fit of where it
+    ended fills the exposure list's columns with the numbers of a full engine fit."""
+    from smp_gui.inspector.exposure_browser import COL_CHI2, COL_MAXRES
+    from smp_model.fit.diagnostics import diagnostic_columns
+    from smp_model.scene.model import SceneModel
+    open_and_wait(qtbot, window, lq28_path, mode="binary", offsets=START)
+    det = window.result.fit.scene.detection_index
+    before = window.browser.diagnostics
+    full_models = []
+    real = SceneModel.model_stamps
+    monkeypatch.setattr(SceneModel, "model_stamps",
+                        lambda self, *a: full_models.append(1) or real(self, *a))
+    during = []
+
+    def on_shown(result):
+        if window.edits.dragging:
+            # what is on screen now: the panels and the table of this fit's offsets
+            during.append((result, {k: window.panels_view.images[k].image.copy()
+                                    for k in PANEL_KEYS}, window.browser.diagnostics))
+    window.fitDisplayed.connect(on_shown)
+    try:
+        drag_marker(qtbot, window, 1, 0.8, 0.5, steps=6, pause_ms=120)
+        wait_settled(qtbot, window)
+    finally:
+        window.fitDisplayed.disconnect(on_shown)
+    assert len(during) >= 2
+    n_during = len(full_models)
+    for result, images, diagnostics in during:
+        direct = engine.fit_binary(result.summary.offsets)
+        assert result.summary.sources[1].flux == pytest.approx(direct.secondary.flux,
+                                                                rel=1e-9)
+        assert result.summary.chi2 == pytest.approx(direct.chi2, rel=1e-10)
+        expected = five_panels(direct)
+        for key in PANEL_KEYS:
+            np.testing.assert_allclose(images[key], expected[key], rtol=1e-9, atol=1e-8,
+                                       err_msg=key)
+        assert diagnostics is before    # the list's columns wait for the drag's end
+    # no refit of the drag modelled every exposure: only the fit when it ended did
+    assert n_during == 1
+    assert all(result.fit.preview for result, _, _ in during)
+    # settled: the fit of the final offsets, a full one
+    shown = window.result
+    assert not shown.preview and not window.model.is_stale
+    offsets = window.offsets["binary"]
+    assert shown.summary.offsets == pytest.approx(offsets, abs=1e-12)
+    direct = engine.fit_binary(offsets)
+    assert shown.fit.chi2 == pytest.approx(direct.chi2, rel=1e-12)
+    # the exposure list shows the numbers of the full record of the shown fit ...
+    got = window.browser.diagnostics
+    full = diagnostic_columns(shown.fit)
+    reference = diagnostic_columns(direct)
+    table = window.browser.table
+    for name in ("chi2", "chi2_per_pixel", "max_abs_residual_sigma", "outlier"):
+        np.testing.assert_array_equal(got[name], full[name], err_msg=name)
+        # ... which are the engine's at these offsets
+        np.testing.assert_allclose(np.asarray(got[name], float),
+                                   np.asarray(reference[name], float), rtol=1e-9,
+                                   err_msg=name)
+    for row in range(table.rowCount()):
+        assert table.item(row, COL_CHI2).text() == f"{full['chi2_per_pixel'][row]:.2f}"
+        assert table.item(row, COL_MAXRES).text() == \
+            f"{full['max_abs_residual_sigma'][row]:.1f}"
+    assert shown.fit.chi2 == float(shown.fit.chi2_per_exposure.sum())
+    for key in PANEL_KEYS:
+        np.testing.assert_array_equal(window.panels_view.images[key].image,
+                                      five_panels(shown.fit, det)[key], err_msg=key)
 
 
 # -- speed: a drag never computes the full scene covariance -------------------------------

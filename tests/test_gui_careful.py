@@ -19,7 +19,7 @@ from smp_gui.inspector import InspectorWindow
 from smp_model.simulation.demo import demo_manifest_path
 from tests.helpers import make_synthetic_detection, read_toml, write_toml
 from tests.test_gui import _send_mouse
-from tests.test_gui_inspector import menu_action, settled
+from tests.test_gui_inspector import menu_action, readout_degrees, settled
 
 pytestmark = pytest.mark.gui
 pg.setConfigOption("mouseRateLimit", -1)
@@ -205,9 +205,9 @@ def hover_panel_centre(window):
 
 def readout_ra_dec(text: str) -> tuple[float, float] | None:
     lines = text.split("\n")
-    if len(lines) < 2 or not lines[1].startswith("RA="):
+    if len(lines) < 2 or not lines[1].startswith("RA "):
         return None
-    return tuple(float(t.split("=")[1]) for t in lines[1].split()[:2])
+    return readout_degrees(lines[1])
 
 
 def test_readout_does_not_keep_the_previous_detection_after_opening_another(
@@ -250,7 +250,7 @@ def test_readout_does_not_keep_the_previous_exposure(qtbot, window):
     assert text != before
     if text.strip():     # recomputed under the pointer: a pixel of the new exposure
         panels = window.panels_view.panels
-        x, y = (float(p.split("=")[1]) for p in text.split(" | ")[0][4:].split())
+        x, y = (float(p.split("=")[1]) for p in text.split(" | ")[0][4:].split()[:2])
         (ny, nx), (x0, y0) = panels["image"].shape, panels.origin
         assert x0 <= x <= x0 + nx and y0 <= y <= y0 + ny
 

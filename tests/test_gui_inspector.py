@@ -270,10 +270,12 @@ def test_readout_fits_a_1280_window(qtbot, window, demo):
     label.setText(text)
     metrics = label.fontMetrics()
     lines = text.split("\n")
-    assert len(lines) == 3 and "σ=" in text and "mask=" in text and "R=" in lines[2]
-    assert max(metrics.horizontalAdvance(line) for line in lines) <= label.width()
+    assert len(lines) == 4 and "σ " in text and "mask " in text and "residual " in lines[3]
+    assert label.height() >= 4 * metrics.lineSpacing()
+    widths = [metrics.horizontalAdvance(line) for line in lines]
+    assert max(widths) <= label.width(), (widths, label.width())
     # sexagesimal RA/Dec beside the degrees
-    assert ":" in lines[1].split("RA=")[1]
+    assert ":" in lines[1].split("RA ")[1]
     window.resize(1600, 900)
 
 
@@ -513,6 +515,12 @@ def test_sky_aligned_drag_puts_the_secondary_under_the_mouse(qtbot, window, demo
     assert np.degrees(np.arctan2(east, dec2 - dec1)) == pytest.approx(0.0, abs=1.0)
 
 
+def readout_degrees(line: str) -> tuple[float, float]:
+    """(RA, Dec) degrees of the readout's sky line ("RA hh:mm:ss = d°  Dec ... = d°")."""
+    ra, dec = (float(part.split("=")[1].split("°")[0]) for part in line.split("Dec"))
+    return ra, dec
+
+
 def test_sky_aligned_readout_under_the_cursor(qtbot, window, demo, sky_off):
     opened(qtbot, window, demo, mode="binary", offsets=START)
     press(qtbot, window, Qt.Key.Key_A)
@@ -526,13 +534,13 @@ def test_sky_aligned_readout_under_the_cursor(qtbot, window, demo, sky_off):
     widget = gv.mapFromScene(scene)
     _send_mouse(gv.viewport(), QEvent.Type.MouseMove, widget, Qt.MouseButton.NoButton)
     lines = pv.readout.text().split("\n")
-    x, y = (float(part.split("=")[1]) for part in lines[0].split(" | ")[0][4:].split())
+    x, y = (float(part.split("=")[1]) for part in lines[0].split(" | ")[0][4:].split()[:2])
     # a screen pixel is ~0.04 stamp px here
     assert (x, y) == pytest.approx((u + ex.origin[0], v + ex.origin[1]), abs=0.1)
     i, j = int(math.floor(u + 0.5)), int(math.floor(v + 0.5))
-    assert f"stamp i={i} j={j}" in lines[0]
-    assert f"I={pv.panels['image'][j, i]:.4g}" in lines[2]
-    ra, dec = (float(t.split("=")[1]) for t in lines[1].split()[:2])
+    assert f"stamp pixel i={i} j={j}" in lines[0]
+    assert f"image {pv.panels['image'][j, i]:.4g} |" in lines[2]
+    ra, dec = readout_degrees(lines[1])
     want_ra, want_dec = ex.pixel_to_sky(u + ex.origin[0], v + ex.origin[1])
     assert (ra, dec) == pytest.approx((float(want_ra), float(want_dec)), abs=0.03 / 3600)
 

@@ -112,6 +112,18 @@ def test_headless_export_with_an_unusable_display_runs_offscreen(tmp_path, repo_
     assert run.stderr.strip().splitlines()[-1] == f"smp-gui: wrote {out}"
 
 
+def test_settings_of_a_run_are_kept_after_it_exits(tmp_path, repo_root):
+    # `smp-gui` ends without Python's clean-up of Qt (which crashed now and then at exit),
+    # so the settings Qt writes lazily must be written before: the export folder is one.
+    folder = tmp_path / "exports"
+    folder.mkdir()
+    run = _run(["-m", "smp_gui.app", "--export-table", str(folder / "t.ecsv")], tmp_path,
+               repo_root, QT_QPA_PLATFORM="offscreen")
+    assert run.returncode == 0, run.stderr
+    stored = (tmp_path / "smp-inspector" / "SMP Inspector.conf").read_text()
+    assert f"export_dir={folder}" in stored
+
+
 def test_qt_messages_other_than_the_offscreen_noise_are_passed_on(tmp_path, repo_root):
     code = ("from PyQt6.QtCore import qWarning\n"
             "from smp_gui.startup import install_message_filter\n"

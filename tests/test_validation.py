@@ -127,3 +127,13 @@ def test_validation_seed_314_runs_through(capsys):
     doc = json.loads(capsys.readouterr().out)
     assert doc["single"]["delta_chi2"]["n"] == 75
     assert 0.8 < doc["single"]["pull_std"] < 1.2
+
+
+def test_pair_flux_debiased_is_summarised(report):
+    """``smp validate --json`` reports the pulls of the debiased pair flux beside the raw
+    one, for 2-4 px and close pairs."""
+    b = report.summary()["binary"]
+    for section in (b, b["close_pairs"]):
+        assert section["total_flux_debiased"]["n"] == section["n_pairs"]
+        assert section["total_flux_debiased"]["bias_sigma"] != section["total_flux"][
+            "bias_sigma"]

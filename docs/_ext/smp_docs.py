@@ -9,6 +9,9 @@ Directives:
 ``.. smp-flags::``
     The bits of the ``flags`` column (bit, name, meaning), from ``FLAGS`` and the bits
     older releases set (``RETIRED_FLAGS``).
+``.. smp-mask-bits::``
+    The bits of a stamp's ``MSK`` HDU (value, name, meaning), from
+    ``smp_model.inputs.mask_bits.MASK_BITS``.
 ``.. smp-public-api::``
     The names importable from ``smp_model`` itself, each linked to the module that
     defines it.
@@ -91,6 +94,17 @@ class FlagsDirective(SphinxDirective):
         return [_table(("bit", "name", "meaning"), (6, 24, 70), rows)]
 
 
+class MaskBitsDirective(SphinxDirective):
+    """The bits of a stamp's mask (DES ``BADPIX``)."""
+
+    has_content = False
+
+    def run(self):
+        module = importlib.import_module("smp_model.inputs.mask_bits")
+        rows = [[str(b.value), nodes.literal(text=b.name), b.meaning] for b in module.MASK_BITS]
+        return [_table(("value", "name", "meaning"), (8, 16, 76), rows)]
+
+
 class PublicApiDirective(SphinxDirective):
     """``smp_model.__all__``, each name linked to where it is defined."""
 
@@ -120,5 +134,6 @@ class PublicApiDirective(SphinxDirective):
 def setup(app: Sphinx) -> dict:
     app.add_directive("smp-columns", ColumnsDirective)
     app.add_directive("smp-flags", FlagsDirective)
+    app.add_directive("smp-mask-bits", MaskBitsDirective)
     app.add_directive("smp-public-api", PublicApiDirective)
     return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}

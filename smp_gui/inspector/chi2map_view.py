@@ -22,12 +22,13 @@ from PyQt6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxL
                              QWidget)
 
 from smp_model.fit.chi2map import Chi2Map
+from smp_model.outputs.display import overlay_colors
 
 from .chi2map_frame import CCD_AXES, CCD_FRAME, SKY_AXES, MapFrame, OffsetAxis
 from .panel_items import set_title
 
-__all__ = ["CONTOUR_LEVELS", "DISPLAY_PERCENTILE", "MAP_SCALES", "MAP_TITLE", "MIN_DISPLAY_MAX",
-           "Chi2MapView", "display_range", "scaled"]
+__all__ = ["CONTOUR_LEVELS", "DISPLAY_PERCENTILE", "MAP_COLORMAP", "MAP_SCALES", "MAP_TITLE",
+           "MIN_DISPLAY_MAX", "Chi2MapView", "display_range", "scaled"]
 
 # Δχ² of 1, 2, 3 sigma for two parameters.
 CONTOUR_LEVELS = (2.30, 6.18, 11.83)
@@ -38,6 +39,7 @@ MIN_DISPLAY_MAX = 1.5 * CONTOUR_LEVELS[-1]
 # Δχ²).  asinh is linear below Δχ² ~ 1 and logarithmic far above it.
 MAP_SCALES = {"linear": "linear", "log": "log₁₀(1 + Δχ²)", "asinh": "asinh(Δχ²)"}
 MAP_TITLE = "Δχ² map (secondary)"
+MAP_COLORMAP = "viridis"     # the components are drawn in its overlay colours
 
 
 def display_range(delta: np.ndarray) -> tuple[float, float]:
@@ -95,7 +97,7 @@ class Chi2MapView(QWidget):
         self.image = pg.ImageItem(axisOrder="row-major")
         self.contents.addItem(self.image)
         self.colorbar = pg.ColorBarItem(values=(0.0, MIN_DISPLAY_MAX), label="Δχ²",
-                                        colorMap=pg.colormap.get("viridis"),
+                                        colorMap=pg.colormap.get(MAP_COLORMAP),
                                         interactive=False, width=12)
         self.colorbar.setImageItem(self.image, insert_in=self.plot)
         self.contours = [pg.IsocurveItem(level=level, pen=pg.mkPen("w", width=1))
@@ -243,14 +245,13 @@ class Chi2MapView(QWidget):
         set_title(self.plot, MAP_TITLE + (" — OUT OF DATE" if stale else ""))
 
     def set_components(self, primary, secondary):
-        """Show the current primary and secondary (dx, dy) offsets (px), in the frame."""
+        """Show the current primary and secondary (dx, dy) offsets (px), in the frame, in
+        the map's overlay colours."""
         self._components = (tuple(primary), tuple(secondary))
-        self.points.setData([
-            {"pos": self.frame.offset_to_view(*primary), "brush": pg.mkBrush(0, 190, 255),
-             "symbol": "o"},
-            {"pos": self.frame.offset_to_view(*secondary), "brush": pg.mkBrush(255, 140, 0),
-             "symbol": "o"},
-        ])
+        colours = overlay_colors(MAP_COLORMAP).components
+        self.points.setData([{"pos": self.frame.offset_to_view(*pos),
+                              "brush": pg.mkBrush(colour), "symbol": "o"}
+                             for pos, colour in zip((primary, secondary), colours)])
 
     def cell_at(self, dx: float, dy: float) -> tuple[int, int] | None:
         """(i, j) of the cell holding secondary offset (dx, dy) px; None: off the map."""

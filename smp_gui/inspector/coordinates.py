@@ -16,16 +16,19 @@ from astropy.coordinates import Angle
 from PyQt6.QtCore import QRectF
 from PyQt6.QtGui import QTransform
 
-from smp_model.fit.panels import PANEL_KEYS, ExposurePanels
+from smp_model.fit.panels import PANEL_KEYS, PANEL_UNIT, ExposurePanels
+from smp_model.inputs.mask_bits import mask_text
 
-__all__ = ["EMPTY_READOUT", "READOUT_NAMES", "affine_transform", "ccd_to_view", "pixel_rect",
-           "readout_text", "sexagesimal", "view_to_ccd", "view_to_pixel"]
+__all__ = ["EMPTY_READOUT", "READOUT_LINES", "READOUT_NAMES", "affine_transform", "ccd_to_view",
+           "pixel_rect", "readout_text", "sexagesimal", "view_to_ccd", "view_to_pixel"]
 
-# The panels' values in the readout, in PANEL_KEYS order.
-READOUT_NAMES = ("I", "M", "I-B", "I-S", "R")
-
-# Three blank lines: the readout keeps its height while it says nothing.
-EMPTY_READOUT = " \n \n "
+# The panels' values in the readout, in PANEL_KEYS order: in words (their unit,
+# `PANEL_UNIT`, is said once on the line).
+READOUT_NAMES = ("image", "model", "image − background", "image − target", "residual")
+# Blank lines, as many as `readout_text` has: the readout keeps its height while it says
+# nothing.
+READOUT_LINES = 4
+EMPTY_READOUT = "\n".join([" "] * READOUT_LINES)
 
 
 def ccd_to_view(x: float, y: float, origin: tuple[int, int]) -> tuple[float, float]:
@@ -57,15 +60,21 @@ def affine_transform(affine) -> QTransform:
 
 def sexagesimal(ra_deg: float, dec_deg: float) -> str:
     """RA as hh:mm:ss.sss and Dec as ±dd:mm:ss.ss."""
+    return " ".join(_sexagesimal(ra_deg, dec_deg))
+
+
+def _sexagesimal(ra_deg: float, dec_deg: float) -> tuple[str, str]:
     ra = Angle(ra_deg, "deg").to_string(unit="hour", sep=":", precision=3, pad=True)
     dec = Angle(dec_deg, "deg").to_string(unit="deg", sep=":", precision=2, pad=True,
                                           alwayssign=True)
-    return f"{ra} {dec}"
+    return ra, dec
 
 
 def readout_text(panels: ExposurePanels, u: float, v: float, pixel_to_sky=None) -> str:
-    """Three lines that fit a 1280 px window: CCD x, y, stamp i, j, sigma and mask bits;
-    RA/Dec (degrees and sexagesimal); every panel's value.
+    """`READOUT_LINES` lines that fit a 1280 px window, each quantity named in words with
+    its unit: the CCD pixel position, the stamp pixel and its mask value with the bits
+    named (`smp_model.inputs.mask_bits`); RA and Dec (sexagesimal and degrees, ICRS);
+    every panel's value and the pixel's sigma (flux per pixel on zeropoint 30, said once).
 
     Parameters
     ----------
@@ -83,18 +92,19 @@ def readout_text(panels: ExposurePanels, u: float, v: float, pixel_to_sky=None) 
     i, j = view_to_pixel(u, v)
     x, y = view_to_ccd(u, v, panels.origin)
     ny, nx = panels["image"].shape
-    position = [f"CCD x={x:.2f} y={y:.2f}", f"stamp i={i} j={j}"]
+    position = [f"CCD x={x:.2f} y={y:.2f} px", f"stamp pixel i={i} j={j}"]
     sky = ""
     if pixel_to_sky is not None:
-        ra, dec = pixel_to_sky(x, y)
-        sky = (f"RA={float(ra):.6f} Dec={float(dec):+.6f} "
-               f"({sexagesimal(float(ra), float(dec))})")
-    if 0 <= i < nx and 0 <= j < ny:
-        sigma = panels.sigma[j, i]
-        position.append(f"σ={sigma:.4g}" if np.isfinite(sigma) else "σ=∞ (unused)")
-        position.append(f"mask=0x{int(panels.mask_bits[j, i]):x}")
-        values = "  ".join(f"{short}={panels[key][j, i]:.4g}" for key, short in
-                           zip(PANEL_KEYS, READOUT_NAMES))
-    else:
-        values = "outside the stamp"
-    return "\n".join((" | ".join(position), sky, values))
+        ra, dec = (float(c) for c in pixel_to_sky(x, y))
+        ra_hms, dec_dms = _sexagesimal(ra, dec)
+        sky = f"RA {ra_hms} = {ra:.6f}°  Dec {dec_dms} = {dec:+.6f}°  (ICRS)"
+    if not (0 <= i < nx and 0 <= j < ny):
+        return "\n".join((" | ".join(position), sky, "outside the stamp", ""))
+    position.append(f"mask {mask_text(panels.mask_bits[j, i])}")
+    values = [f"{name} {panels[key][j, i]:.4g}" for key, name in
+              zip(PANEL_KEYS, READOUT_NAMES)]
+    sigma = panels.sigma[j, i]
+    noise = f"σ {sigma:.4g}" if np.isfinite(sigma) else "σ ∞ (not fitted)"
+    # the panels' values on two lines; the second ends with sigma and the unit of all
+    return "\n".join((" | ".join(position), sky, " | ".join(values[:3]),
+                      " | ".join([*values[3:], noise]) + f"   [{PANEL_UNIT}]"))

@@ -79,6 +79,11 @@ class Edits:
         self.dragging = False
         self.model.move(f"Move {self._component_name(k)}",
                         self.model.gesture_start.offsets.shifted(k, u1 - u0, v1 - v0))
+        last = self.window.controller.last_job
+        if last is not None and last.preview:
+            # the drag's refits were previews: the full fit of where it ended (the
+            # exposure list's columns, the exact chi2 of every exposure)
+            self.window.request_fit()
 
     def _component_name(self, k: int) -> str:
         names = COMPONENT_NAMES[len(self.model.offsets)]

@@ -9,6 +9,13 @@ marker must not be the child of a transformed item.  The markers only report whe
 user puts them; the window turns stamp displacements into offset displacements (the
 convention's frame differs from the data frame by a constant shift, so displacements are
 the same in both).
+
+Colours come from the colour map's overlay colours (`set_colors`,
+`smp_model.outputs.display.overlay_colors`).  A binary's numbers sit each on the side away
+from the other component, along their separation on screen (`_place_labels`, the
+engine's `smp_model.outputs.display.label_directions`), at a fixed distance in screen
+pixels: a pair 1-2 px apart keeps readable numbers at any zoom and when sky-aligned,
+while the markers stay exactly on their positions.
 """
 from __future__ import annotations
 
@@ -17,19 +24,22 @@ import pyqtgraph as pg
 from PyQt6.QtCore import QObject, QPointF, pyqtSignal
 from PyQt6.QtGui import QTransform
 
+from smp_model.outputs.display import (OverlayColors, label_backing, label_directions,
+                                       overlay_colors)
+
 from .coordinates import ccd_to_view
 
-__all__ = ["COMPONENT_STYLE", "ELLIPSE_POINTS", "MARKER_SIZE", "OUTLINE_BRUSH",
-           "MarkerLayer", "component_offset", "ellipse_points", "fitted_markers"]
+__all__ = ["COMPONENT_LABELS", "ELLIPSE_POINTS", "LABEL_DISTANCE_PX", "MARKER_SIZE",
+           "OUTLINE_BRUSH", "MarkerLayer", "component_offset", "ellipse_points",
+           "fitted_markers"]
 
-COMPONENT_STYLE = (
-    # (label, colour)
-    ("1", (0, 190, 255)),
-    ("2", (255, 140, 0)),
-)
+COMPONENT_LABELS = ("1", "2")      # primary, secondary (the published order)
 MARKER_SIZE = 16
-# A dark translucent disc under the coloured ring: readable on every colour map (the
-# blue ring alone vanished on viridis).
+# From a marker's centre to the nearest corner of its number (screen px): just outside
+# the ring.
+LABEL_DISTANCE_PX = MARKER_SIZE / 2 + 2
+# A dark translucent disc under the coloured ring, so that the ring reads on light and
+# dark pixels alike.
 OUTLINE_BRUSH = pg.mkBrush(0, 0, 0, 90)
 ELLIPSE_POINTS = 64
 
@@ -111,6 +121,7 @@ class MarkerLayer(QObject):
         self._visible = True
         self.transform = QTransform()      # stamp -> view coordinates
         self._covariances = None
+        self.colors: OverlayColors = overlay_colors("gray_r")
 
     def _to_view(self, u: float, v: float) -> QPointF:
         return self.transform.map(QPointF(u, v))
@@ -129,6 +140,24 @@ class MarkerLayer(QObject):
         self.set_positions(self.positions)
         covariances, self._ellipse_shown = self._covariances, [True] * len(self.ellipses)
         self.set_ellipses(covariances)
+
+    def set_colors(self, colors: OverlayColors):
+        """Draw the markers, numbers and ellipses in ``colors.components`` (the colour
+        map's, `smp_model.outputs.display.overlay_colors`)."""
+        if colors == self.colors:
+            return
+        self.colors = colors
+        for k, (group, curves) in enumerate(zip(self.items, self.ellipses)):
+            colour = colors.components[k]
+            for item in group:
+                label = item.label()
+                if label is not None:
+                    label.setColor(colour)
+                    label.fill = pg.mkBrush(label_backing(colour))
+                    label.update()
+            for curve in curves:
+                curve.setPen(self._ellipse_pen(colour))
+        self.select(self.selected_index)
 
     @property
     def count(self) -> int:
@@ -149,6 +178,7 @@ class MarkerLayer(QObject):
                         item.setPos(point)
         finally:
             self._syncing = False
+        self._place_labels()
 
     def set_visible(self, visible: bool):
         self._visible = visible
@@ -186,7 +216,7 @@ class MarkerLayer(QObject):
         for n, group in enumerate(self.items):
             width = 3 if n == k else 2
             for item in group:
-                item.setPen(pg.mkPen(COMPONENT_STYLE[n][1], width=width))
+                item.setPen(pg.mkPen(self.colors.components[n], width=width))
                 item.setBrush(OUTLINE_BRUSH)
         self.selected.emit(k)
 
@@ -201,7 +231,7 @@ class MarkerLayer(QObject):
                 item.scene() and item.getViewBox() and item.getViewBox().removeItem(item)
         self.items, self.ellipses = [], []
         for k in range(n):
-            label, colour = COMPONENT_STYLE[k]
+            label, colour = COMPONENT_LABELS[k], self.colors.components[k]
             group, curves = [], []
             for plot in self.plots:
                 item = pg.TargetItem(pos=(0, 0), size=MARKER_SIZE, symbol="o",
@@ -209,16 +239,15 @@ class MarkerLayer(QObject):
                                      hoverPen=pg.mkPen("w", width=2),
                                      hoverBrush=(255, 255, 255, 40), movable=self.movable,
                                      label=label if n > 1 else None,
-                                     labelOpts={"color": colour, "offset": (9, -9),
-                                                "fill": (0, 0, 0, 140)})
+                                     labelOpts={"color": colour, "offset": (9, 9),
+                                                "fill": label_backing(colour)})
                 item.setZValue(20)
                 item.sigPositionChanged.connect(
                     lambda it, k=k: self._on_moved(k, it))
                 item.sigPositionChangeFinished.connect(
                     lambda it, k=k: self._on_finished(k, it))
                 plot.addItem(item)
-                curve = pg.PlotCurveItem(pen=pg.mkPen(colour, width=1, style=pg.QtCore.Qt
-                                                      .PenStyle.DashLine))
+                curve = pg.PlotCurveItem(pen=self._ellipse_pen(colour))
                 curve.setZValue(19)
                 plot.addItem(curve)
                 group.append(item)
@@ -229,6 +258,32 @@ class MarkerLayer(QObject):
         self._ellipse_shown = [False] * n
         self.set_visible(self._visible)
         self.select(min(self.selected_index, n - 1))
+
+    @staticmethod
+    def _ellipse_pen(colour):
+        return pg.mkPen(colour, width=1, style=pg.QtCore.Qt.PenStyle.DashLine)
+
+    def _place_labels(self):
+        """Each number on the far side of its marker from the other component, along the
+        pair's separation on screen (the view boxes draw with equal scales on both axes,
+        y up, so the view's directions are the screen's; sky-aligned included)."""
+        if len(self.items) != 2:
+            return
+        view = [self._to_view(u, v) for u, v in self.positions]
+        directions = label_directions([[p.x(), p.y()] for p in view])
+        for group, (dx, dy) in zip(self.items, directions):
+            # the text's anchor is its corner (or edge middle) nearest the marker
+            reach = max(abs(dx), abs(dy))
+            anchor = (0.5 - 0.5 * dx / reach, 0.5 + 0.5 * dy / reach)
+            offset = pg.Point(LABEL_DISTANCE_PX * dx / reach, LABEL_DISTANCE_PX * dy / reach)
+            for item in group:
+                label = item.label()
+                if label is None or (label.offset == offset
+                                     and tuple(label.anchor) == anchor):
+                    continue
+                label.offset = offset
+                label.setAnchor(anchor)
+                label.viewTransformChanged()
 
     def _on_moved(self, k: int, source: pg.TargetItem):
         if self._syncing or not source.moving:
@@ -247,6 +302,7 @@ class MarkerLayer(QObject):
                     item.setPos(pos)
         finally:
             self._syncing = False
+        self._place_labels()
         if self._ellipse_shown[k]:   # the error ellipse belonged to the old place
             for curve in self.ellipses[k]:
                 curve.setData([], [])

@@ -11,11 +11,11 @@ from PyQt6.QtCore import QPointF, QRectF, Qt, pyqtSignal
 from PyQt6.QtGui import QCursor
 from PyQt6.QtWidgets import QGraphicsItem
 
-from smp_model.fit.panels import ExposurePanels
+from smp_model.fit.panels import PANEL_TITLES, ExposurePanels
 from smp_model.outputs.display import stretch_curve, stretched_colors
 
 __all__ = ["PanelViewBox", "best_columns", "cache_as_pixmap", "cursor_scene_pos", "make_colormap",
-           "set_title", "show_image"]
+           "panel_titles", "set_title", "set_titles", "show_image"]
 
 
 class PanelViewBox(pg.ViewBox):
@@ -83,6 +83,25 @@ def set_title(plot: pg.PlotItem, text: str) -> None:
         label.updateMin = update_min
         label._width_free = True
     plot.setTitle(text, size="9pt")
+
+
+def panel_titles(panels: ExposurePanels | None, blink_model: bool = False) -> dict[str, str]:
+    """Each panel's title: the Image panel's names the exposure shown (and whether it
+    is the detection; all five panels show that exposure), and says when it blinks the
+    model."""
+    titles = dict(PANEL_TITLES)
+    if blink_model:
+        titles["image"] = "Model (blink)"
+    if panels is not None:
+        titles["image"] += f" · {panels.expnum}" + (" (detection)" if panels.is_detection
+                                                    else "")
+    return titles
+
+
+def set_titles(plots: dict, panels: ExposurePanels | None, blink_model: bool = False) -> None:
+    """Give the panels ``plots`` (by panel key) their `panel_titles`."""
+    for key, text in panel_titles(panels, blink_model).items():
+        set_title(plots[key], text)
 
 
 def make_colormap(name: str, stretch: str = "published", invert: bool = False,

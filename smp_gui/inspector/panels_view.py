@@ -25,18 +25,18 @@ from __future__ import annotations
 import math
 
 import pyqtgraph as pg
-from PyQt6.QtCore import QEvent, QPointF, QRectF, Qt, pyqtSignal
+from PyQt6.QtCore import QEvent, QPointF, QRectF, QSignalBlocker, Qt, pyqtSignal
 from PyQt6.QtGui import QFontDatabase, QPolygonF, QTransform
 from PyQt6.QtWidgets import (QCheckBox, QComboBox, QFrame, QHBoxLayout, QLabel, QSizePolicy,
                              QVBoxLayout, QWidget)
 
 from smp_model.fit.panels import PANEL_KEYS, PANEL_TITLES, ExposurePanels
 from smp_model.outputs.display import (COLORMAPS, STRETCHES, DisplayStyle, Overlays,
-                                       mask_overlay, stretch_levels)
+                                       mask_overlay, overlay_colors, stretch_levels)
 
 from .coordinates import EMPTY_READOUT, affine_transform, pixel_rect, readout_text
 from .panel_items import (PanelViewBox, best_columns, cache_as_pixmap, cursor_scene_pos,
-                          make_colormap, set_title, show_image)
+                          make_colormap, set_title, set_titles, show_image)
 from .sky_overlays import OverlayItems
 
 __all__ = ["CONTRAST_PER_PANEL", "PanelsView"]
@@ -186,12 +186,12 @@ class PanelsView(QWidget):
         self.mask_label.setSizePolicy(QSizePolicy.Policy.Ignored,
                                       QSizePolicy.Policy.Preferred)
         self.mask_label.setMinimumWidth(20)
-        # Three lines (position; sky; values) so that it fits a 1280 px wide window.
+        # As many short lines as EMPTY_READOUT has, each fitting a 1280 px wide window.
         self.readout = QLabel(EMPTY_READOUT)
         self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.readout.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.readout.setFont(QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont))
-        self.readout.setFixedHeight(3 * self.readout.fontMetrics().lineSpacing() + 4)
+        self.readout.setFixedHeight(self.readout.sizeHint().height() + 4)
 
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Stretch:"))
@@ -314,7 +314,7 @@ class PanelsView(QWidget):
         return point.x(), point.y()
 
     def set_show_regions(self, show: bool):
-        """The target's sky position (yellow +) and the scene grid's outline."""
+        """The target's sky position (a +) and the scene grid's outline."""
         self.show_regions = bool(show)
         self.overlay_items.show_regions(self.show_regions and self.overlays is not None)
 
@@ -390,6 +390,7 @@ class PanelsView(QWidget):
         if new_exposure or self._levels_for != (panels.expnum, self.stretch):
             self.reset_levels()
         if new_exposure:
+            set_titles(self.plots, panels, self._blink_model)
             self._arrange()   # the best grid depends on the stamp's aspect
             if self.fit_view:
                 self.reset_zoom()
@@ -476,9 +477,9 @@ class PanelsView(QWidget):
         if name not in COLORMAPS:
             raise ValueError(f"unknown colour map {name!r}")
         self.colormap_name = name
-        self.cmap_box.blockSignals(True)
-        self.cmap_box.setCurrentText(name)
-        self.cmap_box.blockSignals(False)
+        with QSignalBlocker(self.cmap_box):
+            self.cmap_box.setCurrentText(name)
+        self.overlay_items.set_colors(overlay_colors(name))    # seen on every map
         self._apply_colormap()
         self.styleChanged.emit()
 
@@ -511,8 +512,7 @@ class PanelsView(QWidget):
             self.images["image"].setImage(
                 self.panels["model" if show_model else "image"], autoLevels=False,
                 levels=self.histogram.getLevels())
-            set_title(self.plots["image"], "Model (blink)" if show_model
-                            else PANEL_TITLES["image"])
+            set_titles(self.plots, self.panels, show_model)
 
     def _apply_colormap(self):
         self.histogram.gradient.setColorMap(make_colormap(

@@ -2,7 +2,8 @@
 secondary), one row per quantity; copy to the clipboard as tab-separated text.
 
 Every number is read from the engine's result (`controller.FitSummary`); fluxes are on
-zeropoint 30, offsets px in the convention's frame.
+zeropoint 30, offsets px in the convention's frame.  After a binary search that renumbered
+the pair (1 is the brighter), a ``numbering`` row says so.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from PyQt6.QtWidgets import (QAbstractItemView, QHeaderView, QPushButton, QTable
                              QTableWidgetItem, QVBoxLayout, QWidget)
 
 from ..controller import FitSummary
+from ..state import SWAP_NOTE
 
 __all__ = ["Cell", "ResultsTable", "summary_rows"]
 
@@ -97,6 +99,8 @@ def summary_rows(summary: FitSummary) -> tuple[list[str], list[tuple[str, list[C
             ("PA (deg E of N)", shared(_fmt(summary.position_angle_deg, 1,
                                             summary.position_angle_err_deg))),
         ]
+        if summary.swapped_from_start:   # the numbers on screen changed owner
+            fit_wide += [("numbering", shared(_plain(f"{SWAP_NOTE} (1 = brighter)")))]
     return names, per_source + fit_wide
 
 

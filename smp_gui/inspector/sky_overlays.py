@@ -1,6 +1,8 @@
 """Where the sky lies on the shown exposure, drawn over the panels: the target's sky
-position (a yellow +) and the scene grid's outline on every panel, in stamp coordinates;
-N/E arrows and a scale bar on the image panel, in view coordinates.
+position (a +) and the scene grid's outline on every panel, in stamp coordinates; N/E
+arrows and a scale bar on the image panel, in view coordinates.  Their colour is the
+colour map's ``sky`` overlay colour (`smp_model.outputs.display.overlay_colors`,
+`OverlayItems.set_colors`).
 
 The positions are the engine's (`smp_model.outputs.display.exposure_overlays`, kept by
 `SkyGeometry`); only where the compass and the scale bar go is chosen here.
@@ -14,7 +16,8 @@ import pyqtgraph as pg
 from PyQt6.QtCore import QPointF, QRectF, Qt
 from PyQt6.QtGui import QPolygonF, QTransform
 
-from smp_model.outputs.display import (Overlays, exposure_overlays, exposure_sky_affine,
+from smp_model.outputs.display import (OverlayColors, Overlays, exposure_overlays,
+                                       exposure_sky_affine, label_backing, overlay_colors,
                                        stamp_extent)
 
 from .panel_items import cache_as_pixmap
@@ -23,8 +26,6 @@ __all__ = ["SCALE_BAR_ARCSEC", "OverlayItems", "SkyGeometry"]
 
 # Scale bar lengths offered (arcsec): the first at least 12 % of the view's width.
 SCALE_BAR_ARCSEC = (1, 2, 5, 10, 20, 60)
-_WHITE = (255, 255, 255)
-_LABEL_FILL = (0, 0, 0, 110)
 
 
 class SkyGeometry:
@@ -96,32 +97,50 @@ class OverlayItems:
     """
 
     def __init__(self, contents, image_plot: pg.PlotItem):
-        yellow = pg.mkPen((255, 220, 0), width=1.5)
-        self.target_marks, self.grid_outlines = [], []
+        self.target_marks, self.target_outlines, self.grid_outlines = [], [], []
         for group in contents:
-            mark = pg.ScatterPlotItem(size=14, symbol="+", pen=pg.mkPen((0, 0, 0), width=3),
-                                      brush=None, pxMode=True)
-            inner = pg.ScatterPlotItem(size=12, symbol="+", pen=yellow, brush=None,
-                                       pxMode=True)
-            outline = pg.PlotCurveItem(pen=pg.mkPen((255, 220, 0, 200), width=1,
-                                                    style=Qt.PenStyle.DashLine))
+            # the + has an outline of the label backing's colour under it
+            mark = pg.ScatterPlotItem(size=14, symbol="+", brush=None, pxMode=True)
+            inner = pg.ScatterPlotItem(size=12, symbol="+", brush=None, pxMode=True)
+            outline = pg.PlotCurveItem()
             for item in (outline, mark, inner):
                 item.setZValue(12)
                 cache_as_pixmap(item)   # fixed for an exposure
                 group.addItem(item)
             self.target_marks += [mark, inner]
+            self.target_outlines.append(mark)
             self.grid_outlines.append(outline)
-        white = pg.mkPen(_WHITE, width=2)
-        self.compass_lines = pg.PlotCurveItem(pen=white, connect="pairs")
-        self.scale_bar = pg.PlotCurveItem(pen=white)
-        self.compass_labels = [pg.TextItem(text, color=_WHITE, anchor=(0.5, 0.5),
-                                           fill=_LABEL_FILL) for text in ("N", "E")]
-        self.scale_label = pg.TextItem("", color=_WHITE, anchor=(0.5, 1.0), fill=_LABEL_FILL)
+        self.compass_lines = pg.PlotCurveItem(connect="pairs")
+        self.scale_bar = pg.PlotCurveItem()
+        self.compass_labels = [pg.TextItem(text, anchor=(0.5, 0.5)) for text in ("N", "E")]
+        self.scale_label = pg.TextItem("", anchor=(0.5, 1.0))
         self.compass_items = [self.compass_lines, self.scale_bar, *self.compass_labels,
                               self.scale_label]
         for item in self.compass_items:
             item.setZValue(16)
             image_plot.addItem(item, ignoreBounds=True)
+        self.colors: OverlayColors | None = None
+        self.set_colors(overlay_colors("gray_r"))
+
+    def set_colors(self, colors: OverlayColors) -> None:
+        """Draw everything in ``colors.sky`` (the colour map's), the letters on a backing
+        that sets them off (`smp_model.outputs.display.label_backing`)."""
+        if colors == self.colors:
+            return
+        self.colors = colors
+        sky, backing = colors.sky, label_backing(colors.sky)
+        for mark in self.target_marks:
+            outlined = mark in self.target_outlines
+            mark.setPen(pg.mkPen(backing[:3], width=3) if outlined
+                        else pg.mkPen(sky, width=1.5))
+        for outline in self.grid_outlines:
+            outline.setPen(pg.mkPen((*sky, 200), width=1, style=Qt.PenStyle.DashLine))
+        self.compass_lines.setPen(pg.mkPen(sky, width=2))
+        self.scale_bar.setPen(pg.mkPen(sky, width=2))
+        for label in [*self.compass_labels, self.scale_label]:
+            label.setColor(sky)
+            label.fill = pg.mkBrush(backing)
+            label.update()
 
     def hide(self) -> None:
         """Nothing drawn (an exposure whose WCS does not invert)."""

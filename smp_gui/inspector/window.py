@@ -27,12 +27,13 @@ from smp_model.errors import SMPError
 from smp_model.fit.panels import five_panels
 from smp_model.fit.request import TargetOffsets
 from smp_model.inputs.manifest import DetectionManifest
+from smp_model.outputs.display import overlay_colors
 from smp_model.settings import FitSettings
 
 from .. import dialogs
 from ..controller import FitController, FitJob, FitResult, JobFailure
 from ..keys import keep_combo_keys
-from ..state import InspectorModel, Measurement
+from ..state import InspectorModel, Measurement, search_edit_text, search_message
 from .actions import MenuActions
 from .chi2map_control import Chi2MapControl
 from .chi2map_view import Chi2MapView
@@ -217,6 +218,8 @@ class InspectorWindow(QMainWindow):
         self.browser.blinkToggled.connect(self.panels_view.set_blink_model)
         self.panels_view.frameChanged.connect(
             lambda: self.markers.set_transform(self.panels_view.stamp_transform))
+        self.panels_view.styleChanged.connect(lambda: self.markers.set_colors(
+            overlay_colors(self.panels_view.colormap_name)))
         self.chi2map_view.cellClicked.connect(self.chi2map_control.move_secondary)
         self.model.measurement_changed.connect(self._on_measurement_changed)
         self.model.displayed_changed.connect(self._show_staleness)
@@ -368,7 +371,8 @@ class InspectorWindow(QMainWindow):
         if self.manifest_path is None:
             return None
         job = FitJob(str(self.manifest_path), self.model.measurement.request(optimize),
-                     panel_index=self.selected_index)
+                     panel_index=self.selected_index,
+                     preview=self.edits.dragging and not optimize)
         request_id = self.controller.submit(job)
         if optimize:
             self.statusBar().showMessage("optimising positions…")
@@ -435,7 +439,8 @@ class InspectorWindow(QMainWindow):
         self._take_fit(result, first_of_detection)
         fit = result.fit
         self.placeholder.hide()
-        self.browser.set_fit(fit, result.diagnostics)   # may select the detection (first fit)
+        if not result.preview:   # a drag's refit: the list's columns wait for its end
+            self.browser.set_fit(fit, result.diagnostics)   # may select the detection
         self.browser.set_dropped(result.dropped)
         if self.selected_index is None or self.selected_index >= len(fit.scene.exposures):
             self.selected_index = fit.scene.detection_index
@@ -457,10 +462,13 @@ class InspectorWindow(QMainWindow):
         if not job.fit.optimize and not first_of_detection:   # not the cold one
             self.chi2map_control.refit_seconds = result.fit_s
         if job.fit.optimize and job.fit.mode == self.mode:
-            self.model.move("Optimize positions", fitted)
-            self.statusBar().showMessage(
-                f"optimised in {result.elapsed_s:.2f} s "
-                f"({result.fit.n_chi2_evaluations} chi2 evaluations)", 5000)
+            swapped = result.summary.swapped_from_start
+            if swapped:     # the selection follows the component, not its number
+                self.markers.select(1 - self.markers.selected_index)
+            self.model.move(search_edit_text(swapped), fitted)
+            self.statusBar().showMessage(search_message(
+                result.elapsed_s, result.fit.n_chi2_evaluations, swapped),
+                15000 if swapped else 5000)
         elif first_of_detection:
             self.statusBar().showMessage(f"{self.manifest.name if self.manifest else ''}: "
                                          f"fitted", 5000)

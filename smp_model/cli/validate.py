@@ -178,6 +178,7 @@ def format_summary(summary: dict) -> str:
             out.append(line(name, s))
             out.append(line("  errors incl. positions", s["with_position_errors"]))
             out.append(line("  total flux of the pair", s["total_flux"]))
+            out.append(line("  total flux, debiased", s["total_flux_debiased"]))
             rec = s["recommended"]
             out.append(line("  resolved, flux_err_total", rec))
             out.append(f"  {'':<24} unresolved (quote the total): "

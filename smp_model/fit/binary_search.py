@@ -15,7 +15,8 @@ from ..scene.model import SceneModel
 from .position_search import pair_chi2
 
 __all__ = ["ANCHORED_RADIUS", "ANCHORED_STEP", "COINCIDENT_PX", "N_SEEDS", "SPLIT_RADIUS",
-           "SPLIT_STEP", "BinarySeeds", "binary_seeds", "split_if_coincident"]
+           "SPLIT_STEP", "BinarySeeds", "binary_seeds", "split_if_coincident",
+           "swapped_from_start"]
 
 # Coarse scan for binary seeds (px): the secondary about the best single position on a
 # grid of ANCHORED_STEP out to ANCHORED_RADIUS (an unequal pair: the single fit sits on
@@ -93,3 +94,15 @@ def split_if_coincident(start: np.ndarray) -> np.ndarray:
         half = np.array([SPLIT_STEP / 2, 0.0])
         start = np.array([centre - half, centre + half])
     return start
+
+
+def swapped_from_start(start: np.ndarray, end: np.ndarray) -> bool:
+    """Whether a two-source search from ``start`` to ``end`` (each (2, 2) px, rows
+    (dx, dy) of sources 1 and 2) swapped the sources' numbers: the pairing of each end
+    with the other start moves them less (total squared displacement) than the pairing
+    by number.  A search numbers its end by flux, so a start whose source 1 was the
+    fainter one, or a search that slid the pair past each other, swaps them."""
+    start, end = np.asarray(start, float), np.asarray(end, float)
+    kept = np.sum((end - start) ** 2)
+    swapped = np.sum((end - start[::-1]) ** 2)
+    return bool(swapped < kept)

@@ -12,20 +12,25 @@ from .results import SceneFit
 __all__ = ["measure"]
 
 
-def measure(photometry: "DetectionPhotometry", request: FitRequest) -> "SceneFit":
-    """Run ``request`` on a loaded detection (built with ``request.settings``)."""
+def measure(photometry: "DetectionPhotometry", request: FitRequest, preview: bool = False
+            ) -> "SceneFit":
+    """Run ``request`` on a loaded detection (built with ``request.settings``).
+
+    ``preview``: a refit that follows a marker drag; fixed-position fits are then
+    `SceneFit.preview` fits (the same result, its chi2 from the linear solve and the
+    exposures' models computed only when asked for)."""
     if photometry.settings != request.settings:
         raise ValueError("the detection was built with other settings than the request's")
     start = request.target_offsets.array
     if request.mode == "single":
         fit = (photometry.optimize_single(start[0]) if request.optimize
-               else photometry.fit_single(start[0]))
+               else photometry.fit_single(start[0], preview=preview))
         if request.binary_search_if is not None:
             fit = _with_binary_search(photometry, fit, request.binary_search_if)
     else:
         published = request.target_offsets.published
         fit = (photometry.optimize_binary(published) if request.optimize
-               else photometry.fit_binary(published))
+               else photometry.fit_binary(published, preview=preview))
     if request.shot_noise:
         fit = photometry.with_shot_noise(fit, request.gain, request.shot_noise_iterations)
     return dataclasses.replace(fit, request=request)

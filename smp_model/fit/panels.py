@@ -18,8 +18,8 @@ from astropy.stats import sigma_clipped_stats
 from ..inputs.stamps import flux_scale
 from .results import SceneFit
 
-__all__ = ["PANEL_KEYS", "PANEL_TITLES", "ExposurePanels", "display_levels", "exposure_levels",
-           "five_panels"]
+__all__ = ["PANEL_KEYS", "PANEL_TITLES", "PANEL_UNIT", "ExposurePanels", "display_levels",
+           "exposure_levels", "five_panels"]
 
 PANEL_KEYS = ("image", "model", "image_minus_background", "image_minus_target", "residual")
 PANEL_TITLES = {
@@ -29,6 +29,8 @@ PANEL_TITLES = {
     "image_minus_target": "Image - target",
     "residual": "Residual",
 }
+# What every panel's pixel values are (the readout's and the colour bars' unit).
+PANEL_UNIT = "flux per pixel (ZP 30)"
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,8 +64,8 @@ def five_panels(fit: SceneFit, index: int | None = None) -> ExposurePanels:
     ex = scene.exposures[m]
     # The calibrated stamp as stored, masked pixels included (the fit gives them no weight).
     image = ex.stamp.sci * flux_scale(ex.entry.zeropoint)
-    model = fit.model[m]
-    target = fit.target_model[m]
+    # this exposure's model only, unless the fit has modelled every exposure already
+    model, target, chi2 = fit.exposure_models.exposure(m)
     arrays = {
         "image": image,
         "model": model,
@@ -77,7 +79,7 @@ def five_panels(fit: SceneFit, index: int | None = None) -> ExposurePanels:
                           is_detection=m == scene.detection_index, origin=ex.origin,
                           arrays=arrays, usable=ex.usable, sigma=sigma,
                           mask_bits=np.asarray(ex.stamp.msk), levels=exposure_levels(ex),
-                          chi2=float(fit.chi2_per_exposure[m]),
+                          chi2=chi2,
                           usable_pixels=int(fit.usable_pixels_per_exposure[m]))
 
 

@@ -26,11 +26,12 @@ from ..scene.exposures import load_exposures
 from ..scene.memory import check_fit_memory
 from ..scene.model import LinearSolution, Progress, SceneModel, single_threaded_blas
 from ..settings import FitSettings
-from .binary_search import SPLIT_RADIUS, binary_seeds, split_if_coincident
+from .binary_search import (SPLIT_RADIUS, binary_seeds, split_if_coincident,
+                            swapped_from_start)
 from .position_search import ProfiledChi2, minimize_positions, profiled_chi2
 from .request import TargetOffsets, detection_gain
-from .results import (BinaryFit, BlendEstimate, SceneFit, ShotNoiseEstimate, SingleFit,
-                      SourceEstimate, data_frame_centers)
+from .results import (BinaryFit, BlendEstimate, ExposureModels, SceneFit, ShotNoiseEstimate,
+                      SingleFit, SourceEstimate, data_frame_centers)
 
 __all__ = ["DetectionPhotometry"]
 
@@ -80,19 +81,22 @@ class DetectionPhotometry:
 
     # -- fixed positions ----------------------------------------------------------------
 
-    def fit_single(self, offset: Sequence[float] | None = None) -> SingleFit:
-        """Single point source at ``offset`` (dx, dy) px (default: the convention's)."""
+    def fit_single(self, offset: Sequence[float] | None = None, preview: bool = False
+                   ) -> SingleFit:
+        """Single point source at ``offset`` (dx, dy) px (default: the convention's);
+        ``preview``: `SceneFit.preview`."""
         offsets = np.array([offset if offset is not None else self.default_offset], float)
-        return self._result(SingleFit, offsets, None, 1)
+        return self._result(SingleFit, offsets, None, 1, preview=preview)
 
-    def fit_binary(self, offsets: Sequence[float] | TargetOffsets) -> BinaryFit:
+    def fit_binary(self, offsets: Sequence[float] | TargetOffsets, preview: bool = False
+                   ) -> BinaryFit:
         """Two point sources at ``(dx1, dx2, dy1, dy2)`` px (the published order) or at a
         `TargetOffsets`.  Positions are fixed, so both Δχ² references are the single source
-        at the convention's default offset."""
+        at the convention's default offset.  ``preview``: `SceneFit.preview`."""
         pos = (offsets if isinstance(offsets, TargetOffsets)
                else TargetOffsets.from_published(offsets)).array
         chi2_single = self.chi2_single_at_default_offset
-        return self._result(BinaryFit, pos, None, 1, chi2_single=chi2_single,
+        return self._result(BinaryFit, pos, None, 1, preview, chi2_single=chi2_single,
                             chi2_single_default=chi2_single)
 
     @functools.cached_property
@@ -193,7 +197,8 @@ class DetectionPhotometry:
         fit = self._result(BinaryFit, best, self._curvature(best), n_eval,
                            chi2_single=self.scene.solve(single.offsets).chi2,
                            chi2_single_default=self.chi2_single_at_default_offset,
-                           search_starts=len(searches))
+                           search_starts=len(searches),
+                           swapped_from_start=swapped_from_start(start, best))
         if fit.unresolved and fit.separation_px > SPLIT_RADIUS:
             fit = dataclasses.replace(fit, blend=self._blend(scan.blend))
         fit.timings["search_s"] = time.perf_counter() - t0
@@ -228,15 +233,14 @@ class DetectionPhotometry:
     # -- assembling results -------------------------------------------------------------
 
     def _result(self, cls, offsets: np.ndarray, curvature: ProfiledChi2 | None, n_eval: int,
-                **extra):
-        """The fit at ``offsets``; ``curvature`` (`_curvature`) when they were searched."""
+                preview: bool = False, **extra):
+        """The fit at ``offsets``; ``curvature`` (`_curvature`) when they were searched;
+        ``preview``: `SceneFit.preview` (the exposures' models left until asked for)."""
         t0 = time.perf_counter()
         scene = self.scene
         solution = scene.solve(offsets)
-        model, target_model = scene.model_stamps(offsets, solution)
-        images = np.stack([ex.image for ex in scene.exposures])
-        weights = scene.weight.reshape(images.shape)
-        chi2_exp = np.sum(weights * (images - model) ** 2, axis=(1, 2))
+        models = ExposureModels(scene, offsets, solution)
+        chi2 = solution.chi2 if preview else float(models.chi2_per_exposure.sum())
         position_cov = flux_cov = None
         if curvature is not None:
             extra.update(position_bias=curvature.position_bias, flux_bias=curvature.flux_bias)
@@ -245,15 +249,15 @@ class DetectionPhotometry:
         sources = self._sources(offsets, solution, position_cov, flux_cov)
         timings = dict(self.timings, solve_s=time.perf_counter() - t0)
         timings["total_s"] = sum(timings.values())
-        return cls(sources=sources, chi2=float(chi2_exp.sum()),
+        usable = scene.weight.reshape(len(scene.exposures), *scene.shape) > 0
+        return cls(sources=sources, chi2=chi2,
                    # fitted positions are parameters too
                    dof=scene.dof(len(sources)) - (offsets.size if position_cov is not None
                                                   else 0),
-                   chi2_per_exposure=chi2_exp,
-                   usable_pixels_per_exposure=np.count_nonzero(weights > 0, axis=(1, 2)),
+                   usable_pixels_per_exposure=np.count_nonzero(usable, axis=(1, 2)),
                    parameters=np.concatenate([solution.static, solution.target]),
-                   target_covariance=solution.target_covariance, model=model,
-                   target_model=target_model,
+                   target_covariance=solution.target_covariance, exposure_models=models,
+                   preview=preview,
                    position_covariance=position_cov, flux_covariance_with_positions=flux_cov,
                    scene=scene, manifest=self.manifest,
                    n_chi2_evaluations=n_eval, timings=timings, **extra)

@@ -22,7 +22,7 @@ from ..wcs.transforms import separation_and_position_angle
 from .request import FitRequest, TargetOffsets
 
 __all__ = ["UNRESOLVED_BIAS_SIGMA", "UNRESOLVED_DELTA_CHI2", "UNRESOLVED_SEPARATION_SIGMA",
-           "BinaryFit", "BlendEstimate", "SceneFit",
+           "BinaryFit", "BlendEstimate", "ExposureModels", "SceneFit",
            "ShotNoiseEstimate", "SingleFit", "SourceEstimate", "data_frame_centers",
            "magnitude", "magnitude_error"]
 
@@ -143,24 +143,75 @@ class BlendEstimate:
     separation_px: float
 
 
+class ExposureModels:
+    """The model of every exposure of a solved scene, ``M`` and its target part ``S``
+    ((n_exp, ny, nx), zeropoint 30, order of ``scene.exposures``), and each exposure's
+    chi2 ``sum W (I - M)^2``: computed on first use and kept (the static design times the
+    solution, the largest product of a refit at fixed positions).
+
+    `exposure` gives one exposure's pair without the others: what a marker drag shows.
+    """
+
+    def __init__(self, scene: SceneModel, offsets: np.ndarray, solution: LinearSolution):
+        self._scene, self._offsets, self._solution = scene, offsets, solution
+
+    @functools.cached_property
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(model, target_model) of every exposure (`SceneModel.model_stamps`)."""
+        return self._scene.model_stamps(self._offsets, self._solution)
+
+    @functools.cached_property
+    def chi2_per_exposure(self) -> np.ndarray:
+        scene = self._scene
+        images = np.stack([ex.image for ex in scene.exposures])
+        weights = scene.weight.reshape(images.shape)
+        return _weighted_chi2(weights, images, self.arrays[0], axis=(1, 2))
+
+    def exposure(self, m: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """(model, target_model, chi2) of exposure ``m`` alone: slices of `arrays` once
+        those are computed, else from its own rows of the design (the same numbers to
+        the last bits of a BLAS product's rounding)."""
+        if "arrays" in self.__dict__:
+            return (self.arrays[0][m], self.arrays[1][m],
+                    float(self.chi2_per_exposure[m]))
+        scene, solution = self._scene, self._solution
+        rows = scene.rows[m]
+        model = (scene.static_design[rows] @ solution.static).reshape(scene.shape)
+        target = np.zeros_like(model)
+        if m == scene.detection_index:
+            target = np.tensordot(solution.target, scene.target_stamps(self._offsets),
+                                  axes=1)
+        model = model + target
+        ex = scene.exposures[m]
+        chi2 = float(_weighted_chi2(scene.weight[rows].reshape(scene.shape), ex.image, model))
+        return model, target, chi2
+
+
+def _weighted_chi2(weights, images, model, axis=None):
+    """``sum W (I - M)^2`` over ``axis`` (every pixel: weights 0 where unusable)."""
+    return np.sum(weights * (images - model) ** 2, axis=axis)
+
+
 @dataclass(frozen=True, eq=False)
 class SceneFit:
     """A solved scene: the target source(s), fit statistics and the model of every exposure.
 
     ``parameters``/``covariance`` are ordered grid amplitudes, sky levels (if fitted), then
     target fluxes.  ``model`` and ``target_model`` are (n_exp, ny, nx) on zeropoint 30, in
-    the order of ``scene.exposures``.
+    the order of ``scene.exposures`` (`exposure_models`, computed on first use).
+
+    ``preview``: a refit during a marker drag (`smp_model.fit.measure.measure`): ``chi2`` is
+    the linear solve's profiled chi2, which equals the sum of ``chi2_per_exposure`` to
+    ~1e-12 of itself without modelling every exposure; everything else is the same.
     """
 
     sources: tuple[SourceEstimate, ...]
     chi2: float
     dof: int
-    chi2_per_exposure: np.ndarray
     usable_pixels_per_exposure: np.ndarray
     parameters: np.ndarray
     target_covariance: np.ndarray
-    model: np.ndarray
-    target_model: np.ndarray
+    exposure_models: ExposureModels = field(repr=False)
     position_covariance: np.ndarray | None
     flux_covariance_with_positions: np.ndarray | None
     scene: SceneModel = field(repr=False)
@@ -173,8 +224,21 @@ class SceneFit:
     binary_search_delta_chi2: float = math.nan
     position_bias: np.ndarray | None = None
     flux_bias: np.ndarray | None = None
+    preview: bool = False
 
     kind = "scene"
+
+    @property
+    def model(self) -> np.ndarray:
+        return self.exposure_models.arrays[0]
+
+    @property
+    def target_model(self) -> np.ndarray:
+        return self.exposure_models.arrays[1]
+
+    @property
+    def chi2_per_exposure(self) -> np.ndarray:
+        return self.exposure_models.chi2_per_exposure
 
     @property
     def settings(self) -> FitSettings:
@@ -268,11 +332,18 @@ class BinaryFit(SceneFit):
         offset otherwise.  ``delta_chi2`` against it is the likelihood ratio to quote.
     chi2_single_default : chi2 of the single source at the convention's default offset,
         whatever was done to the binary (``delta_chi2_default``: the published definition).
+    swapped_from_start : a position search's components are numbered by flux (1, the
+        primary, is the brighter), not by where they started: True when the primary ended
+        nearer the start's secondary than its primary (the pairing of ends and starts with
+        the smaller total squared displacement), i.e. the search swapped the numbers of
+        the start (`smp_model.fit.binary_search.swapped_from_start`).  False at fixed
+        positions.
     """
 
     chi2_single: float = math.nan
     chi2_single_default: float = math.nan
     blend: BlendEstimate | None = None
+    swapped_from_start: bool = False
 
     kind = "binary"
 
@@ -329,6 +400,28 @@ class BinaryFit(SceneFit):
         cov = (self.flux_covariance_with_positions
                if self.flux_covariance_with_positions is not None else self.target_covariance)
         return float(math.sqrt(cov.sum()))
+
+    @property
+    def total_flux_bias(self) -> float:
+        """First-order bias of ``total_flux`` (zeropoint 30) as an estimate of the pair's
+        flux: the sum of the components' least-squares flux biases
+        (`smp_model.fit.position_search.least_squares_bias`, at the fitted pair).  0 where
+        ``total_flux`` is the ``blend``'s (a second search conditioned on the first having
+        failed, which the expansion about the best binary does not describe); NaN at fixed
+        positions (no bias to correct: the fluxes are linear there)."""
+        if self.blend is not None:
+            return 0.0
+        if self.flux_bias is None:
+            return math.nan
+        return float(np.sum(self.flux_bias))
+
+    @property
+    def total_flux_debiased(self) -> float:
+        """``total_flux`` less its first-order bias (`total_flux_bias`): the pair's flux to
+        quote after a position search, with ``total_flux_err``; for close pairs the
+        least-squares sum is high by about a tenth of its error
+        (docs/validation/injection.rst).  NaN at fixed positions."""
+        return self.total_flux - self.total_flux_bias
 
     def _geometry(self, offsets: np.ndarray) -> np.ndarray:
         return np.array(self.scene_geometry(self.scene, offsets))

@@ -127,6 +127,8 @@ COLUMNS = _columns(
      "secondary lies beyond 3 px: of the best pair within 3 px)"),
     ("total_flux_err", None, "1-sigma error of total_flux (with the flux covariance and, "
      "when searched, the positions' uncertainty)"),
+    ("total_flux_debiased", None, "total_flux less its first-order least-squares bias "
+     "(searched pairs; the pair's flux to quote, with total_flux_err)"),
     ("separation", "pix", "separation of the pair"),
     ("separation_err", "pix", "1-sigma error of separation (NaN if positions fixed)"),
     ("separation_debiased", "pix", "separation less its first-order bias (searched pairs; "
@@ -156,9 +158,10 @@ COLUMNS = _columns(
 #: Columns that describe the whole fit, the same in every row of it.
 FIT_COLUMNS = ("name", "expnum", "ccdnum", "band", "mjd", "fit_kind", "positions", "chi2",
                "dof", "chi2_single", "delta_chi2", "chi2_single_default", "delta_chi2_default",
-               "total_flux", "total_flux_err", "separation", "separation_err",
-               "separation_debiased", "separation_arcsec", "separation_arcsec_err",
-               "position_angle", "position_angle_err", "convention", "grid_size", "grid_step",
+               "total_flux", "total_flux_err", "total_flux_debiased", "separation",
+               "separation_err", "separation_debiased", "separation_arcsec",
+               "separation_arcsec_err", "position_angle", "position_angle_err", "convention",
+               "grid_size", "grid_step",
                "fit_sky", "grid_sources_dropped", "scene_modes_cut", "binary_delta_chi2")
 
 

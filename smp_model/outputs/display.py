@@ -13,16 +13,19 @@ range drawn with the re-spaced colours shows the stretch.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..fit.panels import ExposurePanels
 
-__all__ = ["ASINH_SOFTENING", "COLORMAPS", "CURVE_POINTS", "LOG_EXPONENT", "MASK_RGBA",
-           "PUBLISHED_STYLE", "STRETCHES", "DisplayStyle", "Overlays", "exposure_overlays",
-           "exposure_sky_affine", "mask_overlay", "pixel_jacobian", "sky_aligned_affine",
-           "stamp_extent", "stretch_curve", "stretch_levels", "stretched_colors"]
+__all__ = ["ASINH_SOFTENING", "COINCIDENT_LABEL_DIRECTIONS", "COLORMAPS", "CURVE_POINTS",
+           "LOG_EXPONENT", "MASK_RGBA", "OVERLAY_COLORS", "PUBLISHED_STYLE", "STRETCHES",
+           "DisplayStyle", "OverlayColors", "Overlays", "exposure_overlays",
+           "exposure_sky_affine", "label_backing", "label_directions", "mask_overlay",
+           "overlay_colors", "pixel_jacobian", "sky_aligned_affine", "stamp_extent",
+           "stretch_curve", "stretch_levels", "stretched_colors"]
 
 STRETCHES = {
     "published": "Published (-3..+4 σ)",
@@ -35,6 +38,77 @@ STRETCHES = {
     "histeq": "Histogram equalisation",
 }
 COLORMAPS = ("gray_r", "gray", "viridis", "magma", "cividis", "coolwarm")
+
+
+@dataclass(frozen=True)
+class OverlayColors:
+    """Colours (RGB, 0-255) of what is drawn over panels of one colour map, each far from
+    every colour of the map (in RGB, at least ~150 of 441; tests/test_display.py), so
+    that nothing vanishes into the image whatever the stretch puts where.
+
+    components : the markers and labels of component 1 (the primary, or the single
+        target) and component 2 (the secondary).
+    sky : the target's sky position, the scene grid's outline, the compass and the scale
+        bar.
+    """
+
+    components: tuple[tuple[int, int, int], tuple[int, int, int]]
+    sky: tuple[int, int, int]
+
+    def hex(self, rgb: tuple[int, int, int]) -> str:
+        """``"#rrggbb"`` of one of these colours (matplotlib's form)."""
+        return "#{:02x}{:02x}{:02x}".format(*rgb)
+
+
+# One table, read by the window's panels and by the exported figures.  A reversed map
+# (invert) has the same colours, so the same overlay colours.
+OVERLAY_COLORS = {
+    "gray_r": OverlayColors(((0, 230, 255), (255, 0, 255)), (255, 220, 0)),
+    "gray": OverlayColors(((0, 230, 255), (255, 0, 255)), (255, 220, 0)),
+    "viridis": OverlayColors(((255, 0, 255), (255, 255, 255)), (255, 60, 0)),
+    "magma": OverlayColors(((0, 255, 255), (60, 255, 60)), (0, 128, 255)),
+    "cividis": OverlayColors(((0, 255, 255), (255, 0, 255)), (0, 255, 0)),
+    "coolwarm": OverlayColors(((60, 255, 60), (255, 0, 255)), (0, 0, 0)),
+}
+
+
+def overlay_colors(colormap: str) -> OverlayColors:
+    """The overlay colours of colour map ``colormap`` (one of `COLORMAPS`)."""
+    if colormap not in OVERLAY_COLORS:
+        raise ValueError(f"unknown colour map {colormap!r}")
+    return OVERLAY_COLORS[colormap]
+
+
+def label_backing(rgb: tuple[int, int, int]) -> tuple[int, int, int, int]:
+    """RGBA of the translucent box behind text in colour ``rgb``: dark behind light
+    text, light behind dark text (black on coolwarm)."""
+    luminance = 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2]
+    return (0, 0, 0, 200) if luminance >= 100 else (255, 255, 255, 200)
+
+
+# Where the labels of coincident components go (unit vectors, y up): 1 up-left, 2
+# down-right, as for a pair whose secondary lies down-right of its primary.
+COINCIDENT_LABEL_DIRECTIONS = ((-math.sqrt(0.5), math.sqrt(0.5)),
+                               (math.sqrt(0.5), -math.sqrt(0.5)))
+
+
+def label_directions(points) -> np.ndarray:
+    """Unit vectors (n, 2) along which to put each component's number so that the
+    numbers of a close pair never sit on each other: each away from the other component,
+    along their separation.  ``points`` (n, 2) are where the components are drawn (on
+    screen or on the page, any frame with equal scales on its axes; the directions are in
+    that frame).  One component, or two closer than 1e-9 of the frame's unit:
+    `COINCIDENT_LABEL_DIRECTIONS`."""
+    points = np.atleast_2d(np.asarray(points, float))
+    out = np.array(COINCIDENT_LABEL_DIRECTIONS[:len(points)], float)
+    if len(points) == 2:
+        step = points[0] - points[1]
+        length = float(np.hypot(*step))
+        if length > 1e-9:
+            out = np.array([step / length, -step / length])
+    return out
+
+
 # asinh softening: the stretch is asinh(t / a) / asinh(1 / a) for t in [0, 1].
 ASINH_SOFTENING = 0.1
 # DS9's log stretch: log10(a t + 1) / log10(a + 1) with a = 1000.

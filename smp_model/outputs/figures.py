@@ -31,22 +31,22 @@ from matplotlib.figure import Figure
 from matplotlib.transforms import Affine2D
 
 from ..files import atomic_output
-from ..fit.panels import PANEL_KEYS, PANEL_TITLES, ExposurePanels, five_panels
+from ..fit.panels import PANEL_KEYS, PANEL_TITLES, PANEL_UNIT, ExposurePanels, five_panels
 from ..fit.results import SceneFit
-from .display import (PUBLISHED_STYLE, DisplayStyle, exposure_sky_affine, mask_overlay,
-                      pixel_jacobian, stamp_extent, stretch_curve, stretch_levels,
-                      stretched_colors)
+from .display import (PUBLISHED_STYLE, DisplayStyle, exposure_sky_affine, label_directions,
+                      mask_overlay, overlay_colors, pixel_jacobian, stamp_extent,
+                      stretch_curve, stretch_levels, stretched_colors)
 from .record import fit_record
 
-__all__ = ["COLORBAR_LABEL", "FIGURE_FORMATS", "MARKER_COLORS", "PANEL_SIZE_IN",
+__all__ = ["COLORBAR_LABEL", "FIGURE_FORMATS", "LABEL_DISTANCE_PT", "PANEL_SIZE_IN",
            "SKY_BACKGROUND", "five_panel_figure", "save_figure", "scale_bar_arcsec",
            "style_colormap"]
 
 FIGURE_FORMATS = (".png", ".pdf", ".svg")
 PANEL_SIZE_IN = 2.4
-COLORBAR_LABEL = "flux per pixel (ZP 30)"
-# Component markers: primary, secondary (visible on grey and on viridis-like maps).
-MARKER_COLORS = ("#00b4ff", "#ff6a00")
+COLORBAR_LABEL = PANEL_UNIT
+# From a component's centre to the centre of its number (points).
+LABEL_DISTANCE_PT = 9.0
 
 
 def style_colormap(style: DisplayStyle, panels: ExposurePanels,
@@ -99,7 +99,7 @@ def _draw_row(axes, panels: ExposurePanels, style: DisplayStyle,
         ax.set_title(f"{PANEL_TITLES[key]}\nexposure {panels.expnum}", fontsize=8)
         ax.set_xticks([])
         ax.set_yticks([])
-        _mark_sources(ax, sources, sky[0] if sky is not None else None)
+        _mark_sources(ax, sources, sky[0] if sky is not None else None, style.colormap)
     label = f"{panels.expnum}" + (" (detection)" if panels.is_detection else "")
     if sky is not None:
         label += ", north up, east left"
@@ -109,7 +109,9 @@ def _draw_row(axes, panels: ExposurePanels, style: DisplayStyle,
     bar.ax.tick_params(labelsize=7)
     bar.ax.set_gid("colorbar")
     if exposure is not None:
-        _draw_compass(axes[0], exposure, sky[0] if sky is not None else None)
+        colors = overlay_colors(style.colormap)
+        _draw_compass(axes[0], exposure, sky[0] if sky is not None else None,
+                      colors.hex(colors.sky))
 
 
 def _to_drawn(points, affine) -> np.ndarray:
@@ -120,24 +122,29 @@ def _to_drawn(points, affine) -> np.ndarray:
     return points @ np.asarray(affine)[:, :2].T + np.asarray(affine)[:, 2]
 
 
-def _mark_sources(ax, sources, affine) -> None:
-    """Open circles with their number at the fitted components (1 = primary)."""
+def _mark_sources(ax, sources, affine, colormap: str) -> None:
+    """Open circles with their number at the fitted components (1 = primary), in the
+    colour map's overlay colours (`smp_model.outputs.display.overlay_colors`, as the
+    window)."""
     if not len(sources):
         return
     drawn = _to_drawn(sources, affine)
+    colors = overlay_colors(colormap)
+    directions = label_directions(drawn)
     for k, (x, y) in enumerate(drawn):
-        color = MARKER_COLORS[k % len(MARKER_COLORS)]
+        color = colors.hex(colors.components[k % 2])
         ax.plot([x], [y], marker="o", markersize=9, markerfacecolor="none",
                 markeredgecolor=color, markeredgewidth=1.2, gid=f"component-{k + 1}")
-        # the labels go to opposite sides, so that a close pair's numbers stay apart
-        side = -1 if k % 2 == 0 else 1
-        ax.annotate(str(k + 1), (x, y), xytext=(side * 8, 6), textcoords="offset points",
+        # each number on the side away from the other component (a close pair's stay
+        # apart); the axes have equal aspect, so data directions are page directions
+        ex, ey = directions[k] * LABEL_DISTANCE_PT
+        ax.annotate(str(k + 1), (x, y), xytext=(ex, ey), textcoords="offset points",
                     color=color, fontsize=7, ha="center", va="center")
 
 
-def _draw_compass(ax, exposure, affine) -> None:
+def _draw_compass(ax, exposure, affine, color: str) -> None:
     """N and E arrows (top right) and a scale bar in arcsec (bottom left) on ``ax``, in the
-    directions of ``exposure``'s WCS at its target as drawn."""
+    directions of ``exposure``'s WCS at its target as drawn, in ``color``."""
     jacobian = pixel_jacobian(exposure)          # d(east, north)/d(x, y), arcsec per px
     inverse = np.linalg.inv(jacobian)            # stamp px per arcsec east, north
     linear = np.eye(2) if affine is None else np.asarray(affine)[:, :2]
@@ -150,15 +157,15 @@ def _draw_compass(ax, exposure, affine) -> None:
         direction = linear @ inverse[:, column]
         direction = direction / np.hypot(*direction) * length
         ax.annotate("", anchor + direction, anchor, gid="compass",
-                    arrowprops=dict(arrowstyle="->", color="#ffd000", lw=1.2))
-        ax.text(*(anchor + 1.35 * direction), name, color="#ffd000", fontsize=7,
+                    arrowprops=dict(arrowstyle="->", color=color, lw=1.2))
+        ax.text(*(anchor + 1.35 * direction), name, color=color, fontsize=7,
                 ha="center", va="center", gid="compass")
     per_arcsec = np.sqrt(abs(np.linalg.det(linear @ inverse)))   # drawn units per arcsec
     arcsec = scale_bar_arcsec(abs(width) / per_arcsec)
     start = np.array([x0 + 0.08 * width, y0 + 0.08 * height])
     ax.plot([start[0], start[0] + np.sign(width) * arcsec * per_arcsec], [start[1]] * 2,
-            color="#ffd000", lw=2, gid="scale-bar")
-    ax.text(start[0], start[1] + 0.04 * height, f"{arcsec:g}″", color="#ffd000",
+            color=color, lw=2, gid="scale-bar")
+    ax.text(start[0], start[1] + 0.04 * height, f"{arcsec:g}″", color=color,
             fontsize=7, va="bottom", gid="scale-bar")
 
 

@@ -234,13 +234,14 @@ def _build_record(fit: SceneFit) -> FitRecord:
 
 def _pair_values(fit: BinaryFit | None) -> dict:
     names = ("chi2_single", "delta_chi2", "chi2_single_default", "delta_chi2_default",
-             "total_flux", "total_flux_err", "separation", "separation_err",
-             "separation_debiased", "separation_arcsec", "separation_arcsec_err",
-             "position_angle", "position_angle_err")
+             "total_flux", "total_flux_err", "total_flux_debiased", "separation",
+             "separation_err", "separation_debiased", "separation_arcsec",
+             "separation_arcsec_err", "position_angle", "position_angle_err")
     if fit is None:
         return dict.fromkeys(names, math.nan)
     values = (fit.chi2_single, fit.delta_chi2, fit.chi2_single_default,
-              fit.delta_chi2_default, fit.total_flux, fit.total_flux_err, fit.separation_px,
+              fit.delta_chi2_default, fit.total_flux, fit.total_flux_err,
+              fit.total_flux_debiased, fit.separation_px,
               fit.separation_err_px, fit.separation_debiased_px, fit.separation_arcsec,
               fit.separation_err_arcsec, fit.position_angle_deg, fit.position_angle_err_deg)
     return {k: float(v) for k, v in zip(names, values)}

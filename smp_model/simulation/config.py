@@ -9,6 +9,8 @@ from dataclasses import dataclass
 import galsim
 import numpy as np
 
+from ..inputs.mask_bits import mask_bit
+
 __all__ = ["CCD_MARGIN_PX", "CCD_NX", "CCD_NY", "DES_CCDS", "EXPOSURES_FILENAME", "GSPARAMS",
            "MANIFEST_FILENAME", "MASK_BPM", "MASK_CRAY", "PIXEL_SCALE_ARCSEC",
            "PSF_MIN_HALF_SIZE_PX", "PSF_OVERSAMPLING", "SURVEY_MJD0", "SimulationConfig"]
@@ -40,11 +42,11 @@ PSF_OVERSAMPLING = 8
 PSF_MIN_HALF_SIZE_PX = 16
 
 
-# DES BADPIX bits used for the simulated defects.
-MASK_BPM = 1                        # bad pixel / column (bad-pixel mask)
+# DES BADPIX bits used for the simulated defects (`smp_model.inputs.mask_bits`).
+MASK_BPM = mask_bit("BPM")          # bad pixel / column (bad-pixel mask)
 
 
-MASK_CRAY = 16                      # cosmic ray
+MASK_CRAY = mask_bit("CRAY")        # cosmic ray
 
 
 # Accurate galsim drawing: the engine must reproduce these draws to ~1e-4 of the peak.

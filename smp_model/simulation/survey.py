@@ -37,6 +37,7 @@ from astropy.io import fits
 from astropy.table import Table
 
 from ..files import atomic_write
+from ..inputs.mask_bits import mask_bit
 from .detection import check_output_dir, simulate_detection
 
 __all__ = ["BAND_OFFSET_MAG", "MASK_ALL_BAD", "MJD_RANGE", "SURVEY_DEMO_BATCH",
@@ -45,7 +46,7 @@ __all__ = ["BAND_OFFSET_MAG", "MASK_ALL_BAD", "MJD_RANGE", "SURVEY_DEMO_BATCH",
 
 MJD_RANGE = (56530.0, 58000.0)        # DES Y1-Y5 seasons, roughly
 BAND_OFFSET_MAG = {"r": 0.0, "i": -0.3}
-MASK_ALL_BAD = 1                      # DES BADPIX bit used for the flagged exposure
+MASK_ALL_BAD = mask_bit("BPM")        # DES BADPIX bit used for the flagged exposure
 
 
 @dataclass(frozen=True)
