@@ -121,7 +121,7 @@ def worker_session(manifest: str, repeats: int) -> dict:
     # As the engine's own loops (position search, chi2 maps) call it: BLAS on one thread.
     solve_1t = []
     try:
-        from smp_model.scene.model import single_threaded_blas
+        from smp_model.blas import single_threaded_blas
     except ImportError:
         single_threaded_blas = None
     if single_threaded_blas is not None:
@@ -272,8 +272,8 @@ def main(argv=None) -> int:
     parser.add_argument("worker_args", nargs="*", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        from threadpoolctl import threadpool_limits
-        threadpool_limits(limits=1, user_api="blas")   # as the smp and smp-gui processes
+        from smp_model.blas import limit_blas_threads
+        limit_blas_threads()   # as the smp and smp-gui processes
         fn = WORKERS[args.worker]
         extra = [int(a) if a.isdigit() else a for a in args.worker_args]
         print(json.dumps(fn(*extra)))

@@ -18,13 +18,12 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
-from threadpoolctl import ThreadpoolController
 
+from ..blas import single_threaded_blas
 from ..errors import FitError
 from ..limits import MAX_REDUCED_CHI2, memory_refusal
 from ..psf.oversampled import OversampledPSF
@@ -35,7 +34,7 @@ from .exposures import LoadedExposure
 
 __all__ = ["DERIVATIVE_STEP", "DISTORTION_STEP", "MAX_CONDITION", "LinearSolution", "Progress",
            "SceneModel", "grid_offsets_arcsec",
-           "grid_sky_positions", "single_threaded_blas"]
+           "grid_sky_positions"]
 
 # Step (px) of the central differences that give the target stamps' position derivatives.
 DERIVATIVE_STEP = 1e-4
@@ -43,22 +42,6 @@ DERIVATIVE_STEP = 1e-4
 DISTORTION_STEP = 1e-2
 
 Progress = Callable[[float, str], None]
-
-@functools.lru_cache(maxsize=1)
-def _blas_controller() -> ThreadpoolController:
-    # Scanning the loaded libraries is the slow part (~0.3-7 ms); do it once.  Created on
-    # first use, after numpy and scipy have loaded their BLAS.
-    return ThreadpoolController()
-
-
-@contextmanager
-def single_threaded_blas():
-    """Run BLAS/LAPACK on one thread.  Our matrices are a few hundred wide: threading them
-    gains nothing, and OpenBLAS threads that spin against other busy processes turned a
-    20 ms factorisation into seconds, and a 1.4 ms solve into 7 ms, in measurements here.
-    Entering costs ~12 us, so even single solves are wrapped."""
-    with _blas_controller().limit(limits=1, user_api="blas"):
-        yield
 
 
 class _NormalMatrix:
