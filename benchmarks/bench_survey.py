@@ -155,11 +155,12 @@ def bench_steps(batch: Path) -> dict:
     from PyQt6.QtWidgets import QApplication
 
     from smp_gui import loader
-    from smp_gui.controller import limit_blas_threads, preload_engine
+    from smp_gui.controller import preload_engine
     from smp_gui.survey import window as survey_window
     from smp_gui.windows import WindowManager
+    from smp_model.blas import limit_blas_threads
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    app.blas_limit = limit_blas_threads()
+    limit_blas_threads()
     preload_engine()
     window = WindowManager().new_survey()
     window.show()

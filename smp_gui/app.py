@@ -117,12 +117,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     install_message_filter()
 
-    from .controller import limit_blas_threads, preload_engine
+    from smp_model.blas import limit_blas_threads
+
+    from .controller import preload_engine
     from .windows import WindowManager
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
-    # One BLAS thread for the whole process, set once and kept alive with the app.
-    app.blas_limit = limit_blas_threads()
+    limit_blas_threads()   # one BLAS thread for the whole process
     app.setApplicationName("SMP Inspector")
     pg.setConfigOptions(antialias=True)
     if args.survey_demo or is_batch_output(args.path):

@@ -37,6 +37,7 @@ from smp_model.fit.measure import measure
 from smp_model.fit.panels import ExposurePanels, five_panels
 from smp_model.fit.photometry import DetectionPhotometry
 from smp_model.fit.request import FitRequest
+from smp_model.blas import limit_blas_threads
 from smp_model.fit.results import SceneFit
 from smp_model.outputs.columns import FLAG_BITS
 from smp_model.outputs.display import exposure_overlays
@@ -47,7 +48,7 @@ from . import loader
 
 __all__ = ["BUILD_IN_CHILD_PROCESS", "FIT", "GIL_SWITCH_INTERVAL_S", "MAP", "Chi2MapJob",
            "Chi2MapResult", "FitController", "FitJob", "FitResult", "FitSummary", "JobFailure",
-           "SourceRow", "limit_blas_threads", "preload_engine", "summarize"]
+           "SourceRow", "preload_engine", "summarize"]
 
 FIT, MAP = "fit", "map"
 # Cold builds run in a child process (see `smp_gui.loader`); False: in the worker thread.
@@ -55,27 +56,6 @@ BUILD_IN_CHILD_PROCESS = True
 # The GUI thread must get the GIL back quickly while the worker runs Python code (refits,
 # summaries, chi2 maps; the default is 5 ms, paid at every Qt call the GUI thread makes).
 GIL_SWITCH_INTERVAL_S = 0.0005
-
-
-_BLAS_LIMIT = None
-
-
-def limit_blas_threads():
-    """One BLAS thread for the whole process, set once and kept (idempotent; returns the
-    `threadpoolctl` limiter, or None without threadpoolctl).
-
-    On a small machine a multi-threaded BLAS in the worker competes with the GUI thread
-    for the cores and makes both slower (measured 3x on 2 cores).  Setting the limit per
-    job costs ~1 ms each time (threadpoolctl inspects the loaded libraries), so the app
-    sets it once at start-up and keeps the limiter alive."""
-    global _BLAS_LIMIT
-    if _BLAS_LIMIT is None:
-        try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:
-            return None
-        _BLAS_LIMIT = threadpool_limits(limits=1, user_api="blas")
-    return _BLAS_LIMIT
 
 
 def preload_engine(progress=None):
@@ -321,6 +301,7 @@ class _Worker(QThread):
         self._cancel_id = -1          # jobs with id <= this stop at their next progress
         self._running_id = 0
         self.jobs_done = {FIT: 0, MAP: 0}   # jobs computed to the end (not cancelled)
+        self.jobs_replaced = {FIT: 0, MAP: 0}   # pending jobs a newer request replaced
         self._photometry: DetectionPhotometry | None = None
         self._photometry_key = None
         self._overlay_key, self._overlay_value = None, None
@@ -329,6 +310,8 @@ class _Worker(QThread):
 
     def put(self, request):
         with self._cond:
+            if request.channel in self._pending:
+                self.jobs_replaced[request.channel] += 1   # never computed: latest wins
             self._pending[request.channel] = request
             self._cond.notify()
 
@@ -518,6 +501,11 @@ class FitController(QObject):
         """Fit jobs the worker computed to the end (a replaced pending request is never
         computed; a cancelled one stops early)."""
         return self._worker.jobs_done[FIT]
+
+    @property
+    def fits_replaced(self) -> int:
+        """Fit requests replaced, while pending, by a newer one (never computed)."""
+        return self._worker.jobs_replaced[FIT]
 
     @property
     def worker_thread(self) -> QThread:

@@ -114,6 +114,7 @@ def test_thousand_marker_moves_latest_wins(qtbot, window, lq28_path):
         assert window.open_detection(lq28_path, mode="binary", offsets=START)
     controller = window.controller
     fits_before = controller.fits_computed
+    replaced_before = controller.fits_replaced
     submitted_before = controller.last_submitted
     rng = np.random.default_rng(6)
 
@@ -149,10 +150,15 @@ def test_thousand_marker_moves_latest_wins(qtbot, window, lq28_path):
     qtbot.waitUntil(lambda: settled(window), timeout=FIT_TIMEOUT_MS)
     assert controller.wait_idle(10)
     computed = controller.fits_computed - fits_before
+    replaced = controller.fits_replaced - replaced_before
     requested = controller.last_submitted - submitted_before
-    print(f"\n{requested} fit requests in {moves_s:.2f} s; {computed} fits computed; "
-          f"{controller.dropped_results} stale results dropped")
-    assert computed < requested / 4, (computed, requested)   # latest wins
+    print(f"\n{requested} fit requests in {moves_s:.2f} s; {computed} fits computed, "
+          f"{replaced} replaced while pending; {controller.dropped_results} stale results "
+          "dropped")
+    # Latest wins: every request is computed or replaced by a newer one before it starts
+    # (none queues behind another); how many are replaced depends on the refit's speed.
+    assert computed + replaced == requested, (computed, replaced, requested)
+    assert replaced > 0 and computed < requested
 
     # The numbers shown are those of a direct engine fit at the final marker positions.
     final = window.offsets["binary"]

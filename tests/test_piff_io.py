@@ -62,3 +62,19 @@ def test_a_fit_reads_no_stars_and_draws_the_same(piff_files):
             for x, y in [(40.2, 60.7), (1000.5, 2000.25)]:
                 np.testing.assert_array_equal(got.draw(x, y, chipnum=chip).array,
                                               expected.draw(x, y, chipnum=chip).array)
+
+
+def test_a_galsim_wcs_map_skips_piffs_deepcopy_probe(piff_files, monkeypatch):
+    """Piff deep-copies every WCS map it reads to detect a pixmappy map that needs
+    repair, and a DES RaDecFunction's copy recompiles its function; the sample's galsim
+    maps are read without it (and still equal Piff's, above)."""
+    import piff.readers
+
+    def refuse(obj, memo=None):
+        raise AssertionError("Piff's deepcopy probe ran")
+
+    monkeypatch.setattr(piff.readers.copy, "deepcopy", refuse)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", galsim.GalSimDeprecationWarning)
+        psf = read_piff(piff_files[0], stars=False)
+    assert type(next(iter(psf.wcs.values()))).__name__ == "RaDecFunction"

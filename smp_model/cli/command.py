@@ -67,10 +67,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="smp: %(message)s", stream=sys.stderr)
     warnings.showwarning = _warning_to_stderr
-    # This process is ours: keep BLAS on one thread for the whole run (see
-    # smp_model.scene.model.single_threaded_blas for why; a solve is 5x slower threaded here).
-    from threadpoolctl import threadpool_limits
-    threadpool_limits(limits=1, user_api="blas")
+    # This process is ours: keep BLAS on one thread for the whole run (smp_model.blas; a
+    # solve is 5x slower threaded here).  It had no effect: numpy and scipy were not yet
+    # loaded, and threadpoolctl limits only loaded libraries.
+    from ..blas import limit_blas_threads
+    limit_blas_threads()
     try:
         return int(args.func(args) or 0)
     except BrokenPipeError:

@@ -15,7 +15,7 @@ import numpy as np
 from scipy.optimize import minimize
 
 from ..errors import Cancelled, FitError
-from ..scene.model import single_threaded_blas
+from ..blas import single_threaded_blas
 from .photometry import DetectionPhotometry
 
 __all__ = ["PRIMARY_XTOL", "Chi2Map", "chi2_map"]

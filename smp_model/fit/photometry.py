@@ -24,7 +24,8 @@ from ..inputs.manifest import DetectionManifest
 from ..inputs.stamps import flux_scale
 from ..scene.exposures import load_exposures
 from ..scene.memory import check_fit_memory
-from ..scene.model import LinearSolution, Progress, SceneModel, single_threaded_blas
+from ..blas import single_threaded_blas
+from ..scene.model import LinearSolution, Progress, SceneModel
 from ..settings import FitSettings
 from .binary_search import (SPLIT_RADIUS, binary_seeds, split_if_coincident,
                             swapped_from_start)

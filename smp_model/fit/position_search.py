@@ -21,7 +21,8 @@ import scipy.linalg
 from scipy.optimize import minimize
 
 from ..errors import FitError
-from ..scene.model import MAX_CONDITION, SceneModel, single_threaded_blas
+from ..blas import single_threaded_blas
+from ..scene.model import MAX_CONDITION, SceneModel
 
 __all__ = ["GRADIENT_TOLERANCE", "MAX_ITERATIONS", "STEP_TOLERANCE", "PositionSearch",
            "ProfiledChi2", "least_squares_bias", "minimize_positions", "pair_chi2",

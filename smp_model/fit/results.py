@@ -16,7 +16,8 @@ import numpy as np
 
 from ..inputs.manifest import DetectionManifest
 from ..inputs.stamps import COMMON_ZEROPOINT
-from ..scene.model import LinearSolution, SceneModel, single_threaded_blas
+from ..blas import single_threaded_blas
+from ..scene.model import LinearSolution, SceneModel
 from ..settings import FitSettings
 from ..wcs.transforms import separation_and_position_angle
 from .request import FitRequest, TargetOffsets

@@ -26,7 +26,11 @@ __all__ = ["BAND_LIMIT_CYCLES_PER_PIXEL", "BAND_LIMIT_TAPER_START", "Oversampled
 _SPLINE_ORDER = 3
 
 
-_CHUNK_POINTS = 40_000      # points per spline evaluation (~5 ms each)
+_CHUNK_POINTS = 16_000      # stamp pixels per chunk of `OversampledPSF.render` (~2 ms)
+
+# The cubic B-spline's half-width in fine pixels: beyond it from the sampled box every
+# tap of the (zero-padded) coefficients is zero, so is the spline.
+_SPLINE_REACH = (_SPLINE_ORDER + 1) / 2
 
 
 _SUPPORT_THRESHOLD = 1e-7   # relative to the peak: beyond it the profile counts as zero
@@ -160,7 +164,8 @@ class OversampledPSF:
         return np.ones(np.broadcast(np.atleast_1d(centers_x), np.atleast_1d(centers_y)).size)
 
     def render(self, centers_x: np.ndarray, centers_y: np.ndarray, origin: tuple[int, int],
-               shape: tuple[int, int], distortions: np.ndarray | None = None) -> np.ndarray:
+               shape: tuple[int, int], distortions: np.ndarray | None = None,
+               out: np.ndarray | None = None) -> np.ndarray:
         """Stamps (K, ny, nx) of unit-flux sources at CCD centres (K,) on a stamp grid.
 
         ``distortions`` (K, 2, 2), optional: for each source the matrix
@@ -168,37 +173,92 @@ class OversampledPSF:
         was made with; the source is then drawn as ``P(A d) det A``, which is what drawing
         the same sky profile through the Jacobian at its own centre gives (as Piff's
         ``draw`` does).
+
+        ``out`` (K, ny, nx), optional: the array to draw into (any strides, e.g. a view of
+        a design matrix's columns), returned; every element is written.
         """
         centers_x = np.atleast_1d(np.asarray(centers_x, float))
         centers_y = np.atleast_1d(np.asarray(centers_y, float))
         ny, nx = shape
+        n_src = centers_x.size
+        if out is None:
+            out = np.empty((n_src, ny, nx))
+        det = None if distortions is None else np.linalg.det(distortions)
+        phase = (self.phase_factors(centers_x, centers_y)
+                 if self.normalization in ("unit-sum", "psf-weighted") else None)
+        # Sources in chunks of about _CHUNK_POINTS pixels, through buffers allocated once:
+        # map_coordinates holds the GIL (a whole grid, ~20 ms, would freeze a GUI thread
+        # waiting for it), and fresh temporaries the size of a grid's stamps cost more in
+        # page faults in a new process than the arithmetic on them.
+        per_chunk = max(1, _CHUNK_POINTS // max(ny * nx, 1))
+        work = _RenderBuffers(min(per_chunk, n_src), ny, nx)
+        for k0 in range(0, n_src, per_chunk):
+            k1 = min(k0 + per_chunk, n_src)
+            self._render_chunk(centers_x[k0:k1], centers_y[k0:k1], origin, shape,
+                               None if distortions is None else distortions[k0:k1],
+                               None if det is None else det[k0:k1],
+                               None if phase is None else phase[k0:k1], work, out[k0:k1])
+        return out
+
+    def _render_chunk(self, centers_x, centers_y, origin, shape, distortions, det, phase,
+                      work: "_RenderBuffers", out: np.ndarray) -> None:
+        """`render` of a few sources into ``out`` through the buffers ``work``; ``det``
+        and ``phase``: their distortions' determinants and phase factors (or None)."""
+        ny, nx = shape
+        k = centers_x.size
         ov, c = self.oversampling, self._centre
-        dx = (origin[0] + np.arange(nx))[None, None, :] - centers_x[:, None, None]   # (K,1,nx)
-        dy = (origin[1] + np.arange(ny))[None, :, None] - centers_y[:, None, None]   # (K,ny,1)
+        dx = (origin[0] + np.arange(nx))[None, None, :] - centers_x[:, None, None]  # (k,1,nx)
+        dy = (origin[1] + np.arange(ny))[None, :, None] - centers_y[:, None, None]  # (k,ny,1)
+        px, py = work.px[:k], work.py[:k]
         if distortions is not None:
-            # each product stays (K, 1, nx) or (K, ny, 1); only the sums are full size
+            # each product stays (k, 1, nx) or (k, ny, 1); only the sums are full size
             a = distortions[:, :, :, None, None]
-            dx, dy = a[:, 0, 0] * dx + a[:, 0, 1] * dy, a[:, 1, 0] * dx + a[:, 1, 1] * dy
+            np.add(a[:, 0, 0] * dx, a[:, 0, 1] * dy, out=px)
+            np.add(a[:, 1, 0] * dx, a[:, 1, 1] * dy, out=py)
         else:
-            dx, dy = np.broadcast_arrays(dx, dy)
-        # Only pixels within reach of the sampled box: the spline is exactly zero beyond
-        # it, and on a 30x30 stamp that skips ~40 % of a 20x20 grid's pixels.
-        reach = self.radius + (_SPLINE_ORDER + 1) / ov
-        inside = (np.abs(dx) < reach) & (np.abs(dy) < reach)
-        fy, fx = dy[inside] * ov + c, dx[inside] * ov + c
-        # In chunks: map_coordinates holds the GIL, and a whole grid (~30 ms) would freeze
-        # a GUI thread waiting for it.
-        values = np.zeros((centers_x.size, ny, nx))
-        values[inside] = np.concatenate([
-            ndimage.map_coordinates(self._coefficients, [fy[k:k + _CHUNK_POINTS],
-                                                         fx[k:k + _CHUNK_POINTS]],
+            px[...] = dx
+            py[...] = dy
+        # Only pixels within reach of the sampled box: the spline is exactly zero from
+        # _SPLINE_REACH fine pixels beyond it on (its taps there are all padding zeros),
+        # and on a 30x30 stamp that skips ~40 % of a 20x20 grid's pixels.
+        reach = self.radius + _SPLINE_REACH / ov
+        inside = work.inside[:k]
+        np.abs(px, out=work.scratch[:k])
+        np.less(work.scratch[:k], reach, out=inside)
+        np.abs(py, out=work.scratch[:k])
+        inside &= work.scratch[:k] < reach
+        flat = inside.ravel()
+        n = int(np.count_nonzero(flat))
+        coords = work.coords[:2 * n].reshape(2, n)
+        np.compress(flat, py.ravel(), out=coords[0])
+        np.compress(flat, px.ravel(), out=coords[1])
+        coords *= ov
+        coords += c
+        stamps = work.scratch[:k]
+        stamps.fill(0.0)
+        if n:
+            values = work.values[:n]
+            ndimage.map_coordinates(self._coefficients, coords, output=values,
                                     order=_SPLINE_ORDER, mode="nearest", prefilter=False)
-            for k in range(0, fx.size, _CHUNK_POINTS)] or [np.zeros(0)])
-        if distortions is not None:
-            values *= np.linalg.det(distortions)[:, None, None]
-        if self.normalization in ("unit-sum", "psf-weighted"):
-            values /= self.phase_factors(centers_x, centers_y)[:, None, None]
-        return values
+            stamps[inside] = values
+        if det is not None:
+            stamps *= det[:, None, None]
+        if phase is not None:
+            stamps /= phase[:, None, None]
+        out[...] = stamps
+
+
+class _RenderBuffers:
+    """Work arrays of `OversampledPSF.render` for chunks of up to ``k`` sources on a
+    (ny, nx) stamp, allocated once per call."""
+
+    def __init__(self, k: int, ny: int, nx: int):
+        self.px = np.empty((k, ny, nx))        # source-to-pixel offsets (px), distorted
+        self.py = np.empty((k, ny, nx))
+        self.scratch = np.empty((k, ny, nx))   # |offsets|, then the chunk's stamps
+        self.inside = np.empty((k, ny, nx), bool)
+        self.coords = np.empty(2 * k * ny * nx)
+        self.values = np.empty(k * ny * nx)
 
 
 def band_limited_samples(profile: galsim.GSObject, radius: int, oversampling: int,

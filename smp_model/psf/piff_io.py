@@ -11,12 +11,17 @@ what `piff.PSF.read` returns (tested on every file of the sample).
 
 A fit draws the PSF and never looks at the stars Piff fitted it to; ``stars=False``
 leaves that table unread (~8 ms of a DES file's ~35 ms), so the PSF has no ``stars``.
+A WCS map made of galsim's own classes skips the checks Piff runs for Python 2 and pixmappy
+maps (`_reader_class`).
 """
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 
 import fitsio
+import galsim
 import numpy as np
 
 __all__ = ["STARS_SUFFIX", "PiffFile", "read_piff"]
@@ -40,6 +45,7 @@ class PiffFile:
         except Exception:
             self._fitsio.close()
             raise
+        self._hdus: dict = {}
         # Piff names the table of a PSF's stars <psf name>_stars.
         self._hidden = set() if stars else {name for name in self.extnames
                                              if name.endswith(STARS_SUFFIX)}
@@ -57,18 +63,64 @@ class PiffFile:
         return extname not in self._hidden and extname in self._fitsio
 
     def __getitem__(self, extname: str):
-        hdu = self._fitsio[extname]
-        return _WideStringTable(hdu) if _has_wide_strings(hdu) else hdu
+        # Piff asks for an HDU several times (its columns, then its rows); working out
+        # whether it has wide strings costs fitsio a parse of every column (~0.3 ms), so once.
+        if extname not in self._hdus:
+            hdu = self._fitsio[extname]
+            self._hdus[extname] = _WideStringTable(hdu) if _has_wide_strings(hdu) else hdu
+        return self._hdus[extname]
 
     def read_psf(self):
         """The Piff PSF in this file, as `piff.PSF.read` would return it."""
         import piff
         from piff.config import LoggerWrapper
-        from piff.readers import FitsReader
 
         # What piff.PSF.read does after opening the file; _read is Piff's documented hook
         # for reading a PSF from a reader.
-        return piff.PSF._read(FitsReader(self, base_name=None), "psf", LoggerWrapper(None))
+        return piff.PSF._read(_reader_class()(self, base_name=None), "psf",
+                              LoggerWrapper(None))
+
+
+@functools.cache
+def _reader_class():
+    """`piff.readers.FitsReader`, except for a WCS map made of galsim's own WCS classes.
+
+    Piff checks every WCS map it reads with ``repr`` (a Python 2 pickle fails it) and
+    ``copy.deepcopy`` (pixmappy maps pickled before astropy 6.1.5 fail it, and Piff
+    repairs them); both throw the result away.  A galsim WCS passes both, and for a DES
+    ``RaDecFunction`` the copy recompiles its 140 kB function (~1.5 ms a file): such a map
+    is decoded as Piff decodes it and returned as it is.  Any other map, or one that does
+    not decode, goes through Piff's own reader."""
+    from piff.readers import FitsReader, _read_chunked_objs
+
+    class Reader(FitsReader):
+        @contextlib.contextmanager
+        def nested(self, name):   # Piff's makes a FitsReader
+            yield type(self)(self._fits, base_name=self.get_full_name(name))
+
+        def read_wcs_map(self, name, logger):
+            extname = self.get_full_name(name)
+            if extname not in self._fits:
+                return None, None
+            table = self._fits[extname]
+            columns = table.get_colnames()
+            if "chipnums" not in columns or "wcs_nchunks" not in columns:
+                return super().read_wcs_map(name, logger)   # not Piff >= 1.7's layout
+            data = table.read()
+            try:
+                wcs_list = _read_chunked_objs(data, "wcs")
+            except Exception:   # noqa: BLE001 - Piff's reader retries and reports
+                return super().read_wcs_map(name, logger)
+            if not all(type(w).__module__.split(".")[0] == "galsim" and
+                       isinstance(getattr(w, "_origin", None), (type(None), galsim.PositionD))
+                       for w in wcs_list):
+                return super().read_wcs_map(name, logger)
+            pointing = (galsim.CelestialCoord(data["ra"][0] * galsim.hours,
+                                              data["dec"][0] * galsim.degrees)
+                        if "ra" in columns else None)
+            return dict(zip(data["chipnums"], wcs_list)), pointing
+
+    return Reader
 
 
 def read_piff(path: str | os.PathLike, stars: bool = True):

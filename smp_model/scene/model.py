@@ -17,13 +17,13 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable, Sequence
-from contextlib import contextmanager
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
-from threadpoolctl import ThreadpoolController
 
+from ..blas import single_threaded_blas
 from ..errors import FitError
 from ..limits import MAX_REDUCED_CHI2, memory_refusal
 from ..psf.oversampled import OversampledPSF
@@ -34,7 +34,7 @@ from .exposures import LoadedExposure
 
 __all__ = ["DERIVATIVE_STEP", "DISTORTION_STEP", "MAX_CONDITION", "LinearSolution", "Progress",
            "SceneModel", "grid_offsets_arcsec",
-           "grid_sky_positions", "single_threaded_blas"]
+           "grid_sky_positions"]
 
 # Step (px) of the central differences that give the target stamps' position derivatives.
 DERIVATIVE_STEP = 1e-4
@@ -43,21 +43,39 @@ DISTORTION_STEP = 1e-2
 
 Progress = Callable[[float, str], None]
 
-@functools.lru_cache(maxsize=1)
-def _blas_controller() -> ThreadpoolController:
-    # Scanning the loaded libraries is the slow part (~0.3-7 ms); do it once.  Created on
-    # first use, after numpy and scipy have loaded their BLAS.
-    return ThreadpoolController()
 
+class _NormalMatrix:
+    """The static normal matrix A^T W A of ``scene``, summed exposure by exposure
+    (`add`, in the exposures' order: one order, one rounding) from the pixels with
+    non-zero weight.
 
-@contextmanager
-def single_threaded_blas():
-    """Run BLAS/LAPACK on one thread.  Our matrices are a few hundred wide: threading them
-    gains nothing, and OpenBLAS threads that spin against other busy processes turned a
-    20 ms factorisation into seconds, and a 1.4 ms solve into 7 ms, in measurements here.
-    Entering costs ~12 us, so even single solves are wrapped."""
-    with _blas_controller().limit(limits=1, user_api="blas"):
-        yield
+    Each share is B^T B with B = W^1/2 A so that numpy hands it to BLAS ``syrk`` (half the
+    work of a general product; and unlike scipy's BLAS wrappers it releases the GIL).  B
+    and the share go through work arrays: new ones per exposure cost more in page faults
+    than the scaling itself."""
+
+    def __init__(self, scene: "SceneModel"):
+        self._scene = scene
+        rows = scene.rows[0]
+        n_params = scene.static_design.shape[1]
+        self._work = np.empty((rows.stop - rows.start, n_params))
+        self._share = np.empty((n_params, n_params))
+        self.total: np.ndarray | None = None
+
+    def add(self, m: int) -> None:
+        """Add exposure m's share."""
+        scene = self._scene
+        rows = scene.rows[m]
+        weight = scene.weight[rows]
+        used = weight > 0
+        scaled = self._work[:np.count_nonzero(used)]
+        np.compress(used, scene.static_design[rows], axis=0, out=scaled)
+        scaled *= np.sqrt(weight[used])[:, None]
+        share = np.matmul(scaled.T, scaled, out=self._share)
+        if self.total is None:
+            self.total = share.copy()
+        else:
+            self.total += share
 
 
 def grid_offsets_arcsec(settings: FitSettings) -> tuple[np.ndarray, np.ndarray]:
@@ -124,15 +142,22 @@ class SceneModel:
         self.sampling_origins: list[tuple[int, int]] = []
         self.grid_xy: list[tuple[np.ndarray, np.ndarray]] = []
         self.static_design = np.zeros((n_exp * npix, self.n_grid + self.n_sky))
-        with single_threaded_blas():   # band-limited renderers multiply small matrices
+        # Band-limited renderers multiply small matrices: BLAS on one thread.  BLAS
+        # releases the GIL, so each exposure's share of the normal matrix is multiplied on
+        # a second thread while the next exposure renders (which holds the GIL).
+        normal = _NormalMatrix(self)
+        with single_threaded_blas(), ThreadPoolExecutor(max_workers=1) as pool:
+            shares = []
             for m, ex in enumerate(self.exposures):
                 if progress:
                     progress(m / n_exp, f"rendering PSF grid of {ex.entry.label}")
                 self._render_exposure(m, ex)
-        if progress:
-            progress(1.0, "factorising the normal matrix")
-        with single_threaded_blas():
-            self._factorise()
+                shares.append(pool.submit(normal.add, m))   # one worker: in order
+            for share in shares:
+                share.result()
+            if progress:
+                progress(1.0, "factorising the normal matrix")
+            self._factorise(normal.total)
 
     # -- construction -----------------------------------------------------------------
 
@@ -159,10 +184,12 @@ class SceneModel:
         self.renderers.append(renderer)
         self.sampling_origins.append(origin)
         self.grid_xy.append((gx, gy))
-        stamps = self.convention.orient_background(
-            renderer.render(gx, gy, origin, ex.shape, self._distortions(m, gx, gy)))
         block = self.static_design[self.rows[m]]
-        block[:, :self.n_grid] = stamps.reshape(self.n_grid, -1).T
+        # Drawn straight into the design's columns (as the convention orients them): a
+        # view, so no stamp-sized copies.
+        columns = self.convention.orient_background(block[:, :self.n_grid].T.reshape(
+            self.n_grid, *ex.shape))
+        renderer.render(gx, gy, origin, ex.shape, self._distortions(m, gx, gy), out=columns)
         if self.n_sky:
             block[:, self.n_grid + m] = 1.0
 
@@ -182,12 +209,14 @@ class SceneModel:
         return [local_jacobians(ex.psf.wcs, *ex.target_xy, color=ex.color_gi)[0]
                 for ex in self.exposures]
 
-    def _factorise(self):
+    def _factorise(self, normal: np.ndarray | None = None):
         """Factor the static normal matrix (`smp_model.scene.conditioning`: Cholesky, or
-        with the directions no pixel constrains fixed at 0)."""
+        with the directions no pixel constrains fixed at 0); ``normal``: that matrix, when
+        already computed (`_static_normal_matrix`)."""
         self.conditioning: Conditioning
         self._static_solver, self.conditioning = factorise_static(
-            self._static_normal_matrix(), self.n_grid, self._describe_params)
+            self._static_normal_matrix() if normal is None else normal, self.n_grid,
+            self._describe_params)
         self._set_data_terms()
 
     @property
@@ -196,15 +225,12 @@ class SceneModel:
         return self.conditioning.condition_number
 
     def _static_normal_matrix(self) -> np.ndarray:
-        """A^T W A over the static columns, from the pixels with non-zero weight.
-
-        Written as B^T B with B = W^1/2 A so that numpy hands it to BLAS ``syrk`` (half the
-        work of a general product; and unlike scipy's BLAS wrappers it releases the GIL).
-        """
-        used = self.weight > 0
-        scaled = self.static_design[used]
-        scaled *= np.sqrt(self.weight[used])[:, None]
-        return scaled.T @ scaled
+        """A^T W A over the static columns, from the pixels with non-zero weight: the sum
+        of the exposures' shares, in their order (`_NormalMatrix`)."""
+        normal = _NormalMatrix(self)
+        for m in range(len(self.exposures)):
+            normal.add(m)
+        return normal.total
 
     def _set_data_terms(self):
         """The data-dependent terms of the normal equations (the factor is not)."""
