@@ -234,7 +234,7 @@ def start_up_progress(window, app):
     def progress(fraction: float, stage: str):
         if fraction >= 1.0:
             bar.hide()
-            window.statusBar().showMessage("engine ready: reading the detection…")
+            window.statusBar().showMessage("Engine ready.", 3000)   # opening says the rest
         else:
             bar.show()
             bar.setValue(int(round(100 * fraction)))
