@@ -226,3 +226,17 @@ def test_ctrl_q_saves_the_layout_stops_the_workers_and_ends_the_process(tmp_path
         time.sleep(0.05)
     assert not Path(f"/proc/{server}").exists() or \
         Path(f"/proc/{server}/stat").read_text().split()[2] == "Z"
+
+
+def test_a_first_start_fits_the_screen():
+    # On a 1280x720 screen the window opened at 1600x900, its docks and status bar off the
+    # screen (seen under Xvfb with a window manager; offscreen has no screen to fit).
+    from PyQt6.QtCore import QSize
+
+    from smp_gui.inspector.layout import DEFAULT_SIZE, first_size
+    small = first_size(QSize(1280, 720), "xcb")
+    assert small.width() <= 1280 - 16 and small.height() <= 720 - 48
+    assert small.width() >= 1200 and small.height() >= 650      # the screen is used
+    assert first_size(QSize(2560, 1440), "xcb") == DEFAULT_SIZE
+    assert first_size(QSize(1280, 720), "offscreen") == DEFAULT_SIZE
+    assert first_size(None, "xcb") == DEFAULT_SIZE

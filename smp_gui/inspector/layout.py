@@ -11,10 +11,11 @@ user drags the tab back; the arrangement is kept between launches).
 """
 from __future__ import annotations
 
-from PyQt6.QtCore import Qt
+from PyQt6.QtCore import QSize, Qt
+from PyQt6.QtGui import QGuiApplication
 
-__all__ = ["DOCK_SHARES", "DOCKS_KEY", "FIRST_WIDTHS", "GEOMETRY_KEY", "SIZE_KEY",
-           "STACKED_SHARE", "STACK_BELOW_PX", "WindowLayout"]
+__all__ = ["DEFAULT_SIZE", "DOCK_SHARES", "DOCKS_KEY", "FIRST_WIDTHS", "GEOMETRY_KEY",
+           "SIZE_KEY", "STACKED_SHARE", "STACK_BELOW_PX", "WindowLayout", "first_size"]
 
 # Where the window's geometry and its docks' arrangement are kept between launches.
 GEOMETRY_KEY = "inspector/geometry"
@@ -32,6 +33,21 @@ STACK_BELOW_PX = 1500
 FIRST_WIDTHS = (372, 420)
 # The one right-hand column's share when the exposures are stacked there.
 STACKED_SHARE = (0.30, 300, 420)
+# The window's size at a first start, on a screen that holds it (px).
+DEFAULT_SIZE = QSize(1600, 900)
+# What a window manager's title bar and frame take beyond the window's own size (px).
+_FRAME = QSize(16, 48)
+
+
+def first_size(available: QSize | None, platform: str) -> QSize:
+    """The window's size at a first start: `DEFAULT_SIZE`, or what the screen's available
+    area holds of it with the window manager's frame (on a 1280x720 screen the window
+    opened larger than the screen, its docks and status bar off it).  The offscreen
+    platform's screen (800x600) is no screen anyone sees: headless runs keep the default.
+    """
+    if available is None or platform == "offscreen":
+        return QSize(DEFAULT_SIZE)
+    return DEFAULT_SIZE.boundedTo(available - _FRAME)
 
 
 class WindowLayout:
@@ -50,8 +66,12 @@ class WindowLayout:
         return w.dockWidgetArea(w.browser_dock) == w.dockWidgetArea(w.results_dock)
 
     def restore(self):
-        """The window's size, place and docks as the user left them last time."""
+        """The window's size, place and docks as the user left them last time (a first
+        start: `first_size`)."""
         w = self.window
+        screen = w.screen() or QGuiApplication.primaryScreen()
+        w.resize(first_size(screen.availableGeometry().size() if screen else None,
+                            QGuiApplication.platformName()))
         geometry, size = w.store.value(GEOMETRY_KEY), w.store.value(SIZE_KEY)
         if geometry is not None:
             w.restoreGeometry(geometry)

@@ -110,7 +110,6 @@ class InspectorWindow(QMainWindow):
         keep_combo_keys(self)    # letters typed into a combo box search its items
         self.menus = MenuActions(self)
         self._connect()
-        self.resize(1600, 900)
         self.layout_keeper = WindowLayout(self)
         self.layout_keeper.restore()
         self.opener.refresh_recent_menu()
