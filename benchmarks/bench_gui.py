@@ -61,16 +61,9 @@ def press(window):
     print("QUIT", time.time(), file=sys.stderr, flush=True)
     QTest.keyClick(window, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
 InspectorWindow.showEvent = show_event
-from smp_gui.app import main
-def _start_line(result: dict) -> str:
-    return (f"smp-gui (demo, offscreen):  window at {result['window_s']:.2f} s (target < "
-            f"{WINDOW_TARGET_S:.1f}); Ctrl+Q to exit {result['quit_s']:.3f} s, max "
-            f"{result['quit_max_s']:.3f} s over {result['start_runs']} runs (target < "
-            f"{QUIT_TARGET_S:.1f})")
-
-
+from smp_gui.app import run
 if __name__ == "__main__":
-    sys.exit(main([]))
+    run()    # as the smp-gui command: main(), then the end of the process
 """
 
 

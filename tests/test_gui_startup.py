@@ -12,6 +12,10 @@ from smp_gui.startup import xcb_libraries
 NOISE = "propagateSizeHints"
 
 
+# After a test's changes to the process: smp-gui's main() as a user starts it, no arguments.
+START_THE_WINDOW = "from smp_gui.app import main\nsys.exit(main([]))\n"
+
+
 def _run(args, tmp_path, cwd, **env_changes):
     """``python -m smp_gui.app ARGS`` as a user starts it, without a display unless given;
     settings kept out of the user's."""
@@ -76,9 +80,7 @@ def test_display_without_xcb_libraries_names_the_packages(tmp_path, repo_root):
             f"    if name in {refused!r}: raise OSError(name + ': cannot open shared object')\n"
             f"    if name in {sorted(listed)!r}: return None\n"
             "    return real(name, *a, **k)\n"
-            "ctypes.CDLL = cdll\n"
-            "from smp_gui.app import main\n"
-            "sys.exit(main([]))\n")
+            "ctypes.CDLL = cdll\n" + START_THE_WINDOW)
     run = _run(["-c", code], tmp_path, repo_root, DISPLAY=":987")
     assert run.returncode == 2, run.stderr
     lines = run.stderr.strip().splitlines()
@@ -92,9 +94,7 @@ def test_display_no_server_answers_on_says_so(tmp_path, repo_root):
     # DISPLAY set, libraries present (as after `./dev app`), but no X server at :987: Qt
     # aborted with "could not connect to display" and a core dump.
     code = ("import sys, smp_gui.startup as startup\n"
-            "startup.missing_xcb_packages = lambda loads=None: []\n"
-            "from smp_gui.app import main\n"
-            "sys.exit(main([]))\n")
+            "startup.missing_xcb_packages = lambda loads=None: []\n" + START_THE_WINDOW)
     run = _run(["-c", code], tmp_path, repo_root, DISPLAY=":987")
     assert run.returncode == 2, run.stderr
     lines = run.stderr.strip().splitlines()
