@@ -12,6 +12,7 @@ Conventions follow the engine's: CCD pixels are 1-indexed (pixel centres at inte
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -241,3 +242,13 @@ def absolute_manifest_dict(manifest_path: Path) -> dict:
         for key in ("stamp", "psf"):
             e[key] = str((manifest_path.parent / e[key]).resolve())
     return doc
+
+
+def wait_layout_still(qtbot, item, still_s: float = 0.3, timeout_s: float = 10.0):
+    """Wait until ``item``'s size has not changed for ``still_s``."""
+    size, since, deadline = item.size(), time.monotonic(), time.monotonic() + timeout_s
+    while time.monotonic() - since < still_s:
+        assert time.monotonic() < deadline, "the layout did not settle"
+        qtbot.wait(20)
+        if item.size() != size:
+            size, since = item.size(), time.monotonic()

@@ -8,7 +8,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +22,7 @@ from smp_gui.consent import TRUSTED_FOLDERS_KEY
 from smp_gui.inspector import InspectorWindow
 from smp_model.outputs.figures import five_panel_figure
 from smp_model.simulation.demo import demo_manifest_path
+from tests.helpers import wait_layout_still
 from tests.test_gui import _send_mouse, drag_marker, exported, press, redo, undo
 
 pytestmark = pytest.mark.gui
@@ -543,16 +543,6 @@ def test_sky_aligned_readout_under_the_cursor(qtbot, window, demo, sky_off):
     ra, dec = readout_degrees(lines[1])
     want_ra, want_dec = ex.pixel_to_sky(u + ex.origin[0], v + ex.origin[1])
     assert (ra, dec) == pytest.approx((float(want_ra), float(want_dec)), abs=0.03 / 3600)
-
-
-def wait_layout_still(qtbot, item, still_s: float = 0.3, timeout_s: float = 10.0):
-    """Wait until ``item``'s size has not changed for ``still_s``."""
-    size, since, deadline = item.size(), time.monotonic(), time.monotonic() + timeout_s
-    while time.monotonic() - since < still_s:
-        assert time.monotonic() < deadline, "the layout did not settle"
-        qtbot.wait(20)
-        if item.size() != size:
-            size, since = item.size(), time.monotonic()
 
 
 def test_sky_aligned_is_kept_by_sessions(qtbot, window, demo, tmp_path, sky_off):
