@@ -189,7 +189,7 @@ def test_start_up_shows_its_stages_in_the_status_bar_until_the_first_fit(tmp_pat
     line = next(line for line in run.stderr.splitlines() if line.startswith("SEEN "))
     seen = eval(line[len("SEEN "):])    # noqa: S307 - our own repr of str/int tuples
     messages = [m for kind, m in seen if kind == "message"]
-    stages = ["process server", "GalSim", "Piff", "reading the detection"]
+    stages = ["process server", "GalSim", "Piff", "Engine ready", "reading 6 exposures"]
     at = [next(n for n, m in enumerate(messages) if stage in m) for stage in stages]
     assert at == sorted(at), messages
     # the bar went through the preload's stages, then the detection's reading
