@@ -27,6 +27,25 @@ def _run(args, tmp_path, cwd, **env_changes):
                           timeout=300, env=env)
 
 
+def _export_with_preload_hook(hook: str, out, tmp_path, cwd):
+    """``smp-gui --export-table OUT`` started as a user starts it (main()), with ``hook``
+    (lines of a function body, indented by 4, that see ``sys`` and ``QApplication``) run
+    when the engine's preload begins, before the real preload."""
+    script = tmp_path / "start.py"
+    script.write_text("import sys\n"
+                      "import smp_gui.controller as controller\n"
+                      "from PyQt6.QtWidgets import QApplication\n"
+                      "real = controller.preload_engine\n"
+                      "def preload(*args):\n"
+                      + hook +
+                      "    real(*args)\n"
+                      "controller.preload_engine = preload\n"
+                      "from smp_gui.app import main\n"
+                      "if __name__ == '__main__':\n"
+                      "    sys.exit(main(['--export-table', sys.argv[1]]))\n")
+    return _run([str(script), str(out)], tmp_path, cwd)
+
+
 def test_interactive_start_without_display_says_what_to_do(tmp_path, repo_root):
     run = _run(["-m", "smp_gui.app"], tmp_path, repo_root)
     assert run.returncode == 2, run.stderr
@@ -138,24 +157,12 @@ def test_qt_messages_other_than_the_offscreen_noise_are_passed_on(tmp_path, repo
 def test_the_window_shows_before_the_engine_starts(tmp_path, repo_root):
     # The user's start-up (main()), with the engine's preload recording what was on screen
     # when it began: it takes seconds, and the window used to appear only after it.
-    code = ("import sys\n"
-            "import smp_gui.controller as controller\n"
-            "from PyQt6.QtWidgets import QApplication\n"
-            "real = controller.preload_engine\n"
-            "def preload(*args):\n"
-            "    shown = [w for w in QApplication.topLevelWidgets()\n"
-            "             if w.isVisible() and hasattr(w, 'statusBar')]\n"
-            "    print('shown:', [w.statusBar().currentMessage() for w in shown],\n"
-            "          file=sys.stderr)\n"
-            "    real(*args)\n"
-            "controller.preload_engine = preload\n"
-            "from smp_gui.app import main\n"
-            "if __name__ == '__main__':\n"
-            "    sys.exit(main(['--export-table', sys.argv[1]]))\n")
-    script = tmp_path / "start.py"
-    script.write_text(code)
     out = tmp_path / "demo.ecsv"
-    run = _run([str(script), str(out)], tmp_path, repo_root)
+    run = _export_with_preload_hook(
+        "    shown = [w for w in QApplication.topLevelWidgets()\n"
+        "             if w.isVisible() and hasattr(w, 'statusBar')]\n"
+        "    print('shown:', [w.statusBar().currentMessage() for w in shown],\n"
+        "          file=sys.stderr)\n", out, tmp_path, repo_root)
     assert run.returncode == 0, run.stderr
     assert "shown: ['Starting the engine…']" in run.stderr.splitlines()
     assert len(Table.read(out)) == 1
@@ -164,27 +171,16 @@ def test_the_window_shows_before_the_engine_starts(tmp_path, repo_root):
 def test_start_up_shows_its_stages_in_the_status_bar_until_the_first_fit(tmp_path, repo_root):
     # The user's start-up (main()), recording every status-bar message and progress-bar
     # value from the moment the window is on screen to the first fit shown.
-    code = ("import sys\n"
-            "import smp_gui.controller as controller\n"
-            "from PyQt6.QtWidgets import QApplication\n"
-            "real = controller.preload_engine\n"
-            "seen = []\n"
-            "def preload(*args):\n"
-            "    w = next(w for w in QApplication.topLevelWidgets()\n"
-            "             if w.isVisible() and hasattr(w, 'progress_bar'))\n"
-            "    w.statusBar().messageChanged.connect(\n"
-            "        lambda m: m and seen.append(('message', m)))\n"
-            "    w.progress_bar.valueChanged.connect(\n"
-            "        lambda v: w.progress_bar.isVisible() and seen.append(('bar', v)))\n"
-            "    w.fitDisplayed.connect(lambda _: print('SEEN', repr(seen), file=sys.stderr))\n"
-            "    real(*args)\n"
-            "controller.preload_engine = preload\n"
-            "from smp_gui.app import main\n"
-            "if __name__ == '__main__':\n"
-            "    sys.exit(main(['--export-table', sys.argv[1]]))\n")
-    script = tmp_path / "start.py"
-    script.write_text(code)
-    run = _run([str(script), str(tmp_path / "demo.ecsv")], tmp_path, repo_root)
+    run = _export_with_preload_hook(
+        "    seen = []\n"
+        "    w = next(w for w in QApplication.topLevelWidgets()\n"
+        "             if w.isVisible() and hasattr(w, 'progress_bar'))\n"
+        "    w.statusBar().messageChanged.connect(\n"
+        "        lambda m: m and seen.append(('message', m)))\n"
+        "    w.progress_bar.valueChanged.connect(\n"
+        "        lambda v: w.progress_bar.isVisible() and seen.append(('bar', v)))\n"
+        "    w.fitDisplayed.connect(lambda _: print('SEEN', repr(seen), file=sys.stderr))\n",
+        tmp_path / "demo.ecsv", tmp_path, repo_root)
     assert run.returncode == 0, run.stderr
     line = next(line for line in run.stderr.splitlines() if line.startswith("SEEN "))
     seen = eval(line[len("SEEN "):])    # noqa: S307 - our own repr of str/int tuples
