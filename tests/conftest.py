@@ -48,13 +48,6 @@ def tiny_survey(tmp_path_factory):
 def fresh_inspector(qapp, tmp_path):
     """A new inspector window for one test, shown, with its own settings file (trusted
     folders, geometry: nothing carried over from the user's or another test's)."""
-    from PyQt6.QtCore import QSettings
-
-    from smp_gui.inspector.window import InspectorWindow
-    store = QSettings(str(tmp_path / "smp.ini"), QSettings.Format.IniFormat)
-    w = InspectorWindow(store)
-    w.show()
-    yield w
-    w.shutdown()
-    w.close()
-    w.deleteLater()
+    from tests.helpers import shown_inspector
+    with shown_inspector(tmp_path / "smp.ini") as window:
+        yield window

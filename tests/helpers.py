@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -252,3 +253,30 @@ def wait_layout_still(qtbot, item, still_s: float = 0.3, timeout_s: float = 10.0
         qtbot.wait(20)
         if item.size() != size:
             size, since = item.size(), time.monotonic()
+
+
+def new_inspector(settings_file: Path, trusted=()):
+    """A shown inspector window whose settings live in ``settings_file`` (nothing carried
+    over from the user's or another test's), trusting the PSF folders ``trusted``."""
+    from PyQt6.QtCore import QSettings
+
+    from smp_gui.consent import TRUSTED_FOLDERS_KEY
+    from smp_gui.inspector.window import InspectorWindow
+    store = QSettings(str(settings_file), QSettings.Format.IniFormat)
+    if trusted:
+        store.setValue(TRUSTED_FOLDERS_KEY, [str(folder) for folder in trusted])
+    window = InspectorWindow(store)
+    window.show()
+    return window
+
+
+@contextmanager
+def shown_inspector(settings_file: Path, trusted=()):
+    """`new_inspector` for the ``with`` block, then shut down, closed and deleted."""
+    window = new_inspector(settings_file, trusted)
+    try:
+        yield window
+    finally:
+        window.shutdown()
+        window.close()
+        window.deleteLater()

@@ -16,11 +16,10 @@ import pyqtgraph as pg
 import pytest
 from astropy.io import fits
 from astropy.table import Table
-from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
+from PyQt6.QtCore import QEvent, QPoint, QPointF, Qt
 from PyQt6.QtGui import QMouseEvent
 from PyQt6.QtWidgets import QApplication, QMessageBox
 
-from smp_gui.consent import TRUSTED_FOLDERS_KEY
 from smp_gui.controller import FitController, FitJob
 from smp_gui.inspector import InspectorWindow
 from smp_gui.inspector.coordinates import ccd_to_view, pixel_rect, view_to_ccd, view_to_pixel
@@ -30,7 +29,7 @@ from smp_model.fit.photometry import DetectionPhotometry
 from smp_model.fit.request import FitRequest as EngineFitRequest
 from smp_model.inputs.manifest import DetectionManifest
 from smp_model.settings import FitSettings
-from tests.helpers import wait_layout_still
+from tests.helpers import shown_inspector, wait_layout_still
 
 pytestmark = pytest.mark.gui
 
@@ -53,24 +52,18 @@ def engine(lq28_path):
         return DetectionPhotometry(lq28_path)
 
 
-def _new_window(tmp_path_factory) -> InspectorWindow:
-    store = QSettings(str(tmp_path_factory.mktemp("qsettings") / "smp.ini"),
-                      QSettings.Format.IniFormat)
-    # Sessions saved under tmp_path name the sample's PSF files: a folder the user trusts
-    # (the question itself: tests/test_gui_careful.py).
-    store.setValue(TRUSTED_FOLDERS_KEY, [os.environ.get("SMP_DES_SAMPLE") or str(
-        Path(__file__).resolve().parents[2] / "shared" / "des-sample")])
-    window = InspectorWindow(store)
-    window.show()
-    return window
+def _new_window(tmp_path_factory):
+    """A window of its own (`shown_inspector`). Sessions saved under tmp_path name the
+    sample's PSF files: a folder the user trusts (the question: tests/test_gui_careful.py).
+    """
+    sample = os.environ.get("SMP_DES_SAMPLE") or str(
+        Path(__file__).resolve().parents[2] / "shared" / "des-sample")
+    return shown_inspector(tmp_path_factory.mktemp("qsettings") / "smp.ini", [sample])
 
 
 def _window_lifetime(tmp_path_factory):
-    w = _new_window(tmp_path_factory)
-    yield w
-    w.shutdown()
-    w.close()
-    w.deleteLater()
+    with _new_window(tmp_path_factory) as window:
+        yield window
 
 
 @pytest.fixture(scope="module")
@@ -429,8 +422,7 @@ def test_session_roundtrip(qtbot, window, lq28_path, tmp_path, tmp_path_factory)
     path = window.save_session(tmp_path / "lq28.smpsession.json")
     assert json.loads(path.read_text())["offsets"]["binary"] == [0.2, 1.1, -0.1, 0.9]
 
-    other = _new_window(tmp_path_factory)
-    try:
+    with _new_window(tmp_path_factory) as other:
         with qtbot.waitSignal(other.fitDisplayed, timeout=FIT_TIMEOUT_MS):
             assert other.open_path(path)
         restored = other.session_state()
@@ -440,9 +432,6 @@ def test_session_roundtrip(qtbot, window, lq28_path, tmp_path, tmp_path_factory)
         assert restored["view"]["colormap"] == "viridis"
         assert restored["view"]["levels"] == pytest.approx(saved["view"]["levels"])
         assert other.result.summary.offsets == (0.2, 1.1, -0.1, 0.9)
-    finally:
-        other.shutdown()
-        other.close()
         other.deleteLater()
     # saving again over the file asks first
     window.browser.select(window.result.fit.scene.detection_index)

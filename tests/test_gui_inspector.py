@@ -14,15 +14,13 @@ import numpy as np
 import pyqtgraph as pg
 import pytest
 from astropy.table import Table
-from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt
+from PyQt6.QtCore import QEvent, QPoint, QPointF, Qt
 from PyQt6.QtGui import QMouseEvent
 from PyQt6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
-from smp_gui.consent import TRUSTED_FOLDERS_KEY
-from smp_gui.inspector import InspectorWindow
 from smp_model.outputs.figures import five_panel_figure
 from smp_model.simulation.demo import demo_manifest_path
-from tests.helpers import wait_layout_still
+from tests.helpers import shown_inspector, wait_layout_still
 from tests.test_gui import _send_mouse, drag_marker, exported, press, redo, undo
 
 pytestmark = pytest.mark.gui
@@ -45,16 +43,10 @@ def store_dir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def window(qapp, store_dir):
-    store = QSettings(str(store_dir / "smp.ini"), QSettings.Format.IniFormat)
     # Sessions saved under tmp_path name the demo's PSF files: a folder the user trusts
     # (the question itself: tests/test_gui_careful.py).
-    store.setValue(TRUSTED_FOLDERS_KEY, [str(demo_manifest_path().parent)])
-    w = InspectorWindow(store)
-    w.show()
-    yield w
-    w.shutdown()
-    w.close()
-    w.deleteLater()
+    with shown_inspector(store_dir / "smp.ini", [demo_manifest_path().parent]) as window:
+        yield window
 
 
 def settled(qtbot, window):

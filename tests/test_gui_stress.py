@@ -19,15 +19,15 @@ import time
 import numpy as np
 import pyqtgraph as pg
 import pytest
-from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt, QThreadPool
+from PyQt6.QtCore import QEvent, QPoint, QPointF, Qt, QThreadPool
 from PyQt6.QtGui import QMouseEvent
 from PyQt6.QtWidgets import QApplication
 
-from smp_gui.inspector import InspectorWindow
 from smp_gui.inspector.coordinates import ccd_to_view
 from smp_model.fit.panels import five_panels
 from smp_model.fit.photometry import DetectionPhotometry
 from smp_model.inputs.manifest import DetectionManifest
+from tests.helpers import new_inspector, shown_inspector
 
 pytestmark = pytest.mark.gui
 
@@ -45,20 +45,10 @@ def lq28_path(des_sample):
     return des_sample / "2014lq28" / "detection.toml"
 
 
-def new_window(tmp_path) -> InspectorWindow:
-    store = QSettings(str(tmp_path / "smp.ini"), QSettings.Format.IniFormat)
-    window = InspectorWindow(store)
-    window.show()
-    return window
-
-
 @pytest.fixture
 def window(qapp, tmp_path):
-    w = new_window(tmp_path)
-    yield w
-    w.shutdown()
-    w.close()
-    w.deleteLater()
+    with shown_inspector(tmp_path / "smp.ini") as w:
+        yield w
 
 
 def settled(window) -> bool:
@@ -205,7 +195,7 @@ def _live_threads(baseline: set[int]) -> list[threading.Thread]:
 
 def test_close_window_during_cold_fit(qtbot, qapp, lq28_path, tmp_path):
     baseline = {t.ident for t in threading.enumerate()}
-    window = new_window(tmp_path)
+    window = new_inspector(tmp_path / "smp.ini")
     worker = window.controller.worker_thread
     displayed = []
     window.fitDisplayed.connect(displayed.append)
