@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 import pytest
+from astropy.table import Table
 from PyQt6.QtCore import QEvent, QPoint, QPointF, QSettings, Qt, QTimer
 from PyQt6.QtWidgets import QApplication, QFileDialog
 
@@ -471,3 +472,24 @@ def test_the_map_fills_its_cell_at_1280x720(qtbot, window):
     box = vb.sceneBoundingRect()
     # the map spans its cell's narrower side (within the 2 % padding)
     assert max(shown.width() / box.width(), shown.height() / box.height()) > 0.9
+
+
+def test_an_export_being_written_when_the_user_quits_is_finished(qtbot, window, tmp_path,
+                                                                   monkeypatch):
+    # Exports are written in a daemon thread and smp-gui ends its process at once after
+    # the window closes: File > Export then Ctrl+Q dropped the file without a word.
+    import smp_model.outputs.tables as tables
+    open_demo_binary(qtbot, window)
+    real = tables.write_table
+
+    def slow_write(*args, **kwargs):
+        time.sleep(1.0)   # a table on a slow disk
+        return real(*args, **kwargs)
+    monkeypatch.setattr(tables, "write_table", slow_write)
+    out = tmp_path / "fluxes.ecsv"
+    monkeypatch.setattr(QFileDialog, "getSaveFileName",
+                        lambda *a, **k: (str(out), "ECSV (*.ecsv)"))
+    menu_action(window, "File", "Export", "Flux table").trigger()
+    qtbot.keyClick(window, Qt.Key.Key_Q, Qt.KeyboardModifier.ControlModifier)
+    assert not window.isVisible()
+    assert out.exists() and len(Table.read(out)) == 2

@@ -86,6 +86,13 @@ class Exporter(QObject):
                             lambda fit, p, ow: write_regions(fit, p, overwrite=ow),
                             path, self._stem("regions"))
 
+    def finish(self) -> None:
+        """Wait for the exports still being written: quitting ends the process (daemon
+        threads with it), and an export the user asked for must not be dropped."""
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
+
     # -- one export -----------------------------------------------------------------------
 
     def _export(self, what: str, writer, path, stem: str) -> Path | None:

@@ -572,6 +572,8 @@ class InspectorWindow(QMainWindow):
         super().closeEvent(event)
 
     def shutdown(self):
-        """Stop the worker thread and leave the SAMP hub (idempotent)."""
+        """Finish the exports being written, stop the worker thread and leave the SAMP
+        hub (idempotent)."""
+        self.exporter.finish()
         self.controller.shutdown()
         self.samp.shutdown()
