@@ -18,7 +18,7 @@ from smp_model.validation.injection import (PullStats, Recovery, ValidationRepor
 @pytest.fixture(scope="module")
 def report(des_sample):
     return run_validation(32, seed=1, binary=True, real=des_sample, n_delta_chi2=4,
-                          n_binary=8, n_real=27)
+                          n_binary=3, n_real=27)
 
 
 def test_pull_statistics_of_known_values():
@@ -66,7 +66,7 @@ def test_single_sources_rarely_look_binary(report):
 
 def test_binary_fluxes_and_separations(report):
     b = report.summary()["binary"]
-    assert b["n_pairs"] == 6 and b["n"] == 12
+    assert b["n_pairs"] == 3 and b["n"] == 6
     # The engine's flux errors ignore the position search (published method); with the
     # position uncertainty propagated the pulls must be unit-width.
     honest = b["with_position_errors"]
@@ -74,7 +74,7 @@ def test_binary_fluxes_and_separations(report):
     assert 0.6 < honest["pull_std"] < 1.6
     assert b["pull_std"] >= honest["pull_std"]
     assert 0.4 < b["separation_pull_std"] < 2.0
-    assert "close_pairs" in b and b["close_pairs"]["n_pairs"] == 2
+    assert "close_pairs" in b and b["close_pairs"]["n_pairs"] == 6
     for section in (b, b["close_pairs"]):
         assert section["total_flux"]["n"] == section["n_pairs"]
         assert 0.0 <= section["recommended"]["unresolved_fraction"] <= 1.0

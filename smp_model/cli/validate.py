@@ -21,7 +21,7 @@ def register(sub) -> None:
     p.add_argument("--n", type=number(1, integer=True), default=200, metavar="N",
                    help="injections per experiment (200)")
     p.add_argument("--binary", action="store_true",
-                   help="also binary injections (a quarter of them pairs closer than 2 px)")
+                   help="also binary injections: N pairs 2-4 px apart, 2N 1-2 px apart")
     p.add_argument("--real", metavar="PATH",
                    help="DES sample folder (with */detection.toml) for real-data injections")
     p.add_argument("--psfex", metavar="PSF",

@@ -36,7 +36,7 @@ FLAGS = (
     Flag(4, "position_err_undefined", "position fitted but the chi2 curvature is not "
          "positive-definite: position errors and flux_err_total are undefined"),
     Flag(8, "unresolved", "binary whose components the data cannot separate (delta_chi2 "
-         "< 25, separation < 7 sigma or its first-order bias > 0.5 sigma): quote "
+         "< 25, separation < 10 sigma or its first-order bias > 0.5 sigma): quote "
          "total_flux +- total_flux_err"),
     Flag(16, "exposure_dropped", "an exposure of the manifest had no usable pixel and was "
          "left out (meta exposures_dropped)"),
