@@ -121,6 +121,58 @@ def test_unresolved_pair_total_flux_is_the_blends(tmp_path, seed):
     assert abs(fit.total_flux - true_total) < 2 * fit.total_flux_err
 
 
+def test_collapsed_pair_total_flux_is_the_blends(tmp_path):
+    """A faint 1.5 px pair whose best binary puts both components on one point, with
+    fluxes of +-8e5 that cancel to 1617 for a pair of 2028 (-3 sigma), and no position
+    errors: its total flux is that of the pair searched from the close split, and no
+    first-order correction is applied to it."""
+    truth = simulate_detection(tmp_path, seed=28, binary=True, flux=1300.0,
+                               flux_ratio=0.56, separation_px=1.5, galaxy=False)
+    fit = DetectionPhotometry(truth.manifest_path).optimize_binary()
+    true_total = truth.fluxes.sum()
+    assert fit.separation_px < 0.01 and fit.position_errors_undefined and fit.unresolved
+    assert min(fit.primary.flux, -fit.secondary.flux) > 100 * true_total
+    components = fit.primary.flux + fit.secondary.flux
+    assert abs(components - true_total) > 2.5 * fit.total_flux_err
+    assert fit.blend is not None and fit.total_flux == fit.blend.total_flux
+    assert abs(fit.total_flux - true_total) < 0.5 * fit.total_flux_err
+    assert fit.total_flux_debiased == fit.total_flux
+
+
+def test_separation_below_ten_sigma_is_unresolved(close_pair):
+    """Pairs measured at 7-10 sigma are those the noise widened (+0.65 sigma after the
+    first-order correction): the 1.6 px pair, its position errors scaled so that its
+    separation is 8.5 of its errors, is flagged; at 12 it is not."""
+    import dataclasses
+
+    _, phot = close_pair
+    fit = phot.optimize_binary()
+    assert not fit.unresolved
+
+    def at(significance):
+        scale = (fit.separation_px / fit.separation_err_px / significance) ** 2
+        return dataclasses.replace(fit, position_covariance=fit.position_covariance * scale,
+                                   position_bias=np.zeros((2, 2)))
+
+    assert at(8.5).separation_px / at(8.5).separation_err_px == pytest.approx(8.5)
+    assert at(8.5).unresolved
+    assert not at(12.0).unresolved
+
+
+def test_large_flux_bias_is_not_corrected(close_pair):
+    """The first-order bias describes the estimate only while it is small against the
+    error: beyond half of ``total_flux_err`` the total is quoted uncorrected."""
+    import dataclasses
+
+    _, phot = close_pair
+    fit = phot.optimize_binary()
+    err = fit.total_flux_err
+    small = dataclasses.replace(fit, flux_bias=np.array([0.2, 0.2]) * err)
+    assert small.total_flux_debiased == pytest.approx(fit.total_flux - 0.4 * err)
+    large = dataclasses.replace(fit, flux_bias=np.array([0.4, 0.2]) * err)
+    assert large.total_flux_debiased == fit.total_flux
+
+
 def test_total_flux_debiased_is_the_sum_less_its_first_order_bias(close_pair):
     """A searched pair's ``total_flux_debiased`` (a table column) is the components' sum
     less the sum of their least-squares flux biases; at fixed positions there is no bias
