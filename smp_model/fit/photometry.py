@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..inputs.manifest import DetectionManifest
-from ..inputs.stamps import flux_scale
+from ..inputs.stamps import flux_scale, read_stamp
 from ..scene.exposures import load_exposures
 from ..scene.memory import check_fit_memory
 from ..blas import single_threaded_blas
@@ -54,10 +54,14 @@ class DetectionPhotometry:
             manifest = DetectionManifest.read(manifest)
         self.manifest = manifest
         self.settings = settings
-        check_fit_memory(manifest, settings)   # before any PSF is read (issue 13)
+        # The detection stamp alone, then the memory check, before any other stamp or PSF
+        # is read (issue 13); the loader reuses the stamp.
+        detection_stamp = read_stamp(manifest.detection_exposure.stamp)
+        check_fit_memory(manifest, settings, detection_stamp)
         if progress:
             progress(0.0, f"reading {len(manifest.exposures)} exposures of {manifest.name}")
-        self.exposures, self.dropped = load_exposures(manifest, progress=progress)
+        self.exposures, self.dropped = load_exposures(manifest, progress=progress,
+                                                      detection_stamp=detection_stamp)
         t1 = time.perf_counter()
         det = [ex.entry for ex in self.exposures].index(manifest.detection_exposure)
         self.scene = SceneModel(self.exposures, det, manifest.ra, manifest.dec, settings,

@@ -163,7 +163,8 @@ def _stamp_centre(entry: ExposureEntry, stamp: Stamp) -> tuple[float, float]:
 
 
 def load_exposures(manifest: DetectionManifest,
-                   progress: Callable[[float, str], None] | None = None
+                   progress: Callable[[float, str], None] | None = None,
+                   detection_stamp: Stamp | None = None
                    ) -> tuple[list[LoadedExposure], list[str]]:
     """Load every exposure of ``manifest``.
 
@@ -172,10 +173,13 @@ def load_exposures(manifest: DetectionManifest,
     make the normal matrix singular) with a `DroppedExposureWarning`; if that is the
     detection exposure, `StampError` is raised.  All stamps must have one shape.
     ``progress(fraction, message)`` is called after each exposure (it may raise to cancel).
+    ``detection_stamp``: the detection exposure's stamp, when already read
+    (`check_fit_memory` reads it first).
     """
     for message in manifest_warnings(manifest):
         warnings.warn(message, stacklevel=2)
-    stamps = [read_stamp(e.stamp) for e in manifest.exposures]
+    stamps = [detection_stamp if e is manifest.detection_exposure and detection_stamp
+              is not None else read_stamp(e.stamp) for e in manifest.exposures]
     shapes = {st.shape for st in stamps}
     if len(shapes) > 1:
         detail = ", ".join(f"{e.expnum}: {st.shape}"

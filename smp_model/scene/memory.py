@@ -3,7 +3,7 @@ that a detection too large for the machine is refused before any PSF file is rea
 from __future__ import annotations
 
 from ..inputs.manifest import DetectionManifest
-from ..inputs.stamps import read_stamp
+from ..inputs.stamps import Stamp, read_stamp
 from ..limits import fit_memory_bytes, memory_refusal
 from ..settings import FitSettings
 
@@ -18,11 +18,15 @@ def estimate_fit_memory(manifest: DetectionManifest, settings: FitSettings) -> i
                             settings.grid_size)
 
 
-def check_fit_memory(manifest: DetectionManifest, settings: FitSettings) -> None:
+def check_fit_memory(manifest: DetectionManifest, settings: FitSettings,
+                     detection_stamp: Stamp | None = None) -> None:
     """Raise `ResourceLimitError` (naming the manifest) if the fit of ``manifest`` would
     need more than ``settings.memory_limit_bytes`` (`estimate_fit_memory`); call it before
-    loading the detection."""
-    error = memory_refusal(len(manifest.exposures), _detection_pixels(manifest), settings.grid_size,
+    loading the detection.  ``detection_stamp``: the detection exposure's stamp, when
+    already read (it is read otherwise)."""
+    pixels = (_detection_pixels(manifest) if detection_stamp is None
+              else detection_stamp.sci.size)
+    error = memory_refusal(len(manifest.exposures), pixels, settings.grid_size,
                            settings.memory_limit_bytes, manifest.path or manifest.name)
     if error is not None:
         raise error

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import functools
 import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -42,6 +41,10 @@ DERIVATIVE_STEP = 1e-4
 DISTORTION_STEP = 1e-2
 
 Progress = Callable[[float, str], None]
+
+# Threads that render a scene's exposures (`SceneModel._render_all`): one per core of the
+# 2-core machines it is tuned on; more would only queue for the GIL.
+_RENDER_THREADS = 2
 
 
 class _NormalMatrix:
@@ -137,29 +140,53 @@ class SceneModel:
         self.rows = [slice(m * npix, (m + 1) * npix) for m in range(n_exp)]
         self.data = np.concatenate([ex.image.ravel() for ex in self.exposures])
         self.weight = np.concatenate([ex.weight.ravel() for ex in self.exposures])
-        self.renderers: list[OversampledPSF] = []
+        self.renderers: list[OversampledPSF] = [None] * n_exp
         self._last_target_stamps: tuple[bytes, np.ndarray] | None = None
-        self.sampling_origins: list[tuple[int, int]] = []
-        self.grid_xy: list[tuple[np.ndarray, np.ndarray]] = []
+        self.sampling_origins: list[tuple[int, int]] = [None] * n_exp
+        self.grid_xy: list[tuple[np.ndarray, np.ndarray]] = [None] * n_exp
+        # The WCS Jacobian at each exposure's target, the one its renderer's profile was
+        # made with (once per scene: a DES WCS costs ~0.3 ms a call, and every refit of the
+        # target asked for it again); set by `_render_exposure`.
+        self._reference_jacobians: list[np.ndarray] = [None] * n_exp
         self.static_design = np.zeros((n_exp * npix, self.n_grid + self.n_sky))
-        # Band-limited renderers multiply small matrices: BLAS on one thread.  BLAS
-        # releases the GIL, so each exposure's share of the normal matrix is multiplied on
-        # a second thread while the next exposure renders (which holds the GIL).
+        self._render_all(progress)
+
+    # -- construction -----------------------------------------------------------------
+
+    def _render_all(self, progress: Progress | None) -> None:
+        """Render every exposure's grid into the design and factorise the normal matrix.
+
+        The exposures are rendered on `_RENDER_THREADS` threads: the spline evaluation
+        (``map_coordinates``, which releases the GIL in scipy >= 1.17) and numpy's
+        operations on the stamps release the GIL, so one exposure's spline runs while
+        another's Python (WCS, PSF profile) does.  Each exposure only touches its own
+        rows, renderer and WCS.  Each exposure's share of the normal matrix is multiplied
+        by BLAS (which releases the GIL too) on one more thread, in the exposures' order
+        (one order, one rounding), as soon as its rendering is done.  Band-limited
+        renderers multiply small matrices: BLAS on one thread."""
+        n_exp = len(self.exposures)
         normal = _NormalMatrix(self)
-        with single_threaded_blas(), ThreadPoolExecutor(max_workers=1) as pool:
-            shares = []
-            for m, ex in enumerate(self.exposures):
-                if progress:
-                    progress(m / n_exp, f"rendering PSF grid of {ex.entry.label}")
-                self._render_exposure(m, ex)
-                shares.append(pool.submit(normal.add, m))   # one worker: in order
-            for share in shares:
-                share.result()
+        with single_threaded_blas(), \
+                ThreadPoolExecutor(max_workers=_RENDER_THREADS) as render_pool, \
+                ThreadPoolExecutor(max_workers=1) as sum_pool:
+            renders = [render_pool.submit(self._render_exposure, m, ex)
+                       for m, ex in enumerate(self.exposures)]
+            try:
+                shares = []
+                for m, (ex, render) in enumerate(zip(self.exposures, renders)):
+                    if progress:   # in the caller's thread; it may raise to cancel
+                        progress(m / n_exp, f"rendering PSF grid of {ex.entry.label}")
+                    render.result()
+                    shares.append(sum_pool.submit(normal.add, m))   # one worker: in order
+                for share in shares:
+                    share.result()
+            except BaseException:
+                for render in renders:   # those not started; the pools wait for the rest
+                    render.cancel()
+                raise
             if progress:
                 progress(1.0, "factorising the normal matrix")
             self._factorise(normal.total)
-
-    # -- construction -----------------------------------------------------------------
 
     def _check_memory(self):
         error = memory_refusal(len(self.exposures), self.exposures[0].image.size,
@@ -181,9 +208,11 @@ class SceneModel:
         renderer = OversampledPSF(ex.psf.pixel_profile(*ex.target_xy),
                                   max(far_x, far_y) + 2, self.settings.oversampling,
                                   normalization=self.settings.psf_normalization)
-        self.renderers.append(renderer)
-        self.sampling_origins.append(origin)
-        self.grid_xy.append((gx, gy))
+        self.renderers[m] = renderer
+        self.sampling_origins[m] = origin
+        self.grid_xy[m] = (gx, gy)
+        self._reference_jacobians[m] = local_jacobians(ex.psf.wcs, *ex.target_xy,
+                                                       color=ex.color_gi)[0]
         block = self.static_design[self.rows[m]]
         # Drawn straight into the design's columns (as the convention orients them): a
         # view, so no stamp-sized copies.
@@ -200,14 +229,6 @@ class SceneModel:
         ex = self.exposures[m]
         return np.linalg.solve(self._reference_jacobians[m],
                                local_jacobians(ex.psf.wcs, cx, cy, color=ex.color_gi))
-
-    @functools.cached_property
-    def _reference_jacobians(self) -> list[np.ndarray]:
-        """The WCS Jacobian at each exposure's target, the one its renderer's profile was
-        made with (once per scene: a DES WCS costs ~0.3 ms a call, and every refit of the
-        target asked for it again)."""
-        return [local_jacobians(ex.psf.wcs, *ex.target_xy, color=ex.color_gi)[0]
-                for ex in self.exposures]
 
     def _factorise(self, normal: np.ndarray | None = None):
         """Factor the static normal matrix (`smp_model.scene.conditioning`: Cholesky, or
