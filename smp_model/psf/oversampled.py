@@ -189,9 +189,8 @@ class OversampledPSF:
         # Sources in chunks of about _CHUNK_POINTS pixels, through buffers allocated once:
         # fresh temporaries the size of a grid's stamps cost more in page faults in a new
         # process than the arithmetic on them (a whole grid in one chunk was ~25 % slower
-        # in a cold fit).  The chunks also bound how long a call holds the GIL with a
-        # scipy whose map_coordinates holds it; the pinned one (1.17) releases it, so
-        # exposures render on two threads (`SceneModel`).
+        # in a cold fit).  map_coordinates releases the GIL (scipy 1.15 and 1.17 alike),
+        # so exposures render on two threads (`SceneModel`).
         per_chunk = max(1, _CHUNK_POINTS // max(ny * nx, 1))
         work = _RenderBuffers(min(per_chunk, n_src), ny, nx)
         for k0 in range(0, n_src, per_chunk):

@@ -157,7 +157,7 @@ class SceneModel:
         """Render every exposure's grid into the design and factorise the normal matrix.
 
         The exposures are rendered on `_RENDER_THREADS` threads: the spline evaluation
-        (``map_coordinates``, which releases the GIL in scipy >= 1.17) and numpy's
+        (``map_coordinates``, which releases the GIL) and numpy's
         operations on the stamps release the GIL, so one exposure's spline runs while
         another's Python (WCS, PSF profile) does.  Each exposure only touches its own
         rows, renderer and WCS.  Each exposure's share of the normal matrix is multiplied
