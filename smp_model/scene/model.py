@@ -157,13 +157,12 @@ class SceneModel:
         """Render every exposure's grid into the design and factorise the normal matrix.
 
         The exposures are rendered on `_RENDER_THREADS` threads: the spline evaluation
-        (``map_coordinates``, which releases the GIL) and numpy's
-        operations on the stamps release the GIL, so one exposure's spline runs while
-        another's Python (WCS, PSF profile) does.  Each exposure only touches its own
-        rows, renderer and WCS.  Each exposure's share of the normal matrix is multiplied
-        by BLAS (which releases the GIL too) on one more thread, in the exposures' order
-        (one order, one rounding), as soon as its rendering is done.  Band-limited
-        renderers multiply small matrices: BLAS on one thread."""
+        (``map_coordinates``) and numpy's operations on the stamps release the GIL, so one
+        exposure's spline runs while another's Python (WCS, PSF profile) does.  Each
+        exposure only touches its own rows, renderer and WCS.  Each exposure's share of the
+        normal matrix is multiplied by BLAS (which releases the GIL too) on one more
+        thread, in the exposures' order (one order, one rounding), as soon as its rendering
+        is done.  Band-limited renderers multiply small matrices: BLAS on one thread."""
         n_exp = len(self.exposures)
         normal = _NormalMatrix(self)
         with single_threaded_blas(), \
